@@ -1,0 +1,42 @@
+package rules
+
+// State is a truck's last known position report, as the store keeps it.
+type State struct {
+	Lat, Lon       float64 // degrees, WGS84
+	Speed, Heading float64 // km/h, degrees clockwise from north
+	TS             int64   // Unix seconds
+}
+
+// Input is what a rule sees for one GPS update: the new report, the
+// truck's previous state and whether there was one. The VM reads fields
+// straight from it; derived fields (dt, moved_m) are computed on demand.
+//
+// Size: 5×8 + 5×8 + 8 (bool, padded) = 88 bytes, no pointers.
+type Input struct {
+	Lat, Lon       float64
+	Speed, Heading float64
+	TS             int64
+	Prev           State
+	HasPrev        bool
+}
+
+// ZoneResolver maps a zone name to its ID at compile time. The fence
+// package implements it.
+type ZoneResolver interface {
+	ZoneID(name string) (id int, ok bool)
+}
+
+// ZoneLister is optionally implemented by a ZoneResolver; when it is,
+// "unknown zone" errors suggest the closest known name.
+type ZoneLister interface {
+	ZoneNames() []string
+}
+
+// ZoneTester answers geometric questions about zones at run time. The
+// fence package implements it. DistanceM is the distance in metres from
+// the point to the zone; it may be 0 or the distance to the boundary for
+// points inside, since near() tests Inside first.
+type ZoneTester interface {
+	Inside(zone int, lat, lon float64) bool
+	DistanceM(zone int, lat, lon float64) float64
+}

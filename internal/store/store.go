@@ -1,0 +1,292 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// MaxIDLen is the longest truck ID accepted, in bytes.
+const MaxIDLen = 64
+
+// Options configures a Store. The zero value gives the defaults.
+type Options struct {
+	// Shards is the number of shards, rounded up to a power of two
+	// (default 8, at most 256). More shards spread writers over more locks;
+	// each shard keeps its own grid cells, so very many shards cost memory.
+	Shards int
+	// CellDeg is the spatial grid's cell size in degrees; it must divide 180
+	// into a whole number of cells at 1e-7 degree resolution (default 0.5).
+	CellDeg float64
+	// MaxTrucks caps the number of trucks (0 = no cap). Updates for new trucks
+	// past the cap are refused; known trucks keep updating.
+	MaxTrucks int
+}
+
+// Position is a truck's state in its stored fixed-point form.
+type Position struct {
+	Lat, Lon int32  // 1e-7 degree
+	TS       uint32 // Unix seconds
+	Speed    uint16 // 0.1 km/h
+	Heading  uint16 // degrees, 0–359
+}
+
+// LatDeg returns the latitude in degrees.
+func (p Position) LatDeg() float64 { return geo.FromFixed(p.Lat) }
+
+// LonDeg returns the longitude in degrees.
+func (p Position) LonDeg() float64 { return geo.FromFixed(p.Lon) }
+
+// SpeedKmh returns the speed in km/h.
+func (p Position) SpeedKmh() float64 { return float64(p.Speed) / 10 }
+
+// MakePosition converts from degrees, km/h and Unix seconds, rounding to
+// the stored precision. It does not validate: see ValidPosition.
+func MakePosition(lat, lon float64, ts int64, speedKmh, headingDeg float64) Position {
+	h := math.Round(headingDeg)
+	if h >= 360 {
+		h -= 360
+	}
+	return Position{
+		Lat:     geo.ToFixed(lat),
+		Lon:     geo.ToFixed(lon),
+		TS:      uint32(ts),
+		Speed:   uint16(math.Round(speedKmh * 10)),
+		Heading: uint16(h),
+	}
+}
+
+// Update is one position report for one truck. ID may alias a caller's
+// buffer; the store copies what it keeps.
+type Update struct {
+	ID []byte
+	Position
+}
+
+// Result counts what Apply did with a batch.
+type Result struct {
+	Inserted int // new trucks
+	Updated  int // known trucks moved
+	Stale    int // older than the stored position: accepted, not applied
+	Refused  int // new trucks refused because the store is full (MaxTrucks)
+	Invalid  int // empty or over-long IDs, coordinates out of range
+}
+
+func (r *Result) add(o Result) {
+	r.Inserted += o.Inserted
+	r.Updated += o.Updated
+	r.Stale += o.Stale
+	r.Refused += o.Refused
+	r.Invalid += o.Invalid
+}
+
+// ErrFull is returned when a shard cannot hold more slots.
+var ErrFull = errors.New("store: full")
+
+// Store is the sharded latest-position store. It is safe for concurrent use.
+type Store struct {
+	seed      maphash.Seed
+	shardBits uint
+	shards    []shard
+	geom      gridGeom
+	maxTrucks int64
+	live      atomic.Int64 // trucks across shards; a soft cap, see Apply
+	scratch   sync.Pool    // *applyScratch
+}
+
+// New returns an empty Store.
+func New(o Options) (*Store, error) {
+	n := o.Shards
+	if n <= 0 {
+		n = 8
+	}
+	if n > 256 {
+		return nil, fmt.Errorf("store: %d shards is more than 256", n)
+	}
+	n = 1 << bits.Len(uint(n-1))
+	cell := o.CellDeg
+	if cell == 0 {
+		cell = 0.5
+	}
+	g, err := newGridGeom(cell)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		seed:      maphash.MakeSeed(),
+		shardBits: uint(bits.TrailingZeros(uint(n))),
+		shards:    make([]shard, n),
+		geom:      g,
+		maxTrucks: int64(o.MaxTrucks),
+	}
+	for i := range s.shards {
+		s.shards[i].init(s)
+	}
+	return s, nil
+}
+
+// Len returns the number of trucks stored.
+func (s *Store) Len() int { return int(s.live.Load()) }
+
+// NumShards returns the number of shards.
+func (s *Store) NumShards() int { return len(s.shards) }
+
+func (s *Store) hash(id []byte) uint64 { return maphash.Bytes(s.seed, id) }
+
+func (s *Store) shardOf(h uint64) int {
+	if s.shardBits == 0 {
+		return 0
+	}
+	return int(h >> (64 - s.shardBits))
+}
+
+// ValidID reports whether id is 1–64 bytes of [A-Za-z0-9_.:-].
+func ValidID(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return false
+	}
+	for _, c := range id {
+		if !idChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var idChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "_.:-" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validPosition is the store's own cheap range check.
+func validPosition(p *Position) bool {
+	return p.Lat >= -geo.MaxLatFixed && p.Lat <= geo.MaxLatFixed &&
+		p.Lon >= -geo.MaxLonFixed && p.Lon <= geo.MaxLonFixed &&
+		p.Heading < 360 && p.Speed <= 10000
+}
+
+// Get returns the stored position of a truck.
+func (s *Store) Get(id []byte) (Position, bool) {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return Position{}, false
+	}
+	h := s.hash(id)
+	sh := &s.shards[s.shardOf(h)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	slot, _, ok := sh.lookup(id, h)
+	if !ok {
+		return Position{}, false
+	}
+	return sh.rec(slot).pos(), true
+}
+
+// Delete removes a truck and reports whether it existed.
+func (s *Store) Delete(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return false
+	}
+	h := s.hash(id)
+	sh := &s.shards[s.shardOf(h)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	slot, pos, ok := sh.lookup(id, h)
+	if !ok {
+		return false
+	}
+	sh.removeLocked(slot, pos)
+	return true
+}
+
+// Expire removes every truck whose last update is older than cutoff (Unix
+// seconds) and returns how many it removed. It works through each shard in
+// runs of one chunk under the write lock, so writers wait at most one run.
+// fn, if not nil, is called with each expired truck's ID (valid during the
+// call, under the shard's lock: keep it short).
+func (s *Store) Expire(cutoff uint32, fn func(id []byte, p Position)) int {
+	n := 0
+	var idbuf [MaxIDLen]byte
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for start := uint32(0); ; start += chunkSize {
+			sh.mu.Lock()
+			if start >= sh.nslots {
+				sh.mu.Unlock()
+				break
+			}
+			end := min(start+chunkSize, sh.nslots)
+			for slot := start; slot < end; slot++ {
+				r := sh.rec(slot)
+				if r.id[0] == 0 || r.ts >= cutoff {
+					continue
+				}
+				id := sh.appendID(idbuf[:0], r)
+				_, pos, ok := sh.lookup(id, s.hash(id))
+				if !ok {
+					panic("BUG: store: live slot missing from the ID table")
+				}
+				p := r.pos()
+				sh.removeLocked(slot, pos)
+				if fn != nil {
+					fn(id, p)
+				}
+				n++
+			}
+			sh.mu.Unlock()
+		}
+	}
+	return n
+}
+
+// Range calls fn for every truck, shard by shard, holding a shard's read
+// lock for one chunk of slots at a time. The id slice is valid during the
+// call only. Range stops when fn returns false.
+func (s *Store) Range(fn func(id []byte, p Position) bool) {
+	var idbuf [MaxIDLen]byte
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for start := uint32(0); ; start += chunkSize {
+			sh.mu.RLock()
+			if start >= sh.nslots {
+				sh.mu.RUnlock()
+				break
+			}
+			end := min(start+chunkSize, sh.nslots)
+			for slot := start; slot < end; slot++ {
+				r := sh.rec(slot)
+				if r.id[0] == 0 {
+					continue
+				}
+				if !fn(sh.appendID(idbuf[:0], r), r.pos()) {
+					sh.mu.RUnlock()
+					return
+				}
+			}
+			sh.mu.RUnlock()
+		}
+	}
+}
+
+// parallelism is how many goroutines Apply uses for a batch of n updates.
+func (s *Store) parallelism(n int) int {
+	if n < 1024 {
+		return 1
+	}
+	return min(runtime.GOMAXPROCS(0), len(s.shards))
+}
