@@ -64,12 +64,20 @@ func (g *gridGeom) cellBox(key uint32) geo.Box {
 	return geo.Box{MinLat: a, MinLon: c, MaxLat: b, MaxLon: d}
 }
 
-// Size classes of cell blocks: class c holds 4<<c slots.
+// Cell blocks come in size classes growing by 1.5x from 4 slots (4, 6, 9,
+// 14, 21, 32, …), so a block is on average about 20% larger than its cell.
 const (
-	minBlock   = 4
-	numClasses = 28
+	numClasses = 48
 	noClass    = 0xFF
 )
+
+var classCap = func() (c [numClasses]uint32) {
+	c[0] = 4
+	for i := 1; i < numClasses; i++ {
+		c[i] = min(c[i-1]+(c[i-1]+1)/2, 1<<31)
+	}
+	return c
+}()
 
 // cell is one occupied grid cell of a shard: a block of slots in refs.
 type cell struct {
@@ -89,6 +97,9 @@ type grid struct {
 	free   []uint32 // free cell numbers
 	refs   []uint32 // all blocks, back to back
 	blocks [numClasses][]uint32
+	// freeRefs is the capacity of the blocks on the free lists; when it
+	// passes a quarter of refs, the arena is compacted instead of grown.
+	freeRefs int
 }
 
 func (g *grid) init(geom *gridGeom) {
@@ -96,7 +107,7 @@ func (g *grid) init(geom *gridGeom) {
 	g.index = make([]uint32, 16)
 }
 
-func blockCap(class uint8) uint32 { return minBlock << class }
+func blockCap(class uint8) uint32 { return classCap[class] }
 
 func (g *grid) slot(key uint32) int {
 	return int((uint64(key) * 0x9E3779B97F4A7C15) >> 32 & uint64(len(g.index)-1))
@@ -130,10 +141,14 @@ func (g *grid) allocBlock(class uint8) uint32 {
 	if fl := g.blocks[class]; len(fl) > 0 {
 		off := fl[len(fl)-1]
 		g.blocks[class] = fl[:len(fl)-1]
+		g.freeRefs -= int(blockCap(class))
 		return off
 	}
-	off := uint32(len(g.refs))
 	n := int(blockCap(class))
+	if cap(g.refs)-len(g.refs) < n && g.freeRefs > len(g.refs)/4 {
+		g.compact(n)
+	}
+	off := uint32(len(g.refs))
 	if cap(g.refs)-len(g.refs) < n {
 		grown := make([]uint32, len(g.refs), max(len(g.refs)+n, cap(g.refs)+cap(g.refs)/4, 1024))
 		copy(grown, g.refs)
@@ -145,6 +160,35 @@ func (g *grid) allocBlock(class uint8) uint32 {
 
 func (g *grid) freeBlock(off uint32, class uint8) {
 	g.blocks[class] = append(g.blocks[class], off)
+	g.freeRefs += int(blockCap(class))
+}
+
+// compact rewrites the arena with the live cells' blocks back to back and
+// empties the free lists, leaving room for extra more slots. It runs only
+// when a quarter of the arena is free blocks, so its cost is amortised over
+// the frees that made it necessary.
+func (g *grid) compact(extra int) {
+	used := 0
+	for i := range g.cells {
+		if c := &g.cells[i]; c.class != noClass {
+			used += int(blockCap(c.class))
+		}
+	}
+	fresh := make([]uint32, 0, used+used/8+extra)
+	for i := range g.cells {
+		c := &g.cells[i]
+		if c.class == noClass {
+			continue
+		}
+		off := len(fresh)
+		fresh = append(fresh, g.refs[c.off:c.off+blockCap(c.class)]...)
+		c.off = uint32(off)
+	}
+	g.refs = fresh
+	for i := range g.blocks {
+		g.blocks[i] = nil
+	}
+	g.freeRefs = 0
 }
 
 // add puts slot into cell key.
@@ -181,7 +225,7 @@ func (g *grid) remove(key uint32, slot uint32) {
 	switch {
 	case cl.n == 0:
 		g.deleteCell(c)
-	case cl.class > 0 && cl.n <= blockCap(cl.class)/4:
+	case cl.class > 1 && cl.n <= blockCap(cl.class-2):
 		g.resize(cl, cl.class-1)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"iter"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/fleetd/fleetd/internal/geo"
 )
@@ -30,21 +31,47 @@ func (h *Hit) setID(id []byte) { h.idLen = uint8(copy(h.id[:], id)) }
 
 // point is a query point with what every distance test needs precomputed.
 type point struct {
-	lat, lon float64 // degrees
-	p, cosP  float64 // radians, cos
+	lat, lon   float64 // degrees
+	p          float64 // latitude in radians
+	sinP, cosP float64
+	flat, flon int32 // fixed point
 }
 
 func newPoint(lat, lon float64) point {
-	return point{lat: lat, lon: lon, p: lat * rad, cosP: math.Cos(lat * rad)}
+	s, c := math.Sincos(lat * rad)
+	return point{lat: lat, lon: lon, p: lat * rad, sinP: s, cosP: c, flat: geo.ToFixed(lat), flon: geo.ToFixed(lon)}
 }
 
-// hav is the haversine between the query point and a stored record.
+// hav is the haversine between the query point and a stored record. It
+// needs two sines and a square root: with s = sin(Δφ/2),
+// cos φ2 = cos φ·(1-2s²) - sin φ·2s·√(1-s²).
 func (q *point) hav(lat, lon int32) float64 {
-	p2 := geo.FromFixed(lat) * rad
-	sp := math.Sin((p2 - q.p) / 2)
-	sl := math.Sin((geo.FromFixed(lon) - q.lon) * rad / 2)
-	h := sp*sp + q.cosP*math.Cos(p2)*sl*sl
+	dp := geo.FromFixed(lat)*rad - q.p
+	sp := math.Sin(dp / 2)
+	sp2 := sp * sp
+	cos2 := q.cosP*(1-2*sp2) - q.sinP*2*sp*math.Sqrt(1-sp2)
+	dl := geo.FromFixed(lon) - q.lon
+	if dl > 180 {
+		dl -= 360
+	} else if dl < -180 {
+		dl += 360
+	}
+	sl := math.Sin(dl * rad / 2)
+	h := sp2 + q.cosP*cos2*sl*sl
 	return min(max(h, 0), 1)
+}
+
+// lonDiff is the absolute longitude difference in fixed point, the short
+// way round.
+func lonDiff(a, b int32) int64 {
+	d := int64(a) - int64(b)
+	if d < 0 {
+		d = -d
+	}
+	if d > geo.MaxLonFixed {
+		d = 2*geo.MaxLonFixed - d
+	}
+	return d
 }
 
 // latLimit returns the latitude difference, in fixed-point units, beyond
@@ -55,6 +82,25 @@ func latLimit(h float64) int64 {
 	}
 	a := 2 * math.Asin(math.Sqrt(h)) // radians
 	return int64(a/rad*geo.Scale) + 2
+}
+
+// lonLimit returns the longitude difference, in fixed-point units, beyond
+// which a truck that passed the latitude filter latLim is farther than hav
+// h: h ≥ cos φ·cos φ2·sin²(Δλ/2), and cos φ2 is at least its value at the
+// edge of the latitude window.
+func (q *point) lonLimit(h float64, latLim int64) int64 {
+	if h >= 1 || latLim == math.MaxInt64 {
+		return math.MaxInt64
+	}
+	edge := math.Abs(q.lat) + float64(latLim)/geo.Scale
+	if edge >= 90 {
+		return math.MaxInt64
+	}
+	c := q.cosP * math.Cos(edge*rad)
+	if c <= 0 || h >= c {
+		return math.MaxInt64
+	}
+	return int64(2*math.Asin(math.Sqrt(h/c))/rad*geo.Scale) + 2
 }
 
 // candidate is a k-nearest candidate kept in the max-heap.
@@ -68,11 +114,22 @@ type candidate struct {
 type knn struct {
 	s      *Store
 	q      point
-	qlat   int32
 	k      int
 	limitH float64 // radius bound as hav, 1 when none
 	heap   []candidate
-	latLim int64
+	latLim int64 // fixed-point windows outside which no truck can beat limH
+	lonLim int64
+	limH   float64
+}
+
+// setLimits recomputes the windows for bound h. Windows computed for a
+// larger bound are still correct, only looser, so visit refreshes them only
+// when the bound has shrunk by a fifth: the trigonometry stays off the
+// per-truck path.
+func (n *knn) setLimits(h float64) {
+	n.limH = h
+	n.latLim = latLimit(h)
+	n.lonLim = n.q.lonLimit(h, n.latLim)
 }
 
 func (n *knn) bound() float64 {
@@ -90,7 +147,7 @@ func (n *knn) visit(key uint32) {
 		sh := &n.s.shards[si]
 		for _, slot := range sh.grid.members(key) {
 			r := sh.rec(slot)
-			if d := int64(r.lat) - int64(n.qlat); d > n.latLim || -d > n.latLim {
+			if d := int64(r.lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(r.lon, n.q.flon) > n.lonLim {
 				continue
 			}
 			h := n.q.hav(r.lat, r.lon)
@@ -105,8 +162,8 @@ func (n *knn) visit(key uint32) {
 			} else {
 				continue
 			}
-			if len(n.heap) == n.k {
-				n.latLim = latLimit(n.heap[0].h)
+			if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
+				n.setLimits(n.heap[0].h)
 			}
 		}
 	}
@@ -153,10 +210,10 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 	if k <= 0 || !geo.ValidLatLon(lat, lon) {
 		return dst
 	}
-	n := knn{s: s, q: newPoint(lat, lon), qlat: geo.ToFixed(lat), k: k, limitH: 1, latLim: math.MaxInt64}
+	n := knn{s: s, q: newPoint(lat, lon), k: k, limitH: 1, latLim: math.MaxInt64, lonLim: math.MaxInt64, limH: 2}
 	if radiusM > 0 {
 		n.limitH = geo.MToHav(radiusM)
-		n.latLim = latLimit(n.limitH)
+		n.setLimits(n.limitH)
 	}
 	n.heap = make([]candidate, 0, min(k, 1024))
 	for i := range s.shards {
@@ -167,7 +224,23 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 			s.shards[i].mu.RUnlock()
 		}
 	}()
-	s.searchRings(&n)
+	// A first pass bounded by a guess from the local density skips the
+	// trigonometry for most trucks in the first cells. It is exact whenever
+	// it finds k trucks: the k nearest then all lie within the guess.
+	// Otherwise the search runs again without the guess.
+	limitH, latLim, lonLim, limH := n.limitH, n.latLim, n.lonLim, n.limH
+	if guess := s.densityGuess(&n.q, k); guess < n.limitH {
+		n.limitH = guess
+		n.setLimits(guess)
+		s.searchRings(&n)
+		if len(n.heap) < k {
+			n.heap = n.heap[:0]
+			n.limitH, n.latLim, n.lonLim, n.limH = limitH, latLim, lonLim, limH
+			s.searchRings(&n)
+		}
+	} else {
+		s.searchRings(&n)
+	}
 	// Sort ascending and copy out.
 	slices.SortFunc(n.heap, func(a, b candidate) int {
 		switch {
@@ -185,6 +258,25 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 		dst[len(dst)-1].setID(sh.idOf(r))
 	}
 	return dst
+}
+
+// densityGuess returns, as hav, a radius that probably holds 2²·k trucks
+// judging by the density of the query's own cell, or 1 when the cell is
+// too sparse to judge. Every shard is read-locked.
+func (s *Store) densityGuess(q *point, k int) float64 {
+	key := s.geom.cellOf(q.flat, q.flon)
+	cnt := 0
+	for i := range s.shards {
+		cnt += len(s.shards[i].grid.members(key))
+	}
+	if cnt < k || cnt < 16 {
+		return 1
+	}
+	b := s.geom.cellBox(key)
+	area := geo.EarthRadiusM * geo.EarthRadiusM * (b.MaxLon - b.MinLon) * rad *
+		math.Abs(math.Sin(b.MaxLat*rad)-math.Sin(b.MinLat*rad))
+	r := 2 * math.Sqrt(float64(k)*area/(math.Pi*float64(cnt)))
+	return geo.MToHav(r)
 }
 
 // ring describes the block of rows and columns around a query's cell.
@@ -282,7 +374,7 @@ func (rg ring) inBlock(key uint32, r int) bool {
 
 func (s *Store) searchRings(n *knn) {
 	g := &s.geom
-	rg := ring{g: g, r0: g.rowOf(n.qlat), c0: g.colOf(geo.ToFixed(n.q.lon))}
+	rg := ring{g: g, r0: g.rowOf(n.q.flat), c0: g.colOf(n.q.flon)}
 	occupied := 0
 	for i := range s.shards {
 		occupied += s.shards[i].grid.nindex
@@ -345,16 +437,19 @@ func (s *Store) searchOccupied(n *knn, rg ring, r int) {
 
 // Region is the area of a Within query: a circle or a box.
 type Region struct {
-	circle  bool
-	box     geo.Box
-	q       point
-	radiusH float64
-	radiusM float64
+	circle         bool
+	box            geo.Box
+	q              point
+	radiusH        float64
+	latLim, lonLim int64 // fixed-point windows around q outside the circle
 }
 
 // Circle is the region within radiusM metres of (lat, lon).
 func Circle(lat, lon, radiusM float64) Region {
-	return Region{circle: true, q: newPoint(lat, lon), radiusH: geo.MToHav(radiusM), radiusM: radiusM}
+	rg := Region{circle: true, q: newPoint(lat, lon), radiusH: geo.MToHav(radiusM)}
+	rg.latLim = latLimit(rg.radiusH)
+	rg.lonLim = rg.q.lonLimit(rg.radiusH, rg.latLim)
+	return rg
 }
 
 // BoxRegion is a latitude/longitude box; MinLon > MaxLon crosses the
@@ -365,6 +460,9 @@ func BoxRegion(b geo.Box) Region { return Region{box: b} }
 // distance from the circle's centre (0 for boxes).
 func (rg *Region) contains(lat, lon int32) (bool, float64) {
 	if rg.circle {
+		if d := int64(lat) - int64(rg.q.flat); d > rg.latLim || -d > rg.latLim || lonDiff(lon, rg.q.flon) > rg.lonLim {
+			return false, 0
+		}
 		h := rg.q.hav(lat, lon)
 		return h <= rg.radiusH, h
 	}
@@ -435,86 +533,131 @@ func (p *plan) has(g *gridGeom, key uint32) bool {
 // withinRun bounds how many hits Within copies under one read lock.
 const withinRun = 512
 
+// smallPlan is the most cells Within enumerates up front; larger regions
+// filter each shard's occupied cells instead.
+const smallPlan = 4096
+
+// withinScratch is the reusable working memory of one Within query.
+type withinScratch struct {
+	plan  []uint32 // candidate cells of the region (small plans only)
+	keys  []uint32 // one shard's occupied candidate cells
+	buf   []Hit
+	slots []uint32 // slots of buf, for the dedupe bitmap
+	seen  []uint64
+}
+
+var withinPool = sync.Pool{New: func() any { return &withinScratch{buf: make([]Hit, 0, withinRun)} }}
+
 // Within streams the trucks inside a region, shard by shard, in no
 // particular order, without materialising the result: it holds a shard's
 // read lock only while copying a run of about withinRun hits. Circle hits
 // carry their distance from the centre. Stop early by breaking out of the
 // loop.
 func (s *Store) Within(rg Region) iter.Seq[*Hit] {
-	return func(yield func(*Hit) bool) {
-		g := &s.geom
-		p := s.planFor(&rg)
-		var keys []uint32
-		var seen []uint64
-		buf := make([]Hit, 0, withinRun)
-		for si := range s.shards {
-			sh := &s.shards[si]
-			keys = keys[:0]
-			sh.mu.RLock()
-			gr := &sh.grid
-			if p.cells() <= 2*gr.nindex {
-				for row := p.rowLo; row <= p.rowHi; row++ {
-					for i := 0; i < p.colCount; i++ {
-						col := (p.colFrom + i) % g.cols
-						if col < 0 {
-							col += g.cols
-						}
-						key := uint32(row*g.cols + col)
-						if gr.find(key) >= 0 {
-							keys = append(keys, key)
-						}
-					}
+	return func(yield func(*Hit) bool) { s.within(&rg, yield) }
+}
+
+func (s *Store) cellMayMatch(rg *Region, key uint32) bool {
+	return !rg.circle || geo.BoxMinHav(rg.q.lat, rg.q.lon, s.geom.cellBox(key))*pruneSlack <= rg.radiusH
+}
+
+func (s *Store) within(rg *Region, yield func(*Hit) bool) {
+	sc := withinPool.Get().(*withinScratch)
+	defer withinPool.Put(sc)
+	g := &s.geom
+	p := s.planFor(rg)
+	small := p.cells() <= smallPlan
+	if small {
+		sc.plan = sc.plan[:0]
+		for row := p.rowLo; row <= p.rowHi; row++ {
+			for i := 0; i < p.colCount; i++ {
+				col := (p.colFrom + i) % g.cols
+				if col < 0 {
+					col += g.cols
 				}
-			} else {
-				for _, c := range gr.cells {
-					if c.class != noClass && p.has(g, c.key) {
-						keys = append(keys, c.key)
-					}
-				}
-			}
-			words := int(sh.nslots/64) + 1
-			sh.mu.RUnlock()
-			if rg.circle {
-				keys = slices.DeleteFunc(keys, func(k uint32) bool {
-					return geo.BoxMinHav(rg.q.lat, rg.q.lon, g.cellBox(k))*pruneSlack > rg.radiusH
-				})
-			}
-			if cap(seen) < words {
-				seen = make([]uint64, words)
-			}
-			seen = seen[:cap(seen)]
-			clear(seen)
-			for i := 0; i < len(keys); {
-				buf = buf[:0]
-				sh.mu.RLock()
-				for ; i < len(keys) && len(buf) < withinRun; i++ {
-					for _, slot := range gr.members(keys[i]) {
-						r := sh.rec(slot)
-						ok, h := rg.contains(r.lat, r.lon)
-						if !ok {
-							continue
-						}
-						if w := int(slot / 64); w < len(seen) {
-							if seen[w]&(1<<(slot%64)) != 0 {
-								continue
-							}
-							seen[w] |= 1 << (slot % 64)
-						}
-						buf = append(buf, Hit{Position: r.pos()})
-						hit := &buf[len(buf)-1]
-						hit.setID(sh.idOf(r))
-						if rg.circle {
-							hit.DistM = geo.HavToM(h)
-						}
-					}
-				}
-				sh.mu.RUnlock()
-				for j := range buf {
-					if !yield(&buf[j]) {
-						return
-					}
+				if key := uint32(row*g.cols + col); s.cellMayMatch(rg, key) {
+					sc.plan = append(sc.plan, key)
 				}
 			}
 		}
 	}
+	for si := range s.shards {
+		sh := &s.shards[si]
+		gr := &sh.grid
+		sc.keys = sc.keys[:0]
+		sh.mu.RLock()
+		if small && len(sc.plan) <= 2*gr.nindex {
+			for _, key := range sc.plan {
+				if gr.find(key) >= 0 {
+					sc.keys = append(sc.keys, key)
+				}
+			}
+		} else {
+			for _, c := range gr.cells {
+				if c.class != noClass && p.has(g, c.key) && s.cellMayMatch(rg, c.key) {
+					sc.keys = append(sc.keys, c.key)
+				}
+			}
+		}
+		// The first run shares the lock hold with planning; most queries
+		// end here and need no dedupe.
+		i := sh.scanRun(rg, sc, 0, nil)
+		if i < len(sc.keys) {
+			words := int(sh.nslots/64) + 1
+			if cap(sc.seen) < words {
+				sc.seen = make([]uint64, words+words/4)
+			}
+			sc.seen = sc.seen[:cap(sc.seen)]
+			clear(sc.seen)
+			for _, slot := range sc.slots {
+				sc.seen[slot/64] |= 1 << (slot % 64)
+			}
+		}
+		sh.mu.RUnlock()
+		for {
+			for j := range sc.buf {
+				if !yield(&sc.buf[j]) {
+					return
+				}
+			}
+			if i >= len(sc.keys) {
+				break
+			}
+			sh.mu.RLock()
+			i = sh.scanRun(rg, sc, i, sc.seen)
+			sh.mu.RUnlock()
+		}
+	}
+}
+
+// scanRun copies the hits of sc.keys[i:] into sc.buf until about withinRun
+// are collected and returns the index of the next cell. With seen, it skips
+// and marks slots already reported. The caller holds the read lock.
+func (sh *shard) scanRun(rg *Region, sc *withinScratch, i int, seen []uint64) int {
+	sc.buf, sc.slots = sc.buf[:0], sc.slots[:0]
+	for ; i < len(sc.keys) && len(sc.buf) < withinRun; i++ {
+		for _, slot := range sh.grid.members(sc.keys[i]) {
+			r := sh.rec(slot)
+			ok, h := rg.contains(r.lat, r.lon)
+			if !ok {
+				continue
+			}
+			if seen != nil {
+				if w := int(slot / 64); w < len(seen) {
+					if seen[w]&(1<<(slot%64)) != 0 {
+						continue
+					}
+					seen[w] |= 1 << (slot % 64)
+				}
+			}
+			sc.buf = append(sc.buf, Hit{Position: r.pos()})
+			sc.slots = append(sc.slots, slot)
+			hit := &sc.buf[len(sc.buf)-1]
+			hit.setID(sh.idOf(r))
+			if rg.circle {
+				hit.DistM = geo.HavToM(h)
+			}
+		}
+	}
+	return i
 }

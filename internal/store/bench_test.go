@@ -1,0 +1,161 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// The benchmark fleet: IDs truck-0000000… spread uniformly over the
+// continental US, as the core-engine issue specifies.
+const benchTrucks = 1_000_000
+
+func usPoint(r *rand.Rand) (float64, float64) {
+	return 25 + r.Float64()*24, -124 + r.Float64()*57
+}
+
+func benchUpdates(n int, seed uint64) []Update {
+	r := rand.New(rand.NewPCG(seed, 3))
+	u := make([]Update, n)
+	for i := range u {
+		lat, lon := usPoint(r)
+		u[i] = Update{ID: fmt.Appendf(nil, "truck-%07d", i), Position: MakePosition(lat, lon, 1_764_000_000, r.Float64()*110, float64(r.IntN(360)))}
+	}
+	return u
+}
+
+var (
+	benchOnce  sync.Once
+	benchStore *Store
+	benchFleet []Update
+)
+
+func loadBench(b *testing.B) (*Store, []Update) {
+	benchOnce.Do(func() {
+		benchFleet = benchUpdates(benchTrucks, 1)
+		benchStore = mustNew(b, Options{})
+		benchStore.Apply(benchFleet)
+	})
+	return benchStore, benchFleet
+}
+
+func heapNow() runtime.MemStats {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms
+}
+
+// BenchmarkMemory measures what 1M trucks cost on the heap, engine vs the
+// obvious map[string]*Truck, side by side.
+func BenchmarkMemory(b *testing.B) {
+	updates := benchUpdates(benchTrucks, 2)
+	b.Run("engine", func(b *testing.B) {
+		b.ReportAllocs()
+		var st Stats
+		var bytes, objects float64
+		for i := 0; i < b.N; i++ {
+			before := heapNow()
+			s := mustNew(b, Options{})
+			s.Apply(updates)
+			after := heapNow()
+			bytes = float64(after.HeapAlloc - before.HeapAlloc)
+			objects = float64(after.HeapObjects) - float64(before.HeapObjects)
+			st = s.Stats()
+			runtime.KeepAlive(s)
+		}
+		b.ReportMetric(bytes/benchTrucks, "bytes/truck")
+		b.ReportMetric(objects, "heap-objects")
+		b.ReportMetric(st.BytesPerTruck, "stats-bytes/truck")
+	})
+	b.Run("naive-map", func(b *testing.B) {
+		b.ReportAllocs()
+		var bytes, objects float64
+		for i := 0; i < b.N; i++ {
+			before := heapNow()
+			m := NewNaive()
+			m.Apply(updates)
+			after := heapNow()
+			bytes = float64(after.HeapAlloc - before.HeapAlloc)
+			objects = float64(after.HeapObjects) - float64(before.HeapObjects)
+			runtime.KeepAlive(m)
+		}
+		b.ReportMetric(bytes/benchTrucks, "bytes/truck")
+		b.ReportMetric(objects, "heap-objects")
+	})
+}
+
+// BenchmarkApply moves every truck of the 1M fleet by up to ~1 km, in
+// random truck order, in batches of 10,000: one op is one batch. Run it with
+// -cpu 1,2 for the per-core speedup.
+func BenchmarkApply(b *testing.B) {
+	s, fleet := loadBench(b)
+	r := rand.New(rand.NewPCG(9, 9))
+	// Two position sets a small move apart; passes alternate between them so
+	// every update moves its truck, and some cross into a new cell.
+	var sets [2][]Update
+	for k := range sets {
+		sets[k] = make([]Update, len(fleet))
+		for i, j := range r.Perm(len(fleet)) {
+			u := fleet[j]
+			if k == 1 {
+				lat, lon := geo.Destination(u.LatDeg(), u.LonDeg(), r.Float64()*360, r.Float64()*1000)
+				u.Position = MakePosition(lat, lon, int64(u.TS), r.Float64()*110, float64(r.IntN(360)))
+			}
+			sets[k][i] = u
+		}
+	}
+	const batch = 10_000
+	b.ReportAllocs()
+	b.ResetTimer()
+	off, pass := 0, 0
+	for i := 0; i < b.N; i++ {
+		if off+batch > len(fleet) {
+			off, pass = 0, pass+1
+		}
+		s.Apply(sets[pass%2][off : off+batch])
+		off += batch
+	}
+	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "updates/s")
+}
+
+func BenchmarkNearest10(b *testing.B) {
+	s, _ := loadBench(b)
+	r := rand.New(rand.NewPCG(5, 5))
+	dst := make([]Hit, 0, 10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		lat, lon := usPoint(r)
+		dst = s.Nearest(lat, lon, 10, 0, dst[:0])
+	}
+}
+
+func BenchmarkWithin5km(b *testing.B) {
+	s, _ := loadBench(b)
+	r := rand.New(rand.NewPCG(6, 6))
+	b.ReportAllocs()
+	b.ResetTimer()
+	hits := 0
+	for i := 0; i < b.N; i++ {
+		lat, lon := usPoint(r)
+		for range s.Within(Circle(lat, lon, 5000)) {
+			hits++
+		}
+	}
+	b.ReportMetric(float64(hits)/float64(b.N), "hits/op")
+}
+
+func BenchmarkGet(b *testing.B) {
+	s, fleet := loadBench(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Get(fleet[i%len(fleet)].ID)
+	}
+}
