@@ -423,3 +423,38 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDensity(t *testing.T) {
+	g := newGen(t)
+	s, m := buildFleet(t, g, 20000, g.place)
+	for _, factor := range []int{1, 3, 10} {
+		for _, b := range []geo.Box{
+			{MinLat: -90, MinLon: -180, MaxLat: 90, MaxLon: 180},
+			{MinLat: 25, MinLon: -124, MaxLat: 49, MaxLon: -67},
+			{MinLat: -10, MinLon: 170, MaxLat: 10, MaxLon: -170},
+		} {
+			cells := s.Density(b, factor, nil)
+			total := 0
+			for _, c := range cells {
+				// Every truck counted in a cell is in that cell.
+				in := 0
+				for _, p := range m {
+					lat, lon := p.LatDeg(), p.LonDeg()
+					if lat >= c.MinLat && lat < c.MinLat+c.SizeDeg && lon >= c.MinLon && lon < c.MinLon+c.SizeDeg ||
+						lat == 90 && c.MinLat+c.SizeDeg >= 90 && lon >= c.MinLon && lon < c.MinLon+c.SizeDeg {
+						in++
+					}
+				}
+				if in < c.Count {
+					t.Fatalf("factor %d: cell %+v counts %d, holds %d", factor, c, c.Count, in)
+				}
+				total += c.Count
+			}
+			// Every truck inside the box is counted somewhere.
+			inside := len(bruteWithin(m, func(p Position) bool { return b.Contains(p.LatDeg(), p.LonDeg()) }))
+			if total < inside {
+				t.Fatalf("factor %d box %+v: counted %d, box holds %d", factor, b, total, inside)
+			}
+		}
+	}
+}
