@@ -26,8 +26,8 @@ type Options struct {
 type Layout struct {
 	BytesPerTruck  float64 `json:"bytes_per_truck"`
 	HeapObjects    int64   `json:"heap_objects"`
-	GCCycleMs      float64 `json:"gc_cycle_ms"`      // median wall time of a forced full collection
-	GCPauseMaxMs   float64 `json:"gc_pause_max_ms"`  // longest stop-the-world pause seen in those cycles
+	GCCycleMs      float64 `json:"gc_cycle_ms"`     // median wall time of a forced full collection
+	GCPauseMaxMs   float64 `json:"gc_pause_max_ms"` // longest stop-the-world pause seen in those cycles
 	UpdatesPerSec1 float64 `json:"updates_per_sec_1_core"`
 	UpdatesPerSecN float64 `json:"updates_per_sec_all_cores"`
 }
