@@ -2,6 +2,9 @@ package engine
 
 import (
 	"errors"
+	"math"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,16 +14,35 @@ import (
 // Options configures an Engine.
 type Options struct {
 	Store store.Options
+	// TTL removes trucks not updated for this long (0 = keep forever). The
+	// sweep runs every SweepEvery (default 1s), chunk by chunk, so no shard
+	// is locked for more than a few tens of microseconds at a time.
+	TTL        time.Duration
+	SweepEvery time.Duration
+	// MemoryLimit, when > 0, is the heap size past which new trucks are
+	// refused (known trucks keep updating). The caller also sets the Go
+	// soft memory limit; the engine keeps headroom below it.
+	MemoryLimit int64
+	// Now is the clock (default time.Now); tests replace it.
+	Now func() time.Time
+	// OnExpire, if set, is called with each expired truck, outside locks.
+	OnExpire func(id []byte, p store.Position)
 }
 
 // Engine owns the store and everything that must see each applied update.
 type Engine struct {
+	opts    Options
 	st      *store.Store
 	ready   atomic.Bool
 	closed  atomic.Bool
 	updates atomic.Int64 // accepted updates, stale included
+	expired atomic.Int64
+	refused atomic.Int64
 	rate    rateMeter
 	started time.Time
+
+	stop chan struct{}
+	bg   sync.WaitGroup
 }
 
 // ErrClosed is returned by Apply after Close.
@@ -32,9 +54,78 @@ func Open(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{st: st, started: time.Now()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = time.Second
+	}
+	e := &Engine{opts: o, st: st, started: o.Now(), stop: make(chan struct{})}
+	if o.TTL > 0 || o.MemoryLimit > 0 {
+		e.bg.Go(e.housekeeping)
+	}
 	e.ready.Store(true)
 	return e, nil
+}
+
+// housekeeping runs the expiry sweep and the memory guard until Close.
+func (e *Engine) housekeeping() {
+	t := time.NewTicker(e.opts.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		if e.opts.TTL > 0 {
+			e.Sweep()
+		}
+		if e.opts.MemoryLimit > 0 {
+			e.guardMemory()
+		}
+	}
+}
+
+// Sweep expires the trucks older than the TTL now and returns how many.
+func (e *Engine) Sweep() int {
+	if e.opts.TTL <= 0 {
+		return 0
+	}
+	cutoff := e.opts.Now().Add(-e.opts.TTL).Unix()
+	if cutoff <= 0 {
+		return 0
+	}
+	var ids [][]byte
+	var pos []store.Position
+	n := e.st.Expire(uint32(min(cutoff, math.MaxUint32)), func(id []byte, p store.Position) {
+		if e.opts.OnExpire != nil {
+			ids = append(ids, append([]byte(nil), id...))
+			pos = append(pos, p)
+		}
+	})
+	for i := range ids {
+		e.opts.OnExpire(ids[i], pos[i])
+	}
+	e.expired.Add(int64(n))
+	return n
+}
+
+// guardMemory caps the number of trucks so that the heap stays below 85%
+// of the memory limit: the cap is what is stored now plus what fits in the
+// remaining headroom at the store's measured bytes per truck (at least 64,
+// for the transient garbage of growth).
+func (e *Engine) guardMemory() {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := e.st.Stats()
+	per := max(st.BytesPerTruck, 64)
+	room := float64(e.opts.MemoryLimit)*0.85 - float64(ms.HeapAlloc)
+	extra := 0
+	if room > 0 {
+		extra = int(room / per)
+	}
+	e.st.SetMaxTrucks(max(st.Trucks+extra, 1))
 }
 
 // Store gives read access for queries. Writers go through the Engine.
@@ -50,6 +141,7 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 		return store.Result{}, ErrClosed
 	}
 	res := e.st.Apply(batch)
+	e.refused.Add(int64(res.Refused))
 	n := int64(res.Inserted + res.Updated + res.Stale)
 	e.updates.Add(n)
 	e.rate.add(time.Now().Unix(), n)
@@ -70,6 +162,8 @@ type Stats struct {
 	Store         store.Stats
 	UpdatesTotal  int64
 	UpdatesPerSec float64
+	ExpiredTotal  int64
+	RefusedTotal  int64 // new trucks refused at the memory or truck cap
 	Uptime        time.Duration
 }
 
@@ -79,12 +173,18 @@ func (e *Engine) Stats() Stats {
 		Store:         e.st.Stats(),
 		UpdatesTotal:  e.updates.Load(),
 		UpdatesPerSec: e.rate.perSec(time.Now().Unix()),
+		ExpiredTotal:  e.expired.Load(),
+		RefusedTotal:  e.refused.Load(),
 		Uptime:        time.Since(e.started),
 	}
 }
 
 // Close stops accepting updates and flushes what must be flushed.
 func (e *Engine) Close() error {
-	e.closed.Store(true)
+	if e.closed.Swap(true) {
+		return nil
+	}
+	close(e.stop)
+	e.bg.Wait()
 	return nil
 }

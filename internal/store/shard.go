@@ -157,7 +157,7 @@ func (sh *shard) lookup(id []byte, h uint64) (slot uint32, pos int, ok bool) {
 // insertLocked stores a new truck and returns its slot. pos is the empty
 // table position lookup returned.
 func (sh *shard) insertLocked(id []byte, h uint64, pos int, p *Position) (uint32, error) {
-	if m := sh.st.maxTrucks; m > 0 {
+	if m := sh.st.maxTrucks.Load(); m > 0 {
 		if sh.st.live.Add(1) > m {
 			sh.st.live.Add(-1)
 			return 0, ErrFull

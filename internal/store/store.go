@@ -96,8 +96,8 @@ type Store struct {
 	shardBits uint
 	shards    []shard
 	geom      gridGeom
-	maxTrucks int64
-	live      atomic.Int64 // trucks across shards; a soft cap, see Apply
+	maxTrucks atomic.Int64 // 0 = no cap
+	live      atomic.Int64 // trucks across shards
 	scratch   sync.Pool    // *applyScratch
 }
 
@@ -124,8 +124,8 @@ func New(o Options) (*Store, error) {
 		shardBits: uint(bits.TrailingZeros(uint(n))),
 		shards:    make([]shard, n),
 		geom:      g,
-		maxTrucks: int64(o.MaxTrucks),
 	}
+	s.maxTrucks.Store(int64(o.MaxTrucks))
 	for i := range s.shards {
 		s.shards[i].init(s)
 	}
@@ -197,8 +197,19 @@ func (s *Store) Get(id []byte) (Position, bool) {
 	return sh.rec(slot).pos(), true
 }
 
+// SetMaxTrucks changes the cap on the number of trucks (0 = none). Trucks
+// already stored stay; only new ones are refused while the store is at the
+// cap.
+func (s *Store) SetMaxTrucks(n int) { s.maxTrucks.Store(int64(n)) }
+
 // Delete removes a truck and reports whether it existed.
-func (s *Store) Delete(id []byte) bool {
+func (s *Store) Delete(id []byte) bool { return s.DeleteIf(id, math.MaxUint32) }
+
+// DeleteIf removes a truck only if its stored ts is at most maxTS, and
+// reports whether it did. Conditional deletes commute with updates that are
+// newer than the delete, which is what makes a replayed log reach the same
+// state whatever order concurrent requests reached it in.
+func (s *Store) DeleteIf(id []byte, maxTS uint32) bool {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
 	}
@@ -207,7 +218,7 @@ func (s *Store) Delete(id []byte) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	slot, pos, ok := sh.lookup(id, h)
-	if !ok {
+	if !ok || sh.rec(slot).ts > maxTS {
 		return false
 	}
 	sh.removeLocked(slot, pos)

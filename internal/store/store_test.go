@@ -458,3 +458,24 @@ func TestDensity(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteIfAndSetMaxTrucks(t *testing.T) {
+	s := mustNew(t, Options{})
+	p := MakePosition(1, 1, 100, 0, 0)
+	s.Apply([]Update{{ID: []byte("a"), Position: p}})
+	if s.DeleteIf([]byte("a"), 99) {
+		t.Fatal("deleted a truck newer than the condition")
+	}
+	if !s.DeleteIf([]byte("a"), 100) {
+		t.Fatal("did not delete a truck at the condition's ts")
+	}
+	s.SetMaxTrucks(1)
+	r := s.Apply([]Update{{ID: []byte("a"), Position: p}, {ID: []byte("b"), Position: p}})
+	if r.Inserted != 1 || r.Refused != 1 {
+		t.Fatalf("cap 1: %+v", r)
+	}
+	s.SetMaxTrucks(0)
+	if r := s.Apply([]Update{{ID: []byte("c"), Position: p}}); r.Inserted != 1 {
+		t.Fatalf("cap lifted: %+v", r)
+	}
+}
