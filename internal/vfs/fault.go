@@ -55,6 +55,10 @@ type Rule struct {
 	After        int    // let this many matching operations succeed first
 	Times        int    // fail this many times, then retire; 0: until Reset
 	Err          error  // returned wrapped in *os.PathError, like the os package
+	// Hook, if set, runs each time the rule fires, before the error is
+	// returned; for example MemFS.DropUnsynced to model a kernel that
+	// discards dirty pages after a failed fsync.
+	Hook func(op Op, path string)
 }
 
 // FaultFS wraps an FS and fails chosen operations, like pebble's errorfs.
@@ -135,7 +139,16 @@ func (f *FaultFS) Failures() int64 {
 }
 
 // maybeFail counts op and returns the injected error, if a rule fires.
-func (f *FaultFS) maybeFail(op Op, path string) (err error, short bool) {
+// short reports whether a failing write should first write half its bytes.
+func (f *FaultFS) maybeFail(op Op, path string) (short bool, err error) {
+	short, hook, err := f.match(op, path)
+	if hook != nil {
+		hook(op, path)
+	}
+	return short, err
+}
+
+func (f *FaultFS) match(op Op, path string) (short bool, hook func(Op, string), err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range opNames {
@@ -164,16 +177,16 @@ func (f *FaultFS) maybeFail(op Op, path string) (err error, short bool) {
 				name = opNames[j]
 			}
 		}
-		return &os.PathError{Op: name, Path: path, Err: r.Err}, f.mu.short
+		return f.mu.short, r.Hook, &os.PathError{Op: name, Path: path, Err: r.Err}
 	}
-	return nil, false
+	return false, nil, nil
 }
 
 func (f *FaultFS) String() string { return "vfs.FaultFS" }
 
 // Create implements FS.
 func (f *FaultFS) Create(name string) (File, error) {
-	if err, _ := f.maybeFail(OpCreate, name); err != nil {
+	if _, err := f.maybeFail(OpCreate, name); err != nil {
 		return nil, err
 	}
 	file, err := f.base.Create(name)
@@ -194,7 +207,7 @@ func (f *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	if flag&os.O_CREATE != 0 {
 		op = OpCreate
 	}
-	if err, _ := f.maybeFail(op, name); err != nil {
+	if _, err := f.maybeFail(op, name); err != nil {
 		return nil, err
 	}
 	file, err := f.base.OpenFile(name, flag, perm)
@@ -206,7 +219,7 @@ func (f *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 
 // Remove implements FS.
 func (f *FaultFS) Remove(name string) error {
-	if err, _ := f.maybeFail(OpRemove, name); err != nil {
+	if _, err := f.maybeFail(OpRemove, name); err != nil {
 		return err
 	}
 	return f.base.Remove(name)
@@ -214,7 +227,7 @@ func (f *FaultFS) Remove(name string) error {
 
 // Rename implements FS.
 func (f *FaultFS) Rename(oldname, newname string) error {
-	if err, _ := f.maybeFail(OpRename, newname); err != nil {
+	if _, err := f.maybeFail(OpRename, newname); err != nil {
 		return err
 	}
 	return f.base.Rename(oldname, newname)
@@ -222,7 +235,7 @@ func (f *FaultFS) Rename(oldname, newname string) error {
 
 // MkdirAll implements FS.
 func (f *FaultFS) MkdirAll(dir string, perm os.FileMode) error {
-	if err, _ := f.maybeFail(OpMkdir, dir); err != nil {
+	if _, err := f.maybeFail(OpMkdir, dir); err != nil {
 		return err
 	}
 	return f.base.MkdirAll(dir, perm)
@@ -230,7 +243,7 @@ func (f *FaultFS) MkdirAll(dir string, perm os.FileMode) error {
 
 // Stat implements FS.
 func (f *FaultFS) Stat(name string) (os.FileInfo, error) {
-	if err, _ := f.maybeFail(OpStat, name); err != nil {
+	if _, err := f.maybeFail(OpStat, name); err != nil {
 		return nil, err
 	}
 	return f.base.Stat(name)
@@ -238,7 +251,7 @@ func (f *FaultFS) Stat(name string) (os.FileInfo, error) {
 
 // List implements FS.
 func (f *FaultFS) List(dir string) ([]string, error) {
-	if err, _ := f.maybeFail(OpList, dir); err != nil {
+	if _, err := f.maybeFail(OpList, dir); err != nil {
 		return nil, err
 	}
 	return f.base.List(dir)
@@ -246,7 +259,7 @@ func (f *FaultFS) List(dir string) ([]string, error) {
 
 // SyncDir implements FS.
 func (f *FaultFS) SyncDir(dir string) error {
-	if err, _ := f.maybeFail(OpSyncDir, dir); err != nil {
+	if _, err := f.maybeFail(OpSyncDir, dir); err != nil {
 		return err
 	}
 	return f.base.SyncDir(dir)
@@ -259,21 +272,21 @@ type faultFile struct {
 }
 
 func (ff *faultFile) Read(p []byte) (int, error) {
-	if err, _ := ff.fs.maybeFail(OpRead, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpRead, ff.name); err != nil {
 		return 0, err
 	}
 	return ff.f.Read(p)
 }
 
 func (ff *faultFile) ReadAt(p []byte, off int64) (int, error) {
-	if err, _ := ff.fs.maybeFail(OpRead, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpRead, ff.name); err != nil {
 		return 0, err
 	}
 	return ff.f.ReadAt(p, off)
 }
 
 func (ff *faultFile) Write(p []byte) (int, error) {
-	if err, short := ff.fs.maybeFail(OpWrite, ff.name); err != nil {
+	if short, err := ff.fs.maybeFail(OpWrite, ff.name); err != nil {
 		if short && len(p) > 1 {
 			n, werr := ff.f.Write(p[:len(p)/2])
 			if werr != nil {
@@ -287,7 +300,7 @@ func (ff *faultFile) Write(p []byte) (int, error) {
 }
 
 func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
-	if err, short := ff.fs.maybeFail(OpWrite, ff.name); err != nil {
+	if short, err := ff.fs.maybeFail(OpWrite, ff.name); err != nil {
 		if short && len(p) > 1 {
 			n, werr := ff.f.WriteAt(p[:len(p)/2], off)
 			if werr != nil {
@@ -301,21 +314,21 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (ff *faultFile) Sync() error {
-	if err, _ := ff.fs.maybeFail(OpSync, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpSync, ff.name); err != nil {
 		return err
 	}
 	return ff.f.Sync()
 }
 
 func (ff *faultFile) Truncate(size int64) error {
-	if err, _ := ff.fs.maybeFail(OpTruncate, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpTruncate, ff.name); err != nil {
 		return err
 	}
 	return ff.f.Truncate(size)
 }
 
 func (ff *faultFile) Stat() (os.FileInfo, error) {
-	if err, _ := ff.fs.maybeFail(OpStat, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpStat, ff.name); err != nil {
 		return nil, err
 	}
 	return ff.f.Stat()
@@ -323,7 +336,7 @@ func (ff *faultFile) Stat() (os.FileInfo, error) {
 
 func (ff *faultFile) Close() error {
 	cerr := ff.f.Close()
-	if err, _ := ff.fs.maybeFail(OpClose, ff.name); err != nil {
+	if _, err := ff.fs.maybeFail(OpClose, ff.name); err != nil {
 		return err
 	}
 	return cerr

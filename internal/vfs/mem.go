@@ -258,6 +258,20 @@ func (m *MemFS) SyncDir(dir string) error {
 	return nil
 }
 
+// DropUnsynced reverts the named file's live contents to what was last
+// synced, as a kernel that drops dirty pages after a failed writeback
+// does (the "fsyncgate" behaviour). Missing files are ignored.
+func (m *MemFS) DropUnsynced(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.lookupLocked("drop", name)
+	if err != nil || n.dir {
+		return
+	}
+	n.data = append(n.data[:0:0], n.synced...)
+	n.dirtyFrom = len(n.data)
+}
+
 // CrashOptions tunes CrashClone.
 type CrashOptions struct {
 	// Rand, when non-nil, keeps a random prefix of the bytes appended to
@@ -363,14 +377,13 @@ type memFile struct {
 	closed              bool
 }
 
+// check returns the error for op on this handle, if any: closed, or a
+// read/write the open mode does not allow.
 func (f *memFile) check(op string, needWrite bool) error {
-	if f.closed {
+	switch {
+	case f.closed:
 		return &os.PathError{Op: op, Path: f.name, Err: os.ErrClosed}
-	}
-	if needWrite && !f.write {
-		return &os.PathError{Op: op, Path: f.name, Err: syscall.EBADF}
-	}
-	if !needWrite && !f.read && (op == "read") {
+	case needWrite && !f.write, op == "read" && !f.read:
 		return &os.PathError{Op: op, Path: f.name, Err: syscall.EBADF}
 	}
 	return nil

@@ -1,0 +1,303 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+)
+
+// Kind says what an Entry records.
+type Kind uint8
+
+// Entry kinds. Only KindUpdate carries a position; the others carry an ID
+// and a TS: the delete applies only if the stored position is not newer.
+const (
+	KindUpdate Kind = iota // position update: every field is meaningful
+	KindDelete             // object deleted by a client: ID only
+	KindExpire             // object expired (TTL): ID only
+	numKinds
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindUpdate:
+		return "update"
+	case KindDelete:
+		return "delete"
+	case KindExpire:
+		return "expire"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Entry is one change to the fleet state: the unit of the WAL update
+// batch codec and of snapshot files (package snapshot stores Entries of
+// KindUpdate). It is a transfer type, not a storage type: ID is a slice
+// into caller or decoder memory.
+type Entry struct {
+	ID      []byte
+	Lat     int32  // latitude in 1e-7 degrees
+	Lon     int32  // longitude in 1e-7 degrees
+	TS      uint32 // unix seconds
+	Speed   uint16 // 0.1 km/h
+	Heading uint16 // degrees
+	Kind    Kind
+}
+
+// batchVersion is the first byte of every update batch.
+const batchVersion = 1
+
+// ErrMalformed is wrapped by every error DecodeUpdates returns for bad input.
+var ErrMalformed = errors.New("malformed update batch")
+
+// AppendUpdates appends the batch encoding of entries to dst (see doc.go
+// for the layout) and returns the extended slice. IDs are prefix-compressed
+// against the previous entry, so sorting a batch by ID makes it smaller.
+// It panics if an entry has a Kind other than the constants above: that
+// is a programming error, not an input error.
+func AppendUpdates(dst []byte, entries []Entry) []byte {
+	var base uint32
+	haveBase := false
+	for i := range entries {
+		e := &entries[i]
+		if e.Kind >= numKinds {
+			panic(fmt.Sprintf("BUG: wal: AppendUpdates: entry %d has invalid kind %d", i, e.Kind))
+		}
+		if e.Kind == KindUpdate && (!haveBase || e.TS < base) {
+			base, haveBase = e.TS, true
+		}
+	}
+	dst = append(dst, batchVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(entries)))
+	dst = binary.AppendUvarint(dst, uint64(base))
+	var prev []byte
+	for i := range entries {
+		e := &entries[i]
+		shared := 0
+		for n := min(len(prev), len(e.ID)); shared < n && prev[shared] == e.ID[shared]; shared++ {
+		}
+		dst = binary.AppendUvarint(dst, uint64(shared)<<2|uint64(e.Kind))
+		dst = binary.AppendUvarint(dst, uint64(len(e.ID)-shared))
+		dst = append(dst, e.ID[shared:]...)
+		if e.Kind == KindUpdate {
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Lat))
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(e.Lon))
+			dst = binary.AppendUvarint(dst, uint64(e.TS-base))
+			dst = binary.AppendUvarint(dst, uint64(e.Speed))
+			dst = binary.AppendUvarint(dst, uint64(e.Heading))
+		} else {
+			// Deletes and expiries are conditional on the stored TS.
+			dst = binary.AppendUvarint(dst, uint64(e.TS))
+		}
+		prev = e.ID
+	}
+	return dst
+}
+
+// CountUpdates returns the number of entries a batch declares, reading
+// only its header.
+func CountUpdates(payload []byte) (int, error) {
+	var d UpdateDecoder
+	if err := d.Reset(payload); err != nil {
+		return 0, err
+	}
+	return d.Len(), nil
+}
+
+// UpdateDecoder iterates over the entries of one batch without
+// allocating (after its ID buffer has grown to the longest ID):
+//
+//	var d wal.UpdateDecoder
+//	if err := d.Reset(payload); err != nil { ... }
+//	for d.Next() {
+//		e := d.Entry() // valid until the next call to Next or Reset
+//	}
+//	if err := d.Err(); err != nil { ... }
+//
+// The zero value is ready for Reset. A decoder is not safe for
+// concurrent use; reuse one per goroutine.
+type UpdateDecoder struct {
+	data  []byte
+	pos   int
+	count int // entries declared by the header
+	idx   int // entries decoded so far
+	base  uint32
+	id    []byte // reconstructed ID of the current entry
+	e     Entry
+	err   error
+}
+
+// Reset starts decoding payload, checking its header.
+func (d *UpdateDecoder) Reset(payload []byte) error {
+	*d = UpdateDecoder{data: payload, id: d.id[:0]}
+	if len(payload) == 0 {
+		return d.fail("empty batch")
+	}
+	if payload[0] != batchVersion {
+		return d.fail(fmt.Sprintf("unknown version %d", payload[0]))
+	}
+	d.pos = 1
+	n, ok := d.uvarint()
+	if !ok {
+		return d.fail("bad entry count")
+	}
+	// Every entry takes at least 2 bytes, so a larger count is a lie;
+	// rejecting it early bounds the work spent on hostile input.
+	if n > uint64(len(payload)) {
+		return d.fail(fmt.Sprintf("entry count %d exceeds batch size %d", n, len(payload)))
+	}
+	base, ok := d.uvarint()
+	if !ok || base > math.MaxUint32 {
+		return d.fail("bad base timestamp")
+	}
+	d.count, d.base = int(n), uint32(base)
+	return nil
+}
+
+// Len returns the number of entries the batch declares.
+func (d *UpdateDecoder) Len() int { return d.count }
+
+// Entry returns the current entry. It and its ID are valid until the
+// next call to Next or Reset and must not be modified.
+func (d *UpdateDecoder) Entry() *Entry { return &d.e }
+
+// Err returns the first decoding error, if any.
+func (d *UpdateDecoder) Err() error { return d.err }
+
+func (d *UpdateDecoder) fail(reason string) error {
+	d.err = fmt.Errorf("wal: %w: entry %d at byte %d: %s", ErrMalformed, d.idx, d.pos, reason)
+	return d.err
+}
+
+// uvarint decodes a uvarint at d.pos.
+func (d *UpdateDecoder) uvarint() (uint64, bool) {
+	v, p := uvarintAt(d.data, d.pos)
+	if p < 0 {
+		return 0, false
+	}
+	d.pos = p
+	return v, true
+}
+
+// uvarintAt decodes the uvarint at data[p:] and returns it with the
+// offset after it, or p = -1 if it is truncated or overflows. One- and
+// two-byte values (every field of a typical update) take a fast path;
+// with it, decoding runs at ~55M updates/s instead of ~37M
+// (BenchmarkDecodeUpdates).
+func uvarintAt(data []byte, p int) (uint64, int) {
+	if p >= len(data) {
+		return 0, -1
+	}
+	if b := data[p]; b < 0x80 {
+		return uint64(b), p + 1
+	}
+	if p+1 < len(data) && data[p+1] < 0x80 {
+		return uint64(data[p]&0x7f) | uint64(data[p+1])<<7, p + 2
+	}
+	v, n := binary.Uvarint(data[p:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, p + n
+}
+
+// Next decodes the next entry. It returns false at the end of the batch
+// or on error; check Err.
+func (d *UpdateDecoder) Next() bool {
+	if d.err != nil {
+		return false
+	}
+	if d.idx == d.count {
+		if d.pos != len(d.data) {
+			d.fail(fmt.Sprintf("%d trailing bytes", len(d.data)-d.pos))
+		}
+		return false
+	}
+	data := d.data
+	var head, sl, dt, speed, heading uint64
+	head, p := uvarintAt(data, d.pos)
+	if p < 0 {
+		return d.failNext("bad entry header")
+	}
+	kind, shared := Kind(head&3), head>>2
+	if kind >= numKinds {
+		return d.failNext(fmt.Sprintf("invalid kind %d", kind))
+	}
+	if shared > uint64(len(d.id)) {
+		return d.failNext(fmt.Sprintf("shared prefix %d longer than previous ID (%d bytes)", shared, len(d.id)))
+	}
+	d.pos = p
+	sl, p = uvarintAt(data, p)
+	if p < 0 || sl > uint64(len(data)-p) {
+		return d.failNext("ID suffix runs past the end")
+	}
+	d.id = append(d.id[:shared], data[p:p+int(sl)]...)
+	p += int(sl)
+	d.e = Entry{ID: d.id, Kind: kind}
+	if kind == KindUpdate {
+		d.pos = p
+		if len(data)-p < 8 {
+			return d.failNext("position runs past the end")
+		}
+		d.e.Lat = int32(binary.LittleEndian.Uint32(data[p:]))
+		d.e.Lon = int32(binary.LittleEndian.Uint32(data[p+4:]))
+		p += 8
+		d.pos = p
+		dt, p = uvarintAt(data, p)
+		if p < 0 || dt > uint64(math.MaxUint32-d.base) {
+			return d.failNext("bad timestamp delta")
+		}
+		d.pos = p
+		speed, p = uvarintAt(data, p)
+		if p < 0 || speed > math.MaxUint16 {
+			return d.failNext("bad speed")
+		}
+		d.pos = p
+		heading, p = uvarintAt(data, p)
+		if p < 0 || heading > math.MaxUint16 {
+			return d.failNext("bad heading")
+		}
+		d.e.TS, d.e.Speed, d.e.Heading = d.base+uint32(dt), uint16(speed), uint16(heading)
+	} else {
+		d.pos = p
+		var ts uint64
+		ts, p = uvarintAt(data, p)
+		if p < 0 || ts > math.MaxUint32 {
+			return d.failNext("bad timestamp")
+		}
+		d.e.TS = uint32(ts)
+	}
+	d.pos = p
+	d.idx++
+	return true
+}
+
+// failNext records a decoding error at d.pos and returns false.
+func (d *UpdateDecoder) failNext(reason string) bool {
+	d.fail(reason)
+	return false
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(UpdateDecoder) }}
+
+// DecodeUpdates calls fn for every entry of the batch payload, in order.
+// e and e.ID are valid only during the call. Decoding stops at the first
+// malformed entry and returns an error wrapping ErrMalformed; the entries
+// before it have been delivered. It does not allocate in steady state
+// (decoders are pooled).
+func DecodeUpdates(payload []byte, fn func(e *Entry)) error {
+	d := decoderPool.Get().(*UpdateDecoder)
+	defer func() {
+		d.data, d.e.ID = nil, nil // do not pin the caller's payload
+		decoderPool.Put(d)
+	}()
+	if err := d.Reset(payload); err != nil {
+		return err
+	}
+	for d.Next() {
+		fn(&d.e)
+	}
+	return d.Err()
+}
