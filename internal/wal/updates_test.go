@@ -45,7 +45,7 @@ func normalize(es []Entry) []Entry {
 			e.ID = []byte{}
 		}
 		if e.Kind != KindUpdate {
-			e = Entry{ID: e.ID, Kind: e.Kind}
+			e = Entry{ID: e.ID, Kind: e.Kind, TS: e.TS}
 		}
 		out[i] = e
 	}
