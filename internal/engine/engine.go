@@ -2,13 +2,17 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/snapshot"
 	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/vfs"
+	"github.com/fleetd/fleetd/internal/wal"
 )
 
 // Options configures an Engine.
@@ -27,6 +31,21 @@ type Options struct {
 	Now func() time.Time
 	// OnExpire, if set, is called with each expired truck, outside locks.
 	OnExpire func(id []byte, p store.Position)
+
+	// DataDir, when set, makes the engine durable: a write-ahead log and
+	// snapshots live there, and Open recovers from them. Empty means the
+	// fleet lives in memory only.
+	DataDir string
+	// FS is the filesystem for DataDir (default the real one).
+	FS vfs.FS
+	// Fsync is the WAL's durability policy (default wal.FsyncAlways).
+	Fsync wal.FsyncPolicy
+	// SnapshotEvery is the WAL growth in bytes that triggers a background
+	// snapshot (default 256 MiB; negative disables size-triggered ones).
+	SnapshotEvery int64
+	// Logger receives recovery, snapshot and expiry messages (default
+	// slog.Default()).
+	Logger *slog.Logger
 }
 
 // Engine owns the store and everything that must see each applied update.
@@ -40,6 +59,9 @@ type Engine struct {
 	refused atomic.Int64
 	rate    rateMeter
 	started time.Time
+
+	dur      *durable // nil when in memory
+	recovery RecoveryReport
 
 	stop chan struct{}
 	bg   sync.WaitGroup
@@ -60,8 +82,19 @@ func Open(o Options) (*Engine, error) {
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = time.Second
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
 	e := &Engine{opts: o, st: st, started: o.Now(), stop: make(chan struct{})}
-	if o.TTL > 0 || o.MemoryLimit > 0 {
+	if o.DataDir != "" {
+		if err := openDurable(e, &o); err != nil {
+			return nil, err
+		}
+	}
+	if o.TTL > 0 || o.MemoryLimit > 0 || e.dur != nil {
 		e.bg.Go(e.housekeeping)
 	}
 	e.ready.Store(true)
@@ -84,8 +117,25 @@ func (e *Engine) housekeeping() {
 		if e.opts.MemoryLimit > 0 {
 			e.guardMemory()
 		}
+		if d := e.dur; d != nil && e.opts.SnapshotEvery > 0 && d.walBytesSinceSnapshot() >= uint64(e.opts.SnapshotEvery) {
+			if _, err := d.snapshot(e.st); err != nil {
+				e.opts.Logger.Error("background snapshot failed; the write-ahead log keeps everything meanwhile", "err", err)
+			}
+		}
 	}
 }
+
+// Snapshot writes a snapshot now (no-op without a data directory).
+func (e *Engine) Snapshot() error {
+	if e.dur == nil {
+		return nil
+	}
+	_, err := e.dur.snapshot(e.st)
+	return err
+}
+
+// Recovery reports what Open recovered from the data directory.
+func (e *Engine) Recovery() RecoveryReport { return e.recovery }
 
 // Sweep expires the trucks older than the TTL now and returns how many.
 func (e *Engine) Sweep() int {
@@ -98,14 +148,28 @@ func (e *Engine) Sweep() int {
 	}
 	var ids [][]byte
 	var pos []store.Position
-	n := e.st.Expire(uint32(min(cutoff, math.MaxUint32)), func(id []byte, p store.Position) {
-		if e.opts.OnExpire != nil {
-			ids = append(ids, append([]byte(nil), id...))
-			pos = append(pos, p)
-		}
+	var tss []uint32
+	cut := uint32(min(cutoff, math.MaxUint32))
+	if e.dur != nil {
+		e.dur.applyMu.RLock()
+		defer e.dur.applyMu.RUnlock()
+	}
+	n := e.st.Expire(cut, func(id []byte, p store.Position) {
+		ids = append(ids, append([]byte(nil), id...))
+		pos = append(pos, p)
+		tss = append(tss, cut-1)
 	})
-	for i := range ids {
-		e.opts.OnExpire(ids[i], pos[i])
+	// Expiry is applied before it is logged: a crash in between brings the
+	// trucks back, and the next sweep expires them again.
+	if e.dur != nil && n > 0 {
+		if err := e.dur.logDeletes(wal.KindExpire, ids, tss); err != nil {
+			e.opts.Logger.Error("could not log expiries; they will be redone after a restart", "trucks", n, "err", err)
+		}
+	}
+	if e.opts.OnExpire != nil {
+		for i := range ids {
+			e.opts.OnExpire(ids[i], pos[i])
+		}
 	}
 	e.expired.Add(int64(n))
 	return n
@@ -140,6 +204,13 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 	if e.closed.Load() {
 		return store.Result{}, ErrClosed
 	}
+	if d := e.dur; d != nil {
+		d.applyMu.RLock()
+		defer d.applyMu.RUnlock()
+		if err := d.logUpdates(batch); err != nil {
+			return store.Result{}, err
+		}
+	}
 	res := e.st.Apply(batch)
 	e.refused.Add(int64(res.Refused))
 	n := int64(res.Inserted + res.Updated + res.Stale)
@@ -153,7 +224,21 @@ func (e *Engine) Delete(id []byte) (bool, error) {
 	if e.closed.Load() {
 		return false, ErrClosed
 	}
-	return e.st.Delete(id), nil
+	p, ok := e.st.Get(id)
+	if !ok {
+		return false, nil
+	}
+	if d := e.dur; d != nil {
+		d.applyMu.RLock()
+		defer d.applyMu.RUnlock()
+		if err := d.logDeletes(wal.KindDelete, [][]byte{id}, []uint32{p.TS}); err != nil {
+			return false, err
+		}
+	}
+	// Conditional on the TS read above, like its replay: an update that
+	// raced in with a newer TS survives.
+	e.st.DeleteIf(id, p.TS)
+	return true, nil
 }
 
 // Stats is the engine's own accounting, without the process-wide runtime
@@ -165,11 +250,27 @@ type Stats struct {
 	ExpiredTotal  int64
 	RefusedTotal  int64 // new trucks refused at the memory or truck cap
 	Uptime        time.Duration
+	Durable       bool
+	WAL           wal.Stats
+	LastSnapshot  snapshot.Info
+	Recovery      RecoveryReport
 }
 
 // Stats reports the engine's figures.
 func (e *Engine) Stats() Stats {
+	var ws wal.Stats
+	var si snapshot.Info
+	if d := e.dur; d != nil {
+		ws = d.log.Stats()
+		d.snapMu.Lock()
+		si = d.lastSnapInfo
+		d.snapMu.Unlock()
+	}
 	return Stats{
+		Durable:       e.dur != nil,
+		WAL:           ws,
+		LastSnapshot:  si,
+		Recovery:      e.recovery,
 		Store:         e.st.Stats(),
 		UpdatesTotal:  e.updates.Load(),
 		UpdatesPerSec: e.rate.perSec(time.Now().Unix()),
@@ -186,5 +287,12 @@ func (e *Engine) Close() error {
 	}
 	close(e.stop)
 	e.bg.Wait()
+	if d := e.dur; d != nil {
+		_, serr := d.snapshot(e.st)
+		if serr != nil {
+			e.opts.Logger.Error("final snapshot failed; the write-ahead log still has everything", "err", serr)
+		}
+		return errors.Join(serr, d.log.Close())
+	}
 	return nil
 }

@@ -1,0 +1,258 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/snapshot"
+	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/vfs"
+	"github.com/fleetd/fleetd/internal/wal"
+)
+
+// The data directory holds two subdirectories:
+//
+//	<data>/wal/   wal-<first LSN>.log segments (package wal)
+//	<data>/snap/  snap-<LSN>.fsnap snapshots, the newest two (package snapshot)
+const (
+	walDir  = "wal"
+	snapDir = "snap"
+)
+
+// DefaultSnapshotEvery is the WAL growth that triggers a snapshot.
+const DefaultSnapshotEvery = 256 << 20
+
+// durable is the engine's persistence: nil when the engine runs in memory.
+type durable struct {
+	fs   vfs.FS
+	dir  string
+	log  *wal.Log
+	logf *slog.Logger
+
+	// applyMu orders batches against snapshots: Apply holds it shared from
+	// its WAL append until the store has applied the batch; a snapshot
+	// takes it exclusively for the instant it reads the LSN it covers, so
+	// that every record up to that LSN is in the store.
+	applyMu sync.RWMutex
+
+	snapMu       sync.Mutex // one snapshot at a time
+	lastSnapLSN  wal.LSN
+	lastSnapAt   time.Time
+	lastSnapInfo snapshot.Info
+	bytesAtSnap  uint64 // wal.Stats().Bytes when the last snapshot started
+
+	encPool sync.Pool // *encodeScratch
+}
+
+type encodeScratch struct {
+	entries []wal.Entry
+	buf     []byte
+}
+
+// RecoveryReport says what Open found on disk.
+type RecoveryReport struct {
+	SnapshotLSN     wal.LSN
+	SnapshotTrucks  uint64
+	SkippedSnaps    []string
+	ReplayedRecords int
+	ReplayedUpdates int
+	Duration        time.Duration
+}
+
+func openDurable(e *Engine, o *Options) error {
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	d := &durable{fs: fs, dir: o.DataDir, logf: o.Logger}
+	d.encPool.New = func() any { return &encodeScratch{} }
+	for _, sub := range []string{walDir, snapDir} {
+		if err := fs.MkdirAll(filepath.Join(o.DataDir, sub), 0o755); err != nil {
+			return fmt.Errorf("engine: data directory: %w", err)
+		}
+	}
+	start := time.Now()
+	var rep RecoveryReport
+	rb := newReplayBatch(e.st)
+	res, err := snapshot.Load(fs, filepath.Join(o.DataDir, snapDir), func(en *wal.Entry) error {
+		rb.add(en)
+		return nil
+	})
+	rb.flush()
+	if err != nil && !errors.Is(err, snapshot.ErrNoValidSnapshot) {
+		return fmt.Errorf("engine: loading snapshot: %w", err)
+	}
+	if errors.Is(err, snapshot.ErrNoValidSnapshot) {
+		// Every snapshot on disk is bad: refuse rather than start from a
+		// WAL that no longer reaches back to the beginning.
+		return fmt.Errorf("engine: no valid snapshot in %s although snapshots exist: %w (run 'fleetd repair' or restore a backup)", filepath.Join(o.DataDir, snapDir), err)
+	}
+	for _, s := range res.Skipped {
+		d.logf.Warn("skipped a corrupt snapshot, falling back to an older one", "snapshot", fmt.Sprint(s))
+		rep.SkippedSnaps = append(rep.SkippedSnaps, fmt.Sprint(s))
+	}
+	rep.SnapshotLSN, rep.SnapshotTrucks = res.LSN, res.Count
+	d.lastSnapLSN, d.lastSnapInfo = res.LSN, res.Info
+
+	d.log, err = wal.Open(fs, filepath.Join(o.DataDir, walDir), wal.Options{
+		Fsync:    o.Fsync,
+		StartLSN: res.LSN + 1,
+		OnTailTruncated: func(t wal.TailTruncation) {
+			d.logf.Warn("truncated a torn record at the end of the write-ahead log; only unacknowledged data can be there",
+				"file", t.File, "offset", t.Offset, "dropped_bytes", t.Dropped, "reason", t.Reason)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("engine: opening the write-ahead log: %w", err)
+	}
+	if first := d.log.FirstLSN(); first > res.LSN+1 && d.log.NextLSN() > first {
+		d.log.Close()
+		return fmt.Errorf("engine: the write-ahead log starts at record %d but the snapshot covers only up to %d: records are missing", first, res.LSN)
+	}
+	err = d.log.Replay(res.LSN+1, func(lsn wal.LSN, typ byte, payload []byte) error {
+		if typ != wal.TypeUpdates {
+			return fmt.Errorf("record %d has unknown type %d", lsn, typ)
+		}
+		rep.ReplayedRecords++
+		return wal.DecodeUpdates(payload, func(en *wal.Entry) {
+			rep.ReplayedUpdates++
+			rb.add(en)
+		})
+	})
+	rb.flush()
+	if err != nil {
+		d.log.Close()
+		return fmt.Errorf("engine: replaying the write-ahead log: %w", err)
+	}
+	d.bytesAtSnap = d.log.Stats().Bytes
+	rep.Duration = time.Since(start)
+	e.recovery = rep
+	e.dur = d
+	d.logf.Info("recovered", "trucks", e.st.Len(), "snapshot_lsn", rep.SnapshotLSN, "snapshot_trucks", rep.SnapshotTrucks,
+		"replayed_records", rep.ReplayedRecords, "replayed_updates", rep.ReplayedUpdates, "took", rep.Duration.Round(time.Millisecond))
+	return nil
+}
+
+// replayBatch gathers recovered entries into store batches, copying IDs
+// into an arena because decoders reuse their memory.
+type replayBatch struct {
+	st    *store.Store
+	ups   []store.Update
+	arena []byte
+}
+
+const replayBatchSize = 16384
+
+func newReplayBatch(st *store.Store) *replayBatch {
+	return &replayBatch{st: st, ups: make([]store.Update, 0, replayBatchSize), arena: make([]byte, 0, replayBatchSize*16)}
+}
+
+func (b *replayBatch) add(en *wal.Entry) {
+	if en.Kind != wal.KindUpdate {
+		// Deletes are ordered with the updates around them.
+		b.flush()
+		b.st.DeleteIf(en.ID, en.TS)
+		return
+	}
+	if len(b.arena)+len(en.ID) > cap(b.arena) {
+		b.flush()
+	}
+	start := len(b.arena)
+	b.arena = append(b.arena, en.ID...)
+	b.ups = append(b.ups, store.Update{
+		ID:       b.arena[start:len(b.arena):len(b.arena)],
+		Position: store.Position{Lat: en.Lat, Lon: en.Lon, TS: en.TS, Speed: en.Speed, Heading: en.Heading},
+	})
+	if len(b.ups) == cap(b.ups) {
+		b.flush()
+	}
+}
+
+func (b *replayBatch) flush() {
+	if len(b.ups) > 0 {
+		b.st.Apply(b.ups)
+	}
+	b.ups, b.arena = b.ups[:0], b.arena[:0]
+}
+
+// logUpdates appends a batch to the WAL and waits until it is as durable
+// as the fsync policy promises.
+func (d *durable) logUpdates(batch []store.Update) error {
+	sc := d.encPool.Get().(*encodeScratch)
+	defer d.encPool.Put(sc)
+	sc.entries = sc.entries[:0]
+	for i := range batch {
+		u := &batch[i]
+		sc.entries = append(sc.entries, wal.Entry{ID: u.ID, Lat: u.Lat, Lon: u.Lon, TS: u.TS, Speed: u.Speed, Heading: u.Heading})
+	}
+	sc.buf = wal.AppendUpdates(sc.buf[:0], sc.entries)
+	clear(sc.entries) // drop references to the caller's IDs
+	_, err := d.log.Append(sc.buf)
+	return err
+}
+
+func (d *durable) logDeletes(kind wal.Kind, ids [][]byte, ts []uint32) error {
+	sc := d.encPool.Get().(*encodeScratch)
+	defer d.encPool.Put(sc)
+	sc.entries = sc.entries[:0]
+	for i := range ids {
+		sc.entries = append(sc.entries, wal.Entry{ID: ids[i], TS: ts[i], Kind: kind})
+	}
+	sc.buf = wal.AppendUpdates(sc.buf[:0], sc.entries)
+	clear(sc.entries)
+	_, err := d.log.Append(sc.buf)
+	return err
+}
+
+// snapshot writes the whole store to a new snapshot, then prunes old
+// snapshots and the WAL segments no kept snapshot needs.
+func (d *durable) snapshot(st *store.Store) (snapshot.Info, error) {
+	d.snapMu.Lock()
+	defer d.snapMu.Unlock()
+	d.applyMu.Lock()
+	lsn := d.log.NextLSN() - 1
+	bytes := d.log.Stats().Bytes
+	d.applyMu.Unlock()
+	if lsn == d.lastSnapLSN && !d.lastSnapAt.IsZero() {
+		return d.lastSnapInfo, nil // nothing new
+	}
+	start := time.Now()
+	dir := filepath.Join(d.dir, snapDir)
+	w, err := snapshot.Create(d.fs, dir, lsn)
+	if err != nil {
+		return snapshot.Info{}, fmt.Errorf("engine: snapshot: %w", err)
+	}
+	var werr error
+	var en wal.Entry
+	st.Range(func(id []byte, p store.Position) bool {
+		en = wal.Entry{ID: id, Lat: p.Lat, Lon: p.Lon, TS: p.TS, Speed: p.Speed, Heading: p.Heading}
+		werr = w.Add(&en)
+		return werr == nil
+	})
+	if werr != nil {
+		w.Abort()
+		return snapshot.Info{}, fmt.Errorf("engine: snapshot: %w", werr)
+	}
+	info, err := w.Commit()
+	if err != nil {
+		return snapshot.Info{}, fmt.Errorf("engine: snapshot: %w", err)
+	}
+	d.lastSnapLSN, d.lastSnapAt, d.lastSnapInfo, d.bytesAtSnap = lsn, time.Now(), info, bytes
+	pr, err := snapshot.Prune(d.fs, dir, 2)
+	if err != nil {
+		return info, fmt.Errorf("engine: pruning snapshots: %w", err)
+	}
+	if pr.KeepWALFrom > 0 {
+		if err := d.log.TruncateBefore(pr.KeepWALFrom); err != nil {
+			return info, fmt.Errorf("engine: truncating the write-ahead log: %w", err)
+		}
+	}
+	d.logf.Info("snapshot written", "file", info.Name, "lsn", lsn, "trucks", info.Count, "bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+	return info, nil
+}
+
+func (d *durable) walBytesSinceSnapshot() uint64 { return d.log.Stats().Bytes - d.bytesAtSnap }

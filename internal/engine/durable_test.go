@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"maps"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/snapshot"
+	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func openAt(t *testing.T, fs vfs.FS, o Options) *Engine {
+	t.Helper()
+	o.DataDir, o.FS, o.Logger = "/data", fs, quiet
+	if o.SweepEvery == 0 {
+		o.SweepEvery = time.Hour
+	}
+	e, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// state reads every truck out of the engine.
+func state(e *Engine) map[string]store.Position {
+	m := map[string]store.Position{}
+	e.Store().Range(func(id []byte, p store.Position) bool {
+		m[string(id)] = p
+		return true
+	})
+	return m
+}
+
+func randBatch(r *rand.Rand, n, ids int, ts uint32) []store.Update {
+	b := make([]store.Update, n)
+	for i := range b {
+		b[i] = store.Update{ID: fmt.Appendf(nil, "truck-%07d", r.IntN(ids)),
+			Position: store.MakePosition(25+r.Float64()*24, -124+r.Float64()*57, int64(ts)+int64(r.IntN(3)), r.Float64()*100, float64(r.IntN(360)))}
+	}
+	return b
+}
+
+func seeded(t *testing.T) *rand.Rand {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, 1))
+}
+
+func TestRecoverAfterCleanClose(t *testing.T) {
+	r := seeded(t)
+	fs := vfs.NewMem()
+	e := openAt(t, fs, Options{})
+	for i := 0; i < 20; i++ {
+		if _, err := e.Apply(randBatch(r, 500, 3000, uint32(1000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := e.Delete(fmt.Appendf(nil, "truck-%07d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := state(e)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openAt(t, fs, Options{})
+	defer e2.Close()
+	if got := state(e2); !maps.Equal(got, want) {
+		t.Fatalf("after restart %d trucks, want %d", len(got), len(want))
+	}
+	if rec := e2.Recovery(); rec.SnapshotTrucks != uint64(len(want)) || rec.ReplayedUpdates != 0 {
+		t.Fatalf("clean close should leave a full snapshot and nothing to replay: %+v", rec)
+	}
+}
+
+// TestCrashKeepsAcknowledged cuts the power at a random moment while
+// several goroutines ingest and snapshots are taken, and checks that every
+// update acknowledged before the cut survives it.
+func TestCrashKeepsAcknowledged(t *testing.T) {
+	r := seeded(t)
+	for round := 0; round < 6; round++ {
+		fs := vfs.NewMem()
+		e := openAt(t, fs, Options{SnapshotEvery: 20_000})
+		var (
+			mu      sync.Mutex
+			acked   = map[string]store.Position{} // newest acknowledged per truck
+			calls   int
+			crashAt = 5 + r.IntN(60)
+			crashed *vfs.MemFS
+			atCrash map[string]store.Position
+		)
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			seed := r.Uint64()
+			wg.Go(func() {
+				rr := rand.New(rand.NewPCG(seed, 2))
+				for i := 0; i < 20; i++ {
+					b := randBatch(rr, 200, 1000, uint32(1000+i))
+					if _, err := e.Apply(b); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					for _, u := range b {
+						if p, ok := acked[string(u.ID)]; !ok || u.TS >= p.TS {
+							acked[string(u.ID)] = u.Position
+						}
+					}
+					if calls++; calls == crashAt {
+						crashed = fs.CrashClone(vfs.CrashOptions{Rand: rand.New(rand.NewPCG(seed, 3))})
+						atCrash = maps.Clone(acked)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Go(func() {
+			for i := 0; i < 10; i++ {
+				if err := e.Snapshot(); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+		wg.Wait()
+		e.Close()
+		checkCrash(t, crashed, atCrash)
+	}
+}
+
+func checkCrash(t *testing.T, fs *vfs.MemFS, acked map[string]store.Position) {
+	t.Helper()
+	e := openAt(t, fs, Options{})
+	defer e.Close()
+	got := state(e)
+	for id, p := range acked {
+		q, ok := got[id]
+		if !ok {
+			t.Errorf("acknowledged truck %s lost in the crash", id)
+			continue
+		}
+		if q.TS < p.TS {
+			t.Errorf("truck %s went back in time: ts %d, acknowledged %d", id, q.TS, p.TS)
+		}
+	}
+}
+
+func TestDiskFullAnswersErrorAndResumes(t *testing.T) {
+	r := seeded(t)
+	mem := vfs.NewMem()
+	ffs := vfs.NewFaultFS(mem)
+	e := openAt(t, ffs, Options{})
+	defer e.Close()
+	ok := randBatch(r, 100, 500, 1000)
+	if _, err := e.Apply(ok); err != nil {
+		t.Fatal(err)
+	}
+	before := state(e)
+	ffs.FailAll(vfs.OpWrite|vfs.OpSync, syscall.ENOSPC)
+	bad := randBatch(r, 100, 500, 2000)
+	if _, err := e.Apply(bad); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Apply on a full disk: %v, want ENOSPC", err)
+	}
+	if got := state(e); !maps.Equal(got, before) {
+		t.Fatal("a batch that failed to log was applied")
+	}
+	ffs.Reset()
+	if _, err := e.Apply(bad); err != nil {
+		t.Fatalf("Apply after the disk has room: %v", err)
+	}
+	want := state(e)
+	e.Close()
+	e2 := openAt(t, mem, Options{})
+	defer e2.Close()
+	if got := state(e2); !maps.Equal(got, want) {
+		t.Fatal("state after restart differs")
+	}
+}
+
+func TestCorruptSnapshotFallsBack(t *testing.T) {
+	r := seeded(t)
+	fs := vfs.NewMem()
+	e := openAt(t, fs, Options{SnapshotEvery: -1})
+	e.Apply(randBatch(r, 300, 1000, 1000))
+	if err := e.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	e.Apply(randBatch(r, 300, 1000, 2000))
+	want := state(e)
+	e.Close() // writes a second snapshot
+	infos, err := snapshot.List(fs, "/data/snap")
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("snapshots: %v %v", infos, err)
+	}
+	newest := infos[0].Path
+	if infos[1].LSN > infos[0].LSN {
+		newest = infos[1].Path
+	}
+	data, _ := vfs.ReadFile(fs, newest)
+	data[len(data)/2] ^= 0xFF
+	vfs.WriteFile(fs, newest, data)
+	e2 := openAt(t, fs, Options{})
+	defer e2.Close()
+	if got := state(e2); !maps.Equal(got, want) {
+		t.Fatalf("after falling back: %d trucks, want %d", len(got), len(want))
+	}
+	if len(e2.Recovery().SkippedSnaps) != 1 {
+		t.Fatalf("recovery report: %+v", e2.Recovery())
+	}
+}
+
+func TestRealDirectory(t *testing.T) {
+	dir := t.TempDir()
+	r := seeded(t)
+	e, err := Open(Options{DataDir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Apply(randBatch(r, 1000, 1000, 1000))
+	want := state(e)
+	e.Close()
+	e2, err := Open(Options{DataDir: filepath.Clean(dir), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if !maps.Equal(state(e2), want) {
+		t.Fatal("state differs after reopening a real directory")
+	}
+}
