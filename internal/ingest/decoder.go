@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"math"
+	"unsafe"
 )
 
 // Limits of the POST /v1/positions contract; see doc.go.
@@ -17,7 +18,9 @@ const (
 	MaxSpeed          = 1000           // km/h
 )
 
-// Update is one validated position update.
+// Update is one validated position update: 64 bytes, the ID slice header
+// being its only pointer. It is transient decode output; the engine copies
+// what it keeps into its own pointer-free columns.
 //
 // ID aliases either the body passed to Decode* (when the JSON string had no
 // escapes) or the Decoder's scratch arena; it is valid only until the next
@@ -67,9 +70,9 @@ type Decoder struct {
 // Retention limits for Reset: a pooled Decoder that once decoded a huge body
 // gives its big buffers back to the garbage collector.
 const (
-	retainUpdates = 1 << 14 // 16384 updates × 64 B = 1 MiB
-	retainArena   = 1 << 16
-	retainNames   = 256
+	retainUpdates = 1 << 20 / int(unsafe.Sizeof(Update{})) // 1 MiB: 16384 updates of 64 B
+	retainArena   = 1 << 16                                // bytes of escaped IDs
+	retainNames   = 256                                    // interned unknown names
 )
 
 // DecodeNDJSON decodes an application/x-ndjson body: one update object per

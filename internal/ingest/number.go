@@ -12,7 +12,7 @@ var pow10 = [...]float64{
 	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 }
 
-// scanFloat validates the JSON number at s[i] (as scanNumber does) and
+// scanFloat validates the JSON number at s[i] < len(s) (as scanNumber does) and
 // returns the position after it and its value, bit-for-bit what
 // strconv.ParseFloat(token, 64) returns: ±Inf when the magnitude overflows,
 // ±0 or a subnormal when it underflows.

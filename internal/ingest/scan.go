@@ -156,7 +156,7 @@ func appendUnescaped(dst, raw []byte) []byte {
 //
 //	-? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?
 //
-// starting at s[i] and returns the position after it, or -1.
+// starting at s[i], i < len(s), and returns the position after it, or -1.
 func (d *Decoder) scanNumber(s []byte, i int) int {
 	if s[i] == '-' {
 		i++
