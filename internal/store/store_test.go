@@ -71,6 +71,15 @@ func (g *fleetGen) place() (float64, float64) {
 	}
 }
 
+// size scales a test's work down in -short mode (CI runs the race
+// detector with -short).
+func size(n int) int {
+	if testing.Short() {
+		return max(n/5, 1)
+	}
+	return n
+}
+
 func id(i int) []byte { return fmt.Appendf(nil, "truck-%07d", i) }
 
 func mustNew(t testing.TB, o Options) *Store {
@@ -87,7 +96,7 @@ func TestApplyGetDeleteAgainstModel(t *testing.T) {
 		s := mustNew(t, Options{Shards: shards})
 		m := model{}
 		ts := uint32(1_764_000_000)
-		for round := 0; round < 30; round++ {
+		for round := 0; round < size(30); round++ {
 			batch := make([]Update, 0, 3000)
 			for i := 0; i < cap(batch); i++ {
 				n := g.r.IntN(5000)
@@ -111,7 +120,7 @@ func TestApplyGetDeleteAgainstModel(t *testing.T) {
 				}
 				delete(m, string(key))
 			}
-			if round%10 == 9 {
+			if round%3 == 2 {
 				cutoff := ts - 200
 				want := 0
 				for k, p := range m {
@@ -256,8 +265,8 @@ func buildFleet(t *testing.T, g *fleetGen, n int, place func() (float64, float64
 
 func TestNearestBruteForce(t *testing.T) {
 	g := newGen(t)
-	s, m := buildFleet(t, g, 20000, g.place)
-	for i := 0; i < 400; i++ {
+	s, m := buildFleet(t, g, size(20000), g.place)
+	for i := 0; i < size(400); i++ {
 		lat, lon := g.place()
 		if i%4 == 0 {
 			lat, lon = g.r.Float64()*180-90, g.r.Float64()*360-180
@@ -281,7 +290,7 @@ func TestNearestBruteForce(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 200; i++ {
+	for i := 0; i < size(200); i++ {
 		lat, lon := g.place()
 		checkNearest(t, s, m, lat, lon, 10, 0)
 	}
@@ -291,11 +300,11 @@ func TestNearestFarOutlier(t *testing.T) {
 	g := newGen(t)
 	// A US fleet with one truck in Sydney: from anywhere in the western
 	// and southern Pacific, Sydney must come out nearest when it is.
-	s, m := buildFleet(t, g, 5000, func() (float64, float64) { return 25 + g.r.Float64()*24, -124 + g.r.Float64()*57 })
+	s, m := buildFleet(t, g, size(5000), func() (float64, float64) { return 25 + g.r.Float64()*24, -124 + g.r.Float64()*57 })
 	syd := Update{ID: []byte("sydney"), Position: g.pos(-33.8688, 151.2093, 1000)}
 	s.Apply([]Update{syd})
 	m.apply([]Update{syd})
-	for i := 0; i < 200; i++ {
+	for i := 0; i < size(200); i++ {
 		lat, lon := g.r.Float64()*100-60, geo.NormLon(140+g.r.Float64()*110)
 		checkNearest(t, s, m, lat, lon, 1, 0)
 		checkNearest(t, s, m, lat, lon, 3, 0)
@@ -341,8 +350,8 @@ func collect(s *Store, rg Region) []string {
 
 func TestWithinBruteForce(t *testing.T) {
 	g := newGen(t)
-	s, m := buildFleet(t, g, 20000, g.place)
-	for i := 0; i < 300; i++ {
+	s, m := buildFleet(t, g, size(20000), g.place)
+	for i := 0; i < size(300); i++ {
 		lat, lon := g.place()
 		radius := []float64{10, 200, 5000, 100000, 3000000}[g.r.IntN(5)]
 		got := collect(s, Circle(lat, lon, radius))
@@ -353,7 +362,7 @@ func TestWithinBruteForce(t *testing.T) {
 			t.Fatalf("Circle(%v,%v,%v): %d hits, want %d", lat, lon, radius, len(got), len(want))
 		}
 	}
-	for i := 0; i < 300; i++ {
+	for i := 0; i < size(300); i++ {
 		lat, lon := g.place()
 		dlat, dlon := g.r.Float64()*g.r.Float64()*20, g.r.Float64()*g.r.Float64()*40
 		b := geo.Box{MinLat: math.Max(-90, lat-dlat), MaxLat: math.Min(90, lat+dlat),
@@ -426,7 +435,7 @@ func TestConcurrent(t *testing.T) {
 
 func TestDensity(t *testing.T) {
 	g := newGen(t)
-	s, m := buildFleet(t, g, 20000, g.place)
+	s, m := buildFleet(t, g, size(20000), g.place)
 	for _, factor := range []int{1, 3, 10} {
 		for _, b := range []geo.Box{
 			{MinLat: -90, MinLon: -180, MaxLat: 90, MaxLon: 180},
