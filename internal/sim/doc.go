@@ -53,8 +53,11 @@
 // that there are at least 20 requests a second.
 //
 // Pacing is a token bucket at batch granularity shared by the workers (see
-// pacer); a batch is sent only if it completes, at the paced rate, before
-// Duration ends, so a paced run sends about Rate × Duration lines.
+// pacer): a generator that fell behind its schedule (a slow answer, a
+// descheduled worker) catches up on at most 500 ms of it. A batch is sent
+// only if it completes, at the paced rate, before Duration ends, and a paced
+// run lasts Duration, so it sends Rate × Duration lines (rounded down to
+// whole batches) when the server keeps up.
 //
 // Answers are counted per status: 2xx adds the JSON answer's accepted and
 // rejected counts; 429, 503 and 507 count as overloaded (the worker pauses

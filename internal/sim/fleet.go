@@ -40,26 +40,30 @@ type Fleet struct {
 //
 //	oLat, oLon, dLat, dLon  4 × 8 = 32 bytes  leg endpoints (degrees)
 //	lastNs                      8 bytes  time last advanced to (unix ns; 0 = never)
-//	done, leg, cruise, idle 4 × 4 = 16 bytes
+//	done                        8 bytes  km driven on the leg
+//	leg, idle               2 × 4 =  8 bytes
 //	rng                         4 bytes
-//	dest + padding          2 + 2 =  4 bytes
+//	dest                        2 bytes
+//	cruise + padding        1 + 1 =  2 bytes
 //	                               ---------
 //	                               64 bytes per truck
 //
 // The position is not stored: it is the point done km along the great circle
 // from the origin towards the destination, recomputed when reported. done is
-// a float32: at the longest legs (~460 km) its resolution is ~3 cm.
+// a float64 so that the reported speed (distance over time) stays exact even
+// for updates milliseconds apart; leg is a float32 (~3 cm resolution at
+// 450 km), which only decides when the truck arrives.
 type truck struct {
 	oLat, oLon float64 // leg origin: where the previous leg ended
 	dLat, dLon float64 // leg destination: a depot near place dest
 	lastNs     int64
-	done       float32 // km driven on this leg, 0 <= done < leg
+	done       float64 // km driven on this leg, 0 <= done < leg
 	leg        float32 // great-circle length of the leg, km
-	cruise     float32 // cruise speed on this leg, km/h
 	idle       float32 // seconds still to wait before driving on, >= 0
 	rng        uint32  // Weyl-sequence state of the truck's own generator
 	dest       uint16  // place index of the destination
-	_          [2]byte
+	cruise     uint8   // cruise speed on this leg, km/h
+	_          uint8
 }
 
 // BytesPerTruck is the simulator's memory per truck.
@@ -74,7 +78,7 @@ const (
 	depotMinKm   = 0.5   // leg endpoints are depots this far
 	depotMaxKm   = 4.0   // ... to this far from the place's centre
 	maxStepS     = 5.0   // integration step, seconds (larger for long gaps)
-	maxSteps     = 64    // integration steps per leg per advance, at most
+	maxSteps     = 64    // integration steps per advance over a long gap, about
 	maxIter      = 10000 // bound on the work one advance may do
 )
 
@@ -136,7 +140,7 @@ func (f *Fleet) Next(dst []Update, n int, now time.Time) []Update {
 		case dt > 0:
 			u.Speed = moved / dt * 3600
 		case t.idle == 0:
-			u.Speed = t.speedAt(float64(t.done))
+			u.Speed = t.speedAt(t.done)
 		}
 		dst = append(dst, u)
 	}
@@ -150,7 +154,7 @@ func (t *truck) position() (lat, lon, heading float64) {
 	if t.done == 0 {
 		return t.oLat, t.oLon, brg
 	}
-	return destinationHeading(t.oLat, t.oLon, brg, float64(t.done))
+	return destinationHeading(t.oLat, t.oLon, brg, t.done)
 }
 
 // speedAt is the speed in km/h at km d of the leg: the leg's cruise speed
@@ -189,18 +193,16 @@ func (f *Fleet) advance(t *truck, nowNs int64) (movedKm, dtS float64) {
 			continue
 		}
 		h := min(rem, step)
-		d := float64(t.done)
-		v := t.speedAt(d)
+		v := t.speedAt(t.done)
 		ds := v * h / 3600
-		if left := float64(t.leg) - d; ds >= left {
+		if left := float64(t.leg) - t.done; ds >= left {
 			movedKm += left
 			rem -= left / v * 3600
 			f.nextLeg(t)
 			continue
 		}
-		old := t.done
-		t.done = float32(d + ds)
-		movedKm += float64(t.done) - float64(old)
+		t.done += ds
+		movedKm += ds
 		rem -= h
 	}
 	// maxIter reached only for gaps of days: the rest of the gap is
@@ -216,7 +218,7 @@ func (f *Fleet) initTruck(t *truck, i uint64, seed int64, r Region) {
 	t.dest = f.net.pickNeighbour(from, t.rand())
 	t.dLat, t.dLon = f.depot(t, t.dest)
 	f.startLeg(t)
-	t.done = float32(t.rand()) * t.leg
+	t.done = t.rand() * float64(t.leg)
 	t.idle = 0
 	if t.rand() < 0.10 { // parked at creation, for up to an hour
 		t.idle = float32(t.rand() * 3600)
@@ -246,9 +248,9 @@ func (f *Fleet) startLeg(t *truck) {
 		panic(fmt.Sprintf("BUG: sim: leg of %v km from (%v,%v) to (%v,%v)", t.leg, t.oLat, t.oLon, t.dLat, t.dLon))
 	}
 	if t.leg < 80 {
-		t.cruise = float32(45 + 30*t.rand()) // regional roads
+		t.cruise = uint8(45 + 31*t.rand()) // regional roads: 45–75 km/h
 	} else {
-		t.cruise = float32(70 + 30*t.rand()) // highway
+		t.cruise = uint8(70 + 31*t.rand()) // highway: 70–100 km/h
 	}
 }
 

@@ -73,10 +73,18 @@ func TestFleetMotion(t *testing.T) {
 			if math.Abs(dist-path) > 1e-4+1e-4*path {
 				t.Fatalf("round %d truck %d: moved %.6f km in %v, speed %.3f km/h says %.6f km", round, i, dist, dt, u.Speed, path)
 			}
-			if dist > 0.005 {
-				if d := angleDiff(u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon)); d > 1 {
-					t.Fatalf("round %d truck %d: heading %.2f, bearing of the move %.2f", round, i, u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon))
-				}
+			if dist < 0.005 {
+				continue
+			}
+			// The heading is the direction of the move as it ends:
+			// the reverse of the bearing back to the previous
+			// position; for short moves also about the bearing of
+			// the move (great circles turn by ~1° per 100 km).
+			if d := angleDiff(u.Heading, bearingDeg(u.Lat, u.Lon, p.Lat, p.Lon)+180); d > 0.05 {
+				t.Fatalf("round %d truck %d: heading %.3f, reverse bearing back %.3f", round, i, u.Heading, bearingDeg(u.Lat, u.Lon, p.Lat, p.Lon)+180)
+			}
+			if d := angleDiff(u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon)); dist < 50 && d > 1 {
+				t.Fatalf("round %d truck %d: heading %.2f, bearing of the move %.2f", round, i, u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon))
 			}
 		}
 		prev, cur = cur, prev
@@ -97,7 +105,7 @@ func TestFleetSpeeds(t *testing.T) {
 	var mid, ends []float64
 	for i := range f.trucks {
 		tr := &f.trucks[i]
-		d := float64(tr.done)
+		d := tr.done
 		v := tr.speedAt(d)
 		if v < 10 || v > maxSpeedKmh {
 			t.Fatalf("truck %d: speed %.1f at km %.1f of %.1f", i, v, d, tr.leg)

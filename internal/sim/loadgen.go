@@ -41,6 +41,9 @@ const (
 	DefaultReadyTimeout   = 30 * time.Second
 	DefaultRequestTimeout = 30 * time.Second
 
+	// maxPaceLag: how far a paced run may fall behind its schedule and
+	// still catch up (see pacer).
+	maxPaceLag = 500 * time.Millisecond
 	// minPostsPerSec: a paced run sends at least this many requests per
 	// second (smaller batches at low rates) so the rate is smooth.
 	minPostsPerSec = 20
@@ -158,7 +161,10 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (Summary, err
 	batch := cfg.Batch
 	if cfg.Rate > 0 {
 		batch = min(batch, max(1, int(cfg.Rate/minPostsPerSec)))
-		g.pacer = newPacer(cfg.Rate, start, time.Duration(float64(batch*cfg.Conns)/cfg.Rate*float64(time.Second)))
+		// Catch up on at most maxPaceLag of lost time (a descheduled
+		// worker, a slow answer), or one batch per connection if more.
+		lag := max(maxPaceLag, time.Duration(float64(batch*cfg.Conns)/cfg.Rate*float64(time.Second)))
+		g.pacer = newPacer(cfg.Rate, start, lag)
 	}
 
 	var wg sync.WaitGroup
@@ -189,6 +195,11 @@ wait:
 			}
 		}
 	}
+	if g.pacer != nil && !g.deadline.IsZero() && g.fatalErr() == nil {
+		// The last batch paid for the time up to the deadline: a paced
+		// run lasts its Duration, so that sent/duration is the rate.
+		sleepUntil(ctx, g.deadline)
+	}
 	return g.summary(time.Since(start)), g.fatalErr()
 }
 
@@ -216,8 +227,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("sim: rate %v: want a finite number >= 0", c.Rate)
 	case c.Duration < 0:
 		return c, fmt.Errorf("sim: duration %v: want >= 0", c.Duration)
-	case c.Batch < 1 || c.Conns < 1 || c.ReadyTimeout < 0 || c.RequestTimeout < 0:
+	case c.Batch < 1 || c.Conns < 1:
 		return c, fmt.Errorf("sim: batch %d, conns %d: want >= 1", c.Batch, c.Conns)
+	case c.ReadyTimeout < 0 || c.RequestTimeout < 0:
+		return c, fmt.Errorf("sim: ready timeout %v, request timeout %v: want >= 0", c.ReadyTimeout, c.RequestTimeout)
 	case strings.ContainsAny(c.Token, "\r\n"):
 		return c, errors.New("sim: token contains a line break")
 	case c.Region >= numRegions:
@@ -296,6 +309,9 @@ func (g *generator) work(ctx context.Context, f *Fleet, batch int) {
 		body = AppendNDJSON(body[:0], updates, f.IDWidth())
 		pause := g.post(ctx, gate, body, len(updates), &respBuf)
 		if !gate.wait(ctx, g.cfg.RequestTimeout) {
+			if ctx.Err() != nil {
+				return
+			}
 			// The transport still holds a reader over body; leave
 			// the buffer to it.
 			body = make([]byte, 0, cap(body))
@@ -502,24 +518,25 @@ func (g *generator) waitReady(ctx context.Context) error {
 	}
 }
 
+// checkHealth does one GET /healthz. Its errors are wrapped by waitReady.
 func (g *generator) checkHealth(ctx context.Context, healthURL string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
 	if err != nil {
-		return fmt.Errorf("sim: %w", err)
+		return err
 	}
 	if g.auth != "" {
 		req.Header.Set("Authorization", g.auth)
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("sim: GET %s: %w", healthURL, err)
+		return err // *url.Error: names the method and URL
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("sim: GET %s: %s", healthURL, resp.Status)
+		return fmt.Errorf("GET %s: %s", healthURL, resp.Status)
 	}
 	return nil
 }

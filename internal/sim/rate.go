@@ -44,7 +44,7 @@ func ParseRate(s string) (float64, error) {
 		// should be a plain decimal number.
 		return 0, fmt.Errorf("sim: rate %q: want a number of updates per second such as 50000 or 50000/s", s)
 	}
-	v = v * mult / per
+	v = v*mult/per + 0 // + 0 turns -0 into 0
 	if v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, fmt.Errorf("sim: rate %q: must be a finite number >= 0", s)
 	}
