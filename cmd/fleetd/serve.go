@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/api"
+	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/sim"
+	"github.com/fleetd/fleetd/internal/store"
+)
+
+func init() {
+	register("serve", "run the HTTP API server (optionally with a simulated demo fleet)", runServe)
+}
+
+// Defaults of fleetd serve.
+const (
+	serveDefaultHTTP       = "127.0.0.1:8080"
+	serveDefaultData       = "./fleetd-data"
+	serveDefaultDemo       = 10000 // trucks when --demo has no number
+	serveShutdownTimeout   = 15 * time.Second
+	serveDemoLogEvery      = time.Minute
+	serveReadHeaderTimeout = 10 * time.Second
+)
+
+const serveHelp = `Usage: fleetd serve [flags]
+
+Runs the fleetd HTTP API (contract v1): POST /v1/positions to ingest,
+GET /v1/trucks/{id}, /v1/nearby, /v1/within to query, /v1/stats, /metrics,
+/debug/pprof/ and /healthz. Logs go to stderr; SIGINT or SIGTERM drains
+in-flight requests, stops the demo, closes the engine and exits 0.
+
+Flags:
+  --http ADDR        listen address (default 127.0.0.1:8080, loopback only;
+                     use :8080 to listen on every interface, :0 or
+                     127.0.0.1:0 for a free port: the log line
+                     msg=listening addr=… names the actual address)
+  --data DIR         data directory, created if missing (default
+                     ./fleetd-data). Durability is not implemented yet: the
+                     fleet lives in memory and is lost on exit.
+  --demo [N]         also run the simulator in-process against this server:
+                     N trucks (default 10000 when N is omitted) driving
+                     between real places, each reporting about every 2 s
+  --demo-rate R      demo updates per second (default N/2), e.g. 5000,
+                     50k/s, 600/min; 0 = as fast as possible
+  --max-body SIZE    largest POST /v1/positions body (default 64MiB); larger
+                     bodies get 413 and nothing is applied. SIZE is bytes or
+                     a number with KB/MB/GB (powers of 1000) or K/KiB, M/MiB,
+                     G/GiB (powers of 1024)
+  --token-file F     require "Authorization: Bearer <token>" on every route
+                     but /healthz and /metrics; the token is F's contents
+                     with surrounding whitespace trimmed (must not be empty)
+  --memory-limit SIZE
+                     soft memory limit of the process (as GOMEMLIMIT), e.g.
+                     2GiB: the Go runtime collects harder as the process
+                     nears it (RSS stays near the live heap), and the engine
+                     refuses new trucks (507) once its heap passes 85% of
+                     it; known trucks keep updating. Default: none (or the
+                     GOMEMLIMIT environment variable)
+  --shards N         store shards, rounded up to a power of two (default 8,
+                     at most 256)
+  --access-log       log one line per request (off by default)
+  -h, --help         this help
+`
+
+// demoFlag is --demo [N]: a boolean flag that may also carry a truck count,
+// as --demo=N or, after rewriteDemoArgs, --demo N.
+type demoFlag struct {
+	on     bool
+	trucks int
+}
+
+func (d *demoFlag) String() string {
+	if d == nil || !d.on {
+		return "off"
+	}
+	return strconv.Itoa(d.trucks)
+}
+
+func (d *demoFlag) Set(s string) error {
+	switch s {
+	case "true":
+		d.on, d.trucks = true, serveDefaultDemo
+		return nil
+	case "false":
+		d.on, d.trucks = false, 0
+		return nil
+	}
+	n, err := parseTruckCount(s)
+	if err != nil {
+		return err
+	}
+	d.on, d.trucks = true, n
+	return nil
+}
+
+// IsBoolFlag lets --demo stand alone, followed by another flag or nothing.
+func (d *demoFlag) IsBoolFlag() bool { return true }
+
+// parseTruckCount parses a truck count: a positive whole number, optionally with
+// a k or M suffix (10k, 1M).
+func parseTruckCount(s string) (int, error) {
+	t, mult := s, 1
+	switch {
+	case strings.HasSuffix(t, "k"), strings.HasSuffix(t, "K"):
+		t, mult = t[:len(t)-1], 1000
+	case strings.HasSuffix(t, "M"):
+		t, mult = t[:len(t)-1], 1000000
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 1 || n > math.MaxUint32/mult {
+		return 0, fmt.Errorf("invalid truck count %q: want a whole number from 1 (e.g. 10000, 10k, 1M)", s)
+	}
+	return n * mult, nil
+}
+
+// rewriteDemoArgs turns "--demo N" into "--demo=N" when N is a count, so
+// that the bool-style flag also takes a separate value. Arguments after
+// "--" are left alone.
+func rewriteDemoArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if (a == "--demo" || a == "-demo") && i+1 < len(args) {
+			if _, err := parseTruckCount(args[i+1]); err == nil {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// sizeFlag is a byte size such as 64MiB.
+type sizeFlag int64
+
+func (f *sizeFlag) String() string { return strconv.FormatInt(int64(*f), 10) }
+
+func (f *sizeFlag) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*f = sizeFlag(n)
+	return nil
+}
+
+// parseSize parses a byte size: a number (fractions allowed) and an
+// optional unit, B, KB/MB/GB/TB (powers of 1000) or K/KiB, M/MiB, G/GiB,
+// T/TiB (powers of 1024), case-insensitive. The result is at least 1 byte.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+		"g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40,
+	}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if mult == 0 || err != nil || num == "" || strings.ContainsAny(num, "eEnNiIxX_+-") {
+		return 0, fmt.Errorf("invalid size %q: want e.g. 500KB, 64MiB or 1GiB", s)
+	}
+	b := math.Round(v * mult)
+	if b < 1 || b > 1<<50 {
+		return 0, fmt.Errorf("size %q out of range [1 byte, 1 PiB]", s)
+	}
+	return int64(b), nil
+}
+
+// serveConfig is the parsed command line.
+type serveConfig struct {
+	addr      string
+	data      string
+	demo      demoFlag
+	demoRate  string
+	maxBody   sizeFlag
+	memLimit  sizeFlag
+	tokenFile string
+	shards    int
+	accessLog bool
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+	c := &serveConfig{maxBody: api.DefaultMaxBody}
+	fs := flag.NewFlagSet("fleetd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, serveHelp) }
+	fs.StringVar(&c.addr, "http", serveDefaultHTTP, "listen address")
+	fs.StringVar(&c.data, "data", serveDefaultData, "data directory")
+	fs.Var(&c.demo, "demo", "run the simulator with N trucks")
+	fs.StringVar(&c.demoRate, "demo-rate", "", "demo updates per second")
+	fs.Var(&c.maxBody, "max-body", "largest positions body")
+	fs.Var(&c.memLimit, "memory-limit", "soft memory limit")
+	fs.StringVar(&c.tokenFile, "token-file", "", "bearer token file")
+	fs.IntVar(&c.shards, "shards", 0, "store shards")
+	fs.BoolVar(&c.accessLog, "access-log", false, "log every request")
+	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fleetd serve: unexpected argument %q\n\n%s", fs.Arg(0), serveHelp)
+		return nil, errors.New("unexpected argument")
+	}
+	if c.shards < 0 || c.shards > 256 {
+		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
+		return nil, errors.New("bad --shards")
+	}
+	return c, nil
+}
+
+// readToken reads a token file: its contents without surrounding
+// whitespace, which must not be empty.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading --token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s is empty: put the bearer token in it", path)
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return "", fmt.Errorf("--token-file %s holds more than one line: put only the token in it", path)
+	}
+	return tok, nil
+}
+
+func runServe(args []string) int {
+	c, err := parseServeFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := serve(c, log); err != nil {
+		log.Error("fleetd serve failed", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(c *serveConfig, log *slog.Logger) error {
+	var token string
+	if c.tokenFile != "" {
+		var err error
+		if token, err = readToken(c.tokenFile); err != nil {
+			return err
+		}
+	}
+	rate := float64(c.demo.trucks) / 2
+	if c.demo.on && c.demoRate != "" {
+		var err error
+		if rate, err = sim.ParseRate(c.demoRate); err != nil {
+			return fmt.Errorf("--demo-rate: %w", err)
+		}
+	}
+	if err := os.MkdirAll(c.data, 0o755); err != nil {
+		return fmt.Errorf("creating --data directory: %w", err)
+	}
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	// Listen first: until the engine is open (recovery, once it is
+	// durable), /healthz answers 503 {"status":"starting"} and every other
+	// route 503, so clients and load balancers can tell "starting" from
+	// "down".
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("--http: %w", err)
+	}
+	handler := &serveSwap{}
+	handler.set(http.HandlerFunc(serveStarting))
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: serveReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "data", c.data)
+
+	eo := engine.Options{Store: store.Options{Shards: c.shards}}
+	if c.memLimit > 0 {
+		debug.SetMemoryLimit(int64(c.memLimit))
+		eo.MemoryLimit = int64(c.memLimit)
+	}
+	eng, err := engine.Open(eo)
+	var apiServer *api.Server
+	if err == nil {
+		apiServer, err = api.New(api.Options{
+			Engine:    eng,
+			MaxBody:   int64(c.maxBody),
+			Token:     token,
+			Logger:    log,
+			AccessLog: c.accessLog,
+		})
+		if err != nil {
+			_ = eng.Close()
+		}
+	}
+	if err != nil {
+		_ = srv.Close()
+		<-served
+		return err
+	}
+	handler.set(apiServer)
+	log.Info("ready", "trucks", eng.Store().Len(), "shards", eng.Store().NumShards(), "max_body", int64(c.maxBody),
+		"auth", token != "", "memory_limit", int64(c.memLimit))
+
+	demoCtx, stopDemo := context.WithCancel(context.Background())
+	defer stopDemo()
+	demoDone := make(chan struct{})
+	if c.demo.on {
+		cfg := sim.Config{
+			Target: "http://" + serveLoopbackAddr(ln.Addr()),
+			Trucks: c.demo.trucks,
+			Rate:   rate,
+			Token:  token,
+			Seed:   1,
+		}
+		log.Info("demo started", "trucks", cfg.Trucks, "rate_per_sec", cfg.Rate, "target", cfg.Target)
+		go func() {
+			defer close(demoDone)
+			runServeDemo(demoCtx, cfg, log)
+		}()
+	} else {
+		close(demoDone)
+	}
+
+	var serveErr error
+	select {
+	case <-sigCtx.Done():
+		log.Info("shutting down", "cause", context.Cause(sigCtx))
+	case serveErr = <-served:
+		log.Error("http server stopped", "error", serveErr)
+	}
+	stopSignals() // a second signal kills the process the default way
+
+	stopDemo()
+	<-demoDone
+	ctx, cancel := context.WithTimeout(context.Background(), serveShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("shutdown: in-flight requests did not finish in time; closing connections", "timeout", serveShutdownTimeout, "error", err)
+		_ = srv.Close()
+		if serveErr == nil {
+			serveErr = err
+		}
+	} else {
+		log.Info("shutdown: http server drained")
+	}
+	if err := eng.Close(); err != nil {
+		return fmt.Errorf("closing the engine: %w", err)
+	}
+	log.Info("shutdown: engine closed")
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// serveSwap is the server's handler: the starting handler until the
+// engine is open, then the API.
+type serveSwap struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (s *serveSwap) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *serveSwap) ServeHTTP(w http.ResponseWriter, r *http.Request) { (*s.h.Load()).ServeHTTP(w, r) }
+
+// serveStarting answers while the engine opens, in the API's JSON shapes.
+func serveStarting(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	if r.URL.Path == "/healthz" {
+		_, _ = io.WriteString(w, `{"status":"starting"}`)
+		return
+	}
+	_, _ = io.WriteString(w, `{"error":"fleetd is starting (opening its data); retry shortly"}`)
+}
+
+// serveLoopbackAddr is the address the in-process demo dials: the listener's,
+// with an unspecified IP (0.0.0.0, ::) replaced by loopback.
+func serveLoopbackAddr(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := ta.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(ta.Port))
+}
+
+// runServeDemo runs the simulator until ctx ends, logging progress now and then.
+func runServeDemo(ctx context.Context, cfg sim.Config, log *slog.Logger) {
+	var last time.Duration
+	sum, err := sim.Run(ctx, cfg, func(p sim.Progress) {
+		if p.Elapsed-last < serveDemoLogEvery {
+			return
+		}
+		last = p.Elapsed
+		log.Info("demo progress", "sent", p.Sent, "accepted", p.Accepted, "rejected", p.Rejected,
+			"accepted_per_sec", math.Round(p.AcceptedPerSec), "p99", p.P99)
+	})
+	if err != nil && ctx.Err() == nil {
+		log.Error("demo failed", "error", err, "last_error", sum.LastError)
+		return
+	}
+	log.Info("demo stopped", "sent", sum.Sent, "accepted", sum.Accepted, "rejected", sum.Rejected,
+		"updates_per_sec", math.Round(sum.UpdatesPerSec), "p99_ms", sum.P99Ms)
+}

@@ -1,0 +1,117 @@
+// Package api is fleetd's HTTP interface (contract v1): it decodes position
+// bodies with package ingest, hands the updates to the engine, and answers
+// queries from the engine's store. It holds no engine logic: every write
+// goes through engine.Apply or engine.Delete, every read through the store's
+// query methods.
+//
+// # Routes
+//
+//	GET    /healthz            200 {"status":"ok"} once engine.Ready, else 503 {"status":"starting"}
+//	POST   /v1/positions       NDJSON (application/x-ndjson, or no Content-Type) or a
+//	                           JSON array (application/json) of updates; see below
+//	GET    /v1/trucks/{id}     {"id","lat","lon","ts","speed","heading"}; 404 unknown, 400 bad id
+//	DELETE /v1/trucks/{id}     204; 404 unknown, 400 bad id
+//	GET    /v1/nearby          ?lat=&lon=[&k=10][&radius_m=] → {"results":[hit, …]}, nearest first
+//	GET    /v1/within          ?bbox=minLon,minLat,maxLon,maxLat or ?lat=&lon=&radius_m=,
+//	                           [&limit=] → {"results":[hit, …],"count":n}, or NDJSON rows
+//	                           when the Accept header names application/x-ndjson
+//	GET    /v1/stats           engine, store and runtime figures (see statsResponse)
+//	GET    /metrics            Prometheus text format
+//	GET    /debug/pprof/…      the standard net/http/pprof handlers
+//
+// Every response is JSON (Content-Type: application/json) except /metrics,
+// /debug/pprof/, 204s and streamed NDJSON. An error is {"error":"<message>"}
+// with a 4xx status, 413 for a body over the limit, 503 when the engine
+// cannot accept writes (durability failure or shutdown), 507 when the fleet
+// is at its truck limit, 500 only for a handler panic (a bug: logged with its
+// stack, the server keeps running). Unknown paths answer 404 and a known
+// path with the wrong method 405 with an Allow header, both as JSON.
+//
+// A hit is
+//
+//	{"id":"truck-0000042","lat":40.7128,"lon":-74.006,"distance_m":12.345,"ts":1764000000,"speed":52.5,"heading":90}
+//
+// lat/lon in degrees (at most 7 decimals, as stored), speed in km/h (one
+// decimal), heading in whole degrees, ts in Unix seconds, distance_m in
+// metres rounded to the millimetre (haversine on a sphere of radius
+// geo.EarthRadiusM). distance_m is present in nearby hits and in within
+// hits of a circle query, absent for a bbox query.
+//
+// # POST /v1/positions
+//
+// The whole body is read (http.MaxBytesReader, Options.MaxBody) into a
+// pooled buffer, decoded by a pooled ingest.Decoder, converted in place into
+// a pooled []store.Update and applied with one engine.Apply call:
+//
+//	200 {"accepted":A,"rejected":R,"errors":[{"line":7,"error":"…"}],"unknown_fields":["…"]}
+//
+// errors lists the first ingest.MaxErrors rejections, unknown_fields the
+// unknown field names seen (both always present, possibly empty). A 200
+// means every accepted update was applied by the engine (or was older than
+// the stored position, which latest-wins drops by design).
+//
+//   - A body over the limit: 413, nothing applied.
+//   - A Content-Type other than application/x-ndjson or application/json
+//     (parameters ignored), or any Content-Encoding but identity: 415.
+//   - engine.Apply fails: 503 {"error": …}; nothing of the request is
+//     acknowledged (the engine applies nothing of a batch that failed).
+//   - The store refuses new trucks because it is at its truck limit
+//     (store.Result.Refused > 0): the store cannot say which lines those
+//     were, so the answer is 507
+//     {"error":"fleet is at its truck limit: N new trucks refused; updates of known trucks were applied","accepted":A-N,"rejected":R,"refused":N,"errors":[…],"unknown_fields":[…]}
+//     where accepted counts the updates that were applied.
+//
+// Malformed input of any kind (bad bytes, NaN, huge exponents, deep
+// nesting, invalid UTF-8, a truncated last line) is a rejected line, never
+// a 5xx: the decoder's own contract (package ingest) guarantees it, and
+// FuzzPositions checks it through the handler.
+//
+// # Streaming
+//
+// /v1/within never collects its results: it writes each hit, as the
+// store's Within iterator yields it, through a pooled 32 KiB bufio.Writer
+// straight into the ResponseWriter, flushing to the client at least every
+// flushEvery rows. Memory per request is constant (the writer, one row of
+// scratch and the store's bounded run of hits) however many trucks match.
+// In the JSON form count comes after the results, since it is known only
+// then: {"results":[…],"count":n}. With Accept: application/x-ndjson each
+// hit is one line and there is no count. count is the number of results in
+// the response (at most limit). A client that goes away stops the scan.
+//
+// # Metrics
+//
+// /metrics serves the Server's own Prometheus registry (Registry): the
+// standard Go and process collectors, and
+//
+//	fleetd_trucks, fleetd_updates_total, fleetd_updates_per_second,
+//	fleetd_index_cells                     engine figures, read once per scrape
+//	fleetd_memory_bytes{component}         the store's records, ids, index,
+//	                                       free_lists, spare
+//	fleetd_ingest_lines_total{result}      accepted, rejected, refused
+//	fleetd_http_requests_total{route,code} one per answered request
+//	fleetd_http_request_duration_seconds{route}
+//
+// route is the route's name (positions, truck_get, truck_delete, nearby,
+// within, stats, healthz, metrics, pprof, not_found, method_not_allowed),
+// never the raw path, so label cardinality is fixed.
+//
+// # Authentication
+//
+// With Options.Token set, every route except /healthz and /metrics needs
+// "Authorization: Bearer <token>"; the token is compared in constant time
+// (SHA-256 of both sides, then subtle.ConstantTimeCompare, so neither the
+// content nor the length leaks). Otherwise 401 with WWW-Authenticate:
+// Bearer. Unknown paths answer 401 too, so they reveal nothing.
+//
+// # Concurrency and memory
+//
+// A Server is safe for concurrent use and starts no goroutines. Ingest
+// scratch (body buffer, decoder, update slices) comes from a free list of
+// at most 8 (a sync.Pool would drop megabytes of buffers at every other
+// GC); query scratch (hit slices, stream writers) from sync.Pools. A buffer
+// grown past its retention limit by an unusual request is dropped rather
+// than kept. The ingest path allocates nothing
+// per update: one POST costs a handful of allocations whatever its size.
+// Results are encoded with strconv.Append* into byte buffers, never with
+// encoding/json reflection per hit (only /v1/stats uses encoding/json).
+package api

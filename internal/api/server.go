@@ -1,0 +1,312 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/store"
+)
+
+// DefaultMaxBody is the default limit on a POST /v1/positions body.
+const DefaultMaxBody = 64 << 20
+
+// Options configures a Server.
+type Options struct {
+	// Engine applies writes and serves reads. Required.
+	Engine *engine.Engine
+	// MaxBody limits a POST /v1/positions body in bytes (default
+	// DefaultMaxBody); a larger body is answered 413 and nothing applied.
+	MaxBody int64
+	// Token, if not empty, is the bearer token every route but /healthz and
+	// /metrics requires.
+	Token string
+	// Logger receives notable events: 5xx answers with their cause,
+	// recovered panics, and (with AccessLog) one line per request. Default:
+	// slog.Default().
+	Logger *slog.Logger
+	// AccessLog logs every request at level Info.
+	AccessLog bool
+}
+
+// Server is the HTTP API over one engine. It implements http.Handler, is
+// safe for concurrent use and starts no goroutines.
+type Server struct {
+	eng       *engine.Engine
+	st        *store.Store
+	log       *slog.Logger
+	maxBody   int64
+	auth      bool
+	tokenSum  [sha256.Size]byte
+	accessLog bool
+	mux       *http.ServeMux
+	reg       *prometheus.Registry
+	m         *metrics
+	started   time.Time
+
+	ingestFree chan *ingestScratch // see getIngest
+	hitPool    sync.Pool           // *[]store.Hit
+	streamPool sync.Pool           // *streamScratch
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Engine == nil {
+		return nil, errors.New("api: Options.Engine is nil")
+	}
+	if o.MaxBody < 0 {
+		return nil, fmt.Errorf("api: MaxBody %d is negative", o.MaxBody)
+	}
+	if o.MaxBody == 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Token != strings.TrimSpace(o.Token) || strings.ContainsAny(o.Token, "\r\n") {
+		return nil, errors.New("api: token has surrounding whitespace or a line break")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{
+		eng:       o.Engine,
+		st:        o.Engine.Store(),
+		log:       o.Logger,
+		maxBody:   o.MaxBody,
+		auth:      o.Token != "",
+		tokenSum:  sha256.Sum256([]byte(o.Token)),
+		accessLog: o.AccessLog,
+		mux:       http.NewServeMux(),
+		reg:       prometheus.NewRegistry(),
+		started:   time.Now(),
+
+		ingestFree: make(chan *ingestScratch, ingestFree),
+	}
+	m, err := newMetrics(s.reg, o.Engine)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	s.routes()
+	return s, nil
+}
+
+// Registry is the Prometheus registry /metrics serves; callers may register
+// more collectors on it.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// ServeHTTP dispatches to the routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// route is one registered pattern and how it is served.
+type route struct {
+	method, path string
+	name         string // metric label
+	public       bool   // served without the bearer token
+	h            http.HandlerFunc
+}
+
+func (s *Server) routes() {
+	rs := []route{
+		{"GET", "/healthz", "healthz", true, s.healthz},
+		{"POST", "/v1/positions", "positions", false, s.positions},
+		{"GET", "/v1/trucks/{id}", "truck_get", false, s.getTruck},
+		{"DELETE", "/v1/trucks/{id}", "truck_delete", false, s.deleteTruck},
+		{"GET", "/v1/nearby", "nearby", false, s.nearby},
+		{"GET", "/v1/within", "within", false, s.within},
+		{"GET", "/v1/stats", "stats", false, s.stats},
+		{"GET", "/metrics", "metrics", true, s.m.handler(s.reg, s.log).ServeHTTP},
+		{"", "/debug/pprof/", "pprof", false, s.pprof}, // checks methods itself
+	}
+	allow := map[string][]string{}
+	public := map[string]bool{}
+	for _, rt := range rs {
+		if rt.method == "" {
+			s.mux.Handle(rt.path, s.wrap(rt.name, rt.public, rt.h))
+			continue
+		}
+		s.mux.Handle(rt.method+" "+rt.path, s.wrap(rt.name, rt.public, rt.h))
+		allow[rt.path] = append(allow[rt.path], rt.method)
+		public[rt.path] = rt.public
+	}
+	// A known path with another method: 405 as JSON (ServeMux's own 405 is
+	// plain text). Patterns without a method are less specific, so they
+	// only catch what the routes above do not.
+	for path, methods := range allow {
+		if slices.Contains(methods, "GET") {
+			methods = append(methods, "HEAD")
+		}
+		slices.Sort(methods)
+		a := strings.Join(methods, ", ")
+		s.mux.Handle(path, s.wrap("method_not_allowed", public[path], func(w http.ResponseWriter, r *http.Request) {
+			s.methodNotAllowed(w, r, a)
+		}))
+	}
+	s.mux.Handle("/", s.wrap("not_found", false, func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	}))
+}
+
+// wrap adds what every route shares: authentication, panic recovery,
+// metrics and the access log.
+func (s *Server) wrap(name string, public bool, h http.HandlerFunc) http.Handler {
+	rm := s.m.route(name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() {
+			p := recover()
+			// http.ErrAbortHandler is compared by identity, as net/http does.
+			abort := p != nil && (p == http.ErrAbortHandler || sw.wrote)
+			if p != nil && p != http.ErrAbortHandler {
+				s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if !sw.wrote {
+					s.writeError(sw, r, http.StatusInternalServerError, "internal error (logged); the request may not have been applied")
+				}
+			}
+			d := time.Since(start)
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK // the handler wrote nothing
+			}
+			rm.observe(code, d)
+			if s.accessLog {
+				s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", code, "bytes", sw.n, "dur", d, "remote", r.RemoteAddr)
+			}
+			if abort {
+				// Headers are out: abort the connection so the client sees a
+				// truncated answer, not a complete-looking one.
+				panic(http.ErrAbortHandler)
+			}
+		}()
+		if !public && s.auth && !s.authorized(r) {
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="fleetd"`)
+			s.writeError(sw, r, http.StatusUnauthorized, "missing or invalid bearer token (Authorization: Bearer <token>)")
+			return
+		}
+		h(sw, r)
+	})
+}
+
+// authorized checks the bearer token in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	const scheme = "bearer "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
+	return subtle.ConstantTimeCompare(got[:], s.tokenSum[:]) == 1
+}
+
+// statusWriter records the status and size of a response. It passes Flush
+// through and unwraps for http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	n     int64
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if !w.wrote {
+		w.code, w.wrote = http.StatusOK, true
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Shared header values: assigning a shared slice avoids Header().Set's
+// allocation on every response. net/http only reads them.
+var (
+	jsonType   = []string{"application/json"}
+	ndjsonType = []string{"application/x-ndjson"}
+	noSniff    = []string{"nosniff"}
+)
+
+func setJSON(w http.ResponseWriter) {
+	h := w.Header()
+	h["Content-Type"] = jsonType
+	h["X-Content-Type-Options"] = noSniff
+}
+
+// writeJSON writes a complete JSON body.
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	setJSON(w)
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// writeError answers {"error": msg}; 5xx answers are logged with their cause.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	if code >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "error", msg)
+	}
+	writeJSON(w, code, appendError(make([]byte, 0, len(msg)+16), msg))
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	s.writeError(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+}
+
+// pprof serves /debug/pprof/ and below with the standard handlers.
+func (s *Server) pprof(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/")
+	allow := "GET, HEAD"
+	if name == "symbol" {
+		allow = "GET, HEAD, POST"
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !(name == "symbol" && r.Method == http.MethodPost) {
+		s.methodNotAllowed(w, r, allow)
+		return
+	}
+	switch name {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r) // the index and every named profile (heap, goroutine, …)
+	}
+}
+
+// healthz answers 200 once the engine serves.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if !s.eng.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"starting"}`))
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
