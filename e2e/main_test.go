@@ -74,7 +74,13 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // waits for it to listen and be ready.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "data")}, args...)
+	return startData(t, filepath.Join(t.TempDir(), "data"), args...)
+}
+
+// startData is start with a given data directory, for restarts.
+func startData(t *testing.T, data string, args ...string) *proc {
+	t.Helper()
+	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data}, args...)
 	p := &proc{t: t, cmd: exec.Command(bin, all...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
