@@ -65,7 +65,7 @@ func startBenchServer() (*benchServer, error) {
 		return nil, err
 	}
 	s := &benchServer{dir: dir}
-	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0")
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

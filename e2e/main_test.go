@@ -80,7 +80,9 @@ func start(t *testing.T, args ...string) *proc {
 // startData is start with a given data directory, for restarts.
 func startData(t *testing.T, data string, args ...string) *proc {
 	t.Helper()
-	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data}, args...)
+	// Tests use fixed timestamps from 2025; the default 24h TTL would
+	// expire them within a second. Tests that exercise expiry pass --ttl.
+	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data, "--ttl", "0"}, args...)
 	p := &proc{t: t, cmd: exec.Command(bin, all...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

@@ -256,3 +256,18 @@ func (d *durable) snapshot(st *store.Store) (snapshot.Info, error) {
 }
 
 func (d *durable) walBytesSinceSnapshot() uint64 { return d.log.Stats().Bytes - d.bytesAtSnap }
+
+// abandon stops the engine as a crash would: no final snapshot. The log is
+// closed so its files can be reopened in the same process (tests and
+// benchmarks); what was appended is on disk per the fsync policy.
+func (e *Engine) abandon() error {
+	if e.closed.Swap(true) {
+		return nil
+	}
+	close(e.stop)
+	e.bg.Wait()
+	if e.dur != nil {
+		return e.dur.log.Close()
+	}
+	return nil
+}

@@ -9,18 +9,20 @@ import (
 // fieldID names a value the VM can load from an Input.
 type fieldID uint8
 
+// The order is loadField's: 0–3 and 4–7 are the float64 fields of the
+// current and previous State in struct order, then dt.
 const (
-	fSpeed fieldID = iota
-	fHeading
-	fLat
+	fLat fieldID = iota
 	fLon
-	fTS
-	fPrevSpeed
-	fPrevHeading
+	fSpeed
+	fHeading
 	fPrevLat
 	fPrevLon
-	fPrevTS
+	fPrevSpeed
+	fPrevHeading
 	fDT
+	fTS
+	fPrevTS
 	fMovedM
 	numFields
 )

@@ -11,7 +11,7 @@ const (
 	maxConsts = 256
 	maxZones  = 256
 	maxCode   = math.MaxUint16
-	maxStack  = 256 // see evalLarge
+	maxStack  = 256 // stack slots; see stackArray
 )
 
 // Program is a compiled rule. It is immutable after Compile and safe for
@@ -25,10 +25,9 @@ type Program struct {
 
 	// Cold: introspection and disassembly.
 	src       string
-	zoneNames []string     // parallel to zoneIDs
-	lines     []instrSpan  // one per instruction, in code order
-	guard     guardResult  // see ZoneGuard
-	result    typ          // tyBool for Compile; tests compile numbers too
+	zoneNames []string    // parallel to zoneIDs
+	lines     []instrSpan // one per instruction, in code order
+	guard     guardResult // see ZoneGuard
 }
 
 // instrSpan ties an instruction to the source text it came from.
@@ -47,8 +46,8 @@ func Compile(src string, zones ZoneResolver) (*Program, error) {
 // Source returns the rule's source text.
 func (p *Program) Source() string { return p.src }
 
-// Zones returns the IDs of the zones the rule names, in first-use order.
-// The caller may modify the returned slice.
+// Zones returns the IDs of the zones the rule names, each once, in the
+// order the compiled code first uses them. The slice is the caller's.
 func (p *Program) Zones() []int { return append([]int(nil), p.zoneIDs...) }
 
 // parseAndCheck returns the checked, unfolded AST of src.
@@ -81,7 +80,8 @@ func compile(src string, zones ZoneResolver, want typ) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &codegen{src: src, p: &Program{src: src, result: e.typ}}
+	e = reorder(e)
+	g := &codegen{src: src, p: &Program{src: src}}
 	g.emitExpr(e)
 	g.emit(opReturn, -1, -1)
 	g.depth--
@@ -126,6 +126,9 @@ func (g *codegen) emit(op opcode, pos, end int, operands ...byte) int {
 	g.p.code = append(g.p.code, operands...)
 	g.p.lines = append(g.p.lines, instrSpan{off, pos, end})
 	info := opInfos[op]
+	if op.isJump() {
+		g.maxDepth = max(g.maxDepth, g.depth+info.jumpDelta)
+	}
 	g.depth += info.push - info.pop
 	g.maxDepth = max(g.maxDepth, g.depth)
 	return off
@@ -193,27 +196,19 @@ func (g *codegen) emitBinary(e *expr) {
 	x, y := e.args[0], e.args[1]
 	switch e.op {
 	case tAndAnd, tOrOr:
-		op := opJumpIfFalseOrPop
-		if e.op == tOrOr {
-			op = opJumpIfTrueOrPop
-		}
-		g.emitExpr(x)
-		j := g.emit(op, e.opPos, e.opEnd, 0, 0)
-		g.emitExpr(y)
-		// On the jump path the operand stays: one value either way.
-		g.patch(j, len(g.p.code))
+		g.emitChain(e)
 		return
 	case tLT, tLE, tGT, tGE, tEQ, tNE:
+		if f, k, cmp, ok := g.fieldConstCompare(e); ok {
+			g.emit(cmpOpcode(cmp)-opLT+opLTFC, e.pos, e.end, byte(f), k)
+			return
+		}
 		op := e.op
 		if x.kind == nNum && y.kind != nNum {
 			x, y, op = y, x, mirror(op)
 		}
 		if y.kind == nNum {
 			k := g.constIndex(y.num)
-			if x.kind == nField {
-				g.emit(cmpOpcode(op)-opLT+opLTFC, e.pos, e.end, byte(x.field), k)
-				return
-			}
 			g.emitExpr(x)
 			g.emit(cmpOpcode(op)-opLT+opLTC, e.pos, e.end, k)
 			return
@@ -241,9 +236,79 @@ func (g *codegen) emitBinary(e *expr) {
 	}
 }
 
-func (g *codegen) patch(jumpOff, target int) {
-	g.p.code[jumpOff+1] = byte(target)
-	g.p.code[jumpOff+2] = byte(target >> 8)
+// emitChain emits a chain a && b && ... (or ||) flattened: each operand
+// but the last is followed by a branch to the end that leaves the
+// chain's value (false for &&, true for ||) when the operand decides it.
+// A field compared with a constant fuses with its branch.
+func (g *codegen) emitChain(e *expr) {
+	var operands, ops []*expr
+	var flatten func(x *expr)
+	flatten = func(x *expr) {
+		if x.kind == nBinary && x.op == e.op {
+			flatten(x.args[0])
+			ops = append(ops, x)
+			flatten(x.args[1])
+			return
+		}
+		operands = append(operands, x)
+	}
+	flatten(e)
+	fusedFC, fusedC, plain := opAndLTFC, opAndLTC, opJumpIfFalseOrPop
+	if e.op == tOrOr {
+		fusedFC, fusedC, plain = opOrLTFC, opOrLTC, opJumpIfTrueOrPop
+	}
+	jumps := make([]int, 0, len(ops))
+	for i, x := range operands[:len(operands)-1] {
+		if f, k, cmp, ok := g.fieldConstCompare(x); ok {
+			jumps = append(jumps, g.emit(cmpOpcode(cmp)-opLT+fusedFC, x.pos, x.end, byte(f), k, 0, 0))
+			continue
+		}
+		if lhs, k, cmp, ok := g.constCompare(x); ok {
+			g.emitExpr(lhs)
+			jumps = append(jumps, g.emit(cmpOpcode(cmp)-opLT+fusedC, x.pos, x.end, k, 0, 0))
+			continue
+		}
+		g.emitExpr(x)
+		jumps = append(jumps, g.emit(plain, ops[i].opPos, ops[i].opEnd, 0, 0))
+	}
+	g.emitExpr(operands[len(operands)-1])
+	for _, j := range jumps {
+		setJumpTarget(g.p.code, j, len(g.p.code))
+	}
+}
+
+// constCompare reports whether e compares an expression with a constant
+// (either way round), and returns the expression, the constant's index
+// and the comparison with the expression on the left.
+func (g *codegen) constCompare(e *expr) (*expr, byte, tokKind, bool) {
+	if e.kind != nBinary || cmpOpcode(e.op) == opInvalid {
+		return nil, 0, 0, false
+	}
+	x, y, op := e.args[0], e.args[1], e.op
+	if x.kind == nNum {
+		x, y, op = y, x, mirror(op)
+	}
+	if y.kind != nNum || x.kind == nNum {
+		return nil, 0, 0, false
+	}
+	return x, g.constIndex(y.num), op, true
+}
+
+// fieldConstCompare reports whether e compares a fast field with a
+// constant (either way round), and returns the field, the constant's
+// index and the comparison with the field on the left.
+func (g *codegen) fieldConstCompare(e *expr) (fieldID, byte, tokKind, bool) {
+	if e.kind != nBinary || cmpOpcode(e.op) == opInvalid {
+		return 0, 0, 0, false
+	}
+	x, y, op := e.args[0], e.args[1], e.op
+	if x.kind == nNum {
+		x, y, op = y, x, mirror(op)
+	}
+	if x.kind != nField || !isFastField(x.field) || y.kind != nNum {
+		return 0, 0, 0, false
+	}
+	return x.field, g.constIndex(y.num), op, true
 }
 
 func (g *codegen) emitCall(e *expr) {
@@ -275,25 +340,43 @@ func (g *codegen) emitCall(e *expr) {
 	}
 }
 
+// jumpTarget returns the target of the jump at off: its last two bytes.
 func jumpTarget(code []byte, off int) int {
-	return int(code[off+1]) | int(code[off+2])<<8
+	i := off + opcode(code[off]).width() - 2
+	return int(code[i]) | int(code[i+1])<<8
 }
 
-// threadJumps retargets a conditional jump that lands on a jump of the
-// same kind to that jump's target: the value that made the first jump
-// makes the second one too. a && b && c then jumps straight to the end
-// when a is false.
+func setJumpTarget(code []byte, off, target int) {
+	i := off + opcode(code[off]).width() - 2
+	code[i], code[i+1] = byte(target), byte(target>>8)
+}
+
+// threadJumps shortens jump chains. A jump leaves a known bool on the
+// stack (false for AND_* and JUMP_IF_FALSE_OR_POP, true for OR_* and
+// JUMP_IF_TRUE_OR_POP); when it lands on a JUMP_IF_FALSE_OR_POP with
+// false (or a JUMP_IF_TRUE_OR_POP with true), that jump is taken too, so
+// the first one may go straight to its target. A jump that ends at the
+// final RETURN gets target 0, which the VM executes as "return the
+// value": a && b && c then returns at the first false operand.
 func threadJumps(code []byte) {
+	ret := len(code) - 1 // the single RETURN
 	for off := 0; off < len(code); off += opcode(code[off]).width() {
 		op := opcode(code[off])
-		if op != opJumpIfFalseOrPop && op != opJumpIfTrueOrPop {
+		if !op.isJump() {
 			continue
 		}
+		follow := opJumpIfFalseOrPop
+		if op.jumpValue() {
+			follow = opJumpIfTrueOrPop
+		}
 		t := jumpTarget(code, off)
-		for opcode(code[t]) == op {
+		for t != 0 && t != ret && opcode(code[t]) == follow {
 			t = jumpTarget(code, t)
 		}
-		code[off+1], code[off+2] = byte(t), byte(t>>8)
+		if t == ret {
+			t = 0
+		}
+		setJumpTarget(code, off, t)
 	}
 }
 
@@ -353,21 +436,34 @@ func (p *Program) verify() error {
 			if int(p.code[off+1]) >= len(p.consts) {
 				return fmt.Errorf("bad constant %d at %d", p.code[off+1], off)
 			}
-		case argFieldConst:
-			if p.code[off+1] >= byte(numFields) || int(p.code[off+2]) >= len(p.consts) {
+		case argConstJump:
+			if int(p.code[off+1]) >= len(p.consts) {
+				return fmt.Errorf("bad constant %d at %d", p.code[off+1], off)
+			}
+		case argFieldConst, argFieldConstJump:
+			if !isFastField(fieldID(p.code[off+1])) || int(p.code[off+2]) >= len(p.consts) {
 				return fmt.Errorf("bad operands at %d", off)
 			}
 		case argZone:
 			if int(p.code[off+1]) >= len(p.zoneIDs) {
 				return fmt.Errorf("bad zone %d at %d", p.code[off+1], off)
 			}
-		case argJump:
-			t := jumpTarget(p.code, off)
-			if t <= off || t >= len(p.code) || !isStart[t] {
+		}
+		if op.isJump() {
+			t, jd := jumpTarget(p.code, off), d+info.jumpDelta
+			switch {
+			case t == 0 && jd != 1:
+				return fmt.Errorf("jump-return at %d with depth %d", off, jd)
+			case t == 0:
+			case t <= off || t >= len(p.code) || !isStart[t]:
 				return fmt.Errorf("jump at %d to %d is backward or not to an instruction", off, t)
+			default:
+				if err := merge(t, jd); err != nil {
+					return err
+				}
 			}
-			if err := merge(t, d); err != nil {
-				return err
+			if jd > p.maxStack {
+				return fmt.Errorf("stack depth %d above bound %d at %d", jd, p.maxStack, off)
 			}
 		}
 		nd := d - info.pop + info.push

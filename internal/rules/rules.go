@@ -7,17 +7,16 @@ type State struct {
 	TS             int64   // Unix seconds
 }
 
-// Input is what a rule sees for one GPS update: the new report, the
-// truck's previous state and whether there was one. The VM reads fields
-// straight from it; derived fields (dt, moved_m) are computed on demand.
+// Input is what a rule sees for one GPS update: the new report (the
+// embedded State, so in.Speed is the new speed), the truck's previous
+// state and whether there was one. The VM reads fields straight from it;
+// dt and moved_m are computed when a rule loads them.
 //
-// Size: 5×8 + 5×8 + 8 (bool, padded) = 88 bytes, no pointers.
+// Size: 40 + 40 + 8 (bool, padded) = 88 bytes, no pointers.
 type Input struct {
-	Lat, Lon       float64
-	Speed, Heading float64
-	TS             int64
-	Prev           State
-	HasPrev        bool
+	State
+	Prev    State
+	HasPrev bool
 }
 
 // ZoneResolver maps a zone name to its ID at compile time. The fence

@@ -184,7 +184,7 @@ func badChar(src string, i int) error {
 	case c < utf8.RuneSelf && strconv.IsPrint(r):
 		return newError(src, i, i+1, "unexpected character %q", r)
 	default:
-		return newError(src, i, i+size, "unexpected character %U", r)
+		return newError(src, i, i+size, "unexpected character %#U", r)
 	}
 }
 
