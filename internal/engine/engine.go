@@ -29,8 +29,9 @@ type Options struct {
 	MemoryLimit int64
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
-	// OnExpire, if set, is called with each expired truck, outside locks.
-	OnExpire func(id []byte, p store.Position)
+	// Observers see every applied batch, delete and expiry (the live feed,
+	// alert rules).
+	Observers []Observer
 
 	// DataDir, when set, makes the engine durable: a write-ahead log and
 	// snapshots live there, and Open recovers from them. Empty means the
@@ -166,10 +167,8 @@ func (e *Engine) Sweep() int {
 			e.opts.Logger.Error("could not log expiries; they will be redone after a restart", "trucks", n, "err", err)
 		}
 	}
-	if e.opts.OnExpire != nil {
-		for i := range ids {
-			e.opts.OnExpire(ids[i], pos[i])
-		}
+	for i := range ids {
+		e.notifyRemoved(ids[i], pos[i], Expired)
 	}
 	e.expired.Add(int64(n))
 	return n
@@ -211,7 +210,12 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 			return store.Result{}, err
 		}
 	}
-	res := e.st.Apply(batch)
+	var res store.Result
+	if len(e.opts.Observers) > 0 {
+		res = e.applyObserved(batch)
+	} else {
+		res = e.st.Apply(batch)
+	}
 	e.refused.Add(int64(res.Refused))
 	n := int64(res.Inserted + res.Updated + res.Stale)
 	e.updates.Add(n)
@@ -237,7 +241,9 @@ func (e *Engine) Delete(id []byte) (bool, error) {
 	}
 	// Conditional on the TS read above, like its replay: an update that
 	// raced in with a newer TS survives.
-	e.st.DeleteIf(id, p.TS)
+	if e.st.DeleteIf(id, p.TS) {
+		e.notifyRemoved(id, p, Deleted)
+	}
 	return true, nil
 }
 

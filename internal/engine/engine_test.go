@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,9 +50,9 @@ func TestRateMeter(t *testing.T) {
 
 func TestSweepExpires(t *testing.T) {
 	now := time.Unix(1_764_000_000, 0)
-	var gone []string
+	obs := &recorder{}
 	e, err := Open(Options{TTL: time.Hour, SweepEvery: time.Hour, Now: func() time.Time { return now },
-		OnExpire: func(id []byte, _ store.Position) { gone = append(gone, string(id)) }})
+		Observers: []Observer{obs}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +63,8 @@ func TestSweepExpires(t *testing.T) {
 	if n := e.Sweep(); n != 1 {
 		t.Fatalf("Sweep expired %d, want 1", n)
 	}
-	if len(gone) != 1 || gone[0] != "old" {
-		t.Fatalf("OnExpire saw %v", gone)
+	if len(obs.removed) != 1 || obs.removed[0] != "old/1" {
+		t.Fatalf("observer saw removals %v", obs.removed)
 	}
 	if _, ok := e.Store().Get([]byte("fresh")); !ok {
 		t.Fatal("fresh truck expired")
@@ -85,5 +88,50 @@ func TestMemoryGuardRefusesNewTrucks(t *testing.T) {
 	r, _ := e.Apply([]store.Update{{ID: []byte("new"), Position: p}, {ID: []byte("known"), Position: p}})
 	if r.Refused != 1 || r.Updated != 1 {
 		t.Fatalf("result %+v", r)
+	}
+}
+
+// recorder is an Observer that remembers what it saw.
+type recorder struct {
+	mu      sync.Mutex
+	applied []string // id@ts, prev ts or "new"
+	removed []string // id/why
+}
+
+func (r *recorder) Applied(b *Batch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, u := range b.Updates {
+		if !b.Changed[i] {
+			continue
+		}
+		prev := "new"
+		if b.HadPrev[i] {
+			prev = fmt.Sprint(b.Prev[i].TS)
+		}
+		r.applied = append(r.applied, fmt.Sprintf("%s@%d<-%s", u.ID, u.TS, prev))
+	}
+}
+
+func (r *recorder) Removed(id []byte, _ store.Position, why Removal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removed = append(r.removed, fmt.Sprintf("%s/%d", id, why))
+}
+
+func TestObserversSeeChanges(t *testing.T) {
+	obs := &recorder{}
+	e, err := Open(Options{Observers: []Observer{obs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := func(ts int64) store.Position { return store.MakePosition(1, 1, ts, 0, 0) }
+	e.Apply([]store.Update{{ID: []byte("a"), Position: p(10)}})
+	e.Apply([]store.Update{{ID: []byte("a"), Position: p(20)}, {ID: []byte("a"), Position: p(5)}})
+	e.Delete([]byte("a"))
+	want := []string{"a@10<-new", "a@20<-10"}
+	if !slices.Equal(obs.applied, want) || !slices.Equal(obs.removed, []string{"a/0"}) {
+		t.Fatalf("applied %v (want %v), removed %v", obs.applied, want, obs.removed)
 	}
 }

@@ -22,10 +22,11 @@ func (s *Store) Apply(batch []Update) Result {
 }
 
 // ApplyFunc is Apply with a hook: fn, if not nil, is called for every
-// update that changed the store, with the truck's previous position (ok is
-// false for a new truck). It runs under the shard's write lock, on one of
-// Apply's goroutines, so it must be quick and safe for concurrent use.
-func (s *Store) ApplyFunc(batch []Update, fn func(u *Update, prev Position, ok bool)) Result {
+// update that changed the store, with its index in batch and the truck's
+// previous position (ok is false for a new truck). It runs under the
+// shard's write lock, on one of Apply's goroutines, so it must be quick
+// and safe for concurrent use (calls never share an index).
+func (s *Store) ApplyFunc(batch []Update, fn func(i int, prev Position, ok bool)) Result {
 	sc, _ := s.scratch.Get().(*applyScratch)
 	if sc == nil {
 		sc = &applyScratch{}
@@ -114,7 +115,7 @@ func (s *Store) ApplyFunc(batch []Update, fn func(u *Update, prev Position, ok b
 }
 
 // apply runs one shard's group of a batch under its write lock.
-func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(*Update, Position, bool)) Result {
+func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int, Position, bool)) Result {
 	var res Result
 	g := &sh.st.geom
 	sh.mu.Lock()
@@ -134,7 +135,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(*Up
 			}
 			res.Inserted++
 			if fn != nil {
-				fn(u, Position{}, false)
+				fn(int(i), Position{}, false)
 			}
 			continue
 		}
@@ -151,7 +152,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(*Up
 		r.set(&u.Position)
 		res.Updated++
 		if fn != nil {
-			fn(u, prev, true)
+			fn(int(i), prev, true)
 		}
 	}
 	return res

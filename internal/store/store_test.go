@@ -488,3 +488,23 @@ func TestDeleteIfAndSetMaxTrucks(t *testing.T) {
 		t.Fatalf("cap lifted: %+v", r)
 	}
 }
+
+func TestApplyFuncReportsPrevious(t *testing.T) {
+	s := mustNew(t, Options{})
+	a := MakePosition(1, 1, 100, 10, 0)
+	b := MakePosition(2, 2, 200, 20, 90)
+	old := MakePosition(3, 3, 50, 30, 180)
+	s.Apply([]Update{{ID: []byte("x"), Position: a}})
+	batch := []Update{{ID: []byte("x"), Position: b}, {ID: []byte("y"), Position: a}, {ID: []byte("x"), Position: old}}
+	var mu sync.Mutex
+	seen := map[int]Position{}
+	had := map[int]bool{}
+	s.ApplyFunc(batch, func(i int, prev Position, ok bool) {
+		mu.Lock()
+		seen[i], had[i] = prev, ok
+		mu.Unlock()
+	})
+	if len(seen) != 2 || seen[0] != a || !had[0] || had[1] {
+		t.Fatalf("hook saw %v %v; the stale update must not be reported", seen, had)
+	}
+}
