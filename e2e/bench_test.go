@@ -47,10 +47,11 @@ func renderBatch(dst []byte, first, n, pass int) []byte {
 // benchServer is one fleetd process kept over the benchmark's rounds, so
 // the fleet it holds grows across them.
 type benchServer struct {
-	cmd     *exec.Cmd
-	addr    string
-	dir     string
-	batches atomic.Int64
+	cmd      *exec.Cmd
+	addr     string
+	dir      string
+	batches  atomic.Int64
+	emptyRSS int64 // the server's RSS before any update
 }
 
 var (
@@ -82,6 +83,12 @@ func startBenchServer() (*benchServer, error) {
 		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
 			s.addr = string(m[1])
 			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			st, err := s.stats()
+			if err != nil {
+				s.stop()
+				return nil, err
+			}
+			s.emptyRSS = st.RSS
 			return s, nil
 		}
 		if err != nil {
@@ -150,24 +157,31 @@ func BenchmarkServeIngest(b *testing.B) {
 	if s.batches.Load()*benchBatch < 2*benchFleet {
 		return
 	}
-	res, err := cl.Get("http://" + s.addr + "/v1/stats")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var st struct {
-		Trucks int   `json:"trucks"`
-		RSS    int64 `json:"rss_bytes"`
-		Memory struct {
-			BytesPerTruck float64 `json:"bytes_per_truck"`
-			GoHeap        float64 `json:"go_heap"`
-		} `json:"memory"`
-	}
-	err = json.NewDecoder(res.Body).Decode(&st)
-	_ = res.Body.Close()
+	st, err := s.stats()
 	if err != nil || st.Trucks != benchFleet {
 		b.Fatalf("stats: %+v, %v", st, err)
 	}
-	b.ReportMetric(float64(st.RSS)/benchFleet, "server_rss_B/truck")
+	b.ReportMetric(float64(st.RSS-s.emptyRSS)/benchFleet, "server_rss_over_empty_B/truck")
 	b.ReportMetric(st.Memory.GoHeap/benchFleet, "server_heap_B/truck")
 	b.ReportMetric(st.Memory.BytesPerTruck, "store_B/truck")
+}
+
+type serverStats struct {
+	Trucks int   `json:"trucks"`
+	RSS    int64 `json:"rss_bytes"`
+	Memory struct {
+		BytesPerTruck float64 `json:"bytes_per_truck"`
+		GoHeap        float64 `json:"go_heap"`
+	} `json:"memory"`
+}
+
+func (s *benchServer) stats() (serverStats, error) {
+	var st serverStats
+	res, err := http.Get("http://" + s.addr + "/v1/stats")
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	err = json.NewDecoder(res.Body).Decode(&st)
+	return st, err
 }

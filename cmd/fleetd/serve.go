@@ -38,7 +38,7 @@ const (
 	serveShutdownTimeout   = 15 * time.Second
 	serveDemoLogEvery      = time.Minute
 	serveReadHeaderTimeout = 10 * time.Second
-	serveGCPercent         = 25
+	serveGCPercent         = 10
 )
 
 const serveHelp = `Usage: fleetd serve [flags]
@@ -327,8 +327,10 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("--fsync: %w", err)
 	}
 	// The engine keeps its fleet in pointer-free slabs, so a collection
-	// has almost nothing to scan and a tighter GC target costs little CPU
-	// while keeping RSS close to the live heap. GOGC, if set, wins.
+	// has almost nothing to scan and a tight GC target costs little CPU
+	// while keeping RSS close to the live heap (measured at 1M trucks:
+	// GOGC=10 ingests as fast as 25 with 2 bytes a truck less RSS, and
+	// 100 would hold ~30 more). GOGC, if set, wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
 	}

@@ -39,7 +39,7 @@ type ingestScratch struct {
 // other GC, and re-growing megabytes of buffers after each GC costs
 // throughput and adds garbage (BenchmarkIngestLoopback saw ~1 in 7
 // requests miss).
-const ingestFree = 8
+const ingestFree = 4
 
 func (s *Server) getIngest() *ingestScratch {
 	select {
