@@ -147,7 +147,9 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 		prev := r.pos()
 		if oldKey, newKey := g.cellOf(r.lat, r.lon), g.cellOf(u.Lat, u.Lon); oldKey != newKey {
 			sh.grid.remove(oldKey, slot)
-			sh.grid.add(newKey, slot)
+			sh.grid.add(newKey, makeRef(slot, g.tagOf(u.Lat, u.Lon)))
+		} else if tag := g.tagOf(u.Lat, u.Lon); tag != g.tagOf(r.lat, r.lon) {
+			sh.grid.retag(newKey, slot, tag)
 		}
 		r.set(&u.Position)
 		res.Updated++
