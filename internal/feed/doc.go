@@ -1,0 +1,139 @@
+// Package feed pushes live truck positions, expirations and alerts to
+// dashboards over Server-Sent Events (Hub.ServeSSE) and WebSocket
+// (Hub.ServeWS). Its one promise is boundedness: whatever clients do —
+// read slowly, stop reading, vanish without closing — memory per
+// subscriber has a fixed ceiling, no goroutine waits on a client for
+// longer than Options.Stall, and publishers (the ingest path) never wait
+// on a client at all.
+//
+// # Events
+//
+// Each event is one JSON object (lat/lon in degrees with at most 7
+// decimals, speed in km/h with one decimal, heading in degrees, ts in Unix
+// seconds):
+//
+//	{"type":"position","id":"truck-0000042","lat":40.7128,"lon":-74.006,"ts":1764000000,"speed":52.5,"heading":90}
+//	{"type":"expired","id":"truck-0000042","ts":1764000300}
+//	{"type":"alert","rule":"speeding","id":"truck-0000042","state":"firing","ts":1764000000,"lat":40.7128,"lon":-74.006}
+//	{"type":"lag","dropped":1234}
+//
+// SSE sends each as "data: {json}\n\n" and ": ping\n\n" comments when idle
+// (Options.Heartbeat). WebSocket sends text messages that are JSON arrays
+// of one or more events (a batch of at most about 17 KiB, within the 32 KiB
+// default read limit of common client libraries), and ping frames when
+// idle.
+//
+// # Subscription parameters
+//
+//	bbox=minLon,minLat,maxLon,maxLat   degrees, edges included; minLon > maxLon crosses the antimeridian
+//	ids=a,b,c                          at most MaxIDs truck IDs (store.ValidID syntax)
+//	types=position,expired,alert,lag   default all
+//	max_hz=x                           0 < x ≤ 1000: at most x position events per truck per second
+//
+// Filters combine with AND. Positions and alerts pass bbox by their
+// coordinates. Expired events carry no position and pass every bbox (a
+// client ignores IDs it is not showing); ids applies to all three. A bad
+// parameter answers 400 {"error":"…"}; past Options.MaxSubscribers the
+// answer is 503 {"error":"too many subscribers (limit N)"}.
+//
+// max_hz is leading-edge per truck: a position is sent if the truck's last
+// sent one is at least ceil(1000/x) ms old on the hub's monotonic clock,
+// else skipped (Stats.Throttled). The last-sent times live in a fixed
+// table of 2048 sets × 4 ways (64 KiB) keyed by a hash of the ID; when
+// more than 4 trucks of a subscriber share a set, the one sent longest ago
+// is forgotten and its next position goes through early. Collisions can
+// thus over-send slightly, never under-send.
+//
+// # Memory bounds (per subscriber, defaults in brackets)
+//
+// Buffer is rounded up to a power of two, B [4096].
+//
+//	position ring   ≤ B × 84 B (posEntry)                     [336 KiB]
+//	control ring    ≤ max(16, B/16) × 216 B (ctlEntry)        [ 54 KiB]
+//	max_hz table    2048 × 4 × 8 B, only with max_hz          [ 64 KiB]
+//	take buffer     256 × 84 B + 32 × 216 B                   [ 28 KiB]
+//	batch buffer    ≤ 64 KiB + one event (≤ 1.3 KiB)
+//	filter          ≤ MaxIDs IDs (here and in the hub's ID index), and
+//	                ≤ 1024 grid-cell entries of 4 B in the routing snapshot
+//	goroutines      SSE: the handler's; WebSocket: the handler's and the
+//	                library's read loop
+//
+// Rings start at 64 (positions) and 16 (control) entries and double only
+// when full, so a subscriber that keeps up holds a few KiB of ring. With
+// the defaults the ceiling is about 0.55 MiB per subscriber (without ids,
+// plus net/http's and the WebSocket library's per-connection buffers), so
+// 1000 subscribers ≈ 550 MiB; lower Buffer to lower it. Entries are
+// fixed-size and pointer-free (IDs up to MaxIDLen bytes inline), so a ring
+// is one allocation the garbage collector does not scan. The hub itself
+// holds one routing snapshot (a 64,801-entry uint32 cell table when any
+// subscriber has a small bbox, ≈ 253 KiB, plus per-subscriber entries) and
+// pooled publisher scratch proportional to the largest batch × matches.
+//
+// # Drop and stall policy
+//
+// A publisher never waits: when a subscriber's position ring is full, the
+// oldest pending position is dropped to make room (the control ring drops
+// its oldest the same way). Dropping the oldest means a truck's newest
+// position is always the one kept: the client ends with every truck's
+// latest state even when it missed intermediate ones. Drops are counted
+// (Stats.Dropped) and the subscriber's next delivery starts with
+// {"type":"lag","dropped":n}, n being the events lost since its previous
+// delivery; a client that gets one should re-read what it shows
+// (GET /v1/within) if exact state matters.
+//
+// The consumer works in passes: take everything pending, write it, flush,
+// sleep. A subscriber is behind from a drop that happens during a pass
+// until a whole pass goes by without one: for as long as it loses events
+// because its client is slow. (Drops while the consumer sleeps come from a
+// single burst larger than the ring; they are reported as lag but are no
+// sign of a slow client.) One that stays behind for Stall, or whose single
+// write (an SSE write or flush under
+// http.ResponseController.SetWriteDeadline, a WebSocket message or ping
+// under a context timeout) does not complete within Stall, is disconnected
+// and counted in Stats.StallDisconnects. A client that closes is noticed
+// through the request context (SSE) or the read loop (WebSocket); one that
+// vanishes silently is noticed when a write (events, or the WebSocket
+// ping) times out, or for an idle SSE stream when the kernel gives up on
+// the connection (TCP retransmission timeout).
+//
+// Writes are batched: after a pass the consumer sleeps at least
+// FlushInterval (50 ms) before the next, unless half its ring fills first,
+// so a client gets at most about 20 writes a second and events wait at
+// most about FlushInterval (sparse events after a quiet spell go out at
+// once).
+//
+// # Routing (what a publish costs)
+//
+// Subscribers' filters are indexed in an immutable snapshot, rebuilt on
+// subscribe/unsubscribe and swapped atomically: a 1°×1° grid maps each cell
+// to the subscribers whose bbox touches it (bboxes over more than 1024
+// cells, and subscribers without bbox, go to an "everywhere" list);
+// subscribers with ids= are found through a map by ID. An update visits
+// only its cell's list, the everywhere list and its ID's entry. Matches are
+// grouped per subscriber (a counting sort in pooled scratch), so each
+// matched subscriber's lock is taken once per PublishPositions call. With
+// no subscriber, a publish is one atomic load. A subscribe or unsubscribe
+// rebuilds the snapshot: O(grid + subscribers' cells), about 0.5 ms with
+// 1000 subscribers, plus a copy of the ID index when ids= changed it.
+//
+// # Concurrency contract
+//
+//   - PublishPositions, PublishExpired and PublishAlert may be called from
+//     any number of goroutines at once, and never block on clients: they
+//     take only per-subscriber mutexes, each held (by a publisher or by
+//     the subscriber's consumer) only to copy events in or out — at most
+//     a batch's matches, or 256 + 32 entries — never across I/O. The
+//     caller keeps ownership of its slices.
+//   - Per subscriber, the events of one call are queued in call order, and
+//     position and control events keep their relative order (a control
+//     entry records the position sequence number it follows). Calls made
+//     concurrently interleave in the order they reach the subscriber, so
+//     per-truck order holds when the caller does not publish the same
+//     truck from two goroutines at once; a client can compare ts.
+//   - ServeSSE and ServeWS each serve one subscriber on the calling
+//     goroutine and return when the client leaves, stalls, or the hub
+//     closes. Close disconnects all and waits until every handler is done
+//     with its subscriber; later subscriptions get 503 and later publishes
+//     do nothing.
+//   - Stats may be called at any time; it locks each subscriber briefly.
+package feed

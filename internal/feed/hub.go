@@ -1,0 +1,399 @@
+package feed
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"maps"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a Hub. The zero value gives the defaults.
+type Options struct {
+	// MaxSubscribers caps concurrent subscribers (default 1000); past it
+	// ServeSSE and ServeWS answer 503.
+	MaxSubscribers int
+	// Buffer is the most position events pending per subscriber (default
+	// 4096), rounded up to a power of two. Control events (expired, alert)
+	// have their own ring of max(16, Buffer/16) entries.
+	Buffer int
+	// Stall is how long a subscriber may stay behind, or one write to it
+	// may take, before it is disconnected (default 30s).
+	Stall time.Duration
+	// Heartbeat is the idle interval after which an SSE subscriber gets a
+	// ": ping" comment and a WebSocket subscriber a ping frame (default 15s).
+	Heartbeat time.Duration
+	// FlushInterval is the shortest interval between two flushes to one
+	// subscriber (default 50ms): events arriving meanwhile are batched into
+	// the next write, unless half the subscriber's ring fills first.
+	FlushInterval time.Duration
+	// OriginPatterns lists the cross-origin hosts allowed to open a
+	// WebSocket (see websocket.AcceptOptions); same-origin is always
+	// allowed.
+	OriginPatterns []string
+}
+
+const (
+	defaultMaxSubscribers = 1000
+	defaultBuffer         = 4096
+	maxBuffer             = 1 << 20
+	defaultStall          = 30 * time.Second
+	defaultHeartbeat      = 15 * time.Second
+	defaultFlushInterval  = 50 * time.Millisecond
+	maxSubscribersLimit   = 1 << 20
+)
+
+// Stats are the hub's counts since New. Counts of events are per
+// subscriber: one update delivered to three subscribers counts three times
+// in Queued and Delivered.
+type Stats struct {
+	Subscribers int // connected now
+	// Published counts events handed to Publish* while at least one
+	// subscriber was connected (with none, publishing does no accounting).
+	Published uint64
+	Queued    uint64 // events queued to subscribers
+	Delivered uint64 // events written to clients (lag notices not included)
+	Dropped   uint64 // events dropped from full rings
+	Throttled uint64 // position events skipped by max_hz
+	Invalid   uint64 // published events with an empty or over-long ID, or a bad alert state
+	// StallDisconnects counts subscribers disconnected for staying behind
+	// or for a write not completing within Stall.
+	StallDisconnects uint64
+	Rejected         uint64 // subscriptions refused at MaxSubscribers
+}
+
+// Hub fans published events out to subscribers. It is safe for concurrent
+// use; see the package documentation for the contract.
+type Hub struct {
+	opt    Options
+	posMax int // ring limits, powers of two
+	ctlMax int
+	seed   maphash.Seed
+	start  time.Time
+	clock  func() int64 // ns since start (monotonic); replaced by tests
+	quit   chan struct{}
+	subsWG sync.WaitGroup // one per subscriber until it is unsubscribed
+
+	snap    atomic.Pointer[snapshot] // nil when nobody is subscribed
+	scratch sync.Pool                // *pubScratch
+
+	published, delivered, invalid, stalls, rejected atomic.Uint64
+
+	// mu guards subscription changes and the master ID index.
+	mu struct {
+		sync.Mutex
+		closed  bool
+		subs    []*subscriber       // by slot; nil = free
+		free    []uint32            // free slots below len(subs)
+		n       int                 // connected subscribers
+		byID    map[string][]uint32 // master ID index; slices are copy-on-write
+		idsDirt bool                // byID changed since the last snapshot
+		retired subCounters         // counts of unsubscribed subscribers
+	}
+}
+
+// New returns a Hub. Negative options are errors; zero means the default.
+func New(o Options) (*Hub, error) {
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxSubscribers", int64(o.MaxSubscribers)}, {"Buffer", int64(o.Buffer)},
+		{"Stall", int64(o.Stall)}, {"Heartbeat", int64(o.Heartbeat)}, {"FlushInterval", int64(o.FlushInterval)},
+	} {
+		if c.v < 0 {
+			return nil, fmt.Errorf("feed: option %s is negative (%d)", c.name, c.v)
+		}
+	}
+	if o.MaxSubscribers == 0 {
+		o.MaxSubscribers = defaultMaxSubscribers
+	}
+	if o.MaxSubscribers > maxSubscribersLimit {
+		return nil, fmt.Errorf("feed: MaxSubscribers %d is more than %d", o.MaxSubscribers, maxSubscribersLimit)
+	}
+	if o.Buffer == 0 {
+		o.Buffer = defaultBuffer
+	}
+	if o.Buffer > maxBuffer {
+		return nil, fmt.Errorf("feed: Buffer %d is more than %d", o.Buffer, maxBuffer)
+	}
+	if o.Stall == 0 {
+		o.Stall = defaultStall
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = defaultHeartbeat
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = defaultFlushInterval
+	}
+	posMax := 1 << bits.Len(uint(o.Buffer-1))
+	h := &Hub{
+		opt:    o,
+		posMax: posMax,
+		ctlMax: max(16, posMax/16),
+		seed:   maphash.MakeSeed(),
+		start:  time.Now(),
+		quit:   make(chan struct{}),
+	}
+	h.clock = func() int64 { return int64(time.Since(h.start)) }
+	h.mu.byID = map[string][]uint32{}
+	return h, nil
+}
+
+// Options returns the options in effect (defaults filled in).
+func (h *Hub) Options() Options { return h.opt }
+
+// errClosed and tooManyError are the 503 reasons.
+var errClosed = errors.New("feed: shutting down")
+
+type tooManyError struct{ limit int }
+
+func (e tooManyError) Error() string {
+	return fmt.Sprintf("too many subscribers (limit %d)", e.limit)
+}
+
+// subscribe registers a subscriber and publishes a new snapshot. Every
+// successful subscribe must be paired with unsubscribe.
+func (h *Hub) subscribe(f *filter) (*subscriber, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.closed {
+		return nil, errClosed
+	}
+	if h.mu.n >= h.opt.MaxSubscribers {
+		h.rejected.Add(1)
+		return nil, tooManyError{h.opt.MaxSubscribers}
+	}
+	s := newSubscriber(f, h.posMax, h.ctlMax)
+	if k := len(h.mu.free); k > 0 {
+		s.slot = h.mu.free[k-1]
+		h.mu.free = h.mu.free[:k-1]
+		h.mu.subs[s.slot] = s
+	} else {
+		s.slot = uint32(len(h.mu.subs))
+		h.mu.subs = append(h.mu.subs, s)
+	}
+	h.mu.n++
+	for _, id := range s.ids {
+		h.mu.byID[id] = append(slices.Clip(h.mu.byID[id]), s.slot)
+		h.mu.idsDirt = true
+	}
+	h.subsWG.Add(1)
+	h.publishSnapshotLocked()
+	return s, nil
+}
+
+// unsubscribe removes s; publishers holding an older snapshot may still
+// call into s, which then queues nothing.
+func (h *Hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	if h.mu.subs[s.slot] != s {
+		h.mu.Unlock()
+		panic("BUG: feed: unsubscribe of a subscriber not in its slot")
+	}
+	h.mu.subs[s.slot] = nil
+	h.mu.free = append(h.mu.free, s.slot)
+	h.mu.n--
+	for _, id := range s.ids {
+		rest := slices.DeleteFunc(slices.Clone(h.mu.byID[id]), func(v uint32) bool { return v == s.slot })
+		if len(rest) == 0 {
+			delete(h.mu.byID, id)
+		} else {
+			h.mu.byID[id] = rest
+		}
+		h.mu.idsDirt = true
+	}
+	c := s.close()
+	h.mu.retired.queued += c.queued
+	h.mu.retired.dropped += c.dropped
+	h.mu.retired.throttled += c.throttled
+	// Trim free slots at the end so the snapshot's tables stay short.
+	for len(h.mu.subs) > 0 && h.mu.subs[len(h.mu.subs)-1] == nil {
+		last := uint32(len(h.mu.subs) - 1)
+		h.mu.subs = h.mu.subs[:last]
+		h.mu.free = slices.DeleteFunc(h.mu.free, func(v uint32) bool { return v == last })
+	}
+	h.publishSnapshotLocked()
+	h.mu.Unlock()
+	h.subsWG.Done()
+}
+
+// Stats returns the hub's counts.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	st := Stats{Subscribers: h.mu.n}
+	c := h.mu.retired
+	for _, s := range h.mu.subs {
+		if s != nil {
+			sc := s.counters()
+			c.queued += sc.queued
+			c.dropped += sc.dropped
+			c.throttled += sc.throttled
+		}
+	}
+	h.mu.Unlock()
+	st.Queued, st.Dropped, st.Throttled = c.queued, c.dropped, c.throttled
+	st.Published = h.published.Load()
+	st.Delivered = h.delivered.Load()
+	st.Invalid = h.invalid.Load()
+	st.StallDisconnects = h.stalls.Load()
+	st.Rejected = h.rejected.Load()
+	return st
+}
+
+// Close disconnects every subscriber (WebSocket clients get a going-away
+// close frame, SSE streams end), refuses new ones, and waits until every
+// subscriber's handler has finished with it. That takes a round trip per
+// client, in parallel; a WebSocket client that does not answer the close
+// handshake holds it for at most the library's 10 s (5 s to write the
+// frame, 5 s for the answer). Publishing after Close is allowed and does
+// nothing. Close is idempotent.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if !h.mu.closed {
+		h.mu.closed = true
+		close(h.quit)
+	}
+	h.mu.Unlock()
+	h.subsWG.Wait()
+}
+
+// snapshot is an immutable index of the subscribers' filters, replaced
+// wholesale (copy on write) on every subscribe and unsubscribe so that
+// publishers read it with one atomic load and no lock.
+//
+// Position routing: a subscriber with ids= is found through byID only; one
+// with a bbox covering at most gridMaxCells cells is listed in each grid
+// cell its box touches; every other subscriber that wants positions is in
+// everyPos. So each update visits only the subscribers of its cell, the
+// "everywhere" list, and those naming its ID.
+type snapshot struct {
+	subs      []*subscriber // by slot; nil = free
+	filt      []match       // by slot, copied for locality
+	cellStart []uint32      // CSR over the grid: cell c's subscribers are cellSubs[cellStart[c]:cellStart[c+1]]; nil if no one uses the grid
+	cellSubs  []uint32
+	everyPos  []uint32            // want positions, no ids, no bbox or a large one
+	noIDs     []uint32            // no ids filter: candidates for expired and alert events
+	byID      map[string][]uint32 // nil if no subscriber has ids; shared read-only with the master while unchanged
+	anyHz     bool                // some subscriber uses max_hz
+}
+
+// The routing grid: whole-degree cells over the fixed-point range.
+const (
+	gridLatCells = 180
+	gridLonCells = 360
+	gridCells    = gridLatCells * gridLonCells
+	gridMaxCells = 1024 // a bbox over more cells goes to everyPos
+)
+
+func cellLat(lat int32) int {
+	return min(max(int((int64(lat)+90e7)/1e7), 0), gridLatCells-1)
+}
+
+func cellLon(lon int32) int {
+	return min(max(int((int64(lon)+180e7)/1e7), 0), gridLonCells-1)
+}
+
+func cellOf(lat, lon int32) int { return cellLat(lat)*gridLonCells + cellLon(lon) }
+
+// boxCells calls fn for every grid cell that a point inside m's box can
+// fall in, and returns how many there are.
+func (m *match) boxCells(fn func(cell int)) int {
+	la0, la1 := cellLat(m.minLat), cellLat(m.maxLat)
+	if m.minLat > m.maxLat {
+		return 0 // empty after rounding to fixed point
+	}
+	var ranges [2][2]int
+	nr := 0
+	lo0, lo1 := cellLon(m.minLon), cellLon(m.maxLon)
+	switch {
+	case m.cross:
+		ranges[0], ranges[1], nr = [2]int{lo0, gridLonCells - 1}, [2]int{0, lo1}, 2
+	case m.minLon <= m.maxLon:
+		ranges[0], nr = [2]int{lo0, lo1}, 1
+	}
+	n := 0
+	for _, r := range ranges[:nr] {
+		n += (la1 - la0 + 1) * (r[1] - r[0] + 1)
+	}
+	if fn != nil {
+		for la := la0; la <= la1; la++ {
+			for _, r := range ranges[:nr] {
+				for lo := r[0]; lo <= r[1]; lo++ {
+					fn(la*gridLonCells + lo)
+				}
+			}
+		}
+	}
+	return n
+}
+
+// publishSnapshotLocked builds and publishes the snapshot for the current
+// subscribers. Its cost is O(grid + subscribers' cells), plus a copy of
+// the ID index when it changed.
+func (h *Hub) publishSnapshotLocked() {
+	if h.mu.n == 0 {
+		h.snap.Store(nil)
+		return
+	}
+	subs := h.mu.subs
+	sn := &snapshot{
+		subs: slices.Clone(subs),
+		filt: make([]match, len(subs)),
+	}
+	var grid []uint32 // slots of grid subscribers
+	total := 0
+	for slot, s := range subs {
+		if s == nil {
+			continue
+		}
+		sl := uint32(slot)
+		sn.filt[slot] = s.m
+		sn.anyHz = sn.anyHz || s.m.hzMs != 0
+		if s.m.hasIDs {
+			continue
+		}
+		sn.noIDs = append(sn.noIDs, sl)
+		if s.m.types&typePosition == 0 {
+			continue
+		}
+		if n := s.m.boxCells(nil); s.m.hasBox && n <= gridMaxCells {
+			grid = append(grid, sl)
+			total += n
+		} else {
+			sn.everyPos = append(sn.everyPos, sl)
+		}
+	}
+	if len(grid) > 0 {
+		start := make([]uint32, gridCells+1)
+		for _, sl := range grid {
+			sn.filt[sl].boxCells(func(c int) { start[c+1]++ })
+		}
+		for c := 1; c <= gridCells; c++ {
+			start[c] += start[c-1]
+		}
+		cellSubs := make([]uint32, total)
+		next := slices.Clone(start[:gridCells])
+		for _, sl := range grid {
+			sn.filt[sl].boxCells(func(c int) {
+				cellSubs[next[c]] = sl
+				next[c]++
+			})
+		}
+		sn.cellStart, sn.cellSubs = start, cellSubs
+	}
+	if len(h.mu.byID) > 0 {
+		old := h.snap.Load()
+		if h.mu.idsDirt || old == nil || old.byID == nil {
+			sn.byID = maps.Clone(h.mu.byID)
+		} else {
+			sn.byID = old.byID
+		}
+	}
+	h.mu.idsDirt = false
+	h.snap.Store(sn)
+}

@@ -1,0 +1,211 @@
+package feed
+
+import (
+	"hash/maphash"
+	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/store"
+)
+
+// Alert is a rule transition, published to subscribers that want alerts and
+// whose filters pass its truck ID and position.
+type Alert struct {
+	Rule     string // rule name; cut to MaxRuleLen bytes in events
+	ID       string // truck ID
+	State    string // "firing" or "resolved"
+	TS       uint32 // Unix seconds
+	Lat, Lon int32  // 1e-7 degree, the truck's position at the transition
+}
+
+// pubScratch is one PublishPositions call's working memory, pooled.
+type pubScratch struct {
+	pairs  []uint64 // slot<<32 | update index, in update order
+	count  []uint32 // per slot, then per-slot end offsets into order
+	order  []uint32 // update indices grouped by slot, in update order
+	hashes []uint64 // ID hashes by update index, when some subscriber uses max_hz
+}
+
+// PublishPositions queues each update for every subscriber whose filter
+// passes it. It never blocks on subscribers: it takes each matched
+// subscriber's lock once for the whole batch, only to copy events into its
+// ring. ups may be reused by the caller as soon as it returns. With no
+// subscriber it costs one atomic load.
+func (h *Hub) PublishPositions(ups []store.Update) {
+	sn := h.snap.Load()
+	if sn == nil || len(ups) == 0 {
+		return
+	}
+	h.published.Add(uint64(len(ups)))
+	if sn.cellStart == nil && len(sn.everyPos) == 0 && sn.byID == nil {
+		return // nobody wants positions
+	}
+	sc, _ := h.scratch.Get().(*pubScratch)
+	if sc == nil {
+		sc = new(pubScratch)
+	}
+	pairs := sc.pairs[:0]
+	var invalid uint64
+	for i := range ups {
+		u := &ups[i]
+		if n := len(u.ID); n == 0 || n > MaxIDLen {
+			invalid++
+			continue
+		}
+		key := uint64(i)
+		if sn.cellStart != nil {
+			c := cellOf(u.Lat, u.Lon)
+			for _, sl := range sn.cellSubs[sn.cellStart[c]:sn.cellStart[c+1]] {
+				if sn.filt[sl].inBox(u.Lat, u.Lon) {
+					pairs = append(pairs, uint64(sl)<<32|key)
+				}
+			}
+		}
+		for _, sl := range sn.everyPos {
+			if sn.filt[sl].inBox(u.Lat, u.Lon) {
+				pairs = append(pairs, uint64(sl)<<32|key)
+			}
+		}
+		if sn.byID != nil {
+			for _, sl := range sn.byID[string(u.ID)] {
+				if m := &sn.filt[sl]; m.types&typePosition != 0 && m.inBox(u.Lat, u.Lon) {
+					pairs = append(pairs, uint64(sl)<<32|key)
+				}
+			}
+		}
+	}
+	if invalid != 0 {
+		h.invalid.Add(invalid)
+	}
+	sc.pairs = pairs
+	if len(pairs) == 0 {
+		h.scratch.Put(sc)
+		return
+	}
+	if sn.anyHz {
+		sc.hashes = growTo(sc.hashes, len(ups))
+		for i := range ups {
+			sc.hashes[i] = maphash.Bytes(h.seed, ups[i].ID)
+		}
+	}
+	// Group by subscriber, keeping update order (a counting sort).
+	ns := len(sn.subs)
+	count := growTo(sc.count, ns+1)
+	clear(count)
+	for _, p := range pairs {
+		count[p>>32+1]++
+	}
+	for k := 1; k <= ns; k++ {
+		count[k] += count[k-1]
+	}
+	order := growTo(sc.order, len(pairs))
+	for _, p := range pairs {
+		sl := p >> 32
+		order[count[sl]] = uint32(p)
+		count[sl]++
+	}
+	// count[sl] is now the end of slot sl's run.
+	nowMs := uint32(0)
+	if sn.anyHz {
+		nowMs = uint32(h.clock() / 1e6)
+	}
+	begin := uint32(0)
+	for sl := range ns {
+		end := count[sl]
+		if end > begin {
+			sn.subs[sl].pushPositions(ups, order[begin:end], sc.hashes, nowMs, h.clock)
+		}
+		begin = end
+	}
+	sc.count, sc.order = count, order
+	h.scratch.Put(sc)
+}
+
+// growTo returns s resliced to n, reallocated if its capacity is short.
+func growTo[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, n+n/4)
+	}
+	return s[:n]
+}
+
+// PublishExpired tells subscribers that a truck was removed (expired or
+// deleted). The hub does not know where the truck was, so the event passes
+// every bbox: it reaches subscribers that want expired events and either
+// name the ID in ids= or have no ids filter.
+func (h *Hub) PublishExpired(id []byte, ts uint32) {
+	sn := h.snap.Load()
+	if sn == nil {
+		return
+	}
+	h.published.Add(1)
+	if len(id) == 0 || len(id) > MaxIDLen {
+		h.invalid.Add(1)
+		return
+	}
+	var ev ctlEntry
+	ev.kind, ev.ts = kindExpired, ts
+	ev.idLen = uint8(copy(ev.id[:], id))
+	for _, sl := range sn.noIDs {
+		if sn.filt[sl].types&typeExpired != 0 {
+			sn.subs[sl].pushCtl(&ev, h.clock)
+		}
+	}
+	if sn.byID != nil {
+		for _, sl := range sn.byID[string(id)] {
+			if sn.filt[sl].types&typeExpired != 0 {
+				sn.subs[sl].pushCtl(&ev, h.clock)
+			}
+		}
+	}
+}
+
+// PublishAlert queues an alert for subscribers that want alerts and whose
+// bbox holds (a.Lat, a.Lon) and whose ids (if any) name a.ID. An alert
+// with an empty or over-long ID or a State other than "firing" or
+// "resolved" is counted as Invalid and dropped.
+func (h *Hub) PublishAlert(a Alert) {
+	sn := h.snap.Load()
+	if sn == nil {
+		return
+	}
+	h.published.Add(1)
+	var state uint8
+	switch a.State {
+	case "firing":
+		state = stateFiring
+	case "resolved":
+		state = stateResolved
+	}
+	if state == 0 || len(a.ID) == 0 || len(a.ID) > MaxIDLen {
+		h.invalid.Add(1)
+		return
+	}
+	ev := ctlEntry{kind: kindAlert, state: state, ts: a.TS, lat: a.Lat, lon: a.Lon}
+	ev.idLen = uint8(copy(ev.id[:], a.ID))
+	ev.ruleLen = uint8(copy(ev.rule[:], cutUTF8(a.Rule, MaxRuleLen)))
+	for _, sl := range sn.noIDs {
+		if m := &sn.filt[sl]; m.types&typeAlert != 0 && m.inBox(a.Lat, a.Lon) {
+			sn.subs[sl].pushCtl(&ev, h.clock)
+		}
+	}
+	if sn.byID != nil {
+		for _, sl := range sn.byID[a.ID] {
+			if m := &sn.filt[sl]; m.types&typeAlert != 0 && m.inBox(a.Lat, a.Lon) {
+				sn.subs[sl].pushCtl(&ev, h.clock)
+			}
+		}
+	}
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// end inside a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && i > n-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
