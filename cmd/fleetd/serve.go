@@ -21,6 +21,8 @@ import (
 
 	"github.com/fleetd/fleetd/internal/api"
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/feed"
+	"github.com/fleetd/fleetd/internal/server"
 	"github.com/fleetd/fleetd/internal/sim"
 	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/wal"
@@ -44,8 +46,10 @@ const (
 const serveHelp = `Usage: fleetd serve [flags]
 
 Runs the fleetd HTTP API (contract v1): POST /v1/positions to ingest,
-GET /v1/trucks/{id}, /v1/nearby, /v1/within to query, /v1/stats, /metrics,
-/debug/pprof/ and /healthz. Logs go to stderr; SIGINT or SIGTERM drains
+GET /v1/trucks/{id}, /v1/nearby, /v1/within to query, the live feed
+(/v1/stream as Server-Sent Events, /v1/ws as WebSocket), zones, alert rules
+and alerts (/v1/zones, /v1/rules, /v1/alerts), /v1/stats, /metrics,
+/debug/pprof/, /healthz, and the dashboard at /. Logs go to stderr; SIGINT or SIGTERM drains
 in-flight requests, stops the demo, closes the engine and exits 0.
 
 Flags:
@@ -94,6 +98,16 @@ Flags:
                      refuses new trucks (507) once its heap passes 85% of
                      it; known trucks keep updating. Default: none (or the
                      GOMEMLIMIT environment variable)
+  --max-subscribers N
+                     live-feed subscribers allowed at once (default 1000);
+                     more get 503
+  --stream-stall D   disconnect a live-feed subscriber that stays behind
+                     (or whose writes do not complete) for D (default 30s);
+                     one that falls behind briefly loses its oldest
+                     position events and is told so ({"type":"lag"})
+  --basemap-style URL
+                     the dashboard's map style (a MapLibre style JSON URL);
+                     default: built-in offline country and state outlines
   --shards N         store shards, rounded up to a power of two (default 8,
                      at most 256)
   --access-log       log one line per request (off by default)
@@ -228,6 +242,9 @@ type serveConfig struct {
 	fsync     string
 	snapEvery sizeFlag
 	ttl       time.Duration
+	maxSubs   int
+	stall     time.Duration
+	basemap   string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -247,6 +264,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.fsync, "fsync", "always", "fsync policy")
 	fs.Var(&c.snapEvery, "snapshot-every", "log growth between snapshots")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "expire trucks not updated for this long")
+	fs.IntVar(&c.maxSubs, "max-subscribers", 1000, "live-feed subscriber limit")
+	fs.DurationVar(&c.stall, "stream-stall", 30*time.Second, "disconnect subscribers behind for this long")
+	fs.StringVar(&c.basemap, "basemap-style", "", "dashboard map style URL")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -358,38 +378,31 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "data", c.data)
 
-	eo := engine.Options{
-		Store:         store.Options{Shards: c.shards},
-		DataDir:       c.data,
-		Fsync:         fsync,
-		SnapshotEvery: int64(c.snapEvery),
-		TTL:           c.ttl,
-		Logger:        log,
+	srvOpts := server.Options{
+		Engine: engine.Options{
+			Store:         store.Options{Shards: c.shards},
+			DataDir:       c.data,
+			Fsync:         fsync,
+			SnapshotEvery: int64(c.snapEvery),
+			TTL:           c.ttl,
+		},
+		API:          api.Options{MaxBody: int64(c.maxBody), Token: token, AccessLog: c.accessLog},
+		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall},
+		BasemapStyle: c.basemap,
+		Logger:       log,
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(int64(c.memLimit))
-		eo.MemoryLimit = int64(c.memLimit)
+		srvOpts.Engine.MemoryLimit = int64(c.memLimit)
 	}
-	eng, err := engine.Open(eo)
-	var apiServer *api.Server
-	if err == nil {
-		apiServer, err = api.New(api.Options{
-			Engine:    eng,
-			MaxBody:   int64(c.maxBody),
-			Token:     token,
-			Logger:    log,
-			AccessLog: c.accessLog,
-		})
-		if err != nil {
-			_ = eng.Close()
-		}
-	}
+	fleet, err := server.Open(srvOpts)
 	if err != nil {
 		_ = srv.Close()
 		<-served
 		return err
 	}
-	handler.set(apiServer)
+	eng := fleet.Engine
+	handler.set(fleet)
 	log.Info("ready", "trucks", eng.Store().Len(), "shards", eng.Store().NumShards(), "max_body", int64(c.maxBody),
 		"auth", token != "", "memory_limit", int64(c.memLimit))
 
@@ -424,6 +437,8 @@ func serve(c *serveConfig, log *slog.Logger) error {
 
 	stopDemo()
 	<-demoDone
+	// Live-feed streams never end by themselves: end them before draining.
+	fleet.CloseStreams()
 	ctx, cancel := context.WithTimeout(context.Background(), serveShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -435,7 +450,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	} else {
 		log.Info("shutdown: http server drained")
 	}
-	if err := eng.Close(); err != nil {
+	if err := fleet.Close(); err != nil {
 		return fmt.Errorf("closing the engine: %w", err)
 	}
 	log.Info("shutdown: engine closed")

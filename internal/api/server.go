@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/store"
 )
@@ -39,22 +40,34 @@ type Options struct {
 	Logger *slog.Logger
 	// AccessLog logs every request at level Info.
 	AccessLog bool
+	// Routes are more handlers served behind the same authentication,
+	// metrics and panic recovery as the built-in routes (the live feed,
+	// the density endpoint).
+	Routes []Route
+	// Subscribers, if set, reports live-feed subscribers for /v1/stats.
+	Subscribers func() int
+	// Alerts serves the zone, rule and alert endpoints (alerts.go); nil
+	// answers them 404.
+	Alerts *alert.Engine
 }
 
 // Server is the HTTP API over one engine. It implements http.Handler, is
 // safe for concurrent use and starts no goroutines.
 type Server struct {
-	eng       *engine.Engine
-	st        *store.Store
-	log       *slog.Logger
-	maxBody   int64
-	auth      bool
-	tokenSum  [sha256.Size]byte
-	accessLog bool
-	mux       *http.ServeMux
-	reg       *prometheus.Registry
-	m         *metrics
-	started   time.Time
+	extra       []Route
+	subscribers func() int
+	eng         *engine.Engine
+	st          *store.Store
+	alerts      *alert.Engine // nil: alert endpoints answer 404
+	log         *slog.Logger
+	maxBody     int64
+	auth        bool
+	tokenSum    [sha256.Size]byte
+	accessLog   bool
+	mux         *http.ServeMux
+	reg         *prometheus.Registry
+	m           *metrics
+	started     time.Time
 
 	ingestFree chan *ingestScratch // see getIngest
 	hitPool    sync.Pool           // *[]store.Hit
@@ -79,16 +92,19 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Server{
-		eng:       o.Engine,
-		st:        o.Engine.Store(),
-		log:       o.Logger,
-		maxBody:   o.MaxBody,
-		auth:      o.Token != "",
-		tokenSum:  sha256.Sum256([]byte(o.Token)),
-		accessLog: o.AccessLog,
-		mux:       http.NewServeMux(),
-		reg:       prometheus.NewRegistry(),
-		started:   time.Now(),
+		extra:       o.Routes,
+		subscribers: o.Subscribers,
+		eng:         o.Engine,
+		st:          o.Engine.Store(),
+		alerts:      o.Alerts,
+		log:         o.Logger,
+		maxBody:     o.MaxBody,
+		auth:        o.Token != "",
+		tokenSum:    sha256.Sum256([]byte(o.Token)),
+		accessLog:   o.AccessLog,
+		mux:         http.NewServeMux(),
+		reg:         prometheus.NewRegistry(),
+		started:     time.Now(),
 
 		ingestFree: make(chan *ingestScratch, ingestFree),
 	}
@@ -107,6 +123,15 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 // ServeHTTP dispatches to the routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Route is an extra handler for Options.Routes. Method may be empty for
+// handlers that check methods themselves.
+type Route struct {
+	Method, Path string
+	Name         string // metrics label
+	Public       bool   // served without the bearer token
+	Handler      http.Handler
+}
 
 // route is one registered pattern and how it is served.
 type route struct {
@@ -127,6 +152,10 @@ func (s *Server) routes() {
 		{"GET", "/v1/stats", "stats", false, s.stats},
 		{"GET", "/metrics", "metrics", true, s.m.handler(s.reg, s.log).ServeHTTP},
 		{"", "/debug/pprof/", "pprof", false, s.pprof}, // checks methods itself
+	}
+	rs = append(rs, s.alertRoutes()...)
+	for _, x := range s.extra {
+		rs = append(rs, route{x.Method, x.Path, x.Name, x.Public, x.Handler.ServeHTTP})
 	}
 	allow := map[string][]string{}
 	public := map[string]bool{}

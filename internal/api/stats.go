@@ -26,6 +26,23 @@ type statsResponse struct {
 	UptimeS       float64     `json:"uptime_s"`
 	IndexCells    int         `json:"index_cells"`
 	Shards        int         `json:"shards"`
+	ExpiredTotal  int64       `json:"expired_total"`
+	RefusedTotal  int64       `json:"refused_total"` // new trucks refused at the memory limit
+	Subscribers   int         `json:"subscribers"`   // live-feed subscribers connected now
+	AlertsFiring  int64       `json:"alerts_firing"`
+	Durability    *durability `json:"durability,omitempty"`
+}
+
+// durability is the write-ahead log and snapshot part of /v1/stats.
+type durability struct {
+	WALSegments      int     `json:"wal_segments"`
+	WALBytesWritten  uint64  `json:"wal_bytes_written"`
+	WALBytesPerUpd   float64 `json:"wal_bytes_per_update"`
+	Fsyncs           uint64  `json:"fsyncs"`
+	WriteErrors      uint64  `json:"write_errors"`
+	LastSnapshotLSN  uint64  `json:"last_snapshot_lsn"`
+	LastSnapshotSize int64   `json:"last_snapshot_bytes"`
+	RecoveredIn      float64 `json:"recovered_in_s"`
 }
 
 // memoryStats: the store's components in bytes (store.Stats), its total and
@@ -155,6 +172,28 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		UptimeS:      round2(es.Uptime.Seconds()),
 		IndexCells:   st.IndexCells,
 		Shards:       st.Shards,
+	}
+	resp.ExpiredTotal, resp.RefusedTotal = es.ExpiredTotal, es.RefusedTotal
+	if s.subscribers != nil {
+		resp.Subscribers = s.subscribers()
+	}
+	if s.alerts != nil {
+		resp.AlertsFiring = s.alerts.Stats().FiringNow
+	}
+	if es.Durable {
+		d := &durability{
+			WALSegments:      es.WAL.Segments,
+			WALBytesWritten:  es.WAL.Bytes,
+			Fsyncs:           es.WAL.Syncs,
+			WriteErrors:      es.WAL.WriteErrors + es.WAL.SyncErrors,
+			LastSnapshotLSN:  uint64(es.LastSnapshot.LSN),
+			LastSnapshotSize: es.LastSnapshot.Bytes,
+			RecoveredIn:      round2(es.Recovery.Duration.Seconds()),
+		}
+		if es.UpdatesTotal > 0 {
+			d.WALBytesPerUpd = round2(float64(es.WAL.Bytes) / float64(es.UpdatesTotal))
+		}
+		resp.Durability = d
 	}
 	resp.RSSBytes = resp.Memory.RSS
 	if st.Trucks > 0 {

@@ -1,0 +1,135 @@
+// Package alert holds fleetd's zones and alert rules, evaluates the rules
+// on every applied GPS update and reports their transitions.
+//
+// An Engine is an engine.Observer. For every update that changed the
+// store it builds a rules.Input (the new position; the previous one when
+// the truck had one) and evaluates the rules that can apply. Rules are
+// compiled by package rules through a rules.Cache (one Program per
+// distinct source); zones are fence.Zones in a fence.Set, which is both
+// the rules' ZoneResolver and their ZoneTester.
+//
+// # Transitions
+//
+// A rule fires for a truck when its condition has been true on every
+// update of the truck for at least For (rounded up to whole seconds, since
+// timestamps are seconds), and resolves on the first update where it is
+// false:
+//
+//	condition  state               action
+//	true       none                record since = ts; fire now if For == 0
+//	true       since, not firing   fire if ts - since >= For
+//	true       firing              nothing
+//	false      since               forget; resolve if it was firing
+//
+// so inside("yard-3") gives an enter (firing) and an exit (resolved)
+// event. Each transition is an Alert passed to Options.Emit, outside every
+// lock, with the truck's position and time at the update that caused it
+// and Since, when the condition became true. A truck deleted or expired
+// (Removed) loses its state in every rule, and each of its firing alerts
+// is resolved with Reason "truck deleted" or "truck expired" at its last
+// position: a client that tracks firing alerts from the feed never keeps
+// one for a truck that no longer exists. Deleting a rule (or replacing
+// it: a new condition starts with no state) frees its state and resolves
+// its firing alerts with Reason "rule deleted" or "rule replaced".
+// Replacing a zone keeps the rules and their state; the new shape applies
+// from the next batch. State is not persisted: after a restart, conditions
+// that are still true fire again on the trucks' next updates.
+//
+// Updates of one truck in two batches applied concurrently are evaluated
+// in whatever order their Applied calls take the truck's lock; the store
+// itself lets the later timestamp win, and the rule state can at worst be
+// one update behind until the truck's next update.
+//
+// # Finding the rules that can apply
+//
+// Most rules are false for most updates, and evaluating one costs ~10 ns,
+// so each snapshot indexes the rules by necessary conditions that are
+// cheaper to test than the rule:
+//
+//   - zone guard (rules.Program.ZoneGuard): the rule can be true only
+//     inside a zone or within a radius of it. Its reach is the zone's box
+//     grown by the radius (see zoneReach for why that is conservative with
+//     fence's distance). A grid of 0.5° cells lists in each cell the zone
+//     rules whose reach touches it; an update looks up its cell, and tests
+//     each listed rule's reach box before evaluating it. A truck far from
+//     every zone pays one cell lookup, however many zone rules there are.
+//   - field guards (findGuards): comparisons of an update field with a
+//     constant that the compiled program tests first, such as speed > 90
+//     in speed > 90 && heading < 180, or speed > 130 || dt > 600 for
+//     speed > 130 || dt > 600 && speed > 0. Rules are grouped by field and
+//     operator, sorted by constant, so the rules whose guard holds are a
+//     prefix of their group: the walk stops at the first that fails.
+//   - everything else is evaluated on every update.
+//
+// TestIndexNeverSkips checks, on random zones (poles and antimeridian
+// included), rules and updates, that the index finds exactly the rules
+// that evaluating every rule finds true.
+//
+// # State
+//
+// Only (rule, truck) pairs whose condition is true now have state. A
+// truck is keyed by a 64-bit maphash of its ID (seed fixed for the
+// process) and belongs to one of 64 stripes, each with its own mutex,
+// truck map and pointer-free slabs:
+//
+//	trucks  map[uint64]uint32       truck key → head entry
+//	ents    []entry                 64 B: | key u64 | next u32 | n u8 | pad 3 | 4 × pair |
+//	pair                            12 B: | since u32 | rec u32 | slot u16 | gen u8 | pad 1 |
+//	recs    []firingRec             32 B: | key u64 | since u32 | ts u32 | lat i32 | lon i32 |
+//	                                      | idOff u32 | slot u16 | gen u8 | idLen u8 |
+//	ids     []byte                  the firing records' truck IDs, appended
+//	has     [4096]atomic.Uint32     counting filter of the trucks with pairs
+//
+// A pair names its rule by slot (a small integer reused after the rule is
+// freed) and the slot's generation, and its firing record, if it fires,
+// by index (0 = none). A truck with more than 4 pairs chains overflow
+// entries. The firing records are the registry Firing lists, so its size
+// follows the number of firing alerts; each holds the truck ID (typically
+// 13 bytes) for listing and for resolving it without an update. A truck
+// costs nothing while no rule is true for it, and an update that makes no
+// rule true skips the stripe's lock when the lock-free counting filter
+// says the truck has no pairs. Freed entries and records go to free lists;
+// a stripe whose slabs are more than half free is compacted when a rule
+// is deleted, and the ID arena when more than half of it is garbage.
+//
+// Invariants (Check): every truck in the map has a chain of 1–4-pair
+// entries with its key and no two pairs for one slot; the counted pairs,
+// used entries plus free ones, and live records plus free ones add up; a
+// pair has a firing record exactly when it fires, the record matches it
+// (key, slot, generation, since, ID hashing to the key), and no record is
+// shared; the filter counts every truck with pairs.
+//
+// # Persistence
+//
+// With Options.Dir, the zones and rules are saved in <Dir>/config.json on
+// every change, before the change takes effect: the document is written
+// to config.json.tmp, fsynced, renamed over config.json and the directory
+// fsynced, so a crash leaves the old or the new file. A failed save
+// changes nothing (if it failed after the rename, the previous document is
+// written back) and is reported as ErrPersist. New loads the file; a
+// corrupt file, or a zone or rule in it that no longer parses or compiles,
+// is an error naming the file. The document:
+//
+//	{"version": 1,
+//	 "zones": [{"name": "yard-3", "geometry": <GeoJSON Polygon or MultiPolygon>}, …],
+//	 "rules": [{"name": "speeding", "when": "speed > 90", "for": "30s", "severity": "warning"}, …]}
+//
+// zones and rules sorted by name. Saving rewrites the whole document, so
+// its cost grows with the zones' vertices (about 40 bytes each).
+//
+// # Concurrency
+//
+// An Engine is safe for concurrent use. Applied and Removed run from many
+// goroutines at once: each holds evalMu shared for its whole run, loads
+// the immutable snapshot (rules, index, zones) once and takes one stripe
+// lock per truck; a batch of at least 4096 updates is split over up to
+// GOMAXPROCS goroutines that end before Applied returns. With no rules,
+// Applied and Removed cost one atomic load. Configuration changes are
+// serialised by a mutex (held while saving); each builds a new snapshot
+// and swaps it in holding evalMu exclusively for the swap alone, so a
+// batch never sees half a change and, once a change returns, no batch
+// evaluates the old configuration; deleting a rule then sweeps its pairs
+// stripe by stripe. Readers (GetRule, Rules, GetZone, Zones) take no lock;
+// Firing and Stats take each stripe's lock in turn. Emit is called with
+// no lock held.
+package alert

@@ -1,0 +1,291 @@
+package alert
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fleetd/fleetd/internal/fence"
+	"github.com/fleetd/fleetd/internal/geo"
+	"github.com/fleetd/fleetd/internal/rules"
+)
+
+func TestFieldGuard(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want string // guards.String(), "" for none
+	}{
+		{"speed > 90", "speed > 90; all: speed > 90"},
+		{"speed >= 90.5", "speed >= 90.5; all: speed >= 90.5"},
+		{"heading < 10", "heading < 10; all: heading < 10"},
+		{"dt <= 3", "dt <= 3; all: dt <= 3"},
+		{"prev.speed == 0", "prev.speed == 0; all: prev.speed == 0"},
+		{"90 < speed", "speed > 90; all: speed > 90"},
+		{"speed > 90 && heading < 180 && dt < 60", "speed > 90; all: speed > 90 && heading < 180 && dt < 60"},
+		{"prev.speed - speed > 30 && dt < 3", "dt < 3; all: dt < 3"},
+		{"speed != 0 && speed > 5", "speed > 5; all: speed != 0 && speed > 5"},
+		{"speed != 0", ""},
+		{"speed > 90 || dt > 5", "speed > 90 || dt > 5"},
+		{"speed > 130 || dt > 600 && speed > 0", "speed > 130 || dt > 600"},
+		{"speed > 130 || heading < 5 || dt > 600 && lat < 0", "speed > 130 || heading < 5 || dt > 600"},
+		{"speed > 130 || dt != 600 && lat < 0", "speed > 130 || lat < 0"},
+		{"speed != 130 || dt > 600", ""},
+		{"speed > 130 || moved_m > 5", ""},
+		{"speed > 130 || dt > 5 && moved_m > 5", "speed > 130 || dt > 5"},
+		{"moved_m > 1000", ""},
+		{"moved_m > 1000 && dt < 30", "dt < 30; all: dt < 30"},
+		{"ts > 5", ""},
+		{"hour() > 20 && speed > 10", "speed > 10; all: speed > 10"},
+		{`speed > 20 && !inside("z")`, "speed > 20; all: speed > 20"},
+		{`inside("z") && speed > 10`, "speed > 10; all: speed > 10"},
+		{"speed > 1e300 && lat > -5", "speed > 1e+300; all: speed > 1e+300 && lat > -5"},
+		{"-speed > 5", ""},
+		{"abs(heading - prev.heading) > 60 && speed > 30", "speed > 30; all: speed > 30"},
+		{"(speed > 10 || dt > 5) && heading < 5", "heading < 5; all: heading < 5"},
+		{"(speed > 10 && dt > 5) || heading < 5", "heading < 5 || speed > 10"},
+		{"true", ""},
+		{"speed > 90 && false", ""},
+	} {
+		p, err := rules.Compile(tc.src, testResolver{})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		got := findGuards(p).String()
+		if got != tc.want {
+			t.Errorf("%s: guard %q, want %q\n%s", tc.src, got, tc.want, p.Disasm())
+		}
+	}
+}
+
+// testResolver knows one zone, "z", with ID 0.
+type testResolver struct{}
+
+func (testResolver) ZoneID(name string) (int, bool) { return 0, name == "z" }
+
+// TestZoneReach: every point inside a zone or within the radius of it by
+// fence's own distance lies in the reach, near the poles and the
+// antimeridian too; and the reach is not grossly larger than needed.
+func TestZoneReach(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for range 200 {
+		z := randomZone(t, r)
+		radius := []float64{0, 1, 500, 20_000, 300_000}[r.IntN(5)]
+		minLat, minLon, maxLat, maxLon := z.Bounds()
+		rc := zoneReach(minLat, minLon, maxLat, maxLon, radius)
+		for range 300 {
+			// Points around the box, out to twice the radius.
+			lat := minLat + (maxLat-minLat)*r.Float64()
+			lon := minLon + (maxLon-minLon)*r.Float64()
+			if maxLon < minLon {
+				lon = geo.NormLon(minLon + (maxLon+360-minLon)*r.Float64())
+			}
+			lat, lon = geo.Destination(lat, lon, r.Float64()*360, r.Float64()*(2*radius+2000))
+			if z.Contains(lat, lon) || z.DistanceM(lat, lon) <= radius {
+				if !rc.contains(lat, lon) {
+					t.Fatalf("zone %v radius %v: point (%v, %v) at %v m is outside the reach %+v",
+						z.Box(), radius, lat, lon, z.DistanceM(lat, lon), rc)
+				}
+			}
+		}
+		// Tightness, away from the poles: the reach is the box grown by
+		// about the radius, not much more.
+		if !rc.allLon && math.Abs(minLat) < 60 && math.Abs(maxLat) < 60 {
+			if grow := (rc.maxLat - maxLat) * mPerDeg; grow > radius*1.01+1 {
+				t.Fatalf("reach grows latitude by %v m for radius %v", grow, radius)
+			}
+		}
+	}
+}
+
+// randomZone is a rectangle, a circle-like polygon or an antimeridian
+// MultiPolygon, anywhere from the equator to 85°.
+func randomZone(t testing.TB, r *rand.Rand) *fence.Zone {
+	lat := (r.Float64()*2 - 1) * 85
+	lon := (r.Float64()*2 - 1) * 180
+	size := math.Pow(10, -2+3*r.Float64()) // 0.01° to 10°
+	var js string
+	switch r.IntN(4) {
+	case 0:
+		lat = min(lat, 89-size)
+		lon = min(lon, 180-size)
+		js = rect(lat, lon, lat+size, lon+size)
+	case 1:
+		js = circle(min(max(lat, -80), 80), min(max(lon, -170), 170), size*20_000, 3+r.IntN(60))
+	case 2:
+		// Split at the antimeridian.
+		lat = min(lat, 89-size)
+		w, e := 180-size*r.Float64(), -180+size*r.Float64()
+		js = fmt.Sprintf(`{"type":"MultiPolygon","coordinates":[[[[%v,%v],[180,%v],[180,%v],[%v,%v],[%v,%v]]],[[[-180,%v],[%v,%v],[%v,%v],[-180,%v],[-180,%v]]]]}`,
+			w, lat, lat, lat+size, w, lat+size, w, lat,
+			lat, e, lat, e, lat+size, lat+size, lat)
+	default:
+		lat = min(lat, 89-size)
+		lon = min(lon, 180-2*size)
+		js = fmt.Sprintf(`{"type":"MultiPolygon","coordinates":[[%s],[%s]]}`,
+			ringOf(rect(lat, lon, lat+size/2, lon+size/2)), ringOf(rect(lat+size/2, lon+size, lat+size, lon+2*size)))
+	}
+	z, err := fence.Parse([]byte(js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return z
+}
+
+// ringOf extracts the ring array of a Polygon made by rect.
+func ringOf(poly string) string {
+	i := strings.Index(poly, "[[[")
+	return poly[i+1 : len(poly)-2]
+}
+
+// TestIndexNeverSkips: the guard index (field guards, zone cells, reach
+// boxes) returns exactly the rules that evaluating every rule on every
+// update finds true.
+func TestIndexNeverSkips(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 2))
+	for round := range 8 {
+		e, err := New(Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		var centres [][2]float64
+		for i := range 10 {
+			z := randomZone(t, r)
+			name := fmt.Sprintf("z%d", i)
+			if _, err := e.PutZone(name, strings.NewReader(string(z.AppendGeoJSON(nil)))); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, name)
+			b := z.Box()
+			centres = append(centres, [2]float64{(b.MinLat + b.MaxLat) / 2, b.MinLon})
+		}
+		for i := range 80 {
+			src := randomRule(r, names)
+			if _, err := e.PutRule(fmt.Sprintf("r%03d", i), RuleSpec{When: src}); err != nil {
+				t.Fatalf("%s: %v", src, err)
+			}
+		}
+		sn := e.snap.Load()
+		var in rules.Input
+		sc := &scratch{}
+		var brute uint64
+		for range 4000 {
+			c := centres[r.IntN(len(centres))]
+			lat, lon := c[0], c[1]
+			if r.IntN(4) == 0 {
+				lat, lon = (r.Float64()*2-1)*90, (r.Float64()*2-1)*180
+			}
+			lat, lon = geo.Destination(lat, lon, r.Float64()*360, r.ExpFloat64()*30_000)
+			in.State = rules.State{Lat: lat, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: 1_764_000_000 + int64(r.IntN(100))}
+			in.HasPrev = r.IntN(5) > 0
+			in.Prev = rules.State{Lat: lat + r.NormFloat64()*0.01, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: in.TS - int64(r.IntN(10))}
+			if r.IntN(10) == 0 {
+				in.Speed = math.Round(in.Speed/10) * 10 // hit == and boundary constants
+			}
+			e.evalUpdate(sn, &in, sc)
+			trues := slices.Sorted(slices.Values(sc.trues))
+			var want []int32
+			for i, lr := range sn.rules {
+				brute++
+				if lr.prog.Eval(&in, sn.zones) {
+					want = append(want, int32(i))
+				}
+			}
+			if !slices.Equal(trues, want) {
+				t.Fatalf("round %d: update %+v: index found rules %v true, brute force %v\n%s",
+					round, in, ruleNames(sn, trues), ruleNames(sn, want), ruleNames(sn, nil))
+			}
+		}
+		t.Logf("round %d: %d evaluations through the index, %d brute force", round, sc.evals, brute)
+	}
+}
+
+func ruleNames(sn *snapshot, idx []int32) string {
+	var b strings.Builder
+	if idx == nil {
+		for _, r := range sn.rules {
+			fmt.Fprintf(&b, "\t%s: %s\n", r.name, r.prog.Source())
+		}
+		return b.String()
+	}
+	for _, i := range idx {
+		fmt.Fprintf(&b, "%s ", sn.rules[i].name)
+	}
+	return b.String()
+}
+
+// randomRule returns a rule of one of the shapes dispatchers write,
+// zone rules included, with constants that hit sometimes.
+func randomRule(r *rand.Rand, zones []string) string {
+	z := func() string { return zones[r.IntN(len(zones))] }
+	cmp := func() string { return []string{">", ">=", "<", "<=", "==", "!="}[r.IntN(6)] }
+	field := func() string {
+		return []string{"speed", "heading", "lat", "lon", "prev.speed", "prev.heading", "prev.lat", "prev.lon", "dt"}[r.IntN(9)]
+	}
+	num := func() float64 { return math.Round(r.Float64()*150) / []float64{1, 10}[r.IntN(2)] }
+	switch r.IntN(12) {
+	case 0:
+		return fmt.Sprintf("%s %s %v", field(), cmp(), num())
+	case 1:
+		return fmt.Sprintf("%s %s %v && %s %s %v", field(), cmp(), num(), field(), cmp(), num())
+	case 2:
+		return fmt.Sprintf("prev.speed - speed > %v && dt < %v", num()/5, r.IntN(10))
+	case 3:
+		return fmt.Sprintf("inside(%q)", z())
+	case 4:
+		return fmt.Sprintf("near(%q, %v)", z(), []float64{0, 10, 1000, 50_000, 500_000}[r.IntN(5)])
+	case 5:
+		return fmt.Sprintf("inside(%q) && speed %s %v", z(), cmp(), num())
+	case 6:
+		return fmt.Sprintf("speed %s %v && near(%q, %v)", cmp(), num(), z(), r.IntN(20_000))
+	case 7:
+		return fmt.Sprintf("speed > %v && !inside(%q)", num(), z())
+	case 8:
+		return fmt.Sprintf("inside(%q) || speed > %v", z(), num())
+	case 9:
+		return fmt.Sprintf("%s %s %v || %s %s %v", field(), cmp(), num(), field(), cmp(), num())
+	case 10:
+		return fmt.Sprintf("near(%q, %v) && inside(%q)", z(), r.IntN(5000), z())
+	default:
+		return fmt.Sprintf("(hour() >= 20 || hour() < 5) && speed > %v", num())
+	}
+}
+
+// TestFarTrucksSkipZoneRules: a truck far from every zone evaluates only
+// the rules without a zone guard, however many zone rules there are.
+func TestFarTrucksSkipZoneRules(t *testing.T) {
+	e, err := New(Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		lat, lon := 30+float64(i%40)*0.4, -120+float64(i/40)*2
+		name := fmt.Sprintf("city-%d", i)
+		if _, err := e.PutZone(name, strings.NewReader(rect(lat, lon, lat+0.05, lon+0.05))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.PutRule("in-"+name, RuleSpec{When: fmt.Sprintf(`inside(%q)`, name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.PutRule("stopped", RuleSpec{When: "speed < 5 && prev.speed >= 5"}); err != nil {
+		t.Fatal(err)
+	}
+	sn := e.snap.Load()
+	sc := &scratch{}
+	in := rules.Input{State: rules.State{Lat: 48, Lon: 10, Speed: 50}}
+	e.evalUpdate(sn, &in, sc)
+	if sc.evals != 0 {
+		t.Fatalf("far truck: %d evaluations, want 0", sc.evals)
+	}
+	in.Lat, in.Lon = 30.01, -119.99
+	e.evalUpdate(sn, &in, sc)
+	if sc.evals > 2 || len(sc.trues) != 1 || sn.rules[sc.trues[0]].name != "in-city-0" {
+		t.Fatalf("truck in city-0: %d evaluations, true %v", sc.evals, ruleNames(sn, sc.trues))
+	}
+}

@@ -1,0 +1,14 @@
+// Package server assembles a whole fleetd server from its parts — the
+// engine (store, durability, expiry), the alert rules, the live feed, the
+// HTTP API and the dashboard — so that `fleetd serve` and `fleetd soak`
+// run exactly the same wiring. It holds no logic of its own beyond the
+// glue: which observer sees the engine's changes, which handler serves
+// which route.
+//
+// Lifecycle: Open builds everything (recovering the data directory), the
+// caller serves Handler on its listener, and Close ends the live-feed
+// streams first (they never end on their own), then closes the engine,
+// which writes its final snapshot. Close after http.Server.Shutdown would
+// wait for streams that never finish, so call Close's feed part first:
+// see Shutdown.
+package server

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+
+	"github.com/fleetd/fleetd/internal/alert"
+	"github.com/fleetd/fleetd/internal/api"
+	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/feed"
+	"github.com/fleetd/fleetd/internal/web"
+)
+
+// Options configures a server. Engine.Observers is filled in by Open.
+type Options struct {
+	Engine engine.Options
+	API    api.Options // Engine, Alerts and Routes are filled in by Open
+	Feed   feed.Options
+	// BasemapStyle is the dashboard's optional online map style URL.
+	BasemapStyle string
+	Logger       *slog.Logger
+}
+
+// Server is a running fleetd: use it as the http.Handler of a listener.
+type Server struct {
+	Engine *engine.Engine
+	Feed   *feed.Hub
+	Alerts *alert.Engine
+	API    *api.Server
+	mux    *http.ServeMux
+}
+
+// Open builds a server, recovering the engine's data directory.
+func Open(o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	hub, err := feed.New(o.Feed)
+	if err != nil {
+		return nil, err
+	}
+	cfgDir := ""
+	if o.Engine.DataDir != "" {
+		cfgDir = filepath.Join(o.Engine.DataDir, "config")
+	}
+	alerts, err := alert.New(alert.Options{
+		FS:     o.Engine.FS,
+		Dir:    cfgDir,
+		Logger: o.Logger,
+		Emit: func(a alert.Alert) {
+			hub.PublishAlert(feed.Alert{Rule: a.Rule, ID: a.ID, State: a.State, TS: a.TS, Lat: a.Lat, Lon: a.Lon})
+		},
+	})
+	if err != nil {
+		hub.Close()
+		return nil, err
+	}
+	o.Engine.Logger = o.Logger
+	o.Engine.Observers = append(o.Engine.Observers, alerts, newFeedObserver(hub))
+	eng, err := engine.Open(o.Engine)
+	if err != nil {
+		hub.Close()
+		return nil, err
+	}
+	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
+	o.API.Subscribers = func() int { return hub.Stats().Subscribers }
+	o.API.Routes = append(o.API.Routes,
+		api.Route{Method: "GET", Path: "/v1/stream", Name: "stream", Handler: http.HandlerFunc(hub.ServeSSE)},
+		api.Route{Method: "GET", Path: "/v1/ws", Name: "ws", Handler: http.HandlerFunc(hub.ServeWS)},
+		api.Route{Method: "GET", Path: "/v1/density", Name: "density", Handler: web.DensityHandler(eng.Store())},
+	)
+	apiServer, err := api.New(o.API)
+	if err != nil {
+		hub.Close()
+		return nil, errors.Join(err, eng.Close())
+	}
+	registerMetrics(apiServer, hub, alerts)
+	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, mux: http.NewServeMux()}
+	// The dashboard's page and files are public: a browser cannot send a
+	// bearer token when it first loads a page (it asks for one on a 401
+	// from the API). Everything else is the API's, with its own 404/405.
+	dash := web.Handler(web.Options{BasemapStyle: o.BasemapStyle, Stream: true, Zones: true, Alerts: true})
+	for _, p := range []string{"GET /{$}", "GET /index.html", "GET /assets/", "GET /favicon.svg"} {
+		s.mux.Handle(p, dash)
+	}
+	s.mux.Handle("/", apiServer)
+	return s, nil
+}
+
+// ServeHTTP serves the API and the dashboard.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// CloseStreams disconnects every live-feed subscriber. Call it before
+// http.Server.Shutdown, which would otherwise wait for streams that never
+// end.
+func (s *Server) CloseStreams() { s.Feed.Close() }
+
+// Close ends the streams and closes the engine (final snapshot).
+func (s *Server) Close() error {
+	s.Feed.Close()
+	return s.Engine.Close()
+}
