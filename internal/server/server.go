@@ -58,7 +58,8 @@ func Open(o Options) (*Server, error) {
 		return nil, err
 	}
 	o.Engine.Logger = o.Logger
-	o.Engine.Observers = append(o.Engine.Observers, alerts, newFeedObserver(hub))
+	// The feed first: a position is published before the alert it causes.
+	o.Engine.Observers = append(o.Engine.Observers, newFeedObserver(hub), alerts)
 	eng, err := engine.Open(o.Engine)
 	if err != nil {
 		hub.Close()
