@@ -35,8 +35,9 @@
 // from the next batch. State is not persisted: after a restart, conditions
 // that are still true fire again on the trucks' next updates.
 //
-// Updates of one truck in two batches applied concurrently are evaluated
-// in whatever order their Applied calls take the truck's lock; the store
+// Updates of one truck in two batches applied concurrently (or in two
+// parts of one batch that Applied splits over goroutines) are evaluated
+// in whatever order they take the truck's lock; the store
 // itself lets the later timestamp win, and the rule state can at worst be
 // one update behind until the truck's next update.
 //

@@ -197,6 +197,11 @@ func (e *Engine) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool)
 	}
 	r = &liveRule{name: name, spec: spec, prog: prog, forSec: forSeconds(spec.For), severity: sev, g: findGuards(prog)}
 	r.multi = len(r.g.anyOf) > 1
+	if len(r.g.anyOf) == 1 {
+		// The group walk has tested anyOf[0], which all holds too.
+		i := slices.Index(r.g.all, r.g.anyOf[0])
+		r.rest.all = slices.Delete(slices.Clone(r.g.all), i, i+1)
+	}
 	if zone, radius, ok := prog.ZoneGuard(); ok {
 		r.zoned, r.zoneID, r.radiusM = true, zone, radius
 	}

@@ -92,6 +92,8 @@ func (e *Engine) evalRange(sn *snapshot, b *engine.Batch, lo, hi int, sc *scratc
 		in.HasPrev = b.HadPrev[i]
 		if in.HasPrev {
 			setState(&in.Prev, &b.Prev[i])
+		} else {
+			in.Prev = rules.State{}
 		}
 		e.evalUpdate(sn, &in, sc)
 		k := truckKey(u.ID)
@@ -168,7 +170,7 @@ func (e *Engine) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
 					continue
 				}
 				seen[ri] = stamp
-			} else if !r.g.holdAll(&vals) {
+			} else if len(r.rest.all) > 0 && !r.rest.holdAll(&vals) {
 				continue
 			}
 			n++
@@ -179,7 +181,7 @@ func (e *Engine) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
 	}
 	for _, i := range sn.cellRulesAt(in.Lat, in.Lon) {
 		r := sn.rules[i]
-		if !sn.reach[i].contains(in.Lat, in.Lon) || !r.g.holdAll(&vals) {
+		if !sn.reach[i].contains(in.Lat, in.Lon) || len(r.g.all) > 0 && !r.g.holdAll(&vals) {
 			continue
 		}
 		n++

@@ -39,6 +39,7 @@ type liveRule struct {
 	severity uint8   // index into severities
 	g        guards  // field conditions; see findGuards
 	multi    bool    // len(g.anyOf) > 1: listed in several groups
+	rest     guards  // g.all less g.anyOf[0], checked after the group walk
 	zoned    bool    // has a zone guard: zoneID, radiusM
 	zoneID   int     // the guard's zone
 	radiusM  float64 // the guard's radius
