@@ -16,6 +16,12 @@
 //	                           [&limit=] → {"results":[hit, …],"count":n}, or NDJSON rows
 //	                           when the Accept header names application/x-ndjson
 //	GET    /v1/stats           engine, store and runtime figures (see statsResponse)
+//	PUT    /v1/zones/{name}    GeoJSON Polygon/MultiPolygon; GET, DELETE (409 while a rule uses it),
+//	GET    /v1/zones           and the list (alerts.go)
+//	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules
+//	GET    /v1/alerts          {"alerts":[…]}: what is firing now
+//	…      Options.Routes      more routes behind the same middleware: the live feed
+//	                           (/v1/stream, /v1/ws) and /v1/density, mounted by package server
 //	GET    /metrics            Prometheus text format
 //	GET    /debug/pprof/…      the standard net/http/pprof handlers
 //
