@@ -147,9 +147,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 		prev := r.pos()
 		if oldKey, newKey := g.cellOf(r.lat, r.lon), g.cellOf(u.Lat, u.Lon); oldKey != newKey {
 			sh.grid.remove(oldKey, slot)
-			sh.grid.add(newKey, makeRef(slot, g.tagOf(u.Lat, u.Lon)))
-		} else if tag := g.tagOf(u.Lat, u.Lon); tag != g.tagOf(r.lat, r.lon) {
-			sh.grid.retag(newKey, slot, tag)
+			sh.grid.add(newKey, slot)
 		}
 		r.set(&u.Position)
 		res.Updated++

@@ -45,33 +45,6 @@ func (g *gridGeom) cellOf(lat, lon int32) uint32 {
 	return uint32(g.rowOf(lat)*g.cols + g.colOf(lon))
 }
 
-// A block entry ("ref") is a slot in its low 24 bits and, in its high 8, a
-// tag naming which of 16×16 sub-cells of its cell the truck is in. Queries
-// test the tag's sub-cell against their distance window before touching
-// the record, so most trucks they reject cost no cache miss.
-const (
-	refSlotMask = 1<<24 - 1
-	subDiv      = 16
-)
-
-// tagOf returns the sub-cell tag (latSub<<4 | lonSub) of a position.
-func (g *gridGeom) tagOf(lat, lon int32) uint32 {
-	latOff := (int64(lat) + geo.MaxLatFixed) % g.cellFixed
-	if int64(lat) >= geo.MaxLatFixed { // the top edge belongs to the last row
-		latOff = g.cellFixed - 1
-	}
-	lonOff := (int64(lon) + geo.MaxLonFixed) % g.cellFixed
-	return uint32(latOff*subDiv/g.cellFixed)<<4 | uint32(lonOff*subDiv/g.cellFixed)
-}
-
-func makeRef(slot, tag uint32) uint32 { return tag<<24 | slot }
-
-// cellOrigin returns the fixed-point south-west corner of a cell.
-func (g *gridGeom) cellOrigin(key uint32) (lat, lon int64) {
-	row, col := int64(key)/int64(g.cols), int64(key)%int64(g.cols)
-	return row*g.cellFixed - geo.MaxLatFixed, col*g.cellFixed - geo.MaxLonFixed
-}
-
 // rowBounds returns a row's latitude range in degrees.
 func (g *gridGeom) rowBounds(row int) (float64, float64) {
 	lo := float64(int64(row)*g.cellFixed-geo.MaxLatFixed) / geo.Scale
@@ -154,7 +127,7 @@ func (g *grid) find(key uint32) int {
 	}
 }
 
-// members returns the refs (slot and tag) in cell key, or nil.
+// members returns the slots in cell key, or nil.
 func (g *grid) members(key uint32) []uint32 {
 	c := g.find(key)
 	if c < 0 {
@@ -218,8 +191,8 @@ func (g *grid) compact(extra int) {
 	g.freeRefs = 0
 }
 
-// add puts ref into cell key.
-func (g *grid) add(key uint32, ref uint32) {
+// add puts slot into cell key.
+func (g *grid) add(key uint32, slot uint32) {
 	c := g.find(key)
 	if c < 0 {
 		c = g.newCell(key)
@@ -228,41 +201,30 @@ func (g *grid) add(key uint32, ref uint32) {
 	if cl.n == blockCap(cl.class) {
 		g.resize(cl, cl.class+1)
 	}
-	g.refs[cl.off+cl.n] = ref
+	g.refs[cl.off+cl.n] = slot
 	cl.n++
-}
-
-// find returns the index of slot's ref in the block of cell key.
-func (g *grid) locate(key, slot uint32) (*cell, int) {
-	c := g.find(key)
-	if c < 0 {
-		panic("BUG: store: slot's grid cell does not exist")
-	}
-	cl := &g.cells[c]
-	b := g.refs[cl.off : cl.off+cl.n]
-	for i, r := range b {
-		if r&refSlotMask == slot {
-			return cl, int(cl.off) + i
-		}
-	}
-	panic("BUG: store: slot missing from its grid cell")
-}
-
-// retag changes the sub-cell tag of slot within cell key.
-func (g *grid) retag(key, slot, tag uint32) {
-	_, i := g.locate(key, slot)
-	g.refs[i] = makeRef(slot, tag)
 }
 
 // remove takes slot out of cell key; the slot must be there.
 func (g *grid) remove(key uint32, slot uint32) {
-	cl, i := g.locate(key, slot)
-	last := cl.off + cl.n - 1
-	g.refs[i] = g.refs[last]
+	c := g.find(key)
+	if c < 0 {
+		panic("BUG: store: removing a slot from a cell that does not exist")
+	}
+	cl := &g.cells[c]
+	b := g.refs[cl.off : cl.off+cl.n]
+	i := 0
+	for i < len(b) && b[i] != slot {
+		i++
+	}
+	if i == len(b) {
+		panic("BUG: store: slot missing from its grid cell")
+	}
+	b[i] = b[len(b)-1]
 	cl.n--
 	switch {
 	case cl.n == 0:
-		g.deleteCell(g.find(key))
+		g.deleteCell(c)
 	case cl.class > 1 && cl.n <= blockCap(cl.class-2):
 		g.resize(cl, cl.class-1)
 	}

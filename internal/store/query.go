@@ -143,14 +143,9 @@ func (n *knn) visit(key uint32) {
 	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.cellBox(key))*pruneSlack > b {
 		return
 	}
-	sub := n.s.geom.subCells(key)
 	for si := range n.s.shards {
 		sh := &n.s.shards[si]
-		for _, ref := range sh.grid.members(key) {
-			if sub.outside(&n.q, ref, n.latLim, n.lonLim) {
-				continue
-			}
-			slot := ref & refSlotMask
+		for _, slot := range sh.grid.members(key) {
 			r := sh.rec(slot)
 			if d := int64(r.lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(r.lon, n.q.flon) > n.lonLim {
 				continue
@@ -172,48 +167,6 @@ func (n *knn) visit(key uint32) {
 			}
 		}
 	}
-}
-
-// subCells describes the 16×16 sub-cells of one cell in fixed point.
-type subCells struct {
-	lat0, lon0 int64
-	step       int64 // fixed-point side of a sub-cell (rounded down)
-	size       int64 // fixed-point side of the cell
-}
-
-func (g *gridGeom) subCells(key uint32) subCells {
-	lat0, lon0 := g.cellOrigin(key)
-	return subCells{lat0: lat0, lon0: lon0, step: g.cellFixed / subDiv, size: g.cellFixed}
-}
-
-// outside reports whether every point of ref's sub-cell lies beyond the
-// fixed-point windows latLim/lonLim around q, so the record need not be
-// read. It is conservative: sub-cell bounds are widened by a unit.
-func (c *subCells) outside(q *point, ref uint32, latLim, lonLim int64) bool {
-	tag := int64(ref >> 24)
-	lo := c.lat0 + (tag>>4)*c.size/subDiv - 1
-	hi := c.lat0 + ((tag>>4)+1)*c.size/subDiv + 1
-	if d := lo - int64(q.flat); d > latLim {
-		return true
-	}
-	if d := int64(q.flat) - hi; d > latLim {
-		return true
-	}
-	if lonLim == math.MaxInt64 {
-		return false
-	}
-	wlo := c.lon0 + (tag&15)*c.size/subDiv
-	whi := c.lon0 + ((tag&15)+1)*c.size/subDiv
-	mid := (wlo + whi) / 2
-	half := (whi-wlo)/2 + 2
-	d := int64(q.flon) - mid
-	if d < 0 {
-		d = -d
-	}
-	if d > geo.MaxLonFixed {
-		d = 2*geo.MaxLonFixed - d
-	}
-	return d-half > lonLim
 }
 
 func (n *knn) push(c candidate) {
@@ -683,12 +636,7 @@ func (s *Store) within(rg *Region, yield func(*Hit) bool) {
 func (sh *shard) scanRun(rg *Region, sc *withinScratch, i int, seen []uint64) int {
 	sc.buf, sc.slots = sc.buf[:0], sc.slots[:0]
 	for ; i < len(sc.keys) && len(sc.buf) < withinRun; i++ {
-		sub := sh.st.geom.subCells(sc.keys[i])
-		for _, ref := range sh.grid.members(sc.keys[i]) {
-			if rg.circle && sub.outside(&rg.q, ref, rg.latLim, rg.lonLim) {
-				continue
-			}
-			slot := ref & refSlotMask
+		for _, slot := range sh.grid.members(sc.keys[i]) {
 			r := sh.rec(slot)
 			ok, h := rg.contains(r.lat, r.lon)
 			if !ok {

@@ -189,7 +189,7 @@ func (sh *shard) insertLocked(id []byte, h uint64, pos int, p *Position) (uint32
 	sh.setID(r, id)
 	sh.table[pos] = tagOf(h)<<24 | (slot + 1)
 	sh.live++
-	sh.grid.add(sh.st.geom.cellOf(p.Lat, p.Lon), makeRef(slot, sh.st.geom.tagOf(p.Lat, p.Lon)))
+	sh.grid.add(sh.st.geom.cellOf(p.Lat, p.Lon), slot)
 	return slot, nil
 }
 

@@ -117,13 +117,7 @@ func (sh *shard) check(si int) error {
 		if c.n == 0 || c.n > blockCap(c.class) || sh.grid.find(c.key) != ci {
 			return fmt.Errorf("store: shard %d: cell %d is inconsistent", si, c.key)
 		}
-		for _, ref := range sh.grid.refs[c.off : c.off+c.n] {
-			slot := ref & refSlotMask
-			if slot < sh.nslots {
-				if r := sh.rec(slot); r.id[0] != 0 && ref>>24 != s.geom.tagOf(r.lat, r.lon) {
-					return fmt.Errorf("store: shard %d: slot %d has a stale sub-cell tag", si, slot)
-				}
-			}
+		for _, slot := range sh.grid.refs[c.off : c.off+c.n] {
 			if _, dup := members[slot]; dup {
 				return fmt.Errorf("store: shard %d: slot %d in two cells", si, slot)
 			}
