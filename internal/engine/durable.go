@@ -184,13 +184,10 @@ func (b *replayBatch) flush() {
 func (d *durable) logUpdates(batch []store.Update) error {
 	sc := d.encPool.Get().(*encodeScratch)
 	defer d.encPool.Put(sc)
-	sc.entries = sc.entries[:0]
-	for i := range batch {
+	sc.buf = wal.AppendUpdatesFunc(sc.buf[:0], len(batch), func(i int, e *wal.Entry) {
 		u := &batch[i]
-		sc.entries = append(sc.entries, wal.Entry{ID: u.ID, Lat: u.Lat, Lon: u.Lon, TS: u.TS, Speed: u.Speed, Heading: u.Heading})
-	}
-	sc.buf = wal.AppendUpdates(sc.buf[:0], sc.entries)
-	clear(sc.entries) // drop references to the caller's IDs
+		*e = wal.Entry{ID: u.ID, Lat: u.Lat, Lon: u.Lon, TS: u.TS, Speed: u.Speed, Heading: u.Heading}
+	})
 	_, err := d.log.Append(sc.buf)
 	return err
 }

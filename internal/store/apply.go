@@ -1,6 +1,7 @@
 package store
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -10,7 +11,9 @@ type applyScratch struct {
 	hashes  []uint64
 	order   []int32 // batch indexes grouped by shard
 	starts  []int32 // shard i's group is order[starts[i]:starts[i+1]]
+	counts  []int32 // per worker, per shard
 	results []Result
+	run     applyRun
 }
 
 // Apply stores a batch of updates: new trucks are inserted, known trucks
@@ -34,84 +37,117 @@ func (s *Store) ApplyFunc(batch []Update, fn func(i int, prev Position, ok bool)
 	defer s.scratch.Put(sc)
 
 	nsh := len(s.shards)
+	workers := s.parallelism(len(batch))
 	if cap(sc.hashes) < len(batch) {
 		sc.hashes = make([]uint64, len(batch))
 		sc.order = make([]int32, len(batch))
 	}
-	hashes, order := sc.hashes[:len(batch)], sc.order[:len(batch)]
-	if len(sc.starts) != nsh+1 {
+	if len(sc.results) != nsh || len(sc.counts) != workers*nsh {
 		sc.starts = make([]int32, nsh+1)
 		sc.results = make([]Result, nsh)
+		sc.counts = make([]int32, workers*nsh)
 	}
-	starts := sc.starts
-	clear(starts)
-	workers := s.parallelism(len(batch))
-	// Counting sort by shard: hash (in parallel for big batches), count,
-	// place. Hashing is the costly part; the rest is a few ns an update.
-	if workers > 1 {
-		var wg sync.WaitGroup
-		per := (len(batch) + workers - 1) / workers
-		for w := 0; w < workers; w++ {
-			lo, hi := w*per, min((w+1)*per, len(batch))
-			wg.Go(func() {
-				for i := lo; i < hi; i++ {
-					hashes[i] = s.hash(batch[i].ID)
-				}
-			})
-		}
-		wg.Wait()
-	} else {
-		for i := range batch {
-			hashes[i] = s.hash(batch[i].ID)
-		}
-	}
-	for i := range batch {
-		starts[s.shardOf(hashes[i])+1]++
-	}
-	for i := 1; i <= nsh; i++ {
-		starts[i] += starts[i-1]
-	}
-	var cursor [256]int32
-	copy(cursor[:nsh], starts[:nsh])
-	for i := range batch {
-		sh := s.shardOf(hashes[i])
-		order[cursor[sh]] = int32(i)
-		cursor[sh]++
-	}
-
-	results := sc.results
-	clear(results)
+	b := &sc.run
+	*b = applyRun{s: s, batch: batch, fn: fn, sc: sc, workers: workers,
+		hashes: sc.hashes[:len(batch)], order: sc.order[:len(batch)]}
+	defer func() { b.batch, b.fn = nil, nil }()
+	clear(sc.results)
 	if workers <= 1 {
-		for i := 0; i < nsh; i++ {
-			if starts[i] < starts[i+1] {
-				results[i] = s.shards[i].apply(batch, hashes, order[starts[i]:starts[i+1]], fn)
-			}
-		}
+		b.run(0)
 	} else {
-		var nextShard atomic.Int32
+		// One goroutine per extra core for the whole batch: the phases
+		// meet at spinning barriers rather than new goroutines, since
+		// waking a parked core costs as much as applying hundreds of
+		// updates.
 		var wg sync.WaitGroup
-		work := func() {
-			for {
-				i := int(nextShard.Add(1) - 1)
-				if i >= nsh {
-					return
-				}
-				if starts[i] < starts[i+1] {
-					results[i] = s.shards[i].apply(batch, hashes, order[starts[i]:starts[i+1]], fn)
-				}
-			}
-		}
 		for w := 1; w < workers; w++ {
-			wg.Go(work)
+			wg.Go(func() { b.run(w) })
 		}
-		work()
+		b.run(0)
 		wg.Wait()
 	}
 	var total Result
-	for i := range results {
-		total.add(results[i])
+	for i := range sc.results {
+		total.add(sc.results[i])
 	}
 	return total
+}
+
+// applyRun is one ApplyFunc call shared by its workers.
+type applyRun struct {
+	s       *Store
+	batch   []Update
+	fn      func(int, Position, bool)
+	sc      *applyScratch
+	workers int
+	hashes  []uint64
+	order   []int32
+	counted atomic.Int32 // workers done with phase 1
+	placed  atomic.Int32 // workers done with phase 2
+	next    atomic.Int32 // next shard to apply in phase 3
+}
+
+// run is worker w's part. Phase 1 hashes its contiguous chunk of the batch
+// and counts updates per shard; phase 2 places its chunk's indexes into
+// order (a counting sort: shard by shard, and within a shard in batch
+// order, since chunks are ascending); phase 3 applies whole shards,
+// claimed one at a time.
+func (b *applyRun) run(w int) {
+	s, sc, nsh := b.s, b.sc, len(b.s.shards)
+	per := (len(b.batch) + b.workers - 1) / b.workers
+	lo, hi := min(w*per, len(b.batch)), min((w+1)*per, len(b.batch))
+	cnt := sc.counts[w*nsh : (w+1)*nsh]
+	clear(cnt)
+	for i := lo; i < hi; i++ {
+		h := s.hash(b.batch[i].ID)
+		b.hashes[i] = h
+		cnt[s.shardOf(h)]++
+	}
+	spinUntil(&b.counted, b.workers)
+
+	// Where worker w's updates for shard k go: after every shard before k,
+	// and after the earlier workers' updates for shard k.
+	var cursor [256]int32
+	pos := int32(0)
+	for k := 0; k < nsh; k++ {
+		cursor[k] = pos
+		for v := 0; v < b.workers; v++ {
+			c := sc.counts[v*nsh+k]
+			if v < w {
+				cursor[k] += c
+			}
+			pos += c
+		}
+		if w == 0 {
+			sc.starts[k+1] = pos
+		}
+	}
+	for i := lo; i < hi; i++ {
+		k := s.shardOf(b.hashes[i])
+		b.order[cursor[k]] = int32(i)
+		cursor[k]++
+	}
+	spinUntil(&b.placed, b.workers)
+
+	for {
+		k := int(b.next.Add(1) - 1)
+		if k >= nsh {
+			return
+		}
+		if from, to := sc.starts[k], sc.starts[k+1]; from < to {
+			sc.results[k] = s.shards[k].apply(b.batch, b.hashes, b.order[from:to], b.fn)
+		}
+	}
+}
+
+// spinUntil counts the caller in at a barrier and waits, yielding, for
+// all n workers to arrive. The waits are microseconds: every worker is
+// already running.
+func spinUntil(c *atomic.Int32, n int) {
+	c.Add(1)
+	for c.Load() < int32(n) {
+		runtime.Gosched()
+	}
 }
 
 // apply runs one shard's group of a batch under its write lock.

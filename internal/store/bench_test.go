@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fleetd/fleetd/internal/geo"
@@ -121,6 +122,38 @@ func BenchmarkApply(b *testing.B) {
 		s.Apply(sets[pass%2][off : off+batch])
 		off += batch
 	}
+	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "updates/s")
+}
+
+// BenchmarkApplyConcurrent is BenchmarkApply with batches arriving from
+// several goroutines at once, as they do from a server's connections: one
+// op is one 10,000-update batch. Run with -cpu 1,2.
+func BenchmarkApplyConcurrent(b *testing.B) {
+	s, fleet := loadBench(b)
+	r := rand.New(rand.NewPCG(10, 10))
+	var sets [2][]Update
+	for k := range sets {
+		sets[k] = make([]Update, len(fleet))
+		for i, j := range r.Perm(len(fleet)) {
+			u := fleet[j]
+			if k == 1 {
+				lat, lon := geo.Destination(u.LatDeg(), u.LonDeg(), r.Float64()*360, r.Float64()*1000)
+				u.Position = MakePosition(lat, lon, int64(u.TS), r.Float64()*110, float64(r.IntN(360)))
+			}
+			sets[k][i] = u
+		}
+	}
+	const batch = 10_000
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := int(next.Add(1) - 1)
+			off := (k * batch) % len(fleet)
+			s.Apply(sets[(k*batch/len(fleet))%2][off : off+batch])
+		}
+	})
 	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "updates/s")
 }
 

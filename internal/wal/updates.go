@@ -58,10 +58,19 @@ var ErrMalformed = errors.New("malformed update batch")
 // It panics if an entry has a Kind other than the constants above: that
 // is a programming error, not an input error.
 func AppendUpdates(dst []byte, entries []Entry) []byte {
+	return AppendUpdatesFunc(dst, len(entries), func(i int, e *Entry) { *e = entries[i] })
+}
+
+// AppendUpdatesFunc is AppendUpdates over n entries that at fills in, in
+// order, for callers whose batch is not a []Entry: it saves building one.
+// at is called twice per entry (the encoding needs the smallest TS first)
+// and must give the same entry both times.
+func AppendUpdatesFunc(dst []byte, n int, at func(i int, e *Entry)) []byte {
 	var base uint32
 	haveBase := false
-	for i := range entries {
-		e := &entries[i]
+	var e Entry
+	for i := 0; i < n; i++ {
+		at(i, &e)
 		if e.Kind >= numKinds {
 			panic(fmt.Sprintf("BUG: wal: AppendUpdates: entry %d has invalid kind %d", i, e.Kind))
 		}
@@ -70,13 +79,13 @@ func AppendUpdates(dst []byte, entries []Entry) []byte {
 		}
 	}
 	dst = append(dst, batchVersion)
-	dst = binary.AppendUvarint(dst, uint64(len(entries)))
+	dst = binary.AppendUvarint(dst, uint64(n))
 	dst = binary.AppendUvarint(dst, uint64(base))
 	var prev []byte
-	for i := range entries {
-		e := &entries[i]
+	for i := 0; i < n; i++ {
+		at(i, &e)
 		shared := 0
-		for n := min(len(prev), len(e.ID)); shared < n && prev[shared] == e.ID[shared]; shared++ {
+		for m := min(len(prev), len(e.ID)); shared < m && prev[shared] == e.ID[shared]; shared++ {
 		}
 		dst = binary.AppendUvarint(dst, uint64(shared)<<2|uint64(e.Kind))
 		dst = binary.AppendUvarint(dst, uint64(len(e.ID)-shared))
