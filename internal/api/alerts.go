@@ -30,6 +30,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/fleetd/fleetd/internal/wire"
+
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/fence"
 	"github.com/fleetd/fleetd/internal/rules"
@@ -71,9 +73,9 @@ func (s *Server) alertError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &rerr):
 		b := append(make([]byte, 0, 256), `{"error":`...)
-		b = appendString(b, rerr.Error())
+		b = wire.AppendString(b, rerr.Error())
 		b = append(b, `,"detail":`...)
-		b = appendString(b, rerr.Detail())
+		b = wire.AppendString(b, rerr.Detail())
 		b = append(b, `,"line":`...)
 		b = strconv.AppendInt(b, int64(rerr.Line), 10)
 		b = append(b, `,"col":`...)
@@ -81,13 +83,13 @@ func (s *Server) alertError(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusBadRequest, append(b, '}'))
 	case errors.As(err, &inUse):
 		b := append(make([]byte, 0, 256), `{"error":`...)
-		b = appendString(b, err.Error())
+		b = wire.AppendString(b, err.Error())
 		b = append(b, `,"rules":[`...)
 		for i, name := range inUse.Rules {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, name)
+			b = wire.AppendString(b, name)
 		}
 		writeJSON(w, http.StatusConflict, append(b, "]}"...))
 	case errors.Is(err, fence.ErrTooLarge):
@@ -109,7 +111,7 @@ func (s *Server) alertError(w http.ResponseWriter, r *http.Request, err error) {
 func appendZoneInfo(dst []byte, name string, z *fence.Zone) []byte {
 	minLat, minLon, maxLat, maxLon := z.Bounds()
 	dst = append(dst, `{"name":`...)
-	dst = appendString(dst, name)
+	dst = wire.AppendString(dst, name)
 	dst = append(dst, `,"vertices":`...)
 	dst = strconv.AppendInt(dst, int64(z.NumVertices()), 10)
 	dst = append(dst, `,"bbox":[`...)
@@ -185,16 +187,16 @@ func (s *Server) listZones(w http.ResponseWriter, r *http.Request) {
 // appendRule appends {"name","when","for","severity"[,"disasm"]}.
 func appendRule(dst []byte, rl alert.Rule, disasm bool) []byte {
 	dst = append(dst, `{"name":`...)
-	dst = appendString(dst, rl.Name)
+	dst = wire.AppendString(dst, rl.Name)
 	dst = append(dst, `,"when":`...)
-	dst = appendString(dst, rl.When)
+	dst = wire.AppendString(dst, rl.When)
 	dst = append(dst, `,"for":`...)
-	dst = appendString(dst, rl.For.String())
+	dst = wire.AppendString(dst, rl.For.String())
 	dst = append(dst, `,"severity":`...)
-	dst = appendString(dst, rl.Severity)
+	dst = wire.AppendString(dst, rl.Severity)
 	if disasm {
 		dst = append(dst, `,"disasm":`...)
-		dst = appendString(dst, rl.Program.Disasm())
+		dst = wire.AppendString(dst, rl.Program.Disasm())
 	}
 	return append(dst, '}')
 }
@@ -296,21 +298,21 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		b = append(b, `{"rule":`...)
-		b = appendString(b, a.Rule)
+		b = wire.AppendString(b, a.Rule)
 		b = append(b, `,"id":`...)
-		b = appendString(b, a.ID)
+		b = wire.AppendString(b, a.ID)
 		b = append(b, `,"state":`...)
-		b = appendString(b, a.State)
+		b = wire.AppendString(b, a.State)
 		b = append(b, `,"severity":`...)
-		b = appendString(b, a.Severity)
+		b = wire.AppendString(b, a.Severity)
 		b = append(b, `,"since":`...)
 		b = strconv.AppendUint(b, uint64(a.Since), 10)
 		b = append(b, `,"ts":`...)
 		b = strconv.AppendUint(b, uint64(a.TS), 10)
 		b = append(b, `,"lat":`...)
-		b = appendFixed(b, a.Lat)
+		b = wire.AppendCoord(b, a.Lat)
 		b = append(b, `,"lon":`...)
-		b = appendFixed(b, a.Lon)
+		b = wire.AppendCoord(b, a.Lon)
 		b = append(b, '}')
 	}
 	writeJSON(w, http.StatusOK, append(b, "]}"...))

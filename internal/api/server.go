@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetd/fleetd/internal/alert"
@@ -298,7 +300,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, code int, ms
 	if code >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", code, "error", msg)
 	}
-	writeJSON(w, code, appendError(make([]byte, 0, len(msg)+16), msg))
+	writeJSON(w, code, wire.AppendError(make([]byte, 0, len(msg)+16), msg))
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fleetd/fleetd/internal/wire"
+
 	"github.com/fleetd/fleetd/internal/store"
 )
 
@@ -232,41 +234,21 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestAppendString(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", `""`},
-		{"abc", `"abc"`},
-		{`a"b\c`, `"a\"b\\c"`},
-		{"\n\r\t\x00\x1f\x7f", `"\n\r\t\u0000\u001f\u007f"`},
-		{"é€😀", `"é€😀"`},
-		{"a\xffb", `"a\ufffdb"`},
-		{"\xc3", `"\ufffd"`},
-		{"\xed\xa0\x80", `"\ufffd\ufffd\ufffd"`}, // a surrogate is not valid UTF-8
-	} {
-		if got := string(appendString(nil, tc.in)); got != tc.want {
-			t.Errorf("appendString(%q) = %s, want %s", tc.in, got, tc.want)
-		}
-		if got := string(appendString(nil, []byte(tc.in))); got != tc.want {
-			t.Errorf("appendString([]byte %q) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestAppendNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		v    int32
 		want string
 	}{{0, "0"}, {407128000, "40.7128"}, {-740060000, "-74.006"}, {1, "0.0000001"}, {-1799999999, "-179.9999999"}, {900000000, "90"}, {123456789, "12.3456789"}} {
-		if got := string(appendFixed(nil, tc.v)); got != tc.want {
-			t.Errorf("appendFixed(%d) = %s, want %s", tc.v, got, tc.want)
+		if got := string(wire.AppendCoord(nil, tc.v)); got != tc.want {
+			t.Errorf("wire.AppendCoord(%d) = %s, want %s", tc.v, got, tc.want)
 		}
 	}
 	for _, tc := range []struct {
 		v    uint16
 		want string
 	}{{0, "0"}, {1, "0.1"}, {525, "52.5"}, {10000, "1000"}, {65535, "6553.5"}} {
-		if got := string(appendSpeed(nil, tc.v)); got != tc.want {
-			t.Errorf("appendSpeed(%d) = %s, want %s", tc.v, got, tc.want)
+		if got := string(wire.AppendSpeed(nil, tc.v)); got != tc.want {
+			t.Errorf("wire.AppendSpeed(%d) = %s, want %s", tc.v, got, tc.want)
 		}
 	}
 	for _, tc := range []struct {
@@ -279,10 +261,10 @@ func TestAppendNumbers(t *testing.T) {
 	}
 	// Every fixed-point value prints as its own decimal: it parses back exactly.
 	for _, v := range []int32{1, 7, 10, 99999999, 123456789, 899999999, -5, -1234567} {
-		text := string(appendFixed(nil, v))
+		text := string(wire.AppendCoord(nil, v))
 		back, err := strconv.ParseFloat(text, 64)
 		if err != nil || int32(math.Round(back*1e7)) != v || len(text) > len("-179.9999999") {
-			t.Errorf("appendFixed(%d) = %s does not round-trip", v, text)
+			t.Errorf("wire.AppendCoord(%d) = %s does not round-trip", v, text)
 		}
 	}
 }

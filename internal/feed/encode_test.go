@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/wire"
 )
 
 func posEntryOf(id string, lat, lon int32, ts uint32, speed, heading uint16) posEntry {
@@ -45,7 +46,7 @@ func TestEncode(t *testing.T) {
 		{"alert resolved, escaped rule", ctl(alert("a \"b\"\n\\", "t1", stateResolved)),
 			`{"type":"alert","rule":"a \"b\"\n\\","id":"t1","state":"resolved","ts":1764000000,"lat":40.7128,"lon":-74.006}`},
 		{"lag", func(b []byte) []byte { return appendLag(b, 1234) }, `{"type":"lag","dropped":1234}`},
-		{"error", func(b []byte) []byte { return appendError(b, "bad \x01") }, `{"error":"bad \u0001"}`},
+		{"error", func(b []byte) []byte { return wire.AppendError(b, "bad \x01") }, `{"error":"bad \u0001"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,21 +83,3 @@ func TestCutUTF8(t *testing.T) {
 
 // FuzzAppendString checks that any bytes become valid JSON that decodes
 // back to the input (invalid UTF-8 aside, which becomes U+FFFD).
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "truck-1", "\"\\\n\r\t\x00\x1f\x7f", "é😀", "\xff\xfe", "a\xc3"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, s []byte) {
-		out := appendString(nil, s)
-		if !json.Valid(out) {
-			t.Fatalf("invalid JSON %q for %q", out, s)
-		}
-		var back string
-		if err := json.Unmarshal(out, &back); err != nil {
-			t.Fatal(err)
-		}
-		if want := strings.ToValidUTF8(string(s), "\uFFFD"); utf8.Valid(s) && back != want {
-			t.Fatalf("round trip %q → %q", s, back)
-		}
-	})
-}

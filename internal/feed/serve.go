@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/wire"
 )
 
 // A batch of encoded events is written out (one SSE write, one WebSocket
@@ -257,7 +259,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(appendError(make([]byte, 0, 64+len(msg)), msg), '\n'))
+	_, _ = w.Write(append(wire.AppendError(make([]byte, 0, 64+len(msg)), msg), '\n'))
 }
 
 // refuse answers a failed subscribe.
