@@ -91,14 +91,11 @@ func BenchmarkMemory(b *testing.B) {
 	})
 }
 
-// BenchmarkApply moves every truck of the 1M fleet by up to ~1 km, in
-// random truck order, in batches of 10,000: one op is one batch. Run it with
-// -cpu 1,2 for the per-core speedup.
-func BenchmarkApply(b *testing.B) {
-	s, fleet := loadBench(b)
-	r := rand.New(rand.NewPCG(9, 9))
-	// Two position sets a small move apart; passes alternate between them so
-	// every update moves its truck, and some cross into a new cell.
+// moveSets returns two position sets of the fleet a small move (up to
+// ~1 km) apart, each in random truck order: passes alternate between them
+// so every update moves its truck, and some cross into a new cell.
+func moveSets(fleet []Update, seed uint64) [2][]Update {
+	r := rand.New(rand.NewPCG(seed, seed))
 	var sets [2][]Update
 	for k := range sets {
 		sets[k] = make([]Update, len(fleet))
@@ -111,6 +108,15 @@ func BenchmarkApply(b *testing.B) {
 			sets[k][i] = u
 		}
 	}
+	return sets
+}
+
+// BenchmarkApply moves every truck of the 1M fleet by up to ~1 km, in
+// random truck order, in batches of 10,000: one op is one batch. Run it with
+// -cpu 1,2 for the per-core speedup.
+func BenchmarkApply(b *testing.B) {
+	s, fleet := loadBench(b)
+	sets := moveSets(fleet, 9)
 	const batch = 10_000
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -130,19 +136,7 @@ func BenchmarkApply(b *testing.B) {
 // op is one 10,000-update batch. Run with -cpu 1,2.
 func BenchmarkApplyConcurrent(b *testing.B) {
 	s, fleet := loadBench(b)
-	r := rand.New(rand.NewPCG(10, 10))
-	var sets [2][]Update
-	for k := range sets {
-		sets[k] = make([]Update, len(fleet))
-		for i, j := range r.Perm(len(fleet)) {
-			u := fleet[j]
-			if k == 1 {
-				lat, lon := geo.Destination(u.LatDeg(), u.LonDeg(), r.Float64()*360, r.Float64()*1000)
-				u.Position = MakePosition(lat, lon, int64(u.TS), r.Float64()*110, float64(r.IntN(360)))
-			}
-			sets[k][i] = u
-		}
-	}
+	sets := moveSets(fleet, 10)
 	const batch = 10_000
 	var next atomic.Int64
 	b.ReportAllocs()
