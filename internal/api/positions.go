@@ -46,7 +46,13 @@ func (s *Server) getIngest() *ingestScratch {
 	case sc := <-s.ingestFree:
 		return sc
 	default:
-		return &ingestScratch{}
+		sc := &ingestScratch{}
+		// The decoder converts each update straight into the store's form:
+		// no second array of decoded updates per in-flight batch.
+		sc.dec.Sink = func(u *ingest.Update) {
+			sc.ups = append(sc.ups, store.Update{ID: u.ID, Position: store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading)})
+		}
+		return sc
 	}
 }
 
@@ -137,19 +143,14 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 	}
 
 	now := time.Now().Unix()
-	var us []ingest.Update
 	var rep *ingest.Report
+	sc.ups = sc.ups[:0] // filled by the decoder's sink, see getIngest
 	if kind == kindArray {
-		us, rep = sc.dec.DecodeArray(body, now)
+		_, rep = sc.dec.DecodeArray(body, now)
 	} else {
-		us, rep = sc.dec.DecodeNDJSON(body, now)
+		_, rep = sc.dec.DecodeNDJSON(body, now)
 	}
-	ups := sc.ups[:0]
-	for i := range us {
-		u := &us[i]
-		ups = append(ups, store.Update{ID: u.ID, Position: store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading)})
-	}
-	sc.ups = ups
+	ups := sc.ups
 
 	var res store.Result
 	if len(ups) > 0 {

@@ -54,6 +54,14 @@ type Report struct {
 // is not safe for concurrent use; keep one per goroutine or in a sync.Pool.
 // The slices it returns are owned by it and overwritten by the next call.
 type Decoder struct {
+	// Sink, when set, receives each accepted update in body order instead
+	// of the returned slice collecting it (that slice then stays empty):
+	// for callers that convert every update anyway and need not hold two
+	// copies of a large batch. *u is valid during the call; u.ID follows
+	// the same aliasing rule as returned updates.
+	Sink func(u *Update)
+	sunk Update // the update handed to Sink
+
 	updates []Update
 	report  Report
 	arena   []byte   // unescaped IDs of this call's updates

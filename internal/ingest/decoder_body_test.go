@@ -257,3 +257,24 @@ func TestZeroAllocs(t *testing.T) {
 		t.Errorf("%v allocs for %d rejected lines but %v for %d", n1, MaxErrors, n10, 10*MaxErrors)
 	}
 }
+
+func TestSinkGetsWhatTheSliceWould(t *testing.T) {
+	body := []byte("{\"id\":\"a\",\"lat\":1,\"lon\":2}\nbad\n{\"id\":\"b\",\"lat\":3,\"lon\":4,\"ts\":5}\n")
+	var plain Decoder
+	want, _ := plain.DecodeNDJSON(body, 100)
+	var got []Update
+	sunk := Decoder{Sink: func(u *Update) {
+		c := *u
+		c.ID = append([]byte(nil), u.ID...)
+		got = append(got, c)
+	}}
+	none, rep := sunk.DecodeNDJSON(body, 100)
+	if len(none) != 0 || rep.Accepted != 2 || rep.Rejected != 1 || len(got) != 2 {
+		t.Fatalf("with a sink: returned %d, report %+v, sunk %d", len(none), rep, len(got))
+	}
+	for i := range want {
+		if string(got[i].ID) != string(want[i].ID) || got[i].Lat != want[i].Lat || got[i].TS != want[i].TS {
+			t.Fatalf("sunk %+v, want %+v", got[i], want[i])
+		}
+	}
+}

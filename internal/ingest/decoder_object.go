@@ -304,7 +304,12 @@ func (d *Decoder) finish(s []byte, line int) {
 		}
 		u.Heading = v.f
 	}
-	d.updates = append(d.updates, u)
+	if d.Sink != nil {
+		d.sunk = u // a field, so that u itself does not escape
+		d.Sink(&d.sunk)
+	} else {
+		d.updates = append(d.updates, u)
+	}
 	d.report.Accepted++
 }
 
