@@ -115,7 +115,79 @@ func BenchmarkServeIngest(b *testing.B) {
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
-	s := benchSrv
+	ingestBench(b, benchSrv)
+}
+
+// BenchmarkServeIngestRules is BenchmarkServeIngest against a server with
+// 100 alert rules, 10 of them on zones around US cities: compare the two
+// updates/s figures for what rules cost on the whole ingest path.
+func BenchmarkServeIngestRules(b *testing.B) {
+	benchRulesOnce.Do(func() {
+		benchRulesSrv, benchRulesErr = startBenchServer()
+		if benchRulesErr == nil {
+			benchRulesErr = putBenchRules(benchRulesSrv)
+		}
+	})
+	if benchRulesErr != nil {
+		b.Fatal(benchRulesErr)
+	}
+	ingestBench(b, benchRulesSrv)
+}
+
+var (
+	benchRulesOnce sync.Once
+	benchRulesSrv  *benchServer
+	benchRulesErr  error
+)
+
+// putBenchRules defines 10 zones (10–30 km boxes around US cities) and 100
+// rules: 90 of the shapes dispatchers write, with varied constants, and 10
+// on the zones.
+func putBenchRules(s *benchServer) error {
+	put := func(path, body string) error {
+		req, _ := http.NewRequest("PUT", "http://"+s.addr+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != 200 {
+			msg, _ := io.ReadAll(res.Body)
+			return fmt.Errorf("PUT %s: %d %s", path, res.StatusCode, msg)
+		}
+		return nil
+	}
+	cities := [][2]float64{{40.71, -74.01}, {34.05, -118.24}, {41.88, -87.63}, {29.76, -95.37}, {33.45, -112.07},
+		{39.95, -75.17}, {29.42, -98.49}, {32.72, -117.16}, {32.78, -96.80}, {37.34, -121.89}}
+	for i, c := range cities {
+		d := 0.1 + 0.02*float64(i)
+		zone := fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]v,%[1]v],[%[4]v,%[1]v],[%[4]v,%[3]v],[%[2]v,%[3]v],[%[2]v,%[1]v]]]}`,
+			c[0]-d, c[1]-d, c[0]+d, c[1]+d)
+		if err := put(fmt.Sprintf("/v1/zones/city-%d", i), zone); err != nil {
+			return err
+		}
+		when := []string{`inside(\"city-%d\")`, `inside(\"city-%d\") && speed > 50`, `near(\"city-%d\", 1000) && speed < 5`, `speed > 80 && near(\"city-%d\", 1000)`}[i%4]
+		if err := put(fmt.Sprintf("/v1/rules/zone-%d", i), fmt.Sprintf(`{"when":"`+when+`"}`, i)); err != nil {
+			return err
+		}
+	}
+	shapes := []string{
+		"speed > %[1]d", "speed > %[1]d && heading < %[2]d && dt < 60", "prev.speed - speed > %[3]d && dt < 3",
+		"speed - prev.speed > %[3]d && dt < 3", "speed < 2 && prev.speed >= %[3]d", "abs(heading - prev.heading) > %[4]d && speed > 30",
+		"(hour() >= 22 || hour() < 5) && speed > %[3]d", "moved_m > %[5]d && dt < 30", "dt > %[5]d",
+		"speed > %[1]d || dt > %[5]d && speed > 0", "lat > 47.%[3]d && lat < 48.9 && lon > -122.%[3]d",
+	}
+	for i := range 90 {
+		when := fmt.Sprintf(shapes[i%len(shapes)], 100+i%40, (i*37)%360, 15+i%20, 60+i%60, 600+i*10)
+		if err := put(fmt.Sprintf("/v1/rules/mixed-%02d", i), `{"when":"`+when+`"}`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ingestBench posts the 1M-truck fleet to s from benchConns connections.
+func ingestBench(b *testing.B, s *benchServer) {
 	tr := &http.Transport{MaxIdleConnsPerHost: benchConns, MaxConnsPerHost: benchConns, DisableCompression: true, WriteBufferSize: 64 << 10}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr}
