@@ -315,7 +315,10 @@ func FuzzContains(f *testing.F) {
 			return
 		}
 		check := func(x, y float64) {
-			if got, want := z.Contains(y, x), bruteContains(z, x, y); got != want && math.Abs(x) <= 180 {
+			// Longitude ±180 is one meridian: Contains wraps 180 to -180,
+			// which puts such a point on any edge along the seam, where
+			// either answer is right; the planar brute force cannot know.
+			if got, want := z.Contains(y, x), bruteContains(z, x, y); got != want && math.Abs(x) < 180 {
 				t.Fatalf("Contains(%v, %v) = %v, brute force %v", y, x, got, want)
 			}
 		}
