@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -193,6 +194,10 @@ func ingestBench(b *testing.B, s *benchServer) {
 	cl := &http.Client{Transport: tr}
 	url := "http://" + s.addr + "/v1/positions"
 
+	if path := os.Getenv("FLEETD_BENCH_CPUPROFILE"); path != "" {
+		stop := s.profile(b, path)
+		defer stop()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	var next atomic.Int64
@@ -233,9 +238,62 @@ func ingestBench(b *testing.B, s *benchServer) {
 	if err != nil || st.Trucks != benchFleet {
 		b.Fatalf("stats: %+v, %v", st, err)
 	}
+	if path := os.Getenv("FLEETD_BENCH_HEAPPROFILE"); path != "" {
+		if err := s.fetch("/debug/pprof/heap", path); err != nil {
+			b.Errorf("heap profile: %v", err)
+		}
+	}
 	b.ReportMetric(float64(st.RSS-s.emptyRSS)/benchFleet, "server_rss_over_empty_B/truck")
 	b.ReportMetric(st.Memory.GoHeap/benchFleet, "server_heap_B/truck")
 	b.ReportMetric(st.Memory.BytesPerTruck, "store_B/truck")
+}
+
+// profile records the server's CPU profile (its /debug/pprof/profile)
+// for the first FLEETD_BENCH_CPUSECONDS seconds (default 3) of the run
+// and returns a function that waits for it and writes it to path, so that
+// `FLEETD_BENCH_CPUPROFILE=cpu.out go test -bench ...` shows where the
+// server's time goes. Give the run at least that long.
+func (s *benchServer) profile(b *testing.B, path string) func() {
+	secs := cmp.Or(os.Getenv("FLEETD_BENCH_CPUSECONDS"), "3")
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + s.addr + "/debug/pprof/profile?seconds=" + secs)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		data, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != 200 {
+			err = fmt.Errorf("%d %s", res.StatusCode, data)
+		}
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		done <- err
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Errorf("cpu profile: %v", err)
+		}
+	}
+}
+
+// fetch saves the body of GET path on the server to file.
+func (s *benchServer) fetch(path, file string) error {
+	res, err := http.Get("http://" + s.addr + path)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != 200 {
+		err = fmt.Errorf("%s: %d %s", path, res.StatusCode, data)
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
 }
 
 type serverStats struct {

@@ -70,6 +70,7 @@ type Decoder struct {
 	nameBuf []byte   // shortened unknown field name
 	names   []string // unknown names allocated by earlier calls, reused so a recurring name costs nothing
 	now     int64
+	line    int  // NDJSON: lines consumed so far
 	array   bool // decoding a JSON array: positions in messages are body offsets
 	obj     object
 	err     syntaxError
@@ -87,8 +88,30 @@ const (
 // line. now is the default ts. It never fails as a whole; per-line problems
 // are in the Report. The results are valid until the next call on d.
 func (d *Decoder) DecodeNDJSON(body []byte, now int64) ([]Update, *Report) {
+	d.BeginNDJSON(now)
+	d.DecodeLines(body)
+	return d.updates, &d.report
+}
+
+// BeginNDJSON starts an NDJSON body that arrives in pieces, for callers
+// that read a large body a piece at a time rather than holding all of it:
+// BeginNDJSON, then DecodeLines for each piece in order, then Report.
+// DecodeNDJSON(body) is the same as one piece holding the whole body.
+func (d *Decoder) BeginNDJSON(now int64) {
 	d.begin(now, false)
-	for line := 1; len(body) > 0; line++ {
+	d.line = 0
+}
+
+// DecodeLines decodes the next piece of the body started by BeginNDJSON.
+// Every piece but the last must end with '\n', so that no line is split
+// between two pieces; line numbers in the report continue from the
+// previous piece. IDs of updates from a piece (in the returned slice or
+// handed to Sink) may alias that piece, so a caller that reuses the
+// piece's memory must copy them first.
+func (d *Decoder) DecodeLines(body []byte) {
+	for len(body) > 0 {
+		d.line++
+		line := d.line
 		var s []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
 			s, body = body[:i], body[i+1:]
@@ -116,8 +139,11 @@ func (d *Decoder) DecodeNDJSON(body []byte, now int64) ([]Update, *Report) {
 			d.finish(s, line)
 		}
 	}
-	return d.updates, &d.report
 }
+
+// Report is the report of the body decoded since BeginNDJSON, valid
+// until the next call on d.
+func (d *Decoder) Report() *Report { return &d.report }
 
 // DecodeArray decodes an application/json body: a JSON array of update
 // objects. Each element is judged like an NDJSON line. If the array itself is

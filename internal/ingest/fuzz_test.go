@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -98,7 +99,52 @@ func FuzzDecodeNDJSON(f *testing.F) {
 				t.Fatalf("update %d: %s in the body, %s alone", i, fmtUpdate(ups[i]), fmtUpdate(perLine[i]))
 			}
 		}
+		checkPieces(t, body, ups, rep)
 	})
+}
+
+// checkPieces decodes body again in pieces split at random line ends
+// (BeginNDJSON, DecodeLines, Report), copying each update out through
+// Sink and then scribbling over the piece, as a streaming reader reuses
+// its buffer: the updates and the report must equal the whole body's.
+func checkPieces(t *testing.T, body []byte, ups []Update, rep *Report) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(uint64(len(body)), 5))
+	var got []Update
+	var d Decoder
+	d.Sink = func(u *Update) {
+		c := *u
+		c.ID = bytes.Clone(u.ID)
+		got = append(got, c)
+	}
+	d.BeginNDJSON(testNow)
+	for rest := body; len(rest) > 0; {
+		n := len(rest)
+		if r.IntN(2) == 0 {
+			if i := bytes.IndexByte(rest[:r.IntN(len(rest))+1], '\n'); i >= 0 {
+				n = i + 1
+			}
+		}
+		piece := bytes.Clone(rest[:n])
+		d.DecodeLines(piece)
+		for i := range piece {
+			piece[i] = 'x'
+		}
+		rest = rest[n:]
+	}
+	prep := d.Report()
+	if prep.Accepted != rep.Accepted || prep.Rejected != rep.Rejected ||
+		fmt.Sprint(prep.Errors) != fmt.Sprint(rep.Errors) || fmt.Sprint(prep.Unknown) != fmt.Sprint(rep.Unknown) {
+		t.Fatalf("in pieces: %+v\nwhole: %+v", *prep, *rep)
+	}
+	if len(got) != len(ups) {
+		t.Fatalf("%d updates in pieces, %d whole", len(got), len(ups))
+	}
+	for i := range ups {
+		if !sameUpdate(ups[i], got[i]) {
+			t.Fatalf("update %d: %s whole, %s in pieces", i, fmtUpdate(ups[i]), fmtUpdate(got[i]))
+		}
+	}
 }
 
 func FuzzDecodeArray(f *testing.F) {
