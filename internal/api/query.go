@@ -266,33 +266,13 @@ func withinParams(r *http.Request) (withinQuery, error) {
 	return wq, nil
 }
 
-// parseBBox parses minLon,minLat,maxLon,maxLat; minLon > maxLon crosses the
-// antimeridian.
+// parseBBox parses the bbox parameter; see geo.ParseBox.
 func parseBBox(s string) (geo.Box, error) {
-	parts := strings.Split(s, ",")
-	if len(parts) != 4 {
-		return geo.Box{}, badf("bbox %q must be four numbers: minLon,minLat,maxLon,maxLat", clip(s))
+	b, err := geo.ParseBox(s)
+	if err != nil {
+		return geo.Box{}, badRequest(err.Error())
 	}
-	names := [4]string{"minLon", "minLat", "maxLon", "maxLat"}
-	var v [4]float64
-	for i, p := range parts {
-		f, raw, err := parseNum("bbox "+names[i], strings.TrimSpace(p))
-		if err != nil {
-			return geo.Box{}, err
-		}
-		check := checkLon
-		if i%2 == 1 {
-			check = checkLat
-		}
-		if err := check("bbox "+names[i], raw, f); err != nil {
-			return geo.Box{}, err
-		}
-		v[i] = f
-	}
-	if v[1] > v[3] {
-		return geo.Box{}, badf("bbox minLat %s is greater than maxLat %s", strings.TrimSpace(parts[1]), strings.TrimSpace(parts[3]))
-	}
-	return geo.Box{MinLon: v[0], MinLat: v[1], MaxLon: v[2], MaxLat: v[3]}, nil
+	return b, nil
 }
 
 // wantsNDJSON reports whether the Accept header asks for

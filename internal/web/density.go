@@ -161,33 +161,13 @@ func unhex(c byte) int {
 	return -1
 }
 
-// parseBox parses "minLon,minLat,maxLon,maxLat". minLon > maxLon is a box
-// across the antimeridian; minLat must not exceed maxLat.
+// parseBox parses the bbox parameter; see geo.ParseBox.
 func parseBox(s string) (geo.Box, error) {
-	parts := strings.Split(s, ",")
-	if len(parts) != 4 {
-		return geo.Box{}, badf("bbox %q must be four numbers: minLon,minLat,maxLon,maxLat", clip(s))
+	b, err := geo.ParseBox(s)
+	if err != nil {
+		return geo.Box{}, badf("%s", err)
 	}
-	names := [4]string{"minLon", "minLat", "maxLon", "maxLat"}
-	var v [4]float64
-	for i, p := range parts {
-		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return geo.Box{}, badf("bbox %s %q is not a number", names[i], clip(p))
-		}
-		lim := 180.0
-		if i%2 == 1 {
-			lim = 90
-		}
-		if f < -lim || f > lim {
-			return geo.Box{}, badf("bbox %s %v out of range [%v, %v]", names[i], f, -lim, lim)
-		}
-		v[i] = f
-	}
-	if v[1] > v[3] {
-		return geo.Box{}, badf("bbox minLat %v is greater than maxLat %v", v[1], v[3])
-	}
-	return geo.Box{MinLon: v[0], MinLat: v[1], MaxLon: v[2], MaxLat: v[3]}, nil
+	return b, nil
 }
 
 // lonSpan is the box's width in degrees, in [0, 360].
