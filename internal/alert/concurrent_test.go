@@ -35,7 +35,7 @@ func TestConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const trucks, writers = 3000, 4
+	const trucks, writers = 12000, 4 // enough for the stripes' tables to grow while others prefetch
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {

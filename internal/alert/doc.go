@@ -43,9 +43,8 @@
 //
 // # Finding the rules that can apply
 //
-// Most rules are false for most updates, and evaluating one costs ~10 ns,
-// so each snapshot indexes the rules by necessary conditions that are
-// cheaper to test than the rule:
+// Most rules are false for most updates, so each snapshot indexes the
+// rules by necessary conditions that are cheaper to test than the rule:
 //
 //   - zone guard (rules.Program.ZoneGuard): the rule can be true only
 //     inside a zone or within a radius of it. Its reach is the zone's box
@@ -54,28 +53,45 @@
 //     rules whose reach touches it; an update looks up its cell, and tests
 //     each listed rule's reach box before evaluating it. A truck far from
 //     every zone pays one cell lookup, however many zone rules there are.
-//   - field guards (findGuards): comparisons of an update field with a
-//     constant that the compiled program tests first, such as speed > 90
-//     in speed > 90 && heading < 180, or speed > 130 || dt > 600 for
-//     speed > 130 || dt > 600 && speed > 0. Rules are grouped by field and
-//     operator, sorted by constant, so the rules whose guard holds are a
-//     prefix of their group: the walk stops at the first that fails.
-//   - everything else is evaluated on every update.
+//   - conditions (rules.Program.Conditions): clauses of atoms "term op
+//     constant", where a term is a numeric expression of the update
+//     (speed, dt, hour(), abs(heading - prev.heading), moved_m and a
+//     cheap upper bound of it, ...), and the rule can be true only if
+//     every clause has an atom that holds; so (hour() >= 20 || hour() < 4)
+//     && speed > 10 has the clauses {hour() >= 20, hour() < 4} and
+//     {speed > 10}. A rule without a zone guard is keyed by one clause
+//     (chooseKey: the one least likely to hold, guessed from typical
+//     field ranges) and listed under each of its atoms, in groups by
+//     (term, operator) sorted by constant, so the rules whose atom holds
+//     are a prefix of their group: the walk stops at the first that fails.
+//   - a rule with neither is checked on every update.
+//
+// A rule found by the walk, the cell or on every update is evaluated only
+// if its other clauses hold; and when its conditions are exact (the rule
+// is nothing but comparisons of terms with constants joined by && and
+// ||), they are its value and it is not evaluated at all. Each term is
+// computed at most once per update, when first needed; the fields read
+// inline (rules.FastFields) once per update. Stats.Evaluations counts
+// Program.Eval calls, so not the exact rules decided by their conditions.
 //
 // TestIndexNeverSkips checks, on random zones (poles and antimeridian
-// included), rules and updates, that the index finds exactly the rules
-// that evaluating every rule finds true.
+// included), rules (comparisons of fields and computed terms, && and ||,
+// zone tests) and updates (any hour, NaN and infinite speeds), that the
+// index finds exactly the rules that evaluating every rule finds true.
 //
 // # State
 //
 // Only (rule, truck) pairs whose condition is true now have state. A
 // truck is keyed by a 64-bit maphash of its ID (seed fixed for the
-// process) and belongs to one of 64 stripes, each with its own mutex,
-// truck map and pointer-free slabs:
+// process, never 0) and belongs to one of 64 stripes, each with its own
+// mutex, an open-addressing table of trucks and pointer-free slabs:
 //
-//	trucks  map[uint64]uint32       truck key → head entry
-//	ents    []entry                 64 B: | key u64 | next u32 | n u8 | pad 3 | 4 × pair |
+//	tab     []entry                 head entries by key: linear probing from
+//	                                the key's high bits, at most 3/4 full,
+//	                                key 0 = free slot
+//	entry                           64 B: | key u64 | next u32 | n u8 | pad 3 | 4 × pair |
 //	pair                            12 B: | since u32 | rec u32 | slot u16 | gen u8 | pad 1 |
+//	over    []entry                 overflow entries, chained from the head by next
 //	recs    []firingRec             32 B: | key u64 | since u32 | ts u32 | lat i32 | lon i32 |
 //	                                      | idOff u32 | slot u16 | gen u8 | idLen u8 |
 //	ids     []byte                  the firing records' truck IDs, appended
@@ -84,21 +100,30 @@
 // A pair names its rule by slot (a small integer reused after the rule is
 // freed) and the slot's generation, and its firing record, if it fires,
 // by index (0 = none). A truck with more than 4 pairs chains overflow
-// entries. The firing records are the registry Firing lists, so its size
-// follows the number of firing alerts; each holds the truck ID (typically
-// 13 bytes) for listing and for resolving it without an update. A truck
-// costs nothing while no rule is true for it, and an update that makes no
-// rule true skips the stripe's lock when the lock-free counting filter
-// says the truck has no pairs. Freed entries and records go to free lists;
-// a stripe whose slabs are more than half free is compacted when a rule
-// is deleted, and the ID arena when more than half of it is garbage.
+// entries. Finding a truck reads one cache line in the common case, and
+// Applied loads the filter counters and table entries of 32 updates
+// ahead, without the lock (the table is published through an atomic
+// pointer and its keys are written atomically), so that their cache
+// misses overlap. The firing records are the registry Firing lists, so
+// its size follows the number of firing alerts; each holds the truck ID
+// (typically 13 bytes) for listing and for resolving it without an
+// update. A truck costs nothing while no rule is true for it, and an
+// update that makes no rule true skips the stripe's lock when the
+// lock-free counting filter says the truck has no pairs. A deletion in
+// the table shifts the rest of its probe run back (no tombstones); freed
+// overflow entries and records go to free lists; when a rule is deleted,
+// a table less than 1/8 full shrinks and a stripe whose slabs are more
+// than half free is compacted, and the ID arena is rewritten when more
+// than half of it is garbage.
 //
-// Invariants (Check): every truck in the map has a chain of 1–4-pair
-// entries with its key and no two pairs for one slot; the counted pairs,
-// used entries plus free ones, and live records plus free ones add up; a
-// pair has a firing record exactly when it fires, the record matches it
-// (key, slot, generation, since, ID hashing to the key), and no record is
-// shared; the filter counts every truck with pairs.
+// Invariants (Check): every truck in the table is found from its home
+// slot, in the right stripe, with a chain of 1–4-pair entries with its key
+// and no two pairs for one slot; the table is at most 3/4 full, counts
+// its trucks and is the one published for prefetching; the counted pairs, used overflow entries plus free ones, and
+// live records plus free ones add up; a pair has a firing record exactly
+// when it fires, the record matches it (key, slot, generation, since, ID
+// hashing to the key), and no record is shared; the filter counts every
+// truck with pairs.
 //
 // # Persistence
 //
@@ -123,8 +148,10 @@
 // An Engine is safe for concurrent use. Applied and Removed run from many
 // goroutines at once: each holds evalMu shared for its whole run, loads
 // the immutable snapshot (rules, index, zones) once and takes one stripe
-// lock per truck; a batch of at least 4096 updates is split over up to
-// GOMAXPROCS goroutines that end before Applied returns. With no rules,
+// lock per truck (the filter counters and the prefetching loads of table
+// keys are atomic and need none); a batch of at least 4096 updates is
+// split over up to GOMAXPROCS goroutines that end before Applied returns,
+// each counting its transitions in its own scratch until then. With no rules,
 // Applied and Removed cost one atomic load. Configuration changes are
 // serialised by a mutex (held while saving); each builds a new snapshot
 // and swaps it in holding evalMu exclusively for the swap alone, so a

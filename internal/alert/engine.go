@@ -258,7 +258,7 @@ func (e *Engine) Stats() Stats {
 		s := &e.stripes[i]
 		s.mu.Lock()
 		st.StateEntries += int64(s.mu.pairs)
-		st.StateTrucks += int64(len(s.mu.trucks))
+		st.StateTrucks += int64(s.mu.used)
 		st.StateBytes += s.memLocked()
 		s.mu.Unlock()
 	}

@@ -195,16 +195,7 @@ func (e *Engine) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool)
 	if old == nil && len(e.cfg.rules) >= MaxRules {
 		return nil, nil, fmt.Errorf("alert: rule %q: %w: %d rules", name, ErrLimit, MaxRules)
 	}
-	r = &liveRule{name: name, spec: spec, prog: prog, forSec: forSeconds(spec.For), severity: sev, g: findGuards(prog)}
-	r.multi = len(r.g.anyOf) > 1
-	if len(r.g.anyOf) == 1 {
-		// The group walk has tested anyOf[0], which all holds too.
-		i := slices.Index(r.g.all, r.g.anyOf[0])
-		r.rest.all = slices.Delete(slices.Clone(r.g.all), i, i+1)
-	}
-	if zone, radius, ok := prog.ZoneGuard(); ok {
-		r.zoned, r.zoneID, r.radiusM = true, zone, radius
-	}
+	r = newLiveRule(name, spec, prog, sev)
 	r.slot, r.gen = e.allocSlotLocked()
 	e.cfg.rules[name] = r
 	if save {
@@ -305,8 +296,8 @@ func (e *Engine) freeRule(r *liveRule, reason string) {
 // for each firing one to out.
 func (s *stripe) sweepRuleLocked(r *liveRule, reason, sev string, out []Alert) []Alert {
 	var buf [2 * pairsPerEntry]pair
-	for k := range s.mu.trucks {
-		ps, head := s.loadLocked(k, buf[:0])
+	s.eachTruckLocked(func(k uint64, at int) {
+		ps, _ := s.loadLocked(k, buf[:0])
 		kept := ps[:0]
 		for _, p := range ps {
 			if p.slot == r.slot && p.gen == r.gen {
@@ -319,9 +310,9 @@ func (s *stripe) sweepRuleLocked(r *liveRule, reason, sev string, out []Alert) [
 			kept = append(kept, p)
 		}
 		if len(kept) != len(ps) {
-			s.storeLocked(k, head, kept)
+			s.storeLocked(k, at, kept)
 		}
-	}
+	})
 	return out
 }
 

@@ -1,253 +1,117 @@
 package alert
 
 import (
-	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/fleetd/fleetd/internal/geo"
 	"github.com/fleetd/fleetd/internal/rules"
 )
 
-// Comparison operators of a field guard.
-const (
-	opNone uint8 = iota
-	opGT
-	opGE
-	opLT
-	opLE
-	opEQ
-	opNE
-)
+// Finding the rules that can apply uses the rules' necessary conditions
+// (rules.Program.Conditions): clauses of atoms "term op constant" that
+// must all hold, one atom per clause at least, for the rule to be true.
+// The snapshot indexes each rule by one clause, its key clause (chooseKey),
+// and checks the others, its rest, before evaluating it.
 
-// Fields a field guard can test, numbered as rules' field-operand
-// instructions number them: the four float fields of the current state,
-// the same of the previous one, then dt. fieldVals.set reads them exactly
-// as the VM does.
-const (
-	fLat uint8 = iota
-	fLon
-	fSpeed
-	fHeading
-	fPrevLat
-	fPrevLon
-	fPrevSpeed
-	fPrevHeading
-	fDT
-	numGuardFields
-)
-
-var guardFieldNames = [numGuardFields]string{"lat", "lon", "speed", "heading",
-	"prev.lat", "prev.lon", "prev.speed", "prev.heading", "dt"}
-
-// fieldGuard is a necessary condition "field op c" for a rule to be true.
-type fieldGuard struct {
-	field, op uint8 // op == opNone: no guard
-	c         float64
-}
-
-// fieldVals are the values of the guard fields for one update.
-type fieldVals [numGuardFields]float64
-
-// set reads the guard fields of in as the rules VM's field operands do:
-// prev.* are the current values and dt is 0 without a previous state.
-func (v *fieldVals) set(in *rules.Input) {
-	p := &in.State
-	dt := 0.0
-	if in.HasPrev {
-		p = &in.Prev
-		dt = float64(in.TS) - float64(in.Prev.TS)
+// atomPass guesses how often an atom holds, from typical ranges of the
+// fields; what the guess is for a term it does not know (0.5) or how
+// wrong it is changes the speed of the index, never its answers.
+func atomPass(a rules.Atom) float64 {
+	switch a.Op {
+	case rules.NE:
+		return 1
+	case rules.EQ:
+		return 0.05
 	}
-	*v = fieldVals{in.Lat, in.Lon, in.Speed, in.Heading, p.Lat, p.Lon, p.Speed, p.Heading, dt}
-}
-
-// holds reports whether the guard lets the rule through. NaN compares
-// false, as in the VM.
-func (g *fieldGuard) holds(v *fieldVals) bool {
-	x := v[g.field]
-	switch g.op {
-	case opGT:
-		return x > g.c
-	case opGE:
-		return x >= g.c
-	case opLT:
-		return x < g.c
-	case opLE:
-		return x <= g.c
-	case opEQ:
-		return x == g.c
-	case opNE:
-		return x != g.c
+	r, ok := typicalRange[a.Term.String()]
+	if !ok {
+		return 0.5
 	}
-	return true
+	below := (a.C - r[0]) / (r[1] - r[0]) // share of the range below C
+	below = min(max(below, 0), 1)
+	p := below
+	if a.Op == rules.GT || a.Op == rules.GE {
+		p = 1 - below
+	}
+	return max(p, 0.01)
 }
 
-// guards are necessary conditions for a rule to be true, each on one
-// field: the rule can be true only if at least one of anyOf holds (no
-// condition is known when anyOf is empty) and only if all of all hold.
-type guards struct {
-	anyOf []fieldGuard
-	all   []fieldGuard
+// typicalRange is where a field's values usually lie, for atomPass.
+var typicalRange = map[string][2]float64{
+	"speed": {0, 150}, "prev.speed": {0, 150},
+	"heading": {0, 360}, "prev.heading": {0, 360},
+	"lat": {-90, 90}, "prev.lat": {-90, 90},
+	"lon": {-180, 180}, "prev.lon": {-180, 180},
+	"dt": {0, 120}, "moved_m": {0, 3000}, "upper(moved_m)": {0, 3000}, "hour()": {0, 24},
 }
 
-// String is "a || b || c; all: d && e", for tests and debugging.
-func (g guards) String() string {
-	str := func(gs []fieldGuard, sep string) string {
-		var parts []string
-		for _, f := range gs {
-			parts = append(parts, fmt.Sprintf("%s %s %v", guardFieldNames[f.field], opNames[f.op], f.c))
+// indexable reports whether the group walk can find the rules whose atom
+// holds: a comparison other than != with a constant that is not NaN.
+func indexable(a rules.Atom) bool {
+	return a.Op != rules.NE && !math.IsNaN(a.C)
+}
+
+// chooseKey returns the clause to index a rule by: of the clauses whose
+// atoms are all indexable, the one least likely to hold (the sum of its
+// atoms' atomPass, plus a little for the cost of computing their terms),
+// or -1 if none is indexable or none is likely to skip the rule.
+func chooseKey(cnf [][]rules.Atom) int {
+	best, bestScore := -1, 0.95
+	for i, c := range cnf {
+		if len(c) == 0 {
+			continue
 		}
-		return strings.Join(parts, sep)
-	}
-	s := str(g.anyOf, " || ")
-	if len(g.all) > 0 {
-		s += "; all: " + str(g.all, " && ")
-	}
-	return s
-}
-
-var opNames = [...]string{opNone: "?", opGT: ">", opGE: ">=", opLT: "<", opLE: "<=", opEQ: "==", opNE: "!="}
-
-// holdAll reports whether every guard in all holds.
-func (g *guards) holdAll(v *fieldVals) bool {
-	for i := range g.all {
-		if !g.all[i].holds(v) {
-			return false
-		}
-	}
-	return true
-}
-
-// findGuards reads necessary conditions for p to be true from p's
-// disassembly.
-//
-// The rules compiler orders each && and || chain cheapest first, and a
-// comparison of a field with a constant inside a chain compiles to one
-// instruction: AND_<cmp>_FIELD_CONST jumps to "return false" when the
-// comparison fails, OR_<cmp>_FIELD_CONST to "return true" when it holds
-// (that is how the listing shows a jump to the final RETURN). Execution
-// starts at offset 0 and jumps only forward, so the instructions before the
-// first other one run in order on every evaluation. Hence, for a program
-// that starts
-//
-//	OR_<cmp>_FIELD_CONST   o1 ... return true     (zero or more)
-//	AND_<cmp>_FIELD_CONST  a1 ... return false    (zero or more)
-//	[<cmp>_FIELD_CONST     a2; RETURN]
-//
-// the rule is true only if o1 ∨ … ∨ (a1 ∧ … ∧ a2): with no ORs every a is
-// necessary (all) and one of them is indexed (anyOf), the first with a
-// selective operator (!= never is: it is almost always true); with ORs,
-// anyOf is the ORs and that one a, and all is empty. Without an a after
-// the ORs, or with a != among them, nothing is known.
-//
-// Reading the listing (whose layout rules pins with golden files) keeps the
-// rules package's bytecode private; anything unexpected ends the scan,
-// which is always safe: fewer conditions are known and the rule is
-// evaluated more often. TestFieldGuard pins the patterns and
-// TestIndexNeverSkips checks soundness against evaluation.
-func findGuards(p *rules.Program) guards {
-	lines := strings.Split(p.Disasm(), "\n")
-	var ors, ands []fieldGuard
-	inOrs := true
-scan:
-	for i := 1; i < len(lines); i++ { // line 0 is "; N bytes, ..."
-		f := strings.Fields(lines[i])
-		if len(f) < 4 || f[0] == ">>" {
-			break // not a plain instruction with operands, or a jump target
-		}
-		op, rest := f[1], f[2:]
-		var cmp string
-		switch {
-		case strings.HasPrefix(op, "OR_") && strings.HasSuffix(op, "_FIELD_CONST"):
-			if !inOrs || len(rest) < 4 || rest[2] != "return" || rest[3] != "true" {
-				break scan
+		score := 0.0
+		for _, a := range c {
+			if !indexable(a) {
+				score = math.Inf(1)
+				break
 			}
-			cmp = strings.TrimPrefix(op, "OR_")
-		case strings.HasPrefix(op, "AND_") && strings.HasSuffix(op, "_FIELD_CONST"):
-			if len(rest) < 4 || rest[2] != "return" || rest[3] != "false" {
-				break scan
-			}
-			cmp, inOrs = strings.TrimPrefix(op, "AND_"), false
-		case strings.HasSuffix(op, "_FIELD_CONST") && !strings.Contains(op[:len(op)-len("_FIELD_CONST")], "_"):
-			// A lone comparison: the rule's value if the next
-			// instruction is the RETURN.
-			if i+1 >= len(lines) {
-				break scan
-			}
-			if next := strings.Fields(lines[i+1]); len(next) != 2 || next[1] != "RETURN" {
-				break scan
-			}
-			cmp, inOrs = op, false
-		default:
-			break scan
+			score += atomPass(a) + 0.002*float64(a.Term.Cost())
 		}
-		g, ok := parseGuard(strings.TrimSuffix(cmp, "_FIELD_CONST"), strings.TrimSuffix(rest[0], ","), strings.TrimSuffix(rest[1], ","))
-		if !ok {
-			break
-		}
-		if inOrs {
-			ors = append(ors, g)
-		} else {
-			ands = append(ands, g)
+		if score < bestScore {
+			best, bestScore = i, score
 		}
 	}
-	var first *fieldGuard
-	for i := range ands {
-		if ands[i].op != opNE {
-			first = &ands[i]
-			break
-		}
-	}
-	if first == nil {
-		return guards{}
-	}
-	if len(ors) == 0 {
-		return guards{anyOf: []fieldGuard{*first}, all: ands}
-	}
-	for _, o := range ors {
-		if o.op == opNE {
-			return guards{}
-		}
-	}
-	return guards{anyOf: append(ors, *first)}
+	return best
 }
 
-// parseGuard decodes a comparison, a field name and a constant as the
-// listing prints them. ok is false for anything unknown.
-func parseGuard(cmp, field, num string) (fieldGuard, bool) {
-	var g fieldGuard
-	switch cmp {
-	case "GT":
-		g.op = opGT
-	case "GE":
-		g.op = opGE
-	case "LT":
-		g.op = opLT
-	case "LE":
-		g.op = opLE
-	case "EQ":
-		g.op = opEQ
-	case "NE":
-		g.op = opNE
-	default:
-		return fieldGuard{}, false
-	}
-	found := false
-	for i, n := range guardFieldNames {
-		if n == field {
-			g.field, found = uint8(i), true
+// never reports whether the conditions can never hold: an empty clause
+// (the rule folded to false).
+func never(cnf [][]rules.Atom) bool {
+	for _, c := range cnf {
+		if len(c) == 0 {
+			return true
 		}
 	}
-	if !found {
-		return fieldGuard{}, false
+	return false
+}
+
+// cond is an atom as the snapshot stores it: the term by its index in
+// snapshot.terms.
+type cond struct {
+	c    float64
+	term uint32
+	op   rules.Op
+}
+
+// holds tests the atom on the term's value, as rules.Atom.Holds does.
+func (c *cond) holds(v float64) bool {
+	switch c.op {
+	case rules.GT:
+		return v > c.c
+	case rules.GE:
+		return v >= c.c
+	case rules.LT:
+		return v < c.c
+	case rules.LE:
+		return v <= c.c
+	case rules.EQ:
+		return v == c.c
+	case rules.NE:
+		return v != c.c
 	}
-	c, err := strconv.ParseFloat(num, 64) // the listing prints 'g', -1: exact
-	if err != nil || math.IsNaN(c) {
-		return fieldGuard{}, false
-	}
-	g.c = c
-	return g, true
+	return false
 }
 
 // mPerDeg is metres per degree of latitude in fence's local projection.

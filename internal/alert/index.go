@@ -36,38 +36,76 @@ type liveRule struct {
 	forSec   uint32 // For rounded up to whole seconds
 	slot     uint16
 	gen      uint8
-	severity uint8   // index into severities
-	g        guards  // field conditions; see findGuards
-	multi    bool    // len(g.anyOf) > 1: listed in several groups
-	rest     guards  // g.all less g.anyOf[0], checked after the group walk
-	zoned    bool    // has a zone guard: zoneID, radiusM
-	zoneID   int     // the guard's zone
-	radiusM  float64 // the guard's radius
+	severity uint8          // index into severities
+	cnf      [][]rules.Atom // prog.Conditions()
+	exact    bool           // the conditions are the rule: no Eval needed
+	key      int            // index of the key clause in cnf (chooseKey), -1 for none
+	zoned    bool           // has a zone guard: zoneID, radiusM
+	zoneID   int            // the guard's zone
+	radiusM  float64        // the guard's radius
 }
+
+// newLiveRule fills in what the index needs of a compiled rule.
+func newLiveRule(name string, spec RuleSpec, prog *rules.Program, sev uint8) *liveRule {
+	r := &liveRule{name: name, spec: spec, prog: prog, forSec: forSeconds(spec.For), severity: sev}
+	r.cnf, r.exact = prog.Conditions()
+	r.key = chooseKey(r.cnf)
+	if zone, radius, ok := prog.ZoneGuard(); ok {
+		r.zoned, r.zoneID, r.radiusM = true, zone, radius
+	}
+	return r
+}
+
+// ruleEval is what evalUpdate needs of one rule, flat in
+// snapshot.evals so that the walk does not chase the liveRule.
+type ruleEval struct {
+	prog         *rules.Program
+	rest0, rest1 uint32 // clauses[rest0:rest1] are checked before evaluating
+	exact        bool   // clauses decide: true without Eval when they hold
+	multi        bool   // listed in several groups: evaluate once per update
+}
+
+// clause is one clause of a rule's conditions: conds[start:end], at
+// least one of which holds when the rule is true.
+type clause struct{ start, end uint32 }
 
 // snapshot is the immutable evaluation state: the rules, how to find the
 // ones that can apply to an update, and the zones. Applied loads it once
 // per batch; writers build a new one and swap it in.
 //
-// Indexing. Every rule is in exactly one of three places:
+// Indexing. Every rule that can be true is in exactly one of three places:
 //
-//	always   rules with neither guard: evaluated on every update
-//	groups   rules with a field guard and no zone guard, grouped by
-//	         (field, operator) and sorted by constant so that the rules
-//	         whose guard holds are a prefix of the group, found by walking
-//	         it until the first that fails
+//	always   rules with neither a zone guard nor a key clause: their
+//	         clauses checked, then evaluated, on every update
+//	groups   rules with a key clause and no zone guard, listed under
+//	         each atom of the key clause, grouped by (term, operator) and
+//	         sorted by constant so that the rules whose atom holds are a
+//	         prefix of the group, found by walking it until the first that
+//	         fails
 //	cells    rules with a zone guard, listed in every grid cell their
 //	         reach touches; rows row0..row0+nRows-1, all gridCols columns:
 //	         cellStart[i]..cellStart[i+1] index cellRules
 //
-// so an update costs the always-rules, one step per group plus the rules
-// whose guard holds, and one cell lookup plus a box test per zone rule
-// near it.
+// and a rule found there is evaluated only if its other clauses (evals[i]
+// rest) hold, and not at all if its conditions are exact. A term's value
+// is computed at most once per update (scratch.termVal), when a group or a
+// clause first needs it. So an update costs one step per group plus the
+// rules whose key atom holds, and one cell lookup plus a box test per
+// zone rule near it.
 type snapshot struct {
 	rules  []*liveRule // sorted by name
+	evals  []ruleEval  // parallel to rules
 	reach  []reach     // parallel to rules: where a zoned rule can be true
 	bySlot []*liveRule // slot → rule, nil for a free slot
+	slots  []slotRule  // slot → rule index and generation, for pairs
 	zones  *fence.Set
+
+	// terms are the distinct terms of all conditions, the first
+	// rules.NumFastFields the fast fields (nil if unused; see
+	// scratch.termVal).
+	terms   []*rules.Term
+	clauses []clause // the rules' rest clauses, rule after rule
+	conds   []cond   // the clauses' atoms
 
 	always []int32 // indices into rules
 
@@ -80,9 +118,31 @@ type snapshot struct {
 	cellRules   []int32  // indices into rules
 }
 
-// group is one (field, operator) run of groupConst/groupRule.
+// slotRule is the rule in a slot: its index in snapshot.rules (-1 for a
+// free slot) and generation.
+type slotRule struct {
+	rule int32
+	gen  uint8
+}
+
+// ruleOf returns the index of the rule a pair belongs to, or -1 if that
+// rule is no longer in the snapshot (deleted or replaced).
+func (sn *snapshot) ruleOf(p pair) int32 {
+	if int(p.slot) >= len(sn.slots) {
+		return -1
+	}
+	sr := sn.slots[p.slot]
+	if sr.gen != p.gen {
+		return -1
+	}
+	return sr.rule
+}
+
+// group is one (term, operator) run of groupConst/groupRule.
 type group struct {
-	field, op  uint8
+	first      float64 // groupConst[start]
+	term       uint32
+	op         rules.Op
 	start, end uint32
 }
 
@@ -90,13 +150,62 @@ var emptySnapshot = &snapshot{}
 
 // buildSnapshot indexes rs (sorted by name) for evaluation against zones.
 func buildSnapshot(rs []*liveRule, zones *fence.Set, maxSlot int) *snapshot {
-	sn := &snapshot{rules: rs, reach: make([]reach, len(rs)), bySlot: make([]*liveRule, maxSlot), zones: zones}
-	type gkey struct{ field, op uint8 }
-	byGroup := map[gkey][]int32{}
+	sn := &snapshot{rules: rs, evals: make([]ruleEval, len(rs)), reach: make([]reach, len(rs)),
+		bySlot: make([]*liveRule, maxSlot), slots: make([]slotRule, maxSlot), zones: zones}
+	for i := range sn.slots {
+		sn.slots[i].rule = -1
+	}
+	// A fast field's term index is its index in rules.FastFields.
+	sn.terms = make([]*rules.Term, rules.NumFastFields)
+	termIdx := map[string]uint32{}
+	term := func(t *rules.Term) uint32 {
+		if f, ok := t.FastField(); ok {
+			sn.terms[f] = t
+			return uint32(f)
+		}
+		i, ok := termIdx[t.String()]
+		if !ok {
+			i = uint32(len(sn.terms))
+			termIdx[t.String()] = i
+			sn.terms = append(sn.terms, t)
+		}
+		return i
+	}
+	type gkey struct {
+		term uint32
+		op   rules.Op
+	}
+	type gent struct {
+		rule int32
+		c    float64
+	}
+	byGroup := map[gkey][]gent{}
 	var zoned []int32
 	for i, r := range rs {
 		sn.bySlot[r.slot] = r
+		sn.slots[r.slot] = slotRule{rule: int32(i), gen: r.gen}
+		ev := &sn.evals[i]
+		ev.prog, ev.exact = r.prog, r.exact
+		key := r.key
+		if r.zoned {
+			key = -1 // the zone guard indexes it; check every clause
+		}
+		ev.rest0 = uint32(len(sn.clauses))
+		for j, c := range r.cnf {
+			if j == key {
+				continue
+			}
+			cl := clause{start: uint32(len(sn.conds))}
+			for _, a := range c {
+				sn.conds = append(sn.conds, cond{c: a.C, term: term(a.Term), op: a.Op})
+			}
+			cl.end = uint32(len(sn.conds))
+			sn.clauses = append(sn.clauses, cl)
+		}
+		ev.rest1 = uint32(len(sn.clauses))
 		switch {
+		case never(r.cnf):
+			// Folded to false: never true, in no list.
 		case r.zoned:
 			// The reach follows the zone's current shape.
 			if z := zones.Zone(r.zoneID); z != nil {
@@ -107,10 +216,11 @@ func buildSnapshot(rs []*liveRule, zones *fence.Set, maxSlot int) *snapshot {
 			// Else the zone has no shape (it cannot be deleted while a
 			// rule names it, so this does not happen): the rule can never
 			// be true and is in no list.
-		case len(r.g.anyOf) > 0:
-			for j, g := range r.g.anyOf {
-				k := gkey{g.field, g.op}
-				byGroup[k] = append(byGroup[k], int32(i)<<8|int32(j))
+		case key >= 0:
+			ev.multi = len(r.cnf[key]) > 1
+			for _, a := range r.cnf[key] {
+				k := gkey{term(a.Term), a.Op}
+				byGroup[k] = append(byGroup[k], gent{int32(i), a.C})
 			}
 		default:
 			sn.always = append(sn.always, int32(i))
@@ -120,23 +230,21 @@ func buildSnapshot(rs []*liveRule, zones *fence.Set, maxSlot int) *snapshot {
 	for k := range byGroup {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b gkey) int { return cmp.Or(cmp.Compare(a.field, b.field), cmp.Compare(a.op, b.op)) })
+	slices.SortFunc(keys, func(a, b gkey) int { return cmp.Or(cmp.Compare(a.term, b.term), cmp.Compare(a.op, b.op)) })
 	for _, k := range keys {
-		// Entries are rule index<<8 | index in the rule's anyOf.
 		ents := byGroup[k]
-		c := func(e int32) float64 { return rs[e>>8].g.anyOf[e&0xff].c }
 		// Walking order: the most permissive constant first, so the rules
-		// whose guard holds are a prefix (for ==, ascending).
-		slices.SortStableFunc(ents, func(a, b int32) int {
-			if k.op == opLT || k.op == opLE {
-				return cmp.Compare(c(b), c(a))
+		// whose atom holds are a prefix (for ==, ascending).
+		slices.SortStableFunc(ents, func(a, b gent) int {
+			if k.op == rules.LT || k.op == rules.LE {
+				return cmp.Compare(b.c, a.c)
 			}
-			return cmp.Compare(c(a), c(b))
+			return cmp.Compare(a.c, b.c)
 		})
-		g := group{field: k.field, op: k.op, start: uint32(len(sn.groupRule))}
+		g := group{first: ents[0].c, term: k.term, op: k.op, start: uint32(len(sn.groupRule))}
 		for _, e := range ents {
-			sn.groupConst = append(sn.groupConst, c(e))
-			sn.groupRule = append(sn.groupRule, e>>8)
+			sn.groupConst = append(sn.groupConst, e.c)
+			sn.groupRule = append(sn.groupRule, e.rule)
 		}
 		g.end = uint32(len(sn.groupRule))
 		sn.groups = append(sn.groups, g)

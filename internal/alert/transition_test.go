@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/store"
 )
 
 func TestZoneEnterExit(t *testing.T) {
@@ -226,4 +227,39 @@ func truckName(i int) string {
 		i /= 10
 	}
 	return string(b)
+}
+
+// TestSameTruckTwiceInBatch: two updates of one truck in one batch (the
+// store leaves one, but Applied does not rely on it) are applied in
+// order, although Applied reads the filter ahead for a chunk of updates:
+// the second, false, resolves what the first fired.
+func TestSameTruckTwiceInBatch(t *testing.T) {
+	rec := &recorder{}
+	e, err := New(Options{Logger: quiet, Emit: rec.emit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutRule("fast", RuleSpec{When: "speed > 50"}); err != nil {
+		t.Fatal(err)
+	}
+	b := &engine.Batch{}
+	add := func(id string, ts int64, speed float64) {
+		b.Updates = append(b.Updates, store.Update{ID: []byte(id), Position: store.MakePosition(1, 1, ts, speed, 0)})
+		b.Changed = append(b.Changed, true)
+		b.HadPrev = append(b.HadPrev, false)
+		b.Prev = append(b.Prev, store.Position{})
+	}
+	add("t1", 1_764_000_000, 60)
+	add("t2", 1_764_000_000, 10)
+	add("t1", 1_764_000_001, 10)
+	e.Applied(b)
+	if got := rec.take(); len(got) != 2 || got[0] != "firing fast t1" || got[1] != "resolved fast t1" {
+		t.Fatalf("emitted %q", got)
+	}
+	if err := e.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Stats(); st.StateEntries != 0 || st.FiringNow != 0 {
+		t.Fatalf("Stats = %+v", st)
+	}
 }

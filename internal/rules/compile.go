@@ -28,6 +28,8 @@ type Program struct {
 	zoneNames []string    // parallel to zoneIDs
 	lines     []instrSpan // one per instruction, in code order
 	guard     guardResult // see ZoneGuard
+	cnf       [][]Atom    // see Conditions
+	exact     bool        // see Conditions
 }
 
 // instrSpan ties an instruction to the source text it came from.
@@ -95,6 +97,9 @@ func compile(src string, zones ZoneResolver, want typ) (*Program, error) {
 	}
 	threadJumps(p.code)
 	p.guard = findGuard(e)
+	cb := &condBuilder{src: src}
+	cs := cb.conditions(e)
+	p.cnf, p.exact = cs.clauses, cs.exact
 	if err := p.verify(); err != nil {
 		panic(fmt.Sprintf("BUG: rules: compiled bad code for %q: %v\n%s", src, err, p.Disasm()))
 	}

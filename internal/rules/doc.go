@@ -153,6 +153,33 @@
 // chain with one among its operands. The engine indexes rules by it and
 // skips them for trucks far away.
 //
+// # Conditions
+//
+// Conditions reports necessary conditions in conjunctive normal form:
+// clauses of atoms "term op constant", the rule being true only if every
+// clause has an atom that holds. A term (Term) is a numeric
+// sub-expression that reads only the update: a field, hour(),
+// abs(heading - prev.heading), distance_m(...). They are derived from the
+// folded tree, before code generation:
+//
+//	N(t op c) = {{t op c}}                       (also c op t, mirrored)
+//	N(a && b) = N(a) ∪ N(b)
+//	N(a || b) = {A ∪ B : A ∈ N(a), B ∈ N(b)}     (at most 16 clauses of 8 atoms)
+//	N(true) = {}, N(false) = {{}}
+//	N(anything else) = {}                        (!, term op term, zone tests, ...)
+//
+// and they are exact, equivalent to the rule, when no "anything else"
+// and no limit was met: a caller that has checked them need not call
+// Eval. moved_m > c (>=, ==) also gives the clause upper(moved_m) > c
+// (>=): upper(moved_m) is movedUpper, a bound of moved_m from a few
+// multiplications instead of a haversine, so that most updates are
+// rejected without computing moved_m. Term.Eval computes a term bit for
+// bit as the rule's own code does (the same code, compiled alone, or the
+// same function), Atom.Holds compares as the VM does (NaN false except
+// for !=), and FastFields reads the fields most atoms test in one call.
+// TestConditionsRandom and FuzzCompile check the conditions against Eval,
+// NaN and infinities included.
+//
 // # Cache
 //
 // Cache shares one Program among rules with the same source, keyed by a
@@ -163,7 +190,8 @@
 // # Concurrency
 //
 // A Program is immutable after Compile: any number of goroutines may call
-// Eval, Disasm, ZoneGuard and the other methods at once. A Cache is safe
+// Eval, Disasm, ZoneGuard, Conditions and the other methods at once, and
+// Term.Eval on its terms. A Cache is safe
 // for concurrent use. Compile itself has no shared state. The
 // ZoneResolver and ZoneTester must be safe for the concurrency their
 // caller uses, and pure: the compiler reorders and skips zone tests.

@@ -10,7 +10,8 @@ import (
 // FuzzCompile: no source makes Compile panic; every error is an *Error
 // whose span lies within the source and whose line:col matches its
 // offset; every program verifies, disassembles, and evaluates like the
-// AST interpreter with a sound zone guard.
+// AST interpreter with a sound zone guard and sound conditions (exact
+// ones equivalent).
 //
 //	go test ./internal/rules -run '^$' -fuzz FuzzCompile -fuzztime 20s
 func FuzzCompile(f *testing.F) {
@@ -56,6 +57,7 @@ func FuzzCompile(f *testing.F) {
 		}
 		r := rand.New(rand.NewPCG(uint64(len(src)), 4))
 		zone, radius, guarded := p.ZoneGuard()
+		cnf, exact := p.Conditions()
 		for i := 0; i < 8; i++ {
 			in := randInput(r, z)
 			got := p.Eval(&in, z)
@@ -64,6 +66,17 @@ func FuzzCompile(f *testing.F) {
 			}
 			if got && guarded && !z.Inside(zone, in.Lat, in.Lon) && !(z.DistanceM(zone, in.Lat, in.Lon) <= radius) {
 				t.Fatalf("%q true outside its guard (zone %d, %v m)", src, zone, radius)
+			}
+			holds := true
+			for _, c := range cnf {
+				one := false
+				for _, a := range c {
+					one = one || a.Holds(a.Term.Eval(&in))
+				}
+				holds = holds && one
+			}
+			if got && !holds || exact && got != holds {
+				t.Fatalf("%q is %v, its conditions %q (exact %v) give %v on %+v", src, got, cnfString(cnf, exact), exact, holds, in)
 			}
 		}
 	})
