@@ -15,8 +15,10 @@ package api
 //	GET    /v1/rules/{name}    the rule; ?disasm=1 adds "disasm": the bytecode listing; 404 unknown
 //	DELETE /v1/rules/{name}    204; 404 unknown
 //	GET    /v1/rules           {"rules":[rule, …]} by name
-//	GET    /v1/alerts          {"alerts":[{"rule","id","state":"firing","severity","since","ts","lat","lon"}, …]}
-//	                           sorted by rule then truck id
+//	GET    /v1/alerts          {"count":n,"alerts":[{"rule","id","state":"firing","severity","since","ts","lat","lon"}, …]}
+//	                           what fires now, sorted by rule then truck id: the first limit
+//	                           (default 1000, at most 10000) of the n that match; ?rule= and
+//	                           ?id= filter. Memory per request follows limit, not n.
 //
 // Without Options.Alerts every one of them answers 404 {"error":"alert
 // rules are not enabled"}. A change that cannot be saved answers 503 and
@@ -35,7 +37,37 @@ import (
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/fence"
 	"github.com/fleetd/fleetd/internal/rules"
+	"github.com/fleetd/fleetd/internal/store"
 )
+
+// Alert list limits.
+const (
+	DefaultAlerts = 1000  // GET /v1/alerts' limit when absent
+	MaxAlerts     = 10000 // the largest limit it takes
+)
+
+// alertsQuery reads GET /v1/alerts' parameters.
+func alertsQuery(r *http.Request) (alert.FiringQuery, error) {
+	q, err := parseQuery(r)
+	if err != nil {
+		return alert.FiringQuery{}, err
+	}
+	var fq alert.FiringQuery
+	if fq.Limit, err = intParam(q, "limit", DefaultAlerts, 1, MaxAlerts); err != nil {
+		return fq, err
+	}
+	if vs, ok := q["rule"]; ok {
+		if fq.Rule = vs[0]; fq.Rule == "" {
+			return fq, badf("rule is empty; give a rule name or leave rule out")
+		}
+	}
+	if vs, ok := q["id"]; ok {
+		if fq.ID = vs[0]; !store.ValidID([]byte(fq.ID)) {
+			return fq, badf("id %q is not a truck ID (1-64 bytes of A-Z a-z 0-9 _ . : -)", clip(fq.ID))
+		}
+	}
+	return fq, nil
+}
 
 // maxRuleBody limits a PUT /v1/rules body; a rule's source is at most
 // 4096 bytes, escaped JSON at most six times that.
@@ -291,8 +323,15 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if !s.alertsEnabled(w, r) {
 		return
 	}
-	as := s.alerts.Firing()
-	b := append(make([]byte, 0, 64+128*len(as)), `{"alerts":[`...)
+	q, err := alertsQuery(r)
+	if err != nil {
+		s.writeError(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	as, total := s.alerts.FiringPage(q)
+	b := append(make([]byte, 0, 64+128*len(as)), `{"count":`...)
+	b = strconv.AppendInt(b, int64(total), 10)
+	b = append(b, `,"alerts":[`...)
 	for i, a := range as {
 		if i > 0 {
 			b = append(b, ',')

@@ -210,25 +210,45 @@ func TestAlertsEndpoint(t *testing.T) {
 	wantJSON(t, f.do(req{method: "PUT", target: "/v1/zones/yard-3", body: yard}), http.StatusOK)
 	wantJSON(t, f.do(req{method: "PUT", target: "/v1/rules/in-yard", body: `{"when":"inside(\"yard-3\")","severity":"info"}`}), http.StatusOK)
 	wantJSON(t, f.do(req{method: "PUT", target: "/v1/rules/fast", body: `{"when":"speed > 90"}`}), http.StatusOK)
-	if got := string(wantJSON(t, f.get("/v1/alerts"), http.StatusOK)); got != `{"alerts":[]}` {
+	if got := string(wantJSON(t, f.get("/v1/alerts"), http.StatusOK)); got != `{"count":0,"alerts":[]}` {
 		t.Fatalf("no alerts: %s", got)
 	}
 	f.post(`{"id":"t2","lat":40.05,"lon":-74.95,"ts":1764000000,"speed":100}
 {"id":"t1","lat":40.05,"lon":-74.95,"ts":1764000005,"speed":10}
 {"id":"t3","lat":10,"lon":10,"ts":1764000000,"speed":10}`, "")
-	want := `{"alerts":[` +
-		`{"rule":"fast","id":"t2","state":"firing","severity":"warning","since":1764000000,"ts":1764000000,"lat":40.05,"lon":-74.95},` +
-		`{"rule":"in-yard","id":"t1","state":"firing","severity":"info","since":1764000005,"ts":1764000005,"lat":40.05,"lon":-74.95},` +
-		`{"rule":"in-yard","id":"t2","state":"firing","severity":"info","since":1764000000,"ts":1764000000,"lat":40.05,"lon":-74.95}]}`
-	if got := string(wantJSON(t, f.get("/v1/alerts"), http.StatusOK)); got != want {
-		t.Fatalf("\n got %s\nwant %s", got, want)
+	fastT2 := `{"rule":"fast","id":"t2","state":"firing","severity":"warning","since":1764000000,"ts":1764000000,"lat":40.05,"lon":-74.95}`
+	yardT1 := `{"rule":"in-yard","id":"t1","state":"firing","severity":"info","since":1764000005,"ts":1764000005,"lat":40.05,"lon":-74.95}`
+	yardT2 := `{"rule":"in-yard","id":"t2","state":"firing","severity":"info","since":1764000000,"ts":1764000000,"lat":40.05,"lon":-74.95}`
+	for _, tc := range []struct{ query, want string }{
+		{"", `{"count":3,"alerts":[` + fastT2 + `,` + yardT1 + `,` + yardT2 + `]}`},
+		{"?limit=2", `{"count":3,"alerts":[` + fastT2 + `,` + yardT1 + `]}`},
+		{"?rule=in-yard", `{"count":2,"alerts":[` + yardT1 + `,` + yardT2 + `]}`},
+		{"?rule=in-yard&limit=1", `{"count":2,"alerts":[` + yardT1 + `]}`},
+		{"?id=t2", `{"count":2,"alerts":[` + fastT2 + `,` + yardT2 + `]}`},
+		{"?id=t2&rule=fast", `{"count":1,"alerts":[` + fastT2 + `]}`},
+		{"?id=t3", `{"count":0,"alerts":[]}`},
+		{"?rule=nope", `{"count":0,"alerts":[]}`},
+	} {
+		if got := string(wantJSON(t, f.get("/v1/alerts"+tc.query), http.StatusOK)); got != tc.want {
+			t.Fatalf("%s\n got %s\nwant %s", tc.query, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ query, frag string }{
+		{"?limit=0", "limit 0 out of range [1, 10000]"},
+		{"?limit=10001", "out of range"},
+		{"?limit=x", `limit "x" is not a whole number`},
+		{"?rule=", "rule is empty"},
+		{"?id=a%20b", `id "a b" is not a truck ID`},
+		{"?limit=%zz", "malformed query"},
+	} {
+		wantError(t, f.get("/v1/alerts"+tc.query), http.StatusBadRequest, tc.frag)
 	}
 	// Leaving the yard resolves; deleting the truck resolves the rest.
 	f.post(`{"id":"t1","lat":41,"lon":-74.95,"ts":1764000010,"speed":10}`, "")
 	if w := f.do(req{method: "DELETE", target: "/v1/trucks/t2"}); w.Code != http.StatusNoContent {
 		t.Fatal(w.Code)
 	}
-	if got := string(wantJSON(t, f.get("/v1/alerts"), http.StatusOK)); got != `{"alerts":[]}` {
+	if got := string(wantJSON(t, f.get("/v1/alerts"), http.StatusOK)); got != `{"count":0,"alerts":[]}` {
 		t.Fatalf("after exit and delete: %s", got)
 	}
 }

@@ -26,7 +26,7 @@ import { BASEMAP_ATTRIBUTION, basemapGeoJSON, offlineStyle, type BasemapData } f
 import { drawSpark } from './chart';
 import type { Config } from './config';
 import { decodeDensity, densityFeatures, fleetBounds, type DensityGrid } from './density';
-import { AlertBook, parseAlerts, parseZones } from './events';
+import { AlertBook, alertCount, parseAlerts, parseZones } from './events';
 import { LiveFeed, type FeedStatus } from './feed';
 import { fmtAge, fmtBytes, fmtCount, fmtHeading, fmtMs, fmtRate } from './format';
 import { bboxContains, bboxParam, padBBox, toBBox, type BBox } from './geo';
@@ -41,6 +41,8 @@ const TRUCKS_ZOOM = 10;
 const FLUSH_MS = 250;
 const DENSITY_MS = 2000;
 const STATS_MS = 1000;
+/** ALERTS_PAGE is how many firing alerts the panel asks for. */
+const ALERTS_PAGE = 500;
 const DETAILS_MS = 1000;
 /** Truck ID labels (HTML, no glyphs needed) from this zoom, for at most LABEL_MAX trucks. */
 const LABEL_ZOOM = 12;
@@ -680,7 +682,9 @@ export class App {
   private async alertsLoop(): Promise<void> {
     for (;;) {
       try {
-        this.alerts.replaceFiring(parseAlerts(await this.api.json('/v1/alerts')));
+        // The first page of what fires: the server counts the rest.
+        const j = await this.api.json(`/v1/alerts?limit=${ALERTS_PAGE}`);
+        this.alerts.replaceFiring(parseAlerts(j), alertCount(j));
         this.renderAlerts();
       } catch (e) {
         if (e instanceof HttpError && e.status === 404) return; // no alerts on this server
@@ -694,7 +698,8 @@ export class App {
     this.alertsShown = this.alerts.version;
     const { firing, resolved } = this.alerts.list();
     const list = $('alerts-list');
-    $('alerts-count').textContent = firing.length > 0 ? `${firing.length} firing` : '';
+    const total = Math.max(this.alerts.total, firing.length);
+    $('alerts-count').textContent = total > 0 ? `${total} firing` : '';
     list.replaceChildren();
     if (firing.length === 0 && resolved.length === 0) {
       const li = document.createElement('li');

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { AlertBook, circle, parseAlert, parseAlerts, parseFeedEvent, parseZones, type Alert } from './events';
+import { AlertBook, alertCount, circle, parseAlert, parseAlerts, parseFeedEvent, parseZones, type Alert } from './events';
 
 const ev = (data: string, event = 'message') => ({ event, data, id: '' });
 
@@ -34,6 +34,9 @@ describe('parseAlert', () => {
     expect(parseAlerts({ alerts: [{ rule: 'r', id: 't' }, { bad: 1 }] })).toHaveLength(1);
     expect(parseAlerts([{ rule: 'r', id: 't' }])).toHaveLength(1);
     expect(parseAlerts({ nope: 1 })).toEqual([]);
+    expect(alertCount({ count: 7, alerts: [] })).toBe(7);
+    expect(alertCount({ alerts: [] })).toBeUndefined();
+    expect(alertCount({ count: -1 })).toBeUndefined();
   });
 });
 
@@ -60,6 +63,29 @@ describe('AlertBook', () => {
     b.apply(a('x', 't1'));
     b.replaceFiring([a('y', 't2'), a('z', 't3', false)]);
     expect(b.list().firing.map((x) => x.rule)).toEqual(['y']);
+    expect(b.total).toBe(1);
+    b.replaceFiring([a('y', 't2')], 5000); // the first page of 5000
+    expect(b.total).toBe(5000);
+  });
+  test('keeps at most keepFiring, counts the rest', () => {
+    const b = new AlertBook(10, 3);
+    for (let i = 0; i < 5; i++) b.apply(a('r', `t${i}`));
+    expect(b.list().firing).toHaveLength(3);
+    expect(b.total).toBe(5);
+    b.apply(a('r', 't4', false)); // counted, never kept
+    expect(b.total).toBe(4);
+    expect(b.list().resolved).toEqual([]);
+    b.apply(a('r', 't0', false));
+    expect(b.total).toBe(3);
+    expect(b.list().firing).toHaveLength(2);
+    // t3 fires but is not kept; a resolution of a truck not kept is
+    // taken to be one of those counted.
+    b.apply(a('r', 't9', false));
+    expect(b.total).toBe(2);
+    const v = b.version;
+    b.apply(a('r', 't8', false)); // now all are kept: resolving another changes nothing
+    expect(b.version).toBe(v);
+    expect(b.total).toBe(2);
   });
 });
 

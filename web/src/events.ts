@@ -87,8 +87,17 @@ export class AlertBook {
   private recent: Alert[] = [];
   /** version increases on every change, so views redraw only when needed. */
   version = 0;
+  /** total is how many fire on the server, as its last answer said, kept
+   * current by the stream's transitions. */
+  total = 0;
 
-  constructor(private readonly keepResolved = 50) {}
+  /** keepFiring bounds the firing alerts kept: a fleet with 100,000 firing
+   * must not cost the page 100,000 entries. Past it, new firing alerts from
+   * the stream are counted in total but not kept. */
+  constructor(
+    private readonly keepResolved = 50,
+    private readonly keepFiring = 2000,
+  ) {}
 
   private key(a: Alert) {
     return `${a.rule}\u0000${a.id}`;
@@ -97,20 +106,33 @@ export class AlertBook {
   apply(a: Alert): void {
     const k = this.key(a);
     if (a.firing) {
+      if (!this.firing.has(k)) {
+        this.total++;
+        if (this.firing.size >= this.keepFiring) {
+          this.version++;
+          return;
+        }
+      }
       this.firing.set(k, a);
     } else if (this.firing.delete(k)) {
+      this.total = Math.max(this.total - 1, this.firing.size);
       this.recent.unshift(a);
       if (this.recent.length > this.keepResolved) this.recent.length = this.keepResolved;
+    } else if (this.total > this.firing.size) {
+      this.total--; // one of those counted but not kept
     } else {
       return;
     }
     this.version++;
   }
 
-  /** replaceFiring makes the firing set exactly list (a GET /v1/alerts answer). */
-  replaceFiring(list: Alert[]): void {
+  /** replaceFiring makes the firing set exactly list (a GET /v1/alerts
+   * answer), of total firing on the server (its count; list's length when
+   * absent). */
+  replaceFiring(list: Alert[], total?: number): void {
     this.firing.clear();
-    for (const a of list) if (a.firing) this.firing.set(this.key(a), a);
+    for (const a of list) if (a.firing && this.firing.size < this.keepFiring) this.firing.set(this.key(a), a);
+    this.total = Math.max(total ?? 0, this.firing.size);
     this.version++;
   }
 
@@ -123,6 +145,13 @@ export class AlertBook {
   list(): { firing: Alert[]; resolved: Alert[] } {
     return { firing: [...this.firing.values()].sort((a, b) => b.since - a.since || (a.id < b.id ? -1 : 1)), resolved: this.recent };
   }
+}
+
+/** alertCount reads the count of a GET /v1/alerts answer
+ * ({"count": n, "alerts": […]}), undefined where it has none. */
+export function alertCount(j: unknown): number | undefined {
+  const c = typeof j === 'object' && j !== null ? (j as { count?: unknown }).count : undefined;
+  return typeof c === 'number' && Number.isFinite(c) && c >= 0 ? c : undefined;
 }
 
 /** parseAlerts reads a GET /v1/alerts answer: {"alerts": [alert, …]} or a
