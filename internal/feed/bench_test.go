@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/geo"
 	"github.com/fleetd/fleetd/internal/store"
 )
 
@@ -242,13 +241,14 @@ func benchDelay(b *testing.B, flush time.Duration, perBatch int) {
 	b.ReportMetric(float64(b.N*perBatch-len(rs)), "lost")
 }
 
-// BenchmarkEncodePosition measures the per-event JSON encoding.
+// BenchmarkEncodePosition measures the JSON encoding of a position, which
+// PublishPositions does once per matched update.
 func BenchmarkEncodePosition(b *testing.B) {
-	e := posEntryOf("truck-0000042", geo.ToFixed(40.7128), geo.ToFixed(-74.006), 1764000000, 525, 90)
+	u := store.Update{ID: []byte("truck-0000042"), Position: store.MakePosition(40.7128123, -74.0061234, 1764000000, 52.5, 90)}
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = appendPosition(buf[:0], &e)
+		buf = appendPositionRecord(buf[:0], &u)
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -18,10 +18,12 @@
 //	{"type":"lag","dropped":1234}
 //
 // SSE sends each as "data: {json}\n\n" and ": ping\n\n" comments when idle
-// (Options.Heartbeat). WebSocket sends text messages that are JSON arrays
-// of one or more events (a batch of at most about 17 KiB, within the 32 KiB
-// default read limit of common client libraries), and ping frames when
-// idle.
+// (Options.Heartbeat). Over HTTP/1.1 the body is not chunked and ends when
+// the connection closes (Transfer-Encoding: identity, net/http's setup for
+// SSE), so that a batch over 4 KiB is one write syscall rather than
+// three. WebSocket sends text messages that are JSON arrays of one or more
+// events (a batch of at most about 17 KiB, within the 32 KiB default read
+// limit of common client libraries), and ping frames when idle.
 //
 // # Subscription parameters
 //
@@ -48,31 +50,39 @@
 //
 // Buffer is rounded up to a power of two, B [4096].
 //
-//	position ring   ≤ B × 84 B (posEntry)                     [336 KiB]
-//	control ring    ≤ max(16, B/16) × 216 B (ctlEntry)        [ 54 KiB]
-//	max_hz table    2048 × 4 × 8 B, only with max_hz          [ 64 KiB]
-//	take buffer     256 × 84 B + 32 × 216 B                   [ 28 KiB]
+//	position ring   ≤ B × 2 B (lengths) + max(B × 94, 472) B (JSON)  [384 KiB]
+//	control ring    ≤ max(16, B/16) × 216 B (ctlEntry)              [ 54 KiB]
+//	max_hz table    2048 × 4 × 8 B, only with max_hz               [ 64 KiB]
+//	take buffer     32 KiB + 256 × 2 B + 32 × 216 B                 [ 39 KiB]
 //	batch buffer    ≤ 64 KiB + one event (≤ 1.3 KiB)
 //	filter          ≤ MaxIDs IDs (here and in the hub's ID index), and
 //	                ≤ 1024 grid-cell entries of 4 B in the routing snapshot
 //	goroutines      SSE: the handler's; WebSocket: the handler's and the
 //	                library's read loop
 //
-// Rings start at 64 (positions) and 16 (control) entries and double only
-// when full, so a subscriber that keeps up holds a few KiB of ring. With
-// the defaults the ceiling is about 0.55 MiB per subscriber (without ids,
+// A position is queued as its encoded JSON after the constant
+// {"type":"position","id": (the payload, at most 472 bytes; 94 for an ID
+// like truck-0000042 with 7-decimal coordinates), so the ring holds B
+// events of up to 94 bytes, fewer when longer: it is full at B events or
+// at its byte limit, whichever comes first. Rings start at 64 positions
+// (6 KiB) and 16 control entries and double only when full, so a
+// subscriber that keeps up holds a few KiB of ring. With the defaults the
+// ceiling is about 0.53 MiB per subscriber (0.6 with max_hz; without ids,
 // plus net/http's and the WebSocket library's per-connection buffers), so
-// 1000 subscribers ≈ 550 MiB; lower Buffer to lower it. Entries are
-// fixed-size and pointer-free (IDs up to MaxIDLen bytes inline), so a ring
-// is one allocation the garbage collector does not scan. The hub itself
-// holds one routing snapshot (a 64,801-entry uint32 cell table when any
-// subscriber has a small bbox, ≈ 253 KiB, plus per-subscriber entries) and
-// pooled publisher scratch proportional to the largest batch × matches.
+// 1000 subscribers ≈ 530 MiB; lower Buffer to lower it. Rings are pointer-free (IDs up to
+// MaxIDLen bytes inline in control entries), so a ring is one or two
+// allocations the garbage collector does not scan. Take and batch buffers
+// are pooled in the hub between connections. The hub itself holds one
+// routing snapshot (a cell table over the rectangle of cells that holds
+// every small bbox — about 1,500 entries of 4 B for boxes over the
+// contiguous US, at most 64,801 — plus per-subscriber entries) and pooled
+// publisher scratch proportional to the largest batch (its encoded
+// positions, about 100 B an update, and its matches).
 //
 // # Drop and stall policy
 //
-// A publisher never waits: when a subscriber's position ring is full, the
-// oldest pending position is dropped to make room (the control ring drops
+// A publisher never waits: when a subscriber's position ring is full (B
+// events, or its bytes), the oldest pending positions are dropped to make room (the control ring drops
 // its oldest the same way). Dropping the oldest means a truck's newest
 // position is always the one kept: the client ends with every truck's
 // latest state even when it missed intermediate ones. Drops are counted
@@ -113,8 +123,17 @@
 // grouped per subscriber (a counting sort in pooled scratch), so each
 // matched subscriber's lock is taken once per PublishPositions call. With
 // no subscriber, a publish is one atomic load. A subscribe or unsubscribe
-// rebuilds the snapshot: O(grid + subscribers' cells), about 0.5 ms with
-// 1000 subscribers, plus a copy of the ID index when ids= changed it.
+// rebuilds the snapshot: O(subscribers + their cells + the cell table),
+// about 0.1 ms with 1000 subscribers on 1% boxes of the US, plus a copy of
+// the ID index when ids= changed it.
+//
+// Each matched update is encoded to JSON once per PublishPositions call,
+// in the publisher's scratch, whatever the number of subscribers it
+// reaches; queueing it copies those bytes, and delivery frames them. With
+// 1,000 subscribers on 1% boxes, an update reaches about 10, so encoding
+// per subscriber at delivery (as the feed first did) cost ten encodings.
+// Expired and alert events, rare, are queued as fixed entries and encoded
+// at delivery.
 //
 // # Concurrency contract
 //
@@ -122,7 +141,8 @@
 //     any number of goroutines at once, and never block on clients: they
 //     take only per-subscriber mutexes, each held (by a publisher or by
 //     the subscriber's consumer) only to copy events in or out — at most
-//     a batch's matches, or 256 + 32 entries — never across I/O. The
+//     a batch's matches, or 256 positions in 32 KiB and 32 control entries
+//     — never across I/O. The
 //     caller keeps ownership of its slices.
 //   - Per subscriber, the events of one call are queued in call order, and
 //     position and control events keep their relative order (a control

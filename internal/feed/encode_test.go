@@ -1,18 +1,17 @@
 package feed
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/wire"
 )
-
-func posEntryOf(id string, lat, lon int32, ts uint32, speed, heading uint16) posEntry {
-	e := posEntry{lat: lat, lon: lon, ts: ts, speed: speed, heading: heading}
-	e.idLen = uint8(copy(e.id[:], id))
-	return e
-}
 
 func TestEncode(t *testing.T) {
 	alert := func(rule, id string, state uint8) ctlEntry {
@@ -23,8 +22,9 @@ func TestEncode(t *testing.T) {
 	}
 	expired := ctlEntry{kind: kindExpired, ts: 1764000300}
 	expired.idLen = uint8(copy(expired.id[:], "truck-0000042"))
-	pos := func(e posEntry) func([]byte) []byte {
-		return func(b []byte) []byte { return appendPosition(b, &e) }
+	pos := func(id string, lat, lon int32, ts uint32, speed, heading uint16) func([]byte) []byte {
+		p := store.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
+		return func(b []byte) []byte { return appendPosition(b, []byte(id), &p) }
 	}
 	ctl := func(e ctlEntry) func([]byte) []byte {
 		return func(b []byte) []byte { return appendCtl(b, &e) }
@@ -34,18 +34,21 @@ func TestEncode(t *testing.T) {
 		enc  func([]byte) []byte
 		want string
 	}{
-		{"position", pos(posEntryOf("truck-0000042", 407128000, -740060000, 1764000000, 525, 90)),
+		{"position", pos("truck-0000042", 407128000, -740060000, 1764000000, 525, 90),
 			`{"type":"position","id":"truck-0000042","lat":40.7128,"lon":-74.006,"ts":1764000000,"speed":52.5,"heading":90}`},
-		{"position extremes", pos(posEntryOf("a", -900000000, 1800000000, 0, 65535, 359)),
+		{"position extremes", pos("a", -900000000, 1800000000, 0, 65535, 359),
 			`{"type":"position","id":"a","lat":-90,"lon":180,"ts":0,"speed":6553.5,"heading":359}`},
-		{"position 7 decimals", pos(posEntryOf("b", 1, -1, 4294967295, 10, 0)),
+		{"position 7 decimals", pos("b", 1, -1, 4294967295, 10, 0),
 			`{"type":"position","id":"b","lat":0.0000001,"lon":-0.0000001,"ts":4294967295,"speed":1,"heading":0}`},
+		{"position escaped ID", pos("a\"\x01\xff", 1234567890, -1234567890, 7, 3, 7),
+			`{"type":"position","id":"a\"\u0001\ufffd","lat":123.456789,"lon":-123.456789,"ts":7,"speed":0.3,"heading":7}`},
 		{"expired", ctl(expired), `{"type":"expired","id":"truck-0000042","ts":1764000300}`},
 		{"alert firing", ctl(alert("speeding", "t1", stateFiring)),
 			`{"type":"alert","rule":"speeding","id":"t1","state":"firing","ts":1764000000,"lat":40.7128,"lon":-74.006}`},
 		{"alert resolved, escaped rule", ctl(alert("a \"b\"\n\\", "t1", stateResolved)),
 			`{"type":"alert","rule":"a \"b\"\n\\","id":"t1","state":"resolved","ts":1764000000,"lat":40.7128,"lon":-74.006}`},
 		{"lag", func(b []byte) []byte { return appendLag(b, 1234) }, `{"type":"lag","dropped":1234}`},
+		{"lag past 32 bits", func(b []byte) []byte { return appendLag(b, 1<<40) }, `{"type":"lag","dropped":1099511627776}`},
 		{"error", func(b []byte) []byte { return wire.AppendError(b, "bad \x01") }, `{"error":"bad \u0001"}`},
 	}
 	for _, tt := range tests {
@@ -58,6 +61,96 @@ func TestEncode(t *testing.T) {
 				t.Errorf("want is not valid JSON: %s", tt.want)
 			}
 		})
+	}
+}
+
+// wirePosition is the reference encoding of a position event, built from
+// package wire's encoders and strconv.
+func wirePosition(id []byte, p *store.Position) []byte {
+	b := append([]byte(posPrefix), wire.AppendString(nil, id)...)
+	b = append(b, `,"lat":`...)
+	b = wire.AppendCoord(b, p.Lat)
+	b = append(b, `,"lon":`...)
+	b = wire.AppendCoord(b, p.Lon)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendUint(b, uint64(p.TS), 10)
+	b = append(b, `,"speed":`...)
+	b = wire.AppendSpeed(b, p.Speed)
+	b = append(b, `,"heading":`...)
+	b = strconv.AppendUint(b, uint64(p.Heading), 10)
+	return append(b, '}')
+}
+
+// TestEncodersMatchWire compares the integer encoders with package wire
+// and strconv: every speed, edge values, and seeded random values.
+func TestEncodersMatchWire(t *testing.T) {
+	for s := range 1 << 16 {
+		if got, want := appendSpeed(nil, uint16(s)), wire.AppendSpeed(nil, uint16(s)); !bytes.Equal(got, want) {
+			t.Fatalf("appendSpeed(%d) = %s, wire says %s", s, got, want)
+		}
+	}
+	coords := []int32{0, 1, -1, 9, 10, 99, 100, 9999999, 1e7, -1e7, 10000001, 12345670, 100000000, -100000000,
+		900000000, -900000000, 1800000000, -1800000000, 1799999999, math.MaxInt32, math.MinInt32, math.MinInt32 + 1}
+	uints := []uint32{0, 1, 9, 10, 99, 100, 101, 999, 1000, 99999, 100000, 1e9 - 1, 1e9, 1764000000, math.MaxUint32}
+	rng := rand.New(rand.NewPCG(testSeed(t), 7))
+	for range 100_000 {
+		v := rng.Uint32()
+		coords = append(coords, int32(v), int32(v)/int32(1+rng.IntN(1e7)), int32(v%1e7)*int32(rng.IntN(3)-1))
+		uints = append(uints, v, v>>rng.IntN(32))
+	}
+	for _, v := range coords {
+		if got, want := appendCoord(nil, v), wire.AppendCoord(nil, v); !bytes.Equal(got, want) {
+			t.Fatalf("appendCoord(%d) = %s, wire says %s", v, got, want)
+		}
+	}
+	for _, v := range uints {
+		if got, want := appendUint(nil, v), strconv.AppendUint(nil, uint64(v), 10); !bytes.Equal(got, want) {
+			t.Fatalf("appendUint(%d) = %s, strconv says %s", v, got, want)
+		}
+	}
+	for _, s := range []string{"", "truck-0000042", "a\"b", "a\\b", "\x00\x1f\x20\x7e\x7f", "é€😀", "a\xffb", "\xed\xa0\x80"} {
+		if got, want := appendJSONString([]byte("x"), []byte(s)), wire.AppendString([]byte("x"), s); !bytes.Equal(got, want) {
+			t.Fatalf("appendJSONString(%q) = %s, wire says %s", s, got, want)
+		}
+	}
+}
+
+// FuzzEncodersMatchWire checks that any position encodes exactly as
+// package wire would, as valid JSON, and within the record limits.
+func FuzzEncodersMatchWire(f *testing.F) {
+	f.Add([]byte("truck-0000042"), int32(407128000), int32(-740060000), uint32(1764000000), uint16(525), uint16(90))
+	f.Add([]byte("a\"\\\x00\x7f\xff"), int32(math.MinInt32), int32(math.MaxInt32), uint32(math.MaxUint32), uint16(65535), uint16(65535))
+	f.Add([]byte("é"), int32(-1), int32(10), uint32(0), uint16(0), uint16(0))
+	f.Fuzz(func(t *testing.T, id []byte, lat, lon int32, ts uint32, speed, heading uint16) {
+		p := store.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
+		got, want := appendPosition(nil, id, &p), wirePosition(id, &p)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got  %s\nwant %s", got, want)
+		}
+		if !json.Valid(got) {
+			t.Fatalf("invalid JSON %s", got)
+		}
+		if len(id) > MaxIDLen {
+			return
+		}
+		rec := appendPositionRecord([]byte("x"), &store.Update{ID: id, Position: p})[1:]
+		n := int(rec[0]) | int(rec[1])<<8
+		if n != len(rec)-2 || n > maxPosPayload || !bytes.Equal(append([]byte(posPrefix), rec[2:]...), got) {
+			t.Fatalf("record %q (length %d, limit %d) for %s", rec, n, maxPosPayload, got)
+		}
+	})
+}
+
+// TestPositionPayloadLimits pins maxPosPayload to the longest payload
+// there is, and posPayloadBudget to the payload of a typical position.
+func TestPositionPayloadLimits(t *testing.T) {
+	worst := store.Position{Lat: math.MinInt32, Lon: math.MinInt32, TS: math.MaxUint32, Speed: 65535, Heading: 65535}
+	if got := len(appendPositionPayload(nil, bytes.Repeat([]byte{1}, MaxIDLen), &worst)); got != maxPosPayload {
+		t.Errorf("worst payload is %d bytes, maxPosPayload %d", got, maxPosPayload)
+	}
+	typical := store.Position{Lat: 407128123, Lon: -740061234, TS: 1764000000, Speed: 525, Heading: 270}
+	if got := len(appendPositionPayload(nil, []byte("truck-0000042"), &typical)); got != posPayloadBudget {
+		t.Errorf("typical payload is %d bytes, posPayloadBudget %d", got, posPayloadBudget)
 	}
 }
 
@@ -80,6 +173,3 @@ func TestCutUTF8(t *testing.T) {
 		}
 	}
 }
-
-// FuzzAppendString checks that any bytes become valid JSON that decodes
-// back to the input (invalid UTF-8 aside, which becomes U+FFFD).

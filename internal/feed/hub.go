@@ -69,17 +69,19 @@ type Stats struct {
 // Hub fans published events out to subscribers. It is safe for concurrent
 // use; see the package documentation for the contract.
 type Hub struct {
-	opt    Options
-	posMax int // ring limits, powers of two
-	ctlMax int
-	seed   maphash.Seed
-	start  time.Time
-	clock  func() int64 // ns since start (monotonic); replaced by tests
-	quit   chan struct{}
-	subsWG sync.WaitGroup // one per subscriber until it is unsubscribed
+	opt      Options
+	posMax   int // position ring limits: events (a power of two) and bytes
+	posBytes int
+	ctlMax   int // control ring limit, a power of two
+	seed     maphash.Seed
+	start    time.Time
+	clock    func() int64 // ns since start (monotonic); replaced by tests
+	quit     chan struct{}
+	subsWG   sync.WaitGroup // one per subscriber until it is unsubscribed
 
-	snap    atomic.Pointer[snapshot] // nil when nobody is subscribed
-	scratch sync.Pool                // *pubScratch
+	snap     atomic.Pointer[snapshot] // nil when nobody is subscribed
+	scratch  sync.Pool                // *pubScratch
+	pumpBufs sync.Pool                // *pumpBufs
 
 	published, delivered, invalid, stalls, rejected atomic.Uint64
 
@@ -93,6 +95,8 @@ type Hub struct {
 		byID    map[string][]uint32 // master ID index; slices are copy-on-write
 		idsDirt bool                // byID changed since the last snapshot
 		retired subCounters         // counts of unsubscribed subscribers
+		// Scratch of publishSnapshotLocked, kept between rebuilds.
+		gridScratch, nextScratch []uint32
 	}
 }
 
@@ -132,12 +136,13 @@ func New(o Options) (*Hub, error) {
 	}
 	posMax := 1 << bits.Len(uint(o.Buffer-1))
 	h := &Hub{
-		opt:    o,
-		posMax: posMax,
-		ctlMax: max(16, posMax/16),
-		seed:   maphash.MakeSeed(),
-		start:  time.Now(),
-		quit:   make(chan struct{}),
+		opt:      o,
+		posMax:   posMax,
+		posBytes: max(posMax*posPayloadBudget, maxPosPayload),
+		ctlMax:   max(16, posMax/16),
+		seed:     maphash.MakeSeed(),
+		start:    time.Now(),
+		quit:     make(chan struct{}),
 	}
 	h.clock = func() int64 { return int64(time.Since(h.start)) }
 	h.mu.byID = map[string][]uint32{}
@@ -168,7 +173,7 @@ func (h *Hub) subscribe(f *filter) (*subscriber, error) {
 		h.rejected.Add(1)
 		return nil, tooManyError{h.opt.MaxSubscribers}
 	}
-	s := newSubscriber(f, h.posMax, h.ctlMax)
+	s := newSubscriber(f, h.posMax, h.posBytes, h.ctlMax)
 	if k := len(h.mu.free); k > 0 {
 		s.slot = h.mu.free[k-1]
 		h.mu.free = h.mu.free[:k-1]
@@ -271,10 +276,17 @@ func (h *Hub) Close() {
 // cell its box touches; every other subscriber that wants positions is in
 // everyPos. So each update visits only the subscribers of its cell, the
 // "everywhere" list, and those naming its ID.
+//
+// The cell table covers only win, the smallest rectangle of cells that
+// holds every grid subscriber's box: about 1,500 cells for boxes over the
+// contiguous US instead of the world's 64,800, so that the rebuild on each
+// subscribe and unsubscribe costs O(subscribers' cells), not O(world).
 type snapshot struct {
 	subs      []*subscriber // by slot; nil = free
 	filt      []match       // by slot, copied for locality
-	cellStart []uint32      // CSR over the grid: cell c's subscribers are cellSubs[cellStart[c]:cellStart[c+1]]; nil if no one uses the grid
+	win       cellRect      // the cells cellStart covers
+	winCols   int           // win's width in cells
+	cellStart []uint32      // CSR over win, row-major: cell k's subscribers are cellSubs[cellStart[k]:cellStart[k+1]]; nil if no one uses the grid
 	cellSubs  []uint32
 	everyPos  []uint32            // want positions, no ids, no bbox or a large one
 	noIDs     []uint32            // no ids filter: candidates for expired and alert events
@@ -300,30 +312,57 @@ func cellLon(lon int32) int {
 
 func cellOf(lat, lon int32) int { return cellLat(lat)*gridLonCells + cellLon(lon) }
 
-// boxCells calls fn for every grid cell that a point inside m's box can
-// fall in, and returns how many there are.
-func (m *match) boxCells(fn func(cell int)) int {
-	la0, la1 := cellLat(m.minLat), cellLat(m.maxLat)
-	if m.minLat > m.maxLat {
-		return 0 // empty after rounding to fixed point
+// gridSubs returns the grid subscribers listed in the cell of (lat, lon).
+func (sn *snapshot) gridSubs(lat, lon int32) []uint32 {
+	r, c := cellLat(lat)-sn.win.la0, cellLon(lon)-sn.win.lo0
+	if r < 0 || c < 0 || r > sn.win.la1-sn.win.la0 || c >= sn.winCols {
+		return nil
 	}
-	var ranges [2][2]int
-	nr := 0
+	k := r*sn.winCols + c
+	return sn.cellSubs[sn.cellStart[k]:sn.cellStart[k+1]]
+}
+
+// cellRect is a rectangle of grid cells, edges included: rows la0…la1,
+// columns lo0…lo1.
+type cellRect struct{ la0, la1, lo0, lo1 int }
+
+func (r cellRect) cells() int { return (r.la1 - r.la0 + 1) * (r.lo1 - r.lo0 + 1) }
+
+// union returns the smallest rectangle holding r and o.
+func (r cellRect) union(o cellRect) cellRect {
+	return cellRect{min(r.la0, o.la0), max(r.la1, o.la1), min(r.lo0, o.lo0), max(r.lo1, o.lo1)}
+}
+
+// boxRects returns the rectangles of grid cells that a point inside m's
+// box can fall in: none for a box left empty by rounding to fixed point,
+// two for a box that crosses the antimeridian.
+func (m *match) boxRects() (rs [2]cellRect, n int) {
+	if m.minLat > m.maxLat {
+		return rs, 0
+	}
+	la0, la1 := cellLat(m.minLat), cellLat(m.maxLat)
 	lo0, lo1 := cellLon(m.minLon), cellLon(m.maxLon)
 	switch {
 	case m.cross:
-		ranges[0], ranges[1], nr = [2]int{lo0, gridLonCells - 1}, [2]int{0, lo1}, 2
+		rs[0], rs[1] = cellRect{la0, la1, lo0, gridLonCells - 1}, cellRect{la0, la1, 0, lo1}
+		return rs, 2
 	case m.minLon <= m.maxLon:
-		ranges[0], nr = [2]int{lo0, lo1}, 1
+		rs[0] = cellRect{la0, la1, lo0, lo1}
+		return rs, 1
 	}
+	return rs, 0
+}
+
+// boxCells calls fn (if not nil) for every grid cell that a point inside
+// m's box can fall in, and returns how many there are.
+func (m *match) boxCells(fn func(cell int)) int {
+	rs, nr := m.boxRects()
 	n := 0
-	for _, r := range ranges[:nr] {
-		n += (la1 - la0 + 1) * (r[1] - r[0] + 1)
-	}
-	if fn != nil {
-		for la := la0; la <= la1; la++ {
-			for _, r := range ranges[:nr] {
-				for lo := r[0]; lo <= r[1]; lo++ {
+	for _, r := range rs[:nr] {
+		n += r.cells()
+		if fn != nil {
+			for la := r.la0; la <= r.la1; la++ {
+				for lo := r.lo0; lo <= r.lo1; lo++ {
 					fn(la*gridLonCells + lo)
 				}
 			}
@@ -333,8 +372,8 @@ func (m *match) boxCells(fn func(cell int)) int {
 }
 
 // publishSnapshotLocked builds and publishes the snapshot for the current
-// subscribers. Its cost is O(grid + subscribers' cells), plus a copy of
-// the ID index when it changed.
+// subscribers. Its cost is O(subscribers + their grid cells + the cell
+// window), plus a copy of the ID index when it changed.
 func (h *Hub) publishSnapshotLocked() {
 	if h.mu.n == 0 {
 		h.snap.Store(nil)
@@ -345,8 +384,9 @@ func (h *Hub) publishSnapshotLocked() {
 		subs: slices.Clone(subs),
 		filt: make([]match, len(subs)),
 	}
-	var grid []uint32 // slots of grid subscribers
+	grid := h.mu.gridScratch[:0] // slots of grid subscribers
 	total := 0
+	var win cellRect
 	for slot, s := range subs {
 		if s == nil {
 			continue
@@ -361,30 +401,62 @@ func (h *Hub) publishSnapshotLocked() {
 		if s.m.types&typePosition == 0 {
 			continue
 		}
-		if n := s.m.boxCells(nil); s.m.hasBox && n <= gridMaxCells {
-			grid = append(grid, sl)
-			total += n
-		} else {
+		rs, nr := s.m.boxRects()
+		n := 0
+		for _, r := range rs[:nr] {
+			n += r.cells()
+		}
+		if !s.m.hasBox || n > gridMaxCells {
 			sn.everyPos = append(sn.everyPos, sl)
+			continue
+		}
+		for _, r := range rs[:nr] {
+			if total == 0 {
+				win = r
+			} else {
+				win = win.union(r)
+			}
+			total += r.cells()
+		}
+		if nr > 0 {
+			grid = append(grid, sl)
 		}
 	}
-	if len(grid) > 0 {
-		start := make([]uint32, gridCells+1)
+	h.mu.gridScratch = grid
+	if total > 0 {
+		cols := win.lo1 - win.lo0 + 1
+		start := make([]uint32, win.cells()+1)
+		// Count each cell's subscribers, then place them (a counting sort).
 		for _, sl := range grid {
-			sn.filt[sl].boxCells(func(c int) { start[c+1]++ })
+			rs, nr := sn.filt[sl].boxRects()
+			for _, r := range rs[:nr] {
+				for la := r.la0; la <= r.la1; la++ {
+					row := start[(la-win.la0)*cols+1:]
+					for c := r.lo0 - win.lo0; c <= r.lo1-win.lo0; c++ {
+						row[c]++
+					}
+				}
+			}
 		}
-		for c := 1; c <= gridCells; c++ {
-			start[c] += start[c-1]
+		for k := 1; k < len(start); k++ {
+			start[k] += start[k-1]
 		}
 		cellSubs := make([]uint32, total)
-		next := slices.Clone(start[:gridCells])
+		next := append(h.mu.nextScratch[:0], start[:len(start)-1]...)
 		for _, sl := range grid {
-			sn.filt[sl].boxCells(func(c int) {
-				cellSubs[next[c]] = sl
-				next[c]++
-			})
+			rs, nr := sn.filt[sl].boxRects()
+			for _, r := range rs[:nr] {
+				for la := r.la0; la <= r.la1; la++ {
+					row := next[(la-win.la0)*cols:]
+					for c := r.lo0 - win.lo0; c <= r.lo1-win.lo0; c++ {
+						cellSubs[row[c]] = sl
+						row[c]++
+					}
+				}
+			}
 		}
-		sn.cellStart, sn.cellSubs = start, cellSubs
+		h.mu.nextScratch = next
+		sn.win, sn.winCols, sn.cellStart, sn.cellSubs = win, cols, start, cellSubs
 	}
 	if len(h.mu.byID) > 0 {
 		old := h.snap.Load()

@@ -2,6 +2,7 @@ package feed
 
 import (
 	"hash/maphash"
+	"math"
 	"unicode/utf8"
 
 	"github.com/fleetd/fleetd/internal/store"
@@ -20,6 +21,8 @@ type Alert struct {
 // pubScratch is one PublishPositions call's working memory, pooled.
 type pubScratch struct {
 	pairs  []uint64 // slot<<32 | update index, in update order
+	enc    []byte   // position records of the matched updates
+	at     []uint32 // by update index: offset of its record in enc, if matched
 	count  []uint32 // per slot, then per-slot end offsets into order
 	order  []uint32 // update indices grouped by slot, in update order
 	hashes []uint64 // ID hashes by update index, when some subscriber uses max_hz
@@ -45,6 +48,7 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 	}
 	pairs := sc.pairs[:0]
 	var invalid uint64
+	matched := 0 // updates with at least one pair
 	for i := range ups {
 		u := &ups[i]
 		if n := len(u.ID); n == 0 || n > MaxIDLen {
@@ -52,9 +56,9 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 			continue
 		}
 		key := uint64(i)
+		before := len(pairs)
 		if sn.cellStart != nil {
-			c := cellOf(u.Lat, u.Lon)
-			for _, sl := range sn.cellSubs[sn.cellStart[c]:sn.cellStart[c+1]] {
+			for _, sl := range sn.gridSubs(u.Lat, u.Lon) {
 				if sn.filt[sl].inBox(u.Lat, u.Lon) {
 					pairs = append(pairs, uint64(sl)<<32|key)
 				}
@@ -72,6 +76,9 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 				}
 			}
 		}
+		if len(pairs) > before {
+			matched++
+		}
 	}
 	if invalid != 0 {
 		h.invalid.Add(invalid)
@@ -81,6 +88,22 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 		h.scratch.Put(sc)
 		return
 	}
+	// Encode each matched update once, whoever receives it; pairs are in
+	// update order.
+	at := growTo(sc.at, len(ups))
+	enc := sc.enc[:0]
+	if want := matched * (2 + posPayloadBudget); cap(enc) < want {
+		enc = make([]byte, 0, want+want/4) // rather than doubling up to it
+	}
+	last := uint32(math.MaxUint32)
+	for _, p := range pairs {
+		if i := uint32(p); i != last {
+			at[i] = uint32(len(enc))
+			enc = appendPositionRecord(enc, &ups[i])
+			last = i
+		}
+	}
+	sc.at, sc.enc = at, enc
 	if sn.anyHz {
 		sc.hashes = growTo(sc.hashes, len(ups))
 		for i := range ups {
@@ -112,7 +135,7 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 	for sl := range ns {
 		end := count[sl]
 		if end > begin {
-			sn.subs[sl].pushPositions(ups, order[begin:end], sc.hashes, nowMs, h.clock)
+			sn.subs[sl].pushPositions(enc, at, order[begin:end], sc.hashes, nowMs, h.clock)
 		}
 		begin = end
 	}

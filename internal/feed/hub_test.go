@@ -17,10 +17,11 @@ func TestNewOptions(t *testing.T) {
 			o := h.Options()
 			return o.MaxSubscribers == 1000 && o.Buffer == 4096 && o.Stall == 30*time.Second &&
 				o.Heartbeat == 15*time.Second && o.FlushInterval == 50*time.Millisecond &&
-				h.posMax == 4096 && h.ctlMax == 256
+				h.posMax == 4096 && h.posBytes == 4096*94 && h.ctlMax == 256
 		}},
-		{Options{Buffer: 1000}, "", func(h *Hub) bool { return h.posMax == 1024 && h.ctlMax == 64 }},
-		{Options{Buffer: 1}, "", func(h *Hub) bool { return h.posMax == 1 && h.ctlMax == 16 }},
+		{Options{Buffer: 1000}, "", func(h *Hub) bool { return h.posMax == 1024 && h.posBytes == 1024*94 && h.ctlMax == 64 }},
+		// The byte limit holds at least the longest position.
+		{Options{Buffer: 1}, "", func(h *Hub) bool { return h.posMax == 1 && h.posBytes == maxPosPayload && h.ctlMax == 16 }},
 		{Options{Buffer: -1}, "feed: option Buffer is negative (-1)", nil},
 		{Options{Stall: -time.Second}, "feed: option Stall is negative", nil},
 		{Options{Buffer: maxBuffer + 1}, "feed: Buffer 1048577 is more than 1048576", nil},
@@ -73,6 +74,28 @@ func TestSnapshotRouting(t *testing.T) {
 	if len(sn.cellSubs) != 4 || sn.cellSubs[0] != small.slot {
 		t.Errorf("grid lists %v", sn.cellSubs)
 	}
+	// The cell table covers only the grid subscribers' cells.
+	if got := sn.win.cells(); got != 4 || len(sn.cellStart) != 5 {
+		t.Errorf("cell window %+v (%d cells), table of %d", sn.win, got, len(sn.cellStart))
+	}
+	if got := sn.gridSubs(40.5e7, -73.5e7); !slices.Equal(got, []uint32{small.slot}) {
+		t.Errorf("cell of a point in the box lists %v", got)
+	}
+	if got := sn.gridSubs(42.5e7, -73.5e7); got != nil {
+		t.Errorf("a point above the window lists %v", got)
+	}
+	// A box across the antimeridian widens the window to the whole width.
+	seam := sub("bbox=179.5,-1,-179.5,1")
+	sn2 := h.snap.Load()
+	if sn2.win != (cellRect{la0: 89, la1: 131, lo0: 0, lo1: gridLonCells - 1}) {
+		t.Errorf("window with a seam box: %+v", sn2.win)
+	}
+	for _, lon := range []int32{179.9e7, -179.9e7} {
+		if got := sn2.gridSubs(0, lon); !slices.Contains(got, seam.slot) {
+			t.Errorf("lon %d: cell lists %v, want the seam box", lon, got)
+		}
+	}
+	h.unsubscribe(seam)
 	if want := []uint32{world.slot, none.slot}; !slices.Equal(sn.everyPos, want) {
 		t.Errorf("everyPos %v, want %v", sn.everyPos, want)
 	}

@@ -454,6 +454,46 @@ func TestDropOldest(t *testing.T) {
 	}
 }
 
+// TestDropOldestByBytes checks the position ring's byte limit: with IDs
+// of MaxIDLen bytes, fewer than Buffer events fit in Buffer ×
+// posPayloadBudget bytes, and the oldest go first.
+func TestDropOldestByBytes(t *testing.T) {
+	h, err := New(Options{Buffer: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, _ := parseFilter("")
+	s, _ := h.subscribe(&f)
+	defer h.unsubscribe(s)
+	long := strings.Repeat("x", MaxIDLen-2)
+	ups := publishN(h, 20, func(i int) string { return fmt.Sprintf("%s%02d", long, i) })
+	rec := len(appendPositionRecord(nil, &ups[19]))
+	fit := 8 * posPayloadBudget / rec
+	if fit >= 8 {
+		t.Fatalf("%d records of %d bytes fit: the test needs fewer than 8", fit, rec)
+	}
+	got := collect(t, h, s, false)
+	want := []event{{Type: "lag", Dropped: uint64(20 - fit)}}
+	for _, u := range ups[20-fit:] {
+		want = append(want, posEvent(u))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+
+	// A one-event ring still holds the longest position there is: an ID
+	// of MaxIDLen bytes that each escape to six.
+	h1, _ := New(Options{Buffer: 1})
+	defer h1.Close()
+	s1, _ := h1.subscribe(&f)
+	defer h1.unsubscribe(s1)
+	ups = publishN(h1, 2, func(i int) string { return strings.Repeat(string(rune(1+i)), MaxIDLen) })
+	if got := collect(t, h1, s1, true); !slices.Equal(got, []event{{Type: "lag", Dropped: 1}, posEvent(ups[1])}) {
+		t.Fatalf("one-event ring: got %+v", got)
+	}
+}
+
 // TestLagNotRequested checks that a subscriber without "lag" in types
 // loses events silently but still gets the newest.
 func TestLagNotRequested(t *testing.T) {
@@ -500,7 +540,7 @@ func TestHzTableNeverUnderSends(t *testing.T) {
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 3))
 	f, _ := parseFilter("max_hz=2")
-	s := newSubscriber(&f, 64, 16)
+	s := newSubscriber(&f, 64, 64*posPayloadBudget, 16)
 	last := map[uint64]uint32{}
 	now := uint32(0)
 	over := 0

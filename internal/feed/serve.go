@@ -52,12 +52,32 @@ type pump struct {
 	wrote  bool   // a batch was written since the last flush
 }
 
+// pumpBufs are a pump's take and batch buffers, pooled in the hub so that
+// a reconnecting client does not allocate them anew (about 40 KiB, and the
+// batch buffer's growth to its write size).
+type pumpBufs struct {
+	t   *takeBuf
+	buf []byte
+}
+
 func newPump(h *Hub, s *subscriber, k sink, ws bool) *pump {
-	p := &pump{h: h, s: s, k: k, ws: ws, limit: sseBatchBytes, t: newTakeBuf(), buf: make([]byte, 0, 4096)}
+	p := &pump{h: h, s: s, k: k, ws: ws, limit: sseBatchBytes}
 	if ws {
 		p.limit = wsBatchBytes
 	}
+	if b, _ := h.pumpBufs.Get().(*pumpBufs); b != nil {
+		p.t, p.buf = b.t, b.buf[:0]
+	} else {
+		p.t, p.buf = newTakeBuf(), make([]byte, 0, 4096)
+	}
 	return p
+}
+
+// release gives the pump's buffers back to the hub; the pump must not be
+// used after.
+func (p *pump) release() {
+	p.h.pumpBufs.Put(&pumpBufs{t: p.t, buf: p.buf[:0]})
+	p.t, p.buf = nil, nil
 }
 
 // run delivers events until the hub closes, the client goes away or the
@@ -185,8 +205,8 @@ func (p *pump) encode() error {
 			return err
 		}
 	}
-	ci := 0
-	for k := range t.pos {
+	ci, off := 0, 0
+	for k, n := range t.posLens {
 		seq := t.posFirst + uint64(k)
 		for ; ci < len(t.ctl) && t.ctl[ci].mark <= seq; ci++ {
 			p.open()
@@ -195,8 +215,16 @@ func (p *pump) encode() error {
 				return err
 			}
 		}
-		p.open()
-		p.buf = appendPosition(p.buf, &t.pos[k])
+		end := off + int(n)
+		if p.ws {
+			p.open()
+			p.buf = append(p.buf, posPrefix...)
+		} else { // open() and posPrefix in one append
+			p.buf = append(p.buf, "data: "+posPrefix...)
+			p.nitems++
+		}
+		p.buf = append(p.buf, t.pos[off:end]...)
+		off = end
 		if err := p.end(true); err != nil {
 			return err
 		}

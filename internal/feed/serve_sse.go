@@ -40,12 +40,21 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no")
+	// Not chunked: the body ends when the connection closes (net/http's
+	// setup for SSE over HTTP/1.1; HTTP/2 ignores it). Chunked, net/http
+	// writes each batch in three syscalls (the chunk header with the first
+	// 4 KiB, the rest, and the trailing CRLF at the flush); unchunked, in
+	// one, which halves the kernel's cost of a write and the client's
+	// wake-ups at 1,000 subscribers.
+	hd.Set("Transfer-Encoding", "identity")
 	w.WriteHeader(http.StatusOK)
 	k := &sseSink{w: w, rc: rc, stall: h.opt.Stall}
 	if k.write(sseHello) != nil || k.flush() != nil {
 		return
 	}
-	newPump(h, s, k, false).run(r.Context())
+	p := newPump(h, s, k, false)
+	p.run(r.Context())
+	p.release()
 	// Bound what net/http still writes after we return (the chunked
 	// terminator) for a client that stopped reading.
 	_ = rc.SetWriteDeadline(time.Now().Add(min(h.opt.Stall, time.Second)))

@@ -205,6 +205,11 @@ func TestSSEEndToEnd(t *testing.T) {
 	defer cancel()
 	resp, r := dialSSE(t, ctx, ts, e2eQuery)
 	defer resp.Body.Close()
+	// Unchunked: the stream is the connection's remaining bytes.
+	if len(resp.TransferEncoding) != 0 || !resp.Close || resp.ContentLength != -1 {
+		t.Errorf("transfer encoding %v, close %v, length %d: want an unchunked stream that ends with its connection",
+			resp.TransferEncoding, resp.Close, resp.ContentLength)
+	}
 	want := e2eWorkload(t, ts.h, e2eQuery)
 	got := make([]event, 0, len(want))
 	for len(got) < len(want) {

@@ -34,7 +34,10 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(4096)
 	ctx := c.CloseRead(r.Context())
 	k := &wsSink{c: c, ctx: ctx, stall: h.opt.Stall}
-	if newPump(h, s, k, true).run(ctx) == endClosed {
+	p := newPump(h, s, k, true)
+	end := p.run(ctx)
+	p.release()
+	if end == endClosed {
 		_ = c.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}

@@ -3,17 +3,16 @@ package feed
 import (
 	"math"
 	"sync"
-
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // Sizes of a subscriber's fixed structures.
 const (
-	minRing    = 64   // a ring's first allocation, grown by doubling to its limit
-	takeMax    = 256  // position events copied out per take
-	ctlTakeMax = 32   // control events copied out per take
-	hzWays     = 4    // max_hz table associativity
-	hzSets     = 2048 // max_hz table sets: 8192 slots × 8 bytes = 64 KiB
+	minRing    = 64       // a ring's first allocation in events, grown by doubling to its limit
+	takeMax    = 256      // position events copied out per take
+	takeBytes  = 32 << 10 // position payload bytes copied out per take (≥ maxPosPayload)
+	ctlTakeMax = 32       // control events copied out per take
+	hzWays     = 4        // max_hz table associativity
+	hzSets     = 2048     // max_hz table sets: 8192 slots × 8 bytes = 64 KiB
 	noWake     = math.MaxInt
 )
 
@@ -28,12 +27,13 @@ type hzSlot struct {
 // subscriber is one connected client: its immutable filter, its bounded
 // queues, and the counters publishers keep for it.
 type subscriber struct {
-	slot   uint32   // index in the hub's subscriber table while connected
-	m      match    // immutable after subscribe
-	ids    []string // immutable; for unsubscribe
-	posMax int      // ring limits (powers of two)
-	ctlMax int
-	wake   chan struct{} // capacity 1: publisher → consumer, "events are waiting"
+	slot     uint32   // index in the hub's subscriber table while connected
+	m        match    // immutable after subscribe
+	ids      []string // immutable; for unsubscribe
+	posMax   int      // position ring limits: events (a power of two) and bytes
+	posBytes int
+	ctlMax   int           // control ring limit (a power of two)
+	wake     chan struct{} // capacity 1: publisher → consumer, "events are waiting"
 
 	// mu guards everything below. Publishers hold it while they queue a
 	// batch's events; the consumer holds it while it copies a chunk out.
@@ -41,7 +41,7 @@ type subscriber struct {
 	// growth, at most log2(Buffer/64) times in the subscriber's life).
 	mu struct {
 		sync.Mutex
-		pos         ring[posEntry]
+		pos         posRing
 		ctl         ring[ctlEntry]
 		hz          []hzSlot // hzSets*hzWays entries when m.hzMs != 0
 		lag         uint64   // events dropped since the last take
@@ -55,15 +55,17 @@ type subscriber struct {
 	}
 }
 
-func newSubscriber(f *filter, posMax, ctlMax int) *subscriber {
+func newSubscriber(f *filter, posMax, posBytes, ctlMax int) *subscriber {
 	s := &subscriber{
-		m:      f.m,
-		ids:    f.ids,
-		posMax: posMax,
-		ctlMax: ctlMax,
-		wake:   make(chan struct{}, 1),
+		m:        f.m,
+		ids:      f.ids,
+		posMax:   posMax,
+		posBytes: posBytes,
+		ctlMax:   ctlMax,
+		wake:     make(chan struct{}, 1),
 	}
-	s.mu.pos.buf = make([]posEntry, min(minRing, posMax))
+	s.mu.pos.lens = make([]uint16, min(minRing, posMax))
+	s.mu.pos.buf = make([]byte, min(minRing*posPayloadBudget, posBytes))
 	s.mu.ctl.buf = make([]ctlEntry, min(minRing/4, ctlMax))
 	if f.m.hzMs != 0 {
 		s.mu.hz = make([]hzSlot, hzSets*hzWays)
@@ -105,11 +107,12 @@ func (s *subscriber) hzAllowLocked(h uint64, now uint32) bool {
 	return true
 }
 
-// pushPositions queues ups[i] for every i in idx (in order). hashes[i] is
-// the ID hash of ups[i] when the subscriber uses max_hz. nowMs is the
+// pushPositions queues, for every i in idx (in order), the payload of the
+// position record at enc[at[i]:] (see appendPositionRecord). hashes[i] is
+// the ID hash of update i when the subscriber uses max_hz. nowMs is the
 // hub's ms clock; clock reads the ns clock, called only if something is
 // dropped.
-func (s *subscriber) pushPositions(ups []store.Update, idx []uint32, hashes []uint64, nowMs uint32, clock func() int64) {
+func (s *subscriber) pushPositions(enc []byte, at, idx []uint32, hashes []uint64, nowMs uint32, clock func() int64) {
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()
@@ -117,18 +120,13 @@ func (s *subscriber) pushPositions(ups []store.Update, idx []uint32, hashes []ui
 	}
 	var queued, dropped, throttled uint64
 	for _, i := range idx {
-		u := &ups[i]
 		if s.m.hzMs != 0 && !s.hzAllowLocked(hashes[i], nowMs) {
 			throttled++
 			continue
 		}
-		e, drop := s.mu.pos.push(s.posMax)
-		if drop {
-			dropped++
-		}
-		e.lat, e.lon, e.ts = u.Lat, u.Lon, u.TS
-		e.speed, e.heading = u.Speed, u.Heading
-		e.idLen = uint8(copy(e.id[:], u.ID))
+		o := int(at[i])
+		n := int(enc[o]) | int(enc[o+1])<<8
+		dropped += uint64(s.mu.pos.push(enc[o+2:o+2+n], s.posMax, s.posBytes))
 		queued++
 	}
 	s.mu.throttled += throttled
@@ -177,7 +175,8 @@ func (s *subscriber) queuedLocked(queued, dropped uint64, clock func() int64) bo
 			}
 		}
 	}
-	if queued != 0 && s.mu.pos.len()+s.mu.ctl.len() >= s.mu.wakeAt {
+	if queued != 0 && s.mu.wakeAt != noWake &&
+		(s.mu.pos.len()+s.mu.ctl.len() >= s.mu.wakeAt || 2*s.mu.pos.used >= s.posBytes) {
 		s.mu.wakeAt = noWake
 		return true
 	}
@@ -194,17 +193,18 @@ func (s *subscriber) signal() {
 // takeBuf receives one chunk of a subscriber's pending events.
 type takeBuf struct {
 	lag      uint64     // events dropped before this chunk
-	posFirst uint64     // sequence number of pos[0]
-	pos      []posEntry // len = taken, cap = takeMax
+	posFirst uint64     // sequence number of the first position
+	posLens  []uint16   // payload lengths of the positions taken; cap = takeMax
+	pos      []byte     // their payloads, one after the other; cap = takeBytes
 	ctl      []ctlEntry // len = taken, cap = ctlTakeMax
 }
 
 func newTakeBuf() *takeBuf {
-	return &takeBuf{pos: make([]posEntry, 0, takeMax), ctl: make([]ctlEntry, 0, ctlTakeMax)}
+	return &takeBuf{posLens: make([]uint16, 0, takeMax), pos: make([]byte, 0, takeBytes), ctl: make([]ctlEntry, 0, ctlTakeMax)}
 }
 
-// take copies the oldest pending events (at most takeMax positions and
-// ctlTakeMax control events, never splitting their order) into t and
+// take copies the oldest pending events (at most takeMax positions in
+// takeBytes, and ctlTakeMax control events, never splitting their order) into t and
 // removes them. It reports whether t holds anything and, if the
 // subscriber is behind and has lost events during the current pass, the
 // time since which it has been behind (else 0). It marks the consumer busy
@@ -215,7 +215,7 @@ func (s *subscriber) take(t *takeBuf) (got bool, behindSince int64) {
 	s.mu.wakeAt = noWake
 	p, c := &s.mu.pos, &s.mu.ctl
 	t.lag, s.mu.lag = s.mu.lag, 0
-	np := min(p.len(), cap(t.pos))
+	np, size := p.span(min(p.len(), cap(t.posLens)), cap(t.pos))
 	limit := p.head + uint64(np)
 	nc := 0
 	for nc < c.len() && nc < cap(t.ctl) && c.at(c.head+uint64(nc)).mark <= limit {
@@ -225,12 +225,12 @@ func (s *subscriber) take(t *takeBuf) (got bool, behindSince int64) {
 		// More control events than fit: positions after the first one
 		// left behind must wait for it.
 		if m := c.at(c.head + uint64(nc)).mark; m < limit {
-			np = int(max(m, p.head) - p.head)
+			np, size = p.span(int(max(m, p.head)-p.head), cap(t.pos))
 		}
 	}
 	t.posFirst = p.head
-	t.pos = t.pos[:np]
-	p.copyOut(t.pos, np)
+	t.pos, t.posLens = t.pos[:size], t.posLens[:np]
+	p.copyOut(t.pos, t.posLens, np, size)
 	t.ctl = t.ctl[:nc]
 	c.copyOut(t.ctl, nc)
 	if np+nc != 0 {
@@ -287,7 +287,7 @@ func (s *subscriber) close() subCounters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.closed = true
-	s.mu.pos = ring[posEntry]{}
+	s.mu.pos = posRing{}
 	s.mu.ctl = ring[ctlEntry]{}
 	s.mu.hz = nil
 	return subCounters{s.mu.queued, s.mu.dropped, s.mu.throttled}
