@@ -217,7 +217,7 @@ func benchDelay(b *testing.B, flush time.Duration, perBatch int) {
 		next = next.Add(time.Millisecond)
 		time.Sleep(time.Until(next))
 	}
-	h.PublishExpired([]byte("end"), 0)
+	h.PublishExpired([]byte("end"), 0, 0, 0)
 	var rs []receipt
 	select {
 	case rs = <-got:

@@ -33,8 +33,10 @@
 //	max_hz=x                           0 < x ≤ 1000: at most x position events per truck per second
 //
 // Filters combine with AND. Positions and alerts pass bbox by their
-// coordinates. Expired events carry no position and pass every bbox (a
-// client ignores IDs it is not showing); ids applies to all three. A bad
+// coordinates, expired events by the truck's last position (the event
+// itself carries none), so a client hears of the expiry of a truck whose
+// last position was in its box, and not of the rest of the fleet's. ids
+// applies to all three. A bad
 // parameter answers 400 {"error":"…"}; past Options.MaxSubscribers the
 // answer is 503 {"error":"too many subscribers (limit N)"}.
 //
@@ -119,7 +121,8 @@
 // to the subscribers whose bbox touches it (bboxes over more than 1024
 // cells, and subscribers without bbox, go to an "everywhere" list);
 // subscribers with ids= are found through a map by ID. An update visits
-// only its cell's list, the everywhere list and its ID's entry. Matches are
+// only its cell's list, the everywhere list and its ID's entry; so do an
+// alert and an expiry, at their position. Matches are
 // grouped per subscriber (a counting sort in pooled scratch), so each
 // matched subscriber's lock is taken once per PublishPositions call. With
 // no subscriber, a publish is one atomic load. A subscribe or unsubscribe

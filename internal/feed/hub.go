@@ -271,11 +271,12 @@ func (h *Hub) Close() {
 // wholesale (copy on write) on every subscribe and unsubscribe so that
 // publishers read it with one atomic load and no lock.
 //
-// Position routing: a subscriber with ids= is found through byID only; one
-// with a bbox covering at most gridMaxCells cells is listed in each grid
-// cell its box touches; every other subscriber that wants positions is in
-// everyPos. So each update visits only the subscribers of its cell, the
-// "everywhere" list, and those naming its ID.
+// Routing: a subscriber with ids= is found through byID only; one with a
+// bbox covering at most gridMaxCells cells is listed in each grid cell its
+// box touches; every other subscriber is in every. So each event (a
+// position, an alert, or an expiry at the truck's last position) visits
+// only the subscribers of its cell, the "everywhere" list, and those
+// naming its ID, and checks their types and box.
 //
 // The cell table covers only win, the smallest rectangle of cells that
 // holds every grid subscriber's box: about 1,500 cells for boxes over the
@@ -288,8 +289,7 @@ type snapshot struct {
 	winCols   int           // win's width in cells
 	cellStart []uint32      // CSR over win, row-major: cell k's subscribers are cellSubs[cellStart[k]:cellStart[k+1]]; nil if no one uses the grid
 	cellSubs  []uint32
-	everyPos  []uint32            // want positions, no ids, no bbox or a large one
-	noIDs     []uint32            // no ids filter: candidates for expired and alert events
+	every     []uint32            // no ids, no bbox or a large one
 	byID      map[string][]uint32 // nil if no subscriber has ids; shared read-only with the master while unchanged
 	anyHz     bool                // some subscriber uses max_hz
 }
@@ -299,7 +299,7 @@ const (
 	gridLatCells = 180
 	gridLonCells = 360
 	gridCells    = gridLatCells * gridLonCells
-	gridMaxCells = 1024 // a bbox over more cells goes to everyPos
+	gridMaxCells = 1024 // a bbox over more cells goes to every
 )
 
 func cellLat(lat int32) int {
@@ -397,17 +397,13 @@ func (h *Hub) publishSnapshotLocked() {
 		if s.m.hasIDs {
 			continue
 		}
-		sn.noIDs = append(sn.noIDs, sl)
-		if s.m.types&typePosition == 0 {
-			continue
-		}
 		rs, nr := s.m.boxRects()
 		n := 0
 		for _, r := range rs[:nr] {
 			n += r.cells()
 		}
 		if !s.m.hasBox || n > gridMaxCells {
-			sn.everyPos = append(sn.everyPos, sl)
+			sn.every = append(sn.every, sl)
 			continue
 		}
 		for _, r := range rs[:nr] {

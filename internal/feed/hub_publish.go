@@ -39,8 +39,8 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 		return
 	}
 	h.published.Add(uint64(len(ups)))
-	if sn.cellStart == nil && len(sn.everyPos) == 0 && sn.byID == nil {
-		return // nobody wants positions
+	if sn.cellStart == nil && len(sn.every) == 0 && sn.byID == nil {
+		return // nobody to send to
 	}
 	sc, _ := h.scratch.Get().(*pubScratch)
 	if sc == nil {
@@ -59,13 +59,13 @@ func (h *Hub) PublishPositions(ups []store.Update) {
 		before := len(pairs)
 		if sn.cellStart != nil {
 			for _, sl := range sn.gridSubs(u.Lat, u.Lon) {
-				if sn.filt[sl].inBox(u.Lat, u.Lon) {
+				if m := &sn.filt[sl]; m.types&typePosition != 0 && m.inBox(u.Lat, u.Lon) {
 					pairs = append(pairs, uint64(sl)<<32|key)
 				}
 			}
 		}
-		for _, sl := range sn.everyPos {
-			if sn.filt[sl].inBox(u.Lat, u.Lon) {
+		for _, sl := range sn.every {
+			if m := &sn.filt[sl]; m.types&typePosition != 0 && m.inBox(u.Lat, u.Lon) {
 				pairs = append(pairs, uint64(sl)<<32|key)
 			}
 		}
@@ -152,10 +152,10 @@ func growTo[T any](s []T, n int) []T {
 }
 
 // PublishExpired tells subscribers that a truck was removed (expired or
-// deleted). The hub does not know where the truck was, so the event passes
-// every bbox: it reaches subscribers that want expired events and either
-// name the ID in ids= or have no ids filter.
-func (h *Hub) PublishExpired(id []byte, ts uint32) {
+// deleted) at its last position (lat, lon): the event reaches subscribers
+// that want expired events, whose bbox holds that position and whose ids
+// (if any) name the truck, as the truck's positions did.
+func (h *Hub) PublishExpired(id []byte, lat, lon int32, ts uint32) {
 	sn := h.snap.Load()
 	if sn == nil {
 		return
@@ -168,18 +168,7 @@ func (h *Hub) PublishExpired(id []byte, ts uint32) {
 	var ev ctlEntry
 	ev.kind, ev.ts = kindExpired, ts
 	ev.idLen = uint8(copy(ev.id[:], id))
-	for _, sl := range sn.noIDs {
-		if sn.filt[sl].types&typeExpired != 0 {
-			sn.subs[sl].pushCtl(&ev, h.clock)
-		}
-	}
-	if sn.byID != nil {
-		for _, sl := range sn.byID[string(id)] {
-			if sn.filt[sl].types&typeExpired != 0 {
-				sn.subs[sl].pushCtl(&ev, h.clock)
-			}
-		}
-	}
+	h.route(sn, &ev, typeExpired, string(id), lat, lon)
 }
 
 // PublishAlert queues an alert for subscribers that want alerts and whose
@@ -206,15 +195,29 @@ func (h *Hub) PublishAlert(a Alert) {
 	ev := ctlEntry{kind: kindAlert, state: state, ts: a.TS, lat: a.Lat, lon: a.Lon}
 	ev.idLen = uint8(copy(ev.id[:], a.ID))
 	ev.ruleLen = uint8(copy(ev.rule[:], cutUTF8(a.Rule, MaxRuleLen)))
-	for _, sl := range sn.noIDs {
-		if m := &sn.filt[sl]; m.types&typeAlert != 0 && m.inBox(a.Lat, a.Lon) {
-			sn.subs[sl].pushCtl(&ev, h.clock)
+	h.route(sn, &ev, typeAlert, a.ID, a.Lat, a.Lon)
+}
+
+// route queues a control event of type typ about truck id at (lat, lon)
+// for the subscribers whose filters pass it, found as positions are: the
+// cell's list, the everywhere list and the subscribers naming id.
+func (h *Hub) route(sn *snapshot, ev *ctlEntry, typ uint8, id string, lat, lon int32) {
+	if sn.cellStart != nil {
+		for _, sl := range sn.gridSubs(lat, lon) {
+			if m := &sn.filt[sl]; m.types&typ != 0 && m.inBox(lat, lon) {
+				sn.subs[sl].pushCtl(ev, h.clock)
+			}
+		}
+	}
+	for _, sl := range sn.every {
+		if m := &sn.filt[sl]; m.types&typ != 0 && m.inBox(lat, lon) {
+			sn.subs[sl].pushCtl(ev, h.clock)
 		}
 	}
 	if sn.byID != nil {
-		for _, sl := range sn.byID[a.ID] {
-			if m := &sn.filt[sl]; m.types&typeAlert != 0 && m.inBox(a.Lat, a.Lon) {
-				sn.subs[sl].pushCtl(&ev, h.clock)
+		for _, sl := range sn.byID[id] {
+			if m := &sn.filt[sl]; m.types&typ != 0 && m.inBox(lat, lon) {
+				sn.subs[sl].pushCtl(ev, h.clock)
 			}
 		}
 	}

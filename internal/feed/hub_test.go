@@ -66,7 +66,7 @@ func TestSnapshotRouting(t *testing.T) {
 	world := sub("bbox=-180,-90,180,90")     // everywhere, with a box check
 	none := sub("")                          // everywhere
 	ids := sub("ids=a,b&bbox=-74,40,-73,41") // by ID only
-	alerts := sub("types=alert")             // no positions
+	alerts := sub("types=alert")             // no positions: everywhere for alerts
 	sn := h.snap.Load()
 	if got := small.m.boxCells(nil); got != 4 {
 		t.Errorf("small box covers %d cells, want 4", got)
@@ -96,11 +96,8 @@ func TestSnapshotRouting(t *testing.T) {
 		}
 	}
 	h.unsubscribe(seam)
-	if want := []uint32{world.slot, none.slot}; !slices.Equal(sn.everyPos, want) {
-		t.Errorf("everyPos %v, want %v", sn.everyPos, want)
-	}
-	if want := []uint32{small.slot, world.slot, none.slot, alerts.slot}; !slices.Equal(sn.noIDs, want) {
-		t.Errorf("noIDs %v, want %v", sn.noIDs, want)
+	if want := []uint32{world.slot, none.slot, alerts.slot}; !slices.Equal(sn.every, want) {
+		t.Errorf("every %v, want %v", sn.every, want)
 	}
 	if len(sn.byID) != 2 || !slices.Equal(sn.byID["a"], []uint32{ids.slot}) {
 		t.Errorf("byID %v", sn.byID)

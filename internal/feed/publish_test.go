@@ -158,8 +158,8 @@ func (m *subModel) position(u store.Update, nowMs uint32) {
 	m.want = append(m.want, posEvent(u))
 }
 
-func (m *subModel) expired(id string, ts uint32) {
-	if len(id) == 0 || len(id) > MaxIDLen || m.f.m.types&typeExpired == 0 || !m.wantsID(id) {
+func (m *subModel) expired(id string, lat, lon int32, ts uint32) {
+	if len(id) == 0 || len(id) > MaxIDLen || m.f.m.types&typeExpired == 0 || !m.wantsID(id) || !m.inBox(lat, lon) {
 		return
 	}
 	m.want = append(m.want, event{Type: "expired", ID: id, TS: ts})
@@ -329,9 +329,10 @@ func TestRoutingBruteForce(t *testing.T) {
 				for range 1 + rng.IntN(2*ctlTakeMax) {
 					id := fleet[rng.IntN(len(fleet))]
 					ts := uint32(rng.Uint32())
-					h.PublishExpired([]byte(id), ts)
+					lat, lon := randomPoint(rng)
+					h.PublishExpired([]byte(id), lat, lon, ts)
 					for _, m := range subs {
-						m.expired(id, ts)
+						m.expired(id, lat, lon, ts)
 					}
 				}
 			default:
@@ -427,7 +428,7 @@ func TestDropOldest(t *testing.T) {
 
 	// Control events interleaved with dropped positions keep their place.
 	publishN(h, 10, func(i int) string { return "p" })                // p0…p9
-	h.PublishExpired([]byte("gone"), 7)                               // after p9
+	h.PublishExpired([]byte("gone"), 0, 0, 7)                         // after p9
 	ups = publishN(h, 10, func(i int) string { return "q" })          // q0…q9: q0, q1 dropped
 	h.PublishAlert(Alert{Rule: "r", ID: "q", State: "firing", TS: 9}) // at the end
 	got = collect(t, h, s, true)
@@ -442,7 +443,7 @@ func TestDropOldest(t *testing.T) {
 
 	// The control ring (16 entries here) drops its oldest too.
 	for i := range 20 {
-		h.PublishExpired([]byte("e"), uint32(i))
+		h.PublishExpired([]byte("e"), 0, 0, uint32(i))
 	}
 	got = collect(t, h, s, false)
 	if len(got) != 17 || got[0] != (event{Type: "lag", Dropped: 4}) || got[1].TS != 4 || got[16].TS != 19 {
@@ -524,7 +525,7 @@ func TestControlTakeSplit(t *testing.T) {
 			want = append(want, posEvent(u))
 		}
 		for i := range 3*ctlTakeMax + 5 {
-			h.PublishExpired([]byte("x"), uint32(i))
+			h.PublishExpired([]byte("x"), 0, 0, uint32(i))
 			want = append(want, event{Type: "expired", ID: "x", TS: uint32(i)})
 		}
 	}
@@ -577,7 +578,7 @@ func TestPublishNoSubscribers(t *testing.T) {
 	ups := []store.Update{{ID: []byte("t1")}}
 	allocs := testing.AllocsPerRun(100, func() {
 		h.PublishPositions(ups)
-		h.PublishExpired(ups[0].ID, 1)
+		h.PublishExpired(ups[0].ID, 0, 0, 1)
 		h.PublishAlert(Alert{ID: "t1", State: "firing"})
 	})
 	if allocs != 0 {
@@ -613,7 +614,7 @@ func TestPublishAllocs(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(50, func() {
 		h.PublishPositions(ups)
-		h.PublishExpired(ups[1].ID, 1)
+		h.PublishExpired(ups[1].ID, 0, 0, 1)
 		h.PublishAlert(Alert{Rule: "r", ID: "t1", State: "firing"})
 	})
 	if allocs != 0 {
@@ -668,7 +669,7 @@ func TestConcurrentChurn(t *testing.T) {
 					ups[i].Lat, ups[i].Lon = randomPoint(rng)
 				}
 				h.PublishPositions(ups)
-				h.PublishExpired(ups[0].ID, 1)
+				h.PublishExpired(ups[0].ID, 0, 0, 1)
 				h.PublishAlert(Alert{Rule: "r", ID: "t01", State: "resolved", Lat: ups[1].Lat, Lon: ups[1].Lon})
 			}
 		}()

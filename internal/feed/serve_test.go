@@ -172,8 +172,8 @@ func e2eWorkload(t *testing.T, h *Hub, q string) []event {
 		}
 		if b%10 == 9 {
 			id := fmt.Sprintf("truck-%07d", b%20)
-			h.PublishExpired([]byte(id), uint32(1764000000+b))
-			m.expired(id, uint32(1764000000+b))
+			h.PublishExpired([]byte(id), 407128000, -740060000, uint32(1764000000+b))
+			m.expired(id, 407128000, -740060000, uint32(1764000000+b))
 			a := Alert{Rule: "speeding", ID: id, State: "firing", TS: uint32(1764000000 + b), Lat: 407128000, Lon: -740060000}
 			h.PublishAlert(a)
 			m.alert(a)
@@ -348,7 +348,7 @@ func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 		ts.h.PublishPositions(ups)
 	}
 	elapsed := time.Since(start)
-	ts.h.PublishExpired([]byte("end"), 0)
+	ts.h.PublishExpired([]byte("end"), 0, 0, 0)
 	t.Logf("published %d events in %v (%.0f events/s) with a stalled subscriber", trucks*batches, elapsed,
 		float64(trucks*batches)/elapsed.Seconds())
 	if elapsed > 20*time.Second {

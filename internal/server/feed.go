@@ -48,6 +48,6 @@ func (f *feedObserver) Applied(b *engine.Batch) {
 
 func (f *feedObserver) Removed(id []byte, p store.Position, why engine.Removal) {
 	if why == engine.Expired {
-		f.hub.PublishExpired(id, p.TS)
+		f.hub.PublishExpired(id, p.Lat, p.Lon, p.TS)
 	}
 }
