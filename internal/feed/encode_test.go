@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,40 +78,6 @@ func wirePosition(id []byte, p *store.Position) []byte {
 	b = append(b, `,"heading":`...)
 	b = strconv.AppendUint(b, uint64(p.Heading), 10)
 	return append(b, '}')
-}
-
-// TestEncodersMatchWire compares the integer encoders with package wire
-// and strconv: every speed, edge values, and seeded random values.
-func TestEncodersMatchWire(t *testing.T) {
-	for s := range 1 << 16 {
-		if got, want := appendSpeed(nil, uint16(s)), wire.AppendSpeed(nil, uint16(s)); !bytes.Equal(got, want) {
-			t.Fatalf("appendSpeed(%d) = %s, wire says %s", s, got, want)
-		}
-	}
-	coords := []int32{0, 1, -1, 9, 10, 99, 100, 9999999, 1e7, -1e7, 10000001, 12345670, 100000000, -100000000,
-		900000000, -900000000, 1800000000, -1800000000, 1799999999, math.MaxInt32, math.MinInt32, math.MinInt32 + 1}
-	uints := []uint32{0, 1, 9, 10, 99, 100, 101, 999, 1000, 99999, 100000, 1e9 - 1, 1e9, 1764000000, math.MaxUint32}
-	rng := rand.New(rand.NewPCG(testSeed(t), 7))
-	for range 100_000 {
-		v := rng.Uint32()
-		coords = append(coords, int32(v), int32(v)/int32(1+rng.IntN(1e7)), int32(v%1e7)*int32(rng.IntN(3)-1))
-		uints = append(uints, v, v>>rng.IntN(32))
-	}
-	for _, v := range coords {
-		if got, want := appendCoord(nil, v), wire.AppendCoord(nil, v); !bytes.Equal(got, want) {
-			t.Fatalf("appendCoord(%d) = %s, wire says %s", v, got, want)
-		}
-	}
-	for _, v := range uints {
-		if got, want := appendUint(nil, v), strconv.AppendUint(nil, uint64(v), 10); !bytes.Equal(got, want) {
-			t.Fatalf("appendUint(%d) = %s, strconv says %s", v, got, want)
-		}
-	}
-	for _, s := range []string{"", "truck-0000042", "a\"b", "a\\b", "\x00\x1f\x20\x7e\x7f", "é€😀", "a\xffb", "\xed\xa0\x80"} {
-		if got, want := appendJSONString([]byte("x"), []byte(s)), wire.AppendString([]byte("x"), s); !bytes.Equal(got, want) {
-			t.Fatalf("appendJSONString(%q) = %s, wire says %s", s, got, want)
-		}
-	}
 }
 
 // FuzzEncodersMatchWire checks that any position encodes exactly as

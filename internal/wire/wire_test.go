@@ -1,10 +1,17 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 func TestAppendString(t *testing.T) {
@@ -65,5 +72,62 @@ func TestAppendCoordSpeed(t *testing.T) {
 	}
 	if got := string(AppendError(nil, "bad \"x\"")); got != `{"error":"bad \"x\""}` {
 		t.Errorf("AppendError = %s", got)
+	}
+}
+
+// TestNumbersMatchStrconv compares the integer-only encoders with strconv
+// (the float forms are what they replace): every speed, edge values and
+// seeded random values.
+func TestNumbersMatchStrconv(t *testing.T) {
+	for s := range 1 << 16 {
+		want := strconv.AppendFloat(nil, float64(s)/10, 'f', -1, 64)
+		if got := AppendSpeed(nil, uint16(s)); !bytes.Equal(got, want) {
+			t.Fatalf("AppendSpeed(%d) = %s, strconv says %s", s, got, want)
+		}
+	}
+	coords := []int32{0, 1, -1, 9, 10, 99, 100, 9999999, 1e7, -1e7, 10000001, 12345670, 100000000, -100000000,
+		900000000, -900000000, 1800000000, -1800000000, 1799999999, math.MaxInt32, math.MinInt32, math.MinInt32 + 1}
+	uints := []uint32{0, 1, 9, 10, 99, 100, 101, 999, 1000, 99999, 100000, 1e9 - 1, 1e9, 1764000000, math.MaxUint32}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for range 200_000 {
+		v := rng.Uint32()
+		coords = append(coords, int32(v), int32(v)/int32(1+rng.IntN(1e7)), int32(v%1e7)*int32(rng.IntN(3)-1))
+		uints = append(uints, v, v>>rng.IntN(32))
+	}
+	for _, v := range coords {
+		want := strconv.AppendFloat(nil, geo.FromFixed(v), 'f', -1, 64)
+		if got := AppendCoord(nil, v); !bytes.Equal(got, want) {
+			t.Fatalf("AppendCoord(%d) = %s, strconv says %s (seed %d)", v, got, want, seed)
+		}
+	}
+	for _, v := range uints {
+		if got, want := AppendUint(nil, v), strconv.AppendUint(nil, uint64(v), 10); !bytes.Equal(got, want) {
+			t.Fatalf("AppendUint(%d) = %s, strconv says %s (seed %d)", v, got, want, seed)
+		}
+	}
+}
+
+func FuzzAppendCoord(f *testing.F) {
+	for _, v := range []int32{0, 1, -1, 407128000, math.MinInt32, math.MaxInt32} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v int32) {
+		want := strconv.AppendFloat([]byte("x"), geo.FromFixed(v), 'f', -1, 64)
+		if got := AppendCoord([]byte("x"), v); !bytes.Equal(got, want) {
+			t.Fatalf("AppendCoord(%d) = %s, strconv says %s", v, got, want)
+		}
+	})
+}
+
+// TestStringFastPath: a string with nothing to escape, copied at once,
+// encodes as the escaping loop would.
+func TestStringFastPath(t *testing.T) {
+	for c := range 256 {
+		s := []byte{'a', byte(c), 'z'}
+		if got, want := AppendString(nil, s), appendEscaped(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("byte %#x: %q, escaping loop says %q", c, got, want)
+		}
 	}
 }
