@@ -111,33 +111,14 @@ func parseFilter(rawQuery string) (filter, error) {
 	return f, nil
 }
 
-// parseBBox parses minLon,minLat,maxLon,maxLat (degrees); minLon > maxLon
+// parseBBox parses the bbox parameter (see geo.ParseBox); minLon > maxLon
 // crosses the antimeridian.
 func (f *filter) parseBBox(s string) error {
-	parts := strings.Split(s, ",")
-	if len(parts) != 4 {
-		return paramErrf("bad bbox %q: want four numbers minLon,minLat,maxLon,maxLat", clip(s))
+	b, err := geo.ParseBox(s)
+	if err != nil {
+		return paramErrf("%s", err)
 	}
-	names := [4]string{"minLon", "minLat", "maxLon", "maxLat"}
-	var v [4]float64
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		x, err := strconv.ParseFloat(p, 64)
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-			return paramErrf("bad bbox %s %q: not a number", names[i], clip(p))
-		}
-		lim := 180.0
-		if i%2 == 1 {
-			lim = 90
-		}
-		if x < -lim || x > lim {
-			return paramErrf("bad bbox %s %s: out of range [-%g, %g]", names[i], clip(p), lim, lim)
-		}
-		v[i] = x
-	}
-	if v[1] > v[3] {
-		return paramErrf("bad bbox: minLat %g is greater than maxLat %g", v[1], v[3])
-	}
+	v := [4]float64{b.MinLon, b.MinLat, b.MaxLon, b.MaxLat}
 	f.box = geo.Box{MinLon: v[0], MinLat: v[1], MaxLon: v[2], MaxLat: v[3]}
 	f.m.hasBox = true
 	f.m.cross = v[0] > v[2]

@@ -286,7 +286,7 @@ func TestHTTPErrors(t *testing.T) {
 	}
 	for _, ep := range []string{"/sse", "/ws"} {
 		for _, tt := range []struct{ query, body string }{
-			{"bbox=1,2,3", `{"error":"bad bbox \"1,2,3\": want four numbers minLon,minLat,maxLon,maxLat"}`},
+			{"bbox=1,2,3", `{"error":"bbox \"1,2,3\" must be four numbers: minLon,minLat,maxLon,maxLat"}`},
 			{"ids=a,b%20c", `{"error":"bad ids: \"b c\" is not a truck ID (1–64 bytes of A-Z a-z 0-9 _ . : -)"}`},
 			{"types=position,speed", `{"error":"unknown type \"speed\" in types (want position, expired, alert or lag, comma-separated)"}`},
 			{"max_hz=0", `{"error":"bad max_hz \"0\": want a number greater than 0 and at most 1000 (position events per truck per second)"}`},
