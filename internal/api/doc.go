@@ -19,7 +19,7 @@
 //	PUT    /v1/zones/{name}    GeoJSON Polygon/MultiPolygon; GET, DELETE (409 while a rule uses it),
 //	GET    /v1/zones           and the list (alerts.go)
 //	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules
-//	GET    /v1/alerts          {"alerts":[…]}: what is firing now
+//	GET    /v1/alerts          {"count":n,"alerts":[…]}: what fires now [?rule= &id= &limit=] (alerts.go)
 //	…      Options.Routes      more routes behind the same middleware: the live feed
 //	                           (/v1/stream, /v1/ws) and /v1/density, mounted by package server
 //	GET    /metrics            Prometheus text format
@@ -45,9 +45,12 @@
 //
 // # POST /v1/positions
 //
-// The whole body is read (http.MaxBytesReader, Options.MaxBody) into a
-// pooled buffer, decoded by a pooled ingest.Decoder, converted in place into
-// a pooled []store.Update and applied with one engine.Apply call:
+// An NDJSON body is read (http.MaxBytesReader, Options.MaxBody) 64 KiB at
+// a time, each piece's complete lines decoded by a pooled ingest.Decoder
+// and converted into a pooled []store.Update whose IDs are copied into a
+// block arena, so the body is never held whole; a JSON array is read whole.
+// Once the whole body is read, the updates are applied with one
+// engine.Apply call (a body that fails or is too large applies nothing):
 //
 //	200 {"accepted":A,"rejected":R,"errors":[{"line":7,"error":"…"}],"unknown_fields":["…"]}
 //
