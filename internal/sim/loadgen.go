@@ -198,7 +198,7 @@ wait:
 	if g.pacer != nil && !g.deadline.IsZero() && g.fatalErr() == nil {
 		// The last batch paid for the time up to the deadline: a paced
 		// run lasts its Duration, so that sent/duration is the rate.
-		sleepUntil(ctx, g.deadline)
+		SleepUntil(ctx, g.deadline)
 	}
 	return g.summary(time.Since(start)), g.fatalErr()
 }
@@ -299,7 +299,7 @@ func (g *generator) work(ctx context.Context, f *Fleet, batch int) {
 	for ctx.Err() == nil {
 		if g.pacer != nil {
 			at, ok := g.pacer.reserve(batch, g.deadline)
-			if !ok || !sleepUntil(ctx, at) {
+			if !ok || !SleepUntil(ctx, at) {
 				return
 			}
 		} else if !g.deadline.IsZero() && !time.Now().Before(g.deadline) {
@@ -316,7 +316,7 @@ func (g *generator) work(ctx context.Context, f *Fleet, batch int) {
 			// the buffer to it.
 			body = make([]byte, 0, cap(body))
 		}
-		if pause > 0 && !sleepUntil(ctx, time.Now().Add(pause)) {
+		if pause > 0 && !SleepUntil(ctx, time.Now().Add(pause)) {
 			return
 		}
 	}
@@ -512,7 +512,7 @@ func (g *generator) waitReady(ctx context.Context) error {
 		if next.After(deadline) {
 			next = deadline
 		}
-		if !sleepUntil(ctx, next) {
+		if !SleepUntil(ctx, next) {
 			return fmt.Errorf("sim: waiting for %s: %w", healthURL, context.Cause(ctx))
 		}
 	}
@@ -541,8 +541,10 @@ func (g *generator) checkHealth(ctx context.Context, healthURL string) error {
 	return nil
 }
 
-// sleepUntil waits until t; it returns false at once if ctx ends first.
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// SleepUntil waits until t; it returns false at once if ctx ends first
+// (true at once for a t already past while ctx is live). Load generators
+// pace themselves with it.
+func SleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil

@@ -107,7 +107,7 @@ func (l *load) work(ctx context.Context, seed uint64) {
 				Speed: r.Float64() * 100, Heading: float64(r.IntN(360))})
 		}
 		body = sim.AppendNDJSON(body[:0], ups, l.width)
-		if !sleepUntil(ctx, at) {
+		if !sim.SleepUntil(ctx, at) {
 			return
 		}
 		l.offered.Add(int64(l.batch))
@@ -136,7 +136,7 @@ func (l *load) probe(ctx context.Context) {
 	next := time.Now()
 	for {
 		next = next.Add(time.Second / probesPerSec)
-		if !sleepUntil(ctx, next) {
+		if !sim.SleepUntil(ctx, next) {
 			return
 		}
 		k := l.probes.next()
@@ -220,20 +220,4 @@ type gatedReader struct {
 func (g *gatedReader) Close() error {
 	g.once.Do(func() { close(g.done) })
 	return nil
-}
-
-// sleepUntil waits until t and reports whether ctx is still live.
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
 }
