@@ -19,6 +19,7 @@ import (
 type postAnswer struct {
 	Accepted int `json:"accepted"`
 	Rejected int `json:"rejected"`
+	Stale    int `json:"stale"`
 	Errors   []struct {
 		Line  int    `json:"line"`
 		Error string `json:"error"`

@@ -76,9 +76,25 @@ Flags:
                      write a snapshot in the background once the log has
                      grown by SIZE (default 256MiB), and on shutdown; older
                      log segments are then deleted
-  --ttl D            remove trucks not updated for D (default 24h; 0 keeps
-                     them forever); expiry runs in the background in small
-                     steps and is logged
+  --ttl D            remove trucks fleetd has not heard from for D (default
+                     24h; 0 keeps them forever). It counts from the last
+                     accepted update by the server's clock, late (stale)
+                     ones included, never from the device's ts: a tracker
+                     that uploads yesterday's points is alive. A truck goes
+                     between D and D+D/16 after it fell silent; restarted
+                     servers count their recovered trucks as heard at
+                     startup. Expiry runs in the background in small steps;
+                     a summary is logged at most once a minute and
+                     /v1/stats counts expired_total
+  --max-clock-skew D
+                     reject an update whose ts is more than D ahead of the
+                     server's clock (default 5m; 0 = no limit), with a
+                     reason naming the time: latest wins by ts, so one
+                     point from a device whose clock runs a year ahead
+                     would freeze its truck for a year. Late points are
+                     never rejected, however old (they are counted as
+                     "stale" when a newer one is stored). A numeric ts from
+                     1e11 to 1e14 is taken as milliseconds
   --demo [N]         also run the simulator in-process against this server:
                      N trucks (default 10000 when N is omitted) driving
                      between real places, each reporting about every 2 s
@@ -242,6 +258,7 @@ type serveConfig struct {
 	fsync     string
 	snapEvery sizeFlag
 	ttl       time.Duration
+	maxSkew   time.Duration
 	maxSubs   int
 	stall     time.Duration
 	basemap   string
@@ -263,7 +280,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every request")
 	fs.StringVar(&c.fsync, "fsync", "always", "fsync policy")
 	fs.Var(&c.snapEvery, "snapshot-every", "log growth between snapshots")
-	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "expire trucks not updated for this long")
+	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "expire trucks not heard from for this long")
+	fs.DurationVar(&c.maxSkew, "max-clock-skew", api.DefaultMaxClockSkew, "reject ts further ahead of the server clock")
 	fs.IntVar(&c.maxSubs, "max-subscribers", 1000, "live-feed subscriber limit")
 	fs.DurationVar(&c.stall, "stream-stall", 30*time.Second, "disconnect subscribers behind for this long")
 	fs.StringVar(&c.basemap, "basemap-style", "", "dashboard map style URL")
@@ -282,11 +300,24 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		fmt.Fprintf(stderr, "fleetd serve: --ttl %v: want 0 (never) or a positive duration\n", c.ttl)
 		return nil, errors.New("bad --ttl")
 	}
+	if c.maxSkew < 0 {
+		fmt.Fprintf(stderr, "fleetd serve: --max-clock-skew %v: want 0 (no limit) or a positive duration\n", c.maxSkew)
+		return nil, errors.New("bad --max-clock-skew")
+	}
 	if c.shards < 0 || c.shards > 256 {
 		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
 		return nil, errors.New("bad --shards")
 	}
 	return c, nil
+}
+
+// skewOption maps --max-clock-skew (0 = no limit) to api.Options (where 0
+// is the default and negative no limit).
+func skewOption(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // readToken reads a token file: its contents without surrounding
@@ -386,7 +417,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			SnapshotEvery: int64(c.snapEvery),
 			TTL:           c.ttl,
 		},
-		API:          api.Options{MaxBody: int64(c.maxBody), Token: token, AccessLog: c.accessLog},
+		API:          api.Options{MaxBody: int64(c.maxBody), Token: token, AccessLog: c.accessLog, MaxClockSkew: skewOption(c.maxSkew)},
 		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall},
 		BasemapStyle: c.basemap,
 		Logger:       log,

@@ -47,12 +47,14 @@ func appendHit(dst []byte, id []byte, p *store.Position, withDist bool, distM fl
 // appendReportBody appends the fields of a positions answer shared by the
 // 200 and 507 forms, without the enclosing braces:
 //
-//	"accepted":A,"rejected":R,"errors":[…],"unknown_fields":[…]
-func appendReportBody(dst []byte, accepted, rejected int, rep *ingest.Report) []byte {
+//	"accepted":A,"rejected":R,"stale":S,"errors":[…],"unknown_fields":[…]
+func appendReportBody(dst []byte, accepted, rejected, stale int, rep *ingest.Report) []byte {
 	dst = append(dst, `"accepted":`...)
 	dst = strconv.AppendInt(dst, int64(accepted), 10)
 	dst = append(dst, `,"rejected":`...)
 	dst = strconv.AppendInt(dst, int64(rejected), 10)
+	dst = append(dst, `,"stale":`...)
+	dst = strconv.AppendInt(dst, int64(stale), 10)
 	dst = append(dst, `,"errors":[`...)
 	for i, e := range rep.Errors {
 		if i > 0 {

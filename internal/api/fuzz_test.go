@@ -34,7 +34,7 @@ func FuzzPositions(f *testing.F) {
 		}
 	}
 	fx := newFixture(f, Options{}, store.Options{})
-	var dec ingest.Decoder
+	dec := ingest.Decoder{MaxAhead: int64(DefaultMaxClockSkew / time.Second)}
 	f.Fuzz(func(t *testing.T, body []byte, ct uint8) {
 		ctype := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]
 		r := httptest.NewRequest("POST", "/v1/positions", bytes.NewReader(body))

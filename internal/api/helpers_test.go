@@ -135,6 +135,7 @@ func (f *fixture) post(body, contentType string) *httptest.ResponseRecorder {
 type postResp struct {
 	Accepted int                `json:"accepted"`
 	Rejected int                `json:"rejected"`
+	Stale    int                `json:"stale"`
 	Errors   []ingest.LineError `json:"errors"`
 	Unknown  []string           `json:"unknown_fields"`
 	Error    string             `json:"error"`

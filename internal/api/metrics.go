@@ -21,6 +21,7 @@ type metrics struct {
 	lines    *prometheus.CounterVec   // fleetd_ingest_lines_total{result}
 
 	accepted, rejected, refused prometheus.Counter
+	future, millis              prometheus.Counter // fleetd_ingest_ts_total{kind}
 }
 
 func newMetrics(reg *prometheus.Registry, eng *engine.Engine) (*metrics, error) {
@@ -39,11 +40,16 @@ func newMetrics(reg *prometheus.Registry, eng *engine.Engine) (*metrics, error) 
 			Help: "Position updates received by POST /v1/positions: accepted, rejected by the decoder, or refused by the full store.",
 		}, []string{"result"}),
 	}
+	ts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetd_ingest_ts_total",
+		Help: "Posted timestamps the decoder acted on: future (rejected, more than --max-clock-skew ahead of the server clock; counted in rejected too) and milliseconds (converted to seconds; accepted).",
+	}, []string{"kind"})
+	m.future, m.millis = ts.WithLabelValues("future"), ts.WithLabelValues("milliseconds")
 	m.accepted = m.lines.WithLabelValues("accepted")
 	m.rejected = m.lines.WithLabelValues("rejected")
 	m.refused = m.lines.WithLabelValues("refused")
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.lines,
+		m.requests, m.latency, m.lines, ts,
 		&engineCollector{eng: eng},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -108,10 +114,16 @@ var (
 		"Store memory by component, from its own accounting.", []string{"component"}, nil)
 	descCells = prometheus.NewDesc("fleetd_index_cells",
 		"Occupied spatial grid cells, summed over shards.", nil, nil)
+	descStale = prometheus.NewDesc("fleetd_updates_stale_total",
+		"Accepted updates older than the truck's stored position: durable, not moving it.", nil, nil)
+	descExpired = prometheus.NewDesc("fleetd_trucks_expired_total",
+		"Trucks removed because fleetd had not heard from them for the TTL.", nil, nil)
+	descSweeps = prometheus.NewDesc("fleetd_expiry_sweeps_total",
+		"Expiry passes over the store (one per TTL/32 when a TTL is set).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTrucks, descUpdates, descRate, descMemory, descCells} {
+	for _, d := range []*prometheus.Desc{descTrucks, descUpdates, descRate, descMemory, descCells, descStale, descExpired, descSweeps} {
 		ch <- d
 	}
 }
@@ -122,6 +134,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUpdates, prometheus.CounterValue, float64(st.UpdatesTotal))
 	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, st.UpdatesPerSec)
 	ch <- prometheus.MustNewConstMetric(descCells, prometheus.GaugeValue, float64(st.Store.IndexCells))
+	ch <- prometheus.MustNewConstMetric(descStale, prometheus.CounterValue, float64(st.StaleTotal))
+	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.CounterValue, float64(st.ExpiredTotal))
+	ch <- prometheus.MustNewConstMetric(descSweeps, prometheus.CounterValue, float64(st.Sweeps))
 	for _, mc := range []struct {
 		name string
 		v    int64

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/engine"
@@ -95,6 +97,7 @@ func (s *Server) getIngest() *ingestScratch {
 		return sc
 	default:
 		sc := &ingestScratch{}
+		sc.dec.MaxAhead = s.maxAhead
 		// The decoder converts each update straight into the store's form:
 		// no second array of decoded updates per in-flight batch.
 		sc.dec.Sink = func(u *ingest.Update) {
@@ -222,6 +225,15 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 	accepted := rep.Accepted - res.Refused
 	s.m.accepted.Add(float64(accepted))
 	s.m.rejected.Add(float64(rep.Rejected))
+	if rep.Future > 0 {
+		s.m.future.Add(float64(rep.Future))
+		s.ts.future.Add(int64(rep.Future))
+		s.noteFuture(r, rep)
+	}
+	if rep.Millis > 0 {
+		s.m.millis.Add(float64(rep.Millis))
+		s.ts.millis.Add(int64(rep.Millis))
+	}
 
 	out := sc.out[:0]
 	code := http.StatusOK
@@ -242,7 +254,7 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 	} else {
 		out = append(out, '{')
 	}
-	out = appendReportBody(out, accepted, rep.Rejected, rep)
+	out = appendReportBody(out, accepted, rep.Rejected, res.Stale, rep)
 	out = append(out, '}')
 	sc.out = out
 	writeJSON(w, code, out)
@@ -320,4 +332,44 @@ func formatSize(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// tsCounters count the timestamps the decoder acted on, for /v1/stats (the
+// same figures as fleetd_ingest_ts_total), and rate-limit the log line
+// about future ones.
+type tsCounters struct {
+	future, millis atomic.Int64
+
+	mu       sync.Mutex
+	logged   time.Time // last log line
+	unlogged int       // future updates rejected since
+}
+
+// futureLogEvery is how often rejections of future timestamps are logged.
+const futureLogEvery = time.Minute
+
+// noteFuture logs, at most once a minute, that updates were rejected for
+// a ts ahead of the server clock: a device (or a whole fleet's firmware)
+// with a wrong clock is worth knowing about at 3 a.m.
+func (s *Server) noteFuture(r *http.Request, rep *ingest.Report) {
+	c := &s.ts
+	c.mu.Lock()
+	c.unlogged += rep.Future
+	now := time.Now()
+	if now.Sub(c.logged) < futureLogEvery {
+		c.mu.Unlock()
+		return
+	}
+	n := c.unlogged
+	c.logged, c.unlogged = now, 0
+	c.mu.Unlock()
+	example := ""
+	for _, e := range rep.Errors {
+		if strings.Contains(e.Error, "ahead of the server clock") {
+			example = e.Error
+			break
+		}
+	}
+	s.log.Warn("rejected updates with a ts ahead of the server clock (see --max-clock-skew)",
+		"updates_since_last_line", n, "example", example, "remote", r.RemoteAddr)
 }

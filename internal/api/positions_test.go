@@ -1,12 +1,14 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetd/fleetd/internal/ingest"
 	"github.com/fleetd/fleetd/internal/store"
@@ -19,7 +21,7 @@ func TestPositionsExactAnswer(t *testing.T) {
 		`{"id":"c","lat":91,"lon":2}` + "\n"
 	w := f.post(body, "application/x-ndjson")
 	got := string(wantJSON(t, w, http.StatusOK))
-	want := `{"accepted":2,"rejected":1,"errors":[{"line":3,"error":"lat 91 out of range [-90, 90]"}],"unknown_fields":["colour"]}`
+	want := `{"accepted":2,"rejected":1,"stale":0,"errors":[{"line":3,"error":"lat 91 out of range [-90, 90]"}],"unknown_fields":["colour"]}`
 	if got != want {
 		t.Fatalf("answer\n got %s\nwant %s", got, want)
 	}
@@ -31,7 +33,7 @@ func TestPositionsExactAnswer(t *testing.T) {
 	}
 	// An all-valid body still lists both arrays, empty.
 	w = f.post(`{"id":"d","lat":0,"lon":0}`, "")
-	if got := string(wantJSON(t, w, http.StatusOK)); got != `{"accepted":1,"rejected":0,"errors":[],"unknown_fields":[]}` {
+	if got := string(wantJSON(t, w, http.StatusOK)); got != `{"accepted":1,"rejected":0,"stale":0,"errors":[],"unknown_fields":[]}` {
 		t.Fatalf("answer %s", got)
 	}
 }
@@ -224,7 +226,7 @@ func TestPositionsTruckLimit(t *testing.T) {
 
 func TestPositionsEmptyBody(t *testing.T) {
 	f := newFixture(t, Options{}, store.Options{})
-	if got := string(wantJSON(t, f.post("", ""), http.StatusOK)); got != `{"accepted":0,"rejected":0,"errors":[],"unknown_fields":[]}` {
+	if got := string(wantJSON(t, f.post("", ""), http.StatusOK)); got != `{"accepted":0,"rejected":0,"stale":0,"errors":[],"unknown_fields":[]}` {
 		t.Fatal(got)
 	}
 	var r postResp
@@ -241,11 +243,53 @@ func TestPositionsLatestWins(t *testing.T) {
 	f.post(`{"id":"a","lat":1,"lon":1,"ts":200}`, "")
 	var r postResp
 	decodeStrict(t, wantJSON(t, f.post(`{"id":"a","lat":5,"lon":5,"ts":100}`, ""), http.StatusOK), &r)
-	if r.Accepted != 1 {
+	if r.Accepted != 1 || r.Stale != 1 {
 		t.Fatalf("%+v", r)
 	}
 	if p, _ := f.eng.Store().Get([]byte("a")); p.TS != 200 || p.Lat != 1e7 {
 		t.Fatalf("stale update applied: %+v", p)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(wantJSON(t, f.get("/v1/stats"), http.StatusOK), &st); err != nil || st["stale_total"] != 1.0 {
+		t.Fatalf("stats stale_total = %v (%v)", st["stale_total"], err)
+	}
+}
+
+// TestPositionsDeviceClocks: a ts ahead of the server clock by more than the
+// skew is a rejected line saying so, milliseconds are converted, and both
+// are counted in /v1/stats and /metrics.
+func TestPositionsDeviceClocks(t *testing.T) {
+	f := newFixture(t, Options{MaxClockSkew: time.Minute}, store.Options{})
+	now := time.Now().Unix()
+	body := fmt.Sprintf(`{"id":"future","lat":1,"lon":1,"ts":%d}
+{"id":"ms","lat":1,"lon":1,"ts":%d}
+{"id":"late","lat":1,"lon":1,"ts":%d}
+`, now+3600, (now-10)*1000+999, now-30*86400)
+	var r postResp
+	decodeStrict(t, wantJSON(t, f.post(body, ""), http.StatusOK), &r)
+	if r.Accepted != 2 || r.Rejected != 1 || len(r.Errors) != 1 || r.Errors[0].Line != 1 ||
+		!strings.Contains(r.Errors[0].Error, "ahead of the server clock (max 1m0s)") {
+		t.Fatalf("%+v", r)
+	}
+	if _, ok := f.eng.Store().Get([]byte("future")); ok {
+		t.Fatal("future update stored")
+	}
+	if p, ok := f.eng.Store().Get([]byte("ms")); !ok || int64(p.TS) != now-10 {
+		t.Fatalf("milliseconds: %+v %v", p, ok)
+	}
+	if p, ok := f.eng.Store().Get([]byte("late")); !ok || int64(p.TS) != now-30*86400 {
+		t.Fatalf("30 days late: %+v %v", p, ok)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(wantJSON(t, f.get("/v1/stats"), http.StatusOK), &st); err != nil ||
+		st["rejected_future_total"] != 1.0 || st["ts_milliseconds_total"] != 1.0 {
+		t.Fatalf("stats %v (%v)", st, err)
+	}
+	metrics := f.get("/metrics").Body.String()
+	for _, want := range []string{`fleetd_ingest_ts_total{kind="future"} 1`, `fleetd_ingest_ts_total{kind="milliseconds"} 1`, "fleetd_updates_stale_total 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

@@ -26,6 +26,10 @@ import (
 // DefaultMaxBody is the default limit on a POST /v1/positions body.
 const DefaultMaxBody = 64 << 20
 
+// DefaultMaxClockSkew is how far ahead of the server's clock a posted ts
+// may be by default: device clocks drift by seconds, not minutes.
+const DefaultMaxClockSkew = 5 * time.Minute
+
 // Options configures a Server.
 type Options struct {
 	// Engine applies writes and serves reads. Required.
@@ -33,6 +37,11 @@ type Options struct {
 	// MaxBody limits a POST /v1/positions body in bytes (default
 	// DefaultMaxBody); a larger body is answered 413 and nothing applied.
 	MaxBody int64
+	// MaxClockSkew is how far a posted ts may be ahead of the server's
+	// clock before the update is rejected (default DefaultMaxClockSkew;
+	// negative: no limit). A truck whose stored ts is in the future would
+	// drop every correct update until then (latest wins by ts).
+	MaxClockSkew time.Duration
 	// Token, if not empty, is the bearer token every route but /healthz and
 	// /metrics requires.
 	Token string
@@ -63,6 +72,8 @@ type Server struct {
 	alerts      *alert.Engine // nil: alert endpoints answer 404
 	log         *slog.Logger
 	maxBody     int64
+	maxAhead    int64 // seconds a ts may be ahead of now; 0: no limit
+	ts          tsCounters
 	auth        bool
 	tokenSum    [sha256.Size]byte
 	accessLog   bool
@@ -93,6 +104,13 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxClockSkew == 0 {
+		o.MaxClockSkew = DefaultMaxClockSkew
+	}
+	maxAhead := int64(0) // no limit
+	if o.MaxClockSkew > 0 {
+		maxAhead = max(int64(o.MaxClockSkew/time.Second), 1)
+	}
 	s := &Server{
 		extra:       o.Routes,
 		subscribers: o.Subscribers,
@@ -101,6 +119,7 @@ func New(o Options) (*Server, error) {
 		alerts:      o.Alerts,
 		log:         o.Logger,
 		maxBody:     o.MaxBody,
+		maxAhead:    maxAhead,
 		auth:        o.Token != "",
 		tokenSum:    sha256.Sum256([]byte(o.Token)),
 		accessLog:   o.AccessLog,

@@ -26,6 +26,11 @@ type statsResponse struct {
 	UptimeS       float64     `json:"uptime_s"`
 	IndexCells    int         `json:"index_cells"`
 	Shards        int         `json:"shards"`
+	StaleTotal    int64       `json:"stale_total"`           // accepted updates older than the stored position
+	FutureTotal   int64       `json:"rejected_future_total"` // rejected: ts too far ahead of the server clock
+	MillisTotal   int64       `json:"ts_milliseconds_total"` // accepted with a ts in milliseconds, converted
+	TTLS          float64     `json:"ttl_s"`                 // 0: trucks never expire
+	Sweeps        int64       `json:"expiry_sweeps"`
 	ExpiredTotal  int64       `json:"expired_total"`
 	RefusedTotal  int64       `json:"refused_total"` // new trucks refused at the memory limit
 	Subscribers   int         `json:"subscribers"`   // live-feed subscribers connected now
@@ -174,6 +179,8 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		Shards:       st.Shards,
 	}
 	resp.ExpiredTotal, resp.RefusedTotal = es.ExpiredTotal, es.RefusedTotal
+	resp.StaleTotal, resp.Sweeps, resp.TTLS = es.StaleTotal, es.Sweeps, es.TTL.Seconds()
+	resp.FutureTotal, resp.MillisTotal = s.ts.future.Load(), s.ts.millis.Load()
 	if s.subscribers != nil {
 		resp.Subscribers = s.subscribers()
 	}

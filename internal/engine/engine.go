@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"log/slog"
-	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,9 +17,16 @@ import (
 // Options configures an Engine.
 type Options struct {
 	Store store.Options
-	// TTL removes trucks not updated for this long (0 = keep forever). The
-	// sweep runs every SweepEvery (default 1s), chunk by chunk, so no shard
-	// is locked for more than a few tens of microseconds at a time.
+	// TTL removes trucks that fleetd has not heard from for this long (0 =
+	// keep forever). It counts from the last accepted update by the
+	// engine's clock, stale (late) updates included, never from the
+	// device's ts: a truck reporting hours-old points stays, and a truck
+	// is removed between TTL and TTL·(1+2/ttlEpochs) plus one sweep after
+	// it was last heard. Trucks recovered at startup count as heard then.
+	// The sweep runs every SweepEvery (default 1s, or TTL/ttlEpochs if
+	// that is shorter), chunk by chunk, so no shard is locked for more
+	// than a few tens of microseconds at a time; it removes nothing until
+	// a last-heard epoch has passed.
 	TTL        time.Duration
 	SweepEvery time.Duration
 	// MemoryLimit, when > 0, is the heap size past which new trucks are
@@ -56,13 +62,25 @@ type Engine struct {
 	ready   atomic.Bool
 	closed  atomic.Bool
 	updates atomic.Int64 // accepted updates, stale included
+	stale   atomic.Int64 // accepted updates older than the stored position
 	expired atomic.Int64
+	sweeps  atomic.Int64
 	refused atomic.Int64
 	rate    rateMeter
 	started time.Time
 
 	dur      *durable // nil when in memory
 	recovery RecoveryReport
+
+	// sweep is the expiry's state, guarded by its mutex.
+	sweep struct {
+		sync.Mutex
+		epoch     int64     // last epoch handed to the store
+		swept     int64     // epoch of the last Expire
+		logged    time.Time // when expiries were last logged
+		unlogged  int       // expired since then
+		unloggedS time.Time // first expiry not yet logged
+	}
 
 	stop chan struct{}
 	bg   sync.WaitGroup
@@ -94,6 +112,9 @@ func Open(o Options) (*Engine, error) {
 		if err := openDurable(e, &o); err != nil {
 			return nil, err
 		}
+	}
+	if o.TTL > 0 {
+		e.opts.SweepEvery = min(o.SweepEvery, e.epochLen())
 	}
 	if o.TTL > 0 || o.MemoryLimit > 0 || e.dur != nil {
 		e.bg.Go(e.housekeeping)
@@ -138,34 +159,79 @@ func (e *Engine) Snapshot() error {
 // Recovery reports what Open recovered from the data directory.
 func (e *Engine) Recovery() RecoveryReport { return e.recovery }
 
-// Sweep expires the trucks older than the TTL now and returns how many.
+// ttlEpochs is how many last-heard epochs make a TTL. Records keep the
+// epoch mod store.HeardEpochs (128), so the sweep, which runs at least once
+// an epoch, sees every truck's true age while it is under 128-33 epochs: a
+// truck is expired within two epochs (1/16 of the TTL) after its TTL is up.
+const ttlEpochs = 32
+
+// expiryLogEvery is how often expiries are summarised in the log.
+const expiryLogEvery = time.Minute
+
+// epochLen is the length of one last-heard epoch.
+func (e *Engine) epochLen() time.Duration { return max(e.opts.TTL/ttlEpochs, time.Millisecond) }
+
+// Sweep advances the store's last-heard epoch to now and, when an epoch
+// has passed since the last sweep, expires the trucks not heard from for
+// the TTL. It returns how many it expired.
 func (e *Engine) Sweep() int {
 	if e.opts.TTL <= 0 {
 		return 0
 	}
-	cutoff := e.opts.Now().Add(-e.opts.TTL).Unix()
-	if cutoff <= 0 {
-		return 0
+	sw := &e.sweep
+	sw.Lock()
+	defer sw.Unlock()
+	now := e.opts.Now()
+	// The clock may step back; epochs do not.
+	sw.epoch = max(sw.epoch, int64(now.Sub(e.started)/e.epochLen()))
+	e.st.SetEpoch(uint32(sw.epoch))
+	n := 0
+	if sw.epoch != sw.swept {
+		sw.swept = sw.epoch
+		n = e.expire()
+		e.sweeps.Add(1)
 	}
+	if n > 0 && sw.unlogged == 0 {
+		sw.unloggedS = now
+	}
+	sw.unlogged += n
+	if sw.unlogged > 0 && now.Sub(sw.logged) >= expiryLogEvery {
+		e.opts.Logger.Info("expired trucks not heard from for the TTL", "trucks", sw.unlogged,
+			"since", sw.unloggedS.UTC().Format(time.RFC3339), "ttl", e.opts.TTL, "trucks_left", e.st.Len(), "expired_total", e.expired.Load())
+		sw.logged, sw.unlogged = now, 0
+	}
+	return n
+}
+
+// expire removes the trucks whose last-heard epoch is more than ttlEpochs
+// behind the store's, logs the removals and tells the observers.
+func (e *Engine) expire() int {
 	var ids [][]byte
 	var pos []store.Position
 	var tss []uint32
-	cut := uint32(min(cutoff, math.MaxUint32))
-	if e.dur != nil {
-		e.dur.applyMu.RLock()
-		defer e.dur.applyMu.RUnlock()
-	}
-	n := e.st.Expire(cut, func(id []byte, p store.Position) {
+	collect := func(id []byte, p store.Position) {
 		ids = append(ids, append([]byte(nil), id...))
 		pos = append(pos, p)
-		tss = append(tss, cut-1)
-	})
-	// Expiry is applied before it is logged: a crash in between brings the
-	// trucks back, and the next sweep expires them again.
-	if e.dur != nil && n > 0 {
-		if err := e.dur.logDeletes(wal.KindExpire, ids, tss); err != nil {
-			e.opts.Logger.Error("could not log expiries; they will be redone after a restart", "trucks", n, "err", err)
+		tss = append(tss, p.TS)
+	}
+	var n int
+	if d := e.dur; d != nil {
+		// Exclusive against Apply, so that the log orders the expiries
+		// exactly where they happened among updates: a late update that
+		// recreates an expired truck is logged after the expiry. A crash
+		// before the record is durable brings the trucks back, and a later
+		// sweep expires them again. The pause is one pass over the store's
+		// records and one fsync, once an epoch (TTL/32).
+		d.applyMu.Lock()
+		n = e.st.Expire(ttlEpochs+1, collect)
+		if n > 0 {
+			if err := d.logDeletes(wal.KindExpire, ids, tss); err != nil {
+				e.opts.Logger.Error("could not log expiries; they will be redone after a restart", "trucks", n, "err", err)
+			}
 		}
+		d.applyMu.Unlock()
+	} else {
+		n = e.st.Expire(ttlEpochs+1, collect)
 	}
 	for i := range ids {
 		e.notifyRemoved(ids[i], pos[i], Expired)
@@ -217,6 +283,9 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 		res = e.st.Apply(batch)
 	}
 	e.refused.Add(int64(res.Refused))
+	if res.Stale > 0 {
+		e.stale.Add(int64(res.Stale))
+	}
 	n := int64(res.Inserted + res.Updated + res.Stale)
 	e.updates.Add(n)
 	e.rate.add(time.Now().Unix(), n)
@@ -253,7 +322,10 @@ type Stats struct {
 	Store         store.Stats
 	UpdatesTotal  int64
 	UpdatesPerSec float64
+	StaleTotal    int64 // accepted updates older than the stored position (kept in the log, not applied)
 	ExpiredTotal  int64
+	Sweeps        int64 // expiry passes over the store
+	TTL           time.Duration
 	RefusedTotal  int64 // new trucks refused at the memory or truck cap
 	Uptime        time.Duration
 	Durable       bool
@@ -280,7 +352,10 @@ func (e *Engine) Stats() Stats {
 		Store:         e.st.Stats(),
 		UpdatesTotal:  e.updates.Load(),
 		UpdatesPerSec: e.rate.perSec(time.Now().Unix()),
+		StaleTotal:    e.stale.Load(),
 		ExpiredTotal:  e.expired.Load(),
+		Sweeps:        e.sweeps.Load(),
+		TTL:           e.opts.TTL,
 		RefusedTotal:  e.refused.Load(),
 		Uptime:        time.Since(e.started),
 	}

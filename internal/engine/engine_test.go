@@ -48,8 +48,13 @@ func TestRateMeter(t *testing.T) {
 	}
 }
 
+// TestSweepExpires: the TTL counts from when the engine last heard from a
+// truck, whatever its ts says. A truck reporting days-old points stays as
+// long as it keeps reporting; one that falls silent is removed after the
+// TTL, never sooner, and within two epochs after it.
 func TestSweepExpires(t *testing.T) {
-	now := time.Unix(1_764_000_000, 0)
+	start := time.Unix(1_764_000_000, 0)
+	now := start
 	obs := &recorder{}
 	e, err := Open(Options{TTL: time.Hour, SweepEvery: time.Hour, Now: func() time.Time { return now },
 		Observers: []Observer{obs}})
@@ -57,20 +62,39 @@ func TestSweepExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	old := store.MakePosition(1, 1, now.Add(-2*time.Hour).Unix(), 0, 0)
-	fresh := store.MakePosition(1, 1, now.Add(-time.Minute).Unix(), 0, 0)
-	e.Apply([]store.Update{{ID: []byte("old"), Position: old}, {ID: []byte("fresh"), Position: fresh}})
-	if n := e.Sweep(); n != 1 {
-		t.Fatalf("Sweep expired %d, want 1", n)
+	at := func(ts time.Time) store.Position { return store.MakePosition(1, 1, ts.Unix(), 0, 0) }
+	e.Apply([]store.Update{
+		{ID: []byte("late"), Position: at(start.Add(-48 * time.Hour))}, // a device's buffered past
+		{ID: []byte("silent"), Position: at(start)},
+		{ID: []byte("chatty-late"), Position: at(start.Add(-time.Hour))},
+	})
+	epoch := time.Hour / ttlEpochs
+	for now.Sub(start) < time.Hour {
+		if n := e.Sweep(); n != 0 {
+			t.Fatalf("at +%v: Sweep expired %d before the TTL", now.Sub(start), n)
+		}
+		now = now.Add(epoch / 3)
+		// Older than what is stored: stale, but heard.
+		if res, _ := e.Apply([]store.Update{{ID: []byte("chatty-late"), Position: at(start.Add(-2 * time.Hour))}}); res.Stale != 1 {
+			t.Fatalf("late update: %+v", res)
+		}
 	}
-	if len(obs.removed) != 1 || obs.removed[0] != "old/1" {
+	for e.Stats().ExpiredTotal < 2 {
+		if now.Sub(start) > time.Hour+2*epoch+epoch/3 {
+			t.Fatalf("at +%v: expired %v, want late and silent", now.Sub(start), obs.removed)
+		}
+		e.Sweep()
+		now = now.Add(epoch / 3)
+		e.Apply([]store.Update{{ID: []byte("chatty-late"), Position: at(start.Add(-2 * time.Hour))}})
+	}
+	if len(obs.removed) != 2 || obs.removed[0] == obs.removed[1] {
 		t.Fatalf("observer saw removals %v", obs.removed)
 	}
-	if _, ok := e.Store().Get([]byte("fresh")); !ok {
-		t.Fatal("fresh truck expired")
+	if _, ok := e.Store().Get([]byte("chatty-late")); !ok {
+		t.Fatal("a truck that keeps reporting late points expired")
 	}
-	if e.Stats().ExpiredTotal != 1 {
-		t.Fatal("expiry not counted")
+	if st := e.Stats(); st.StaleTotal == 0 || st.Sweeps == 0 {
+		t.Fatalf("Stats = %+v", st)
 	}
 }
 

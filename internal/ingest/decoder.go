@@ -16,6 +16,13 @@ const (
 	MinTS             = 1              // smallest accepted ts (Unix seconds)
 	MaxTS             = math.MaxUint32 // largest accepted ts; positions are stored as uint32 seconds
 	MaxSpeed          = 1000           // km/h
+
+	// A numeric ts in [MinMillis, MaxMillis) cannot be Unix seconds (it
+	// would be after the year 5138, past MaxTS) and is what phones and
+	// trackers send as milliseconds (1973 to 5138): it is divided by 1000,
+	// truncating.
+	MinMillis = 100_000_000_000
+	MaxMillis = 100_000_000_000_000
 )
 
 // Update is one validated position update: 64 bytes, the ID slice header
@@ -46,6 +53,8 @@ type LineError struct {
 type Report struct {
 	Accepted int         `json:"accepted"`
 	Rejected int         `json:"rejected"`
+	Future   int         `json:"-"`                        // of Rejected: ts more than MaxAhead ahead of now
+	Millis   int         `json:"-"`                        // of Accepted: ts given in milliseconds, converted
 	Errors   []LineError `json:"errors,omitempty"`         // the first MaxErrors rejections
 	Unknown  []string    `json:"unknown_fields,omitempty"` // unknown field names, first-seen order, at most MaxUnknown
 }
@@ -54,6 +63,12 @@ type Report struct {
 // is not safe for concurrent use; keep one per goroutine or in a sync.Pool.
 // The slices it returns are owned by it and overwritten by the next call.
 type Decoder struct {
+	// MaxAhead, when > 0, is how many seconds a ts may be ahead of the
+	// decoder's now; later ones are rejected (a device whose clock runs
+	// ahead would otherwise freeze its truck: latest wins by ts). Zero
+	// means no limit.
+	MaxAhead int64
+
 	// Sink, when set, receives each accepted update in body order instead
 	// of the returned slice collecting it (that slice then stays empty):
 	// for callers that convert every update anyway and need not hold two

@@ -278,11 +278,25 @@ func (d *Decoder) finish(s []byte, line int) {
 		d.rejectField(s, line, fTS, rInvalid)
 		return
 	default:
-		if v.overflow || v.i < MinTS || v.i > MaxTS {
+		ts := v.i
+		millis := !v.overflow && ts >= MinMillis && ts < MaxMillis && s[v.start] != '"'
+		if millis {
+			ts /= 1000
+		}
+		if v.overflow || ts < MinTS || ts > MaxTS {
 			d.rejectField(s, line, fTS, rRange)
 			return
 		}
-		u.TS = v.i
+		if d.MaxAhead > 0 && ts-d.now > d.MaxAhead {
+			d.obj.vals[fTS].i = ts
+			d.report.Future++
+			d.rejectField(s, line, fTS, rFuture)
+			return
+		}
+		if millis {
+			d.report.Millis++
+		}
+		u.TS = ts
 	}
 	for _, f := range [...]field{fSpeed, fHeading} {
 		if vs[f].st == stType {

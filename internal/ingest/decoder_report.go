@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // syntaxError is the first lexical or structural fault in an entry. msg is
@@ -36,6 +37,7 @@ const (
 	rRange                 // value outside its range
 	rInvalid               // id charset/length, or ts string not RFC 3339
 	rNow                   // ts absent and the decoder's now is out of range
+	rFuture                // ts further ahead of now than MaxAhead
 )
 
 // listing reports whether the next rejection's message will be kept.
@@ -146,6 +148,10 @@ func (d *Decoder) rejectField(s []byte, line int, f field, why reason) {
 		switch {
 		case f == fTS && s[v.start] == '"':
 			msg = fmt.Sprintf("ts %s (Unix %d) out of range %s", tok, v.i, rangeText[f])
+		case f == fTS && !v.overflow && v.i == 0:
+			msg = fmt.Sprintf("ts %s out of range %s: 1970-01-01 is a device clock that is not set; omit ts to use the server's clock", tok, rangeText[f])
+		case f == fTS && (v.overflow || v.i > MaxTS):
+			msg = fmt.Sprintf("ts %s out of range %s: want Unix seconds, or milliseconds (%d to %d)", tok, rangeText[f], int64(MinMillis), int64(MaxTS)*1000+999)
 		default:
 			msg = fmt.Sprintf("%s %s out of range %s", name, tok, rangeText[f])
 		}
@@ -160,6 +166,10 @@ func (d *Decoder) rejectField(s []byte, line int, f field, why reason) {
 		} else {
 			msg = fmt.Sprintf("invalid ts %s: must be Unix seconds or an RFC 3339 time", token(s[v.start:v.end]))
 		}
+	case rFuture:
+		ahead := time.Duration(v.i-d.now) * time.Second
+		msg = fmt.Sprintf("ts %s is %s ahead of the server clock (max %v): is the device's clock set?",
+			time.Unix(v.i, 0).UTC().Format(time.RFC3339), aheadText(ahead), time.Duration(d.MaxAhead)*time.Second)
 	case rNow:
 		msg = fmt.Sprintf("ts missing and the server time %d is out of range %s", d.now, rangeText[fTS])
 	}
@@ -177,4 +187,13 @@ func token(b []byte) string {
 		return string(b[:n]) + "..."
 	}
 	return string(b)
+}
+
+// aheadText prints how far a ts is ahead: whole days from two days on
+// ("400 days"), otherwise a duration to the second ("1h2m3s").
+func aheadText(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
+	}
+	return d.Round(time.Second).String()
 }

@@ -18,8 +18,11 @@
 //	lon      number                 -180 ≤ lon ≤ 180                          rejected
 //	ts       number, Unix seconds,  1 ≤ ts ≤ 4294967295 (stored as uint32);   now (the argument)
 //	         fraction truncated     a string is parsed by
-//	         toward zero; or an     time.Parse(time.RFC3339, ·)
-//	         RFC 3339 string
+//	         toward zero; or an     time.Parse(time.RFC3339, ·);
+//	         RFC 3339 string        a number in [1e11, 1e14) is milliseconds
+//	                                and divided by 1000 (see Device clocks);
+//	                                at most Decoder.MaxAhead seconds after
+//	                                now when MaxAhead > 0
 //	speed    number, km/h           0 ≤ speed ≤ 1000                          0
 //	heading  number, degrees        0 ≤ heading < 360                         0
 //
@@ -37,6 +40,26 @@
 // count); deeper nesting rejects the entry. A duplicate key overrides the
 // earlier occurrence entirely, including an earlier wrong-typed value: the
 // last one wins, as with encoding/json into a map.
+//
+// # Device clocks
+//
+// Devices buffer points in dead zones and send them late, reset their
+// clocks to 1980 after losing power, jump 1024 weeks at a GPS week
+// rollover, run fast, or send milliseconds. The rules for ts are made for
+// them:
+//
+//   - Late is data: any ts in range is accepted however old; whether it moves
+//     the truck is the store's business (latest wins by ts).
+//   - The future is refused: with MaxAhead > 0 a ts more than MaxAhead
+//     seconds after now is rejected ("ts 2026-12-29T16:00:00Z is 400 days
+//     ahead of the server clock (max 5m0s): is the device's clock set?") and
+//     counted in Report.Future, because a truck whose stored ts is in the
+//     future would drop every correct update until that time came.
+//   - Milliseconds are converted: a numeric ts in [MinMillis, MaxMillis)
+//     cannot be seconds (it would be after MaxTS) and is divided by 1000,
+//     truncating; counted in Report.Millis. Microseconds and nanoseconds are
+//     out of range, as is 0 (a clock that is not set: omit ts instead, and
+//     the server's clock is used).
 //
 // # Entries and errors
 //

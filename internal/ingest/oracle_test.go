@@ -86,6 +86,9 @@ func oracle(entry []byte, now int64) (u Update, valid, comparable bool) {
 				return u, false, true
 			}
 			u.TS = v.Int64()
+			if u.TS >= 1e11 && u.TS < 1e14 { // milliseconds
+				u.TS /= 1000
+			}
 		}
 	}
 	if u.TS < 1 || u.TS > math.MaxUint32 {

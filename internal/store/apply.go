@@ -154,6 +154,7 @@ func spinUntil(c *atomic.Int32, n int) {
 func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int, Position, bool)) Result {
 	var res Result
 	g := &sh.st.geom
+	heard := sh.st.heardBits()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for _, i := range idx {
@@ -177,6 +178,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 		}
 		r := sh.rec(slot)
 		if u.TS < r.ts {
+			r.hear(heard)
 			res.Stale++
 			continue
 		}
@@ -185,7 +187,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 			sh.grid.remove(oldKey, slot)
 			sh.grid.add(newKey, slot)
 		}
-		r.set(&u.Position)
+		r.set(&u.Position, heard)
 		res.Updated++
 		if fn != nil {
 			fn(int(i), prev, true)

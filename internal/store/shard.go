@@ -23,13 +23,27 @@ const idInline = 15
 const longID = 0xFF
 
 // record is one truck: 32 bytes, no pointers.
+//
+// hh packs the heading (whole degrees, 0–359: 9 bits) with the truck's
+// last-heard epoch in the top 7 bits (see Store.SetEpoch): the TTL counts
+// from when fleetd last heard from a truck, not from its device's clock,
+// and keeping that here costs no byte (a separate column would cost 1–4 B
+// a truck, 2–9% of the record budget).
 type record struct {
 	lat, lon int32
 	ts       uint32
 	speed    uint16
-	heading  uint16
+	hh       uint16 // heading | heard<<headingBits
 	id       [16]byte
 }
+
+const (
+	headingBits = 9
+	headingMask = 1<<headingBits - 1
+	// HeardEpochs is how many last-heard values a record distinguishes:
+	// the 16 bits of hh less the heading's 9.
+	HeardEpochs = 1 << (16 - headingBits)
+)
 
 // recordSize is asserted at compile time: the bytes-per-truck budget in
 // doc.go depends on it.
@@ -39,11 +53,22 @@ var _ [32 - recordSize]struct{}
 var _ [recordSize - 32]struct{}
 
 func (r *record) pos() Position {
-	return Position{Lat: r.lat, Lon: r.lon, TS: r.ts, Speed: r.speed, Heading: r.heading}
+	return Position{Lat: r.lat, Lon: r.lon, TS: r.ts, Speed: r.speed, Heading: r.hh & headingMask}
 }
 
-func (r *record) set(p *Position) {
-	r.lat, r.lon, r.ts, r.speed, r.heading = p.Lat, p.Lon, p.TS, p.Speed, p.Heading
+// set stores p, heard in epoch (already shifted: see heardBits).
+func (r *record) set(p *Position, heard uint16) {
+	r.lat, r.lon, r.ts, r.speed, r.hh = p.Lat, p.Lon, p.TS, p.Speed, p.Heading|heard
+}
+
+// hear stamps the record as heard in epoch (shifted) without moving it: a
+// stale update is still news that the truck is alive.
+func (r *record) hear(heard uint16) { r.hh = r.hh&headingMask | heard }
+
+// heardAge is how many epochs ago (mod HeardEpochs) the truck was last
+// heard, cur being the current epoch (shifted).
+func (r *record) heardAge(cur uint16) uint16 {
+	return (cur - r.hh&^headingMask) >> headingBits
 }
 
 type shard struct {
@@ -185,7 +210,7 @@ func (sh *shard) insertLocked(id []byte, h uint64, pos int, p *Position) (uint32
 		sh.nslots++
 	}
 	r := sh.rec(slot)
-	r.set(p)
+	r.set(p, sh.st.heardBits())
 	sh.setID(r, id)
 	sh.table[pos] = tagOf(h)<<24 | (slot + 1)
 	sh.live++

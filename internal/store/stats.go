@@ -100,6 +100,9 @@ func (sh *shard) check(si int) error {
 			return fmt.Errorf("store: shard %d: table entry for free slot %d", si, slot)
 		}
 		id := sh.idOf(r)
+		if r.hh&headingMask >= 360 {
+			return fmt.Errorf("store: shard %d: %q has heading %d", si, id, r.hh&headingMask)
+		}
 		h := s.hash(id)
 		if s.shardOf(h) != si {
 			return fmt.Errorf("store: shard %d holds %q of shard %d", si, id, s.shardOf(h))

@@ -96,9 +96,10 @@ type Store struct {
 	shardBits uint
 	shards    []shard
 	geom      gridGeom
-	maxTrucks atomic.Int64 // 0 = no cap
-	live      atomic.Int64 // trucks across shards
-	scratch   sync.Pool    // *applyScratch
+	maxTrucks atomic.Int64  // 0 = no cap
+	epoch     atomic.Uint32 // last-heard epoch stamped by Apply, < HeardEpochs
+	live      atomic.Int64  // trucks across shards
+	scratch   sync.Pool     // *applyScratch
 }
 
 // New returns an empty Store.
@@ -225,12 +226,33 @@ func (s *Store) DeleteIf(id []byte, maxTS uint32) bool {
 	return true
 }
 
-// Expire removes every truck whose last update is older than cutoff (Unix
-// seconds) and returns how many it removed. It works through each shard in
-// runs of one chunk under the write lock, so writers wait at most one run.
-// fn, if not nil, is called with each expired truck's ID (valid during the
-// call, under the shard's lock: keep it short).
-func (s *Store) Expire(cutoff uint32, fn func(id []byte, p Position)) int {
+// SetEpoch sets the last-heard epoch that Apply stamps on every truck it
+// hears from from now on, stale updates included; it is kept mod
+// HeardEpochs. Trucks are stamped with the current epoch when inserted, so
+// trucks recovered at startup count as heard then. The engine advances the
+// epoch on its clock (see engine.Options.TTL); a store whose epoch never
+// moves never expires anything.
+func (s *Store) SetEpoch(e uint32) { s.epoch.Store(e % HeardEpochs) }
+
+// heardBits is the current epoch, shifted into place in record.hh.
+func (s *Store) heardBits() uint16 { return uint16(s.epoch.Load()) << headingBits }
+
+// Expire removes every truck not heard from for age epochs or more (its
+// last-heard epoch is at least age behind the current one) and returns how
+// many it removed. Ages are counted mod HeardEpochs, so 1 ≤ age <
+// HeardEpochs, and a caller that lets the epoch advance by more than
+// HeardEpochs-age between calls sees trucks older than that as younger
+// than they are: expired late, never early.
+//
+// Expire works through each shard in runs of one chunk under the write
+// lock, so writers wait at most one run. fn, if not nil, is called with
+// each expired truck's ID (valid during the call, under the shard's lock:
+// keep it short).
+func (s *Store) Expire(age int, fn func(id []byte, p Position)) int {
+	if age < 1 || age >= HeardEpochs {
+		panic(fmt.Sprintf("BUG: store: Expire age %d outside [1, %d)", age, HeardEpochs))
+	}
+	cur, minAge := s.heardBits(), uint16(age)
 	n := 0
 	var idbuf [MaxIDLen]byte
 	for i := range s.shards {
@@ -244,7 +266,7 @@ func (s *Store) Expire(cutoff uint32, fn func(id []byte, p Position)) int {
 			end := min(start+chunkSize, sh.nslots)
 			for slot := start; slot < end; slot++ {
 				r := sh.rec(slot)
-				if r.id[0] == 0 || r.ts >= cutoff {
+				if r.id[0] == 0 || r.heardAge(cur) < minAge {
 					continue
 				}
 				id := sh.appendID(idbuf[:0], r)
