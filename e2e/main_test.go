@@ -73,8 +73,8 @@ type proc struct {
 
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// start runs `fleetd serve --http 127.0.0.1:0 --data <tmp>` plus args and
-// waits for it to listen and be ready.
+// start runs `fleetd serve --http 127.0.0.1:0 --data <tmp>` plus args (the
+// defaults otherwise) and waits for it to listen and be ready.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	return startData(t, filepath.Join(t.TempDir(), "data"), args...)
@@ -83,9 +83,10 @@ func start(t *testing.T, args ...string) *proc {
 // startData is start with a given data directory, for restarts.
 func startData(t *testing.T, data string, args ...string) *proc {
 	t.Helper()
-	// Tests use fixed timestamps from 2025; the default 24h TTL would
-	// expire them within a second. Tests that exercise expiry pass --ttl.
-	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data, "--ttl", "0"}, args...)
+	// The server's defaults otherwise: tests post fixed timestamps from
+	// 2025, and the TTL counts from when the server heard from a truck,
+	// so they stay.
+	all := append([]string{"serve", "--http", "127.0.0.1:0", "--data", data}, args...)
 	p := &proc{t: t, cmd: exec.Command(bin, all...), exited: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

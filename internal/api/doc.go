@@ -52,12 +52,40 @@
 // Once the whole body is read, the updates are applied with one
 // engine.Apply call (a body that fails or is too large applies nothing):
 //
-//	200 {"accepted":A,"rejected":R,"errors":[{"line":7,"error":"…"}],"unknown_fields":["…"]}
+//	200 {"accepted":A,"rejected":R,"stale":S,"errors":[{"line":7,"error":"…"}],"unknown_fields":["…"]}
 //
 // errors lists the first ingest.MaxErrors rejections, unknown_fields the
 // unknown field names seen (both always present, possibly empty). A 200
-// means every accepted update was applied by the engine (or was older than
-// the stored position, which latest-wins drops by design).
+// means every accepted update is durable and was applied by the engine;
+// stale counts the accepted ones that did not move their truck because a
+// newer position (by ts) was stored: late data is data, kept in the log,
+// and it keeps the truck alive (below), but latest wins on the map.
+//
+// # Device clocks
+//
+// Devices send points late (buffered in dead zones), with clocks reset to
+// 1980, in milliseconds, or ahead of true time. The contract:
+//
+//   - A ts in the past is valid however old (package ingest's range: from
+//     1970-01-01T00:00:01Z). It never moves a truck whose stored ts is
+//     newer, and is counted as stale.
+//   - A ts more than Options.MaxClockSkew (fleetd serve --max-clock-skew,
+//     default 5m) ahead of the server's clock is a rejected line: "ts
+//     2027-01-06T10:00:00Z is 400 days ahead of the server clock (max
+//     5m0s): is the device's clock set?". Accepting it would freeze the
+//     truck until that time (latest wins by ts). Such rejections are
+//     counted (rejected_future_total, fleetd_ingest_ts_total{kind="future"})
+//     and logged at most once a minute with an example.
+//   - A numeric ts from 1e11 to 1e14 can only be milliseconds and is
+//     divided by 1000 (ts_milliseconds_total); 0 (a clock that is not set)
+//     and larger values are rejected with a reason saying so. RFC 3339
+//     strings are accepted. An absent ts is the server's clock.
+//   - The TTL (engine.Options.TTL, --ttl) counts from when the server last
+//     accepted an update of the truck, stale ones included, never from its
+//     ts: a truck is never expired sooner than the TTL after it was last
+//     heard from, and at most TTL/16 later. Expiries are counted
+//     (expired_total, fleetd_trucks_expired_total) and summarised in the
+//     log at most once a minute.
 //
 //   - A body over the limit: 413, nothing applied.
 //   - A Content-Type other than application/x-ndjson or application/json
@@ -97,6 +125,11 @@
 //	fleetd_memory_bytes{component}         the store's records, ids, index,
 //	                                       free_lists, spare
 //	fleetd_ingest_lines_total{result}      accepted, rejected, refused
+//	fleetd_ingest_ts_total{kind}           future (rejected), milliseconds
+//	                                       (converted)
+//	fleetd_updates_stale_total             accepted, older than the stored ts
+//	fleetd_trucks_expired_total            not heard from for the TTL
+//	fleetd_expiry_sweeps_total
 //	fleetd_http_requests_total{route,code} one per answered request
 //	fleetd_http_request_duration_seconds{route}
 //

@@ -9,7 +9,17 @@
 //     success only then; on an I/O error nothing of the batch is applied and
 //     Apply returns the error (the API answers 503).
 //   - Updates of one truck within a batch are applied in batch order;
-//     latest-wins by timestamp decides between batches.
+//     latest-wins by timestamp decides between batches. An update older
+//     than the stored position (stale) is still logged, counted and keeps
+//     its truck alive: it is data (for history), not an error.
+//   - Expiry (Options.TTL) counts from when the engine last heard from a
+//     truck, by its own clock, in last-heard epochs of TTL/32 that the
+//     store keeps in each record: never sooner than the TTL, at most two
+//     epochs later. An expiry pass is exclusive against Apply, so that the
+//     log records each expiry between the same updates as it happened and
+//     replay reaches the same fleet; it pauses ingest for one pass over the
+//     records and one fsync, once an epoch. Recovered trucks count as heard
+//     at startup.
 //
 // Concurrency: every method is safe for concurrent use. Apply calls from
 // many goroutines share fsyncs (group commit) and apply in parallel on the

@@ -8,9 +8,11 @@
 // of their ID. A shard owns, under its own lock:
 //
 //	records  chunks of 4096 fixed-layout records, one per slot:
-//	         | lat int32 | lon int32 | ts uint32 | speed uint16 | heading uint16 | id [16]byte |
+//	         | lat int32 | lon int32 | ts uint32 | speed uint16 | hh uint16 | id [16]byte |
 //	         = 32 bytes. lat/lon in 1e-7 degree, ts in Unix seconds,
-//	         speed in 0.1 km/h, heading in whole degrees. id[0] is the ID's
+//	         speed in 0.1 km/h; hh is the heading in whole degrees (low 9
+//	         bits) and the last-heard epoch (top 7 bits, see below); no
+//	         byte is spent on either beyond the 16 bits. id[0] is the ID's
 //	         length (1–15, bytes inline) or 0 for a free slot, or 0xFF for a
 //	         longer ID kept in the shard's long-ID arena (offset and length
 //	         inline).
@@ -37,6 +39,13 @@
 //     contains its coordinates; free slots appear in the free stack only.
 //   - A stored position is replaced only by an update whose ts is not older
 //     (latest wins by time); older updates are counted as stale and dropped.
+//   - Every accepted update stamps its truck with the store's current
+//     last-heard epoch (SetEpoch), stale ones included: a truck is alive as
+//     long as it reports, whatever its device's clock says. Expire(age)
+//     removes trucks whose stamp is age or more epochs old, counted mod
+//     HeardEpochs (128): a truck is never removed before its true age, and
+//     later only if the caller lets more than 128-age epochs pass between
+//     calls.
 //   - The index is updated incrementally on every move: a truck that stays in
 //     its cell costs nothing, one that changes cell is moved between two
 //     blocks. Nothing is ever rebuilt wholesale on the hot path.

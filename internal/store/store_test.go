@@ -515,3 +515,42 @@ func TestApplyFuncReportsPrevious(t *testing.T) {
 		t.Fatalf("hook saw %v %v; the stale update must not be reported", seen, had)
 	}
 }
+
+// TestExpireByLastHeard: expiry reads the last-heard stamp, not ts; stale
+// updates refresh it; headings survive the packing; and an epoch counter
+// that wraps past HeardEpochs makes trucks look younger, never older.
+func TestExpireByLastHeard(t *testing.T) {
+	s := mustNew(t, Options{Shards: 2})
+	put := func(id string, ts uint32) Result {
+		return s.Apply([]Update{{ID: []byte(id), Position: Position{Lat: 1, Lon: 1, TS: ts, Heading: 359}}})
+	}
+	put("ancient", 1) // 1970: a clock that was never set, or a very late point
+	put("chatty", 2_000_000_000)
+	for e := uint32(1); e <= 5; e++ {
+		s.SetEpoch(e)
+		if r := put("chatty", 1_000_000_000); r.Stale != 1 { // late: stale, but heard
+			t.Fatalf("epoch %d: %+v", e, r)
+		}
+		if n := s.Expire(5, nil); n != map[bool]int{true: 1, false: 0}[e == 5] {
+			t.Fatalf("epoch %d: Expire(5) removed %d", e, n)
+		}
+	}
+	if _, ok := s.Get([]byte("ancient")); ok {
+		t.Fatal("ancient truck not expired after 5 epochs")
+	}
+	if p, ok := s.Get([]byte("chatty")); !ok || p.TS != 2_000_000_000 || p.Heading != 359 {
+		t.Fatalf("chatty: %+v %v", p, ok)
+	}
+	// 5+HeardEpochs+1 looks like 1 epoch after the last stamp (5).
+	s.SetEpoch(5 + HeardEpochs + 1)
+	if n := s.Expire(2, nil); n != 0 {
+		t.Fatalf("wrapped epoch expired %d", n)
+	}
+	s.SetEpoch(5 + 2)
+	if n := s.Expire(2, nil); n != 1 {
+		t.Fatalf("Expire(2) two epochs on removed %d", n)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
