@@ -241,3 +241,33 @@ func TestRealDirectory(t *testing.T) {
 		t.Fatal("state differs after reopening a real directory")
 	}
 }
+
+// TestExpiryReplaysInOrder: an expired truck recreated by a late update
+// (older ts than the one it expired with) is in the log after its expiry,
+// so a crash and replay bring back exactly the live fleet.
+func TestExpiryReplaysInOrder(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	e := openAt(t, fs, Options{TTL: time.Minute, Now: func() time.Time { return now }})
+	at := func(id string, ts int64) []store.Update {
+		return []store.Update{{ID: []byte(id), Position: store.MakePosition(1, 1, ts, 0, 0)}}
+	}
+	if _, err := e.Apply(append(at("gone", 2000), at("back", 2000)...)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if n := e.Sweep(); n != 2 {
+		t.Fatalf("swept %d", n)
+	}
+	if _, err := e.Apply(at("back", 1000)); err != nil { // late, recreating it
+		t.Fatal(err)
+	}
+	want := state(e)
+	crashed := fs.CrashClone(vfs.CrashOptions{})
+	e.Close()
+	e2 := openAt(t, crashed, Options{TTL: time.Minute})
+	defer e2.Close()
+	if got := state(e2); !maps.Equal(got, want) {
+		t.Fatalf("after replay %v, want %v", got, want)
+	}
+}
