@@ -9,7 +9,7 @@
 //	GET    /healthz            200 {"status":"ok"} once engine.Ready, else 503 {"status":"starting"}
 //	POST   /v1/positions       NDJSON (application/x-ndjson, or no Content-Type) or a
 //	                           JSON array (application/json) of updates; see below
-//	GET    /v1/trucks/{id}     {"id","lat","lon","ts","speed","heading"}; 404 unknown, 400 bad id
+//	GET    /v1/trucks/{id}     {"id","lat","lon","ts","speed","heading"[,"alt"]}; 404 unknown, 400 bad id
 //	DELETE /v1/trucks/{id}     204; 404 unknown, 400 bad id
 //	GET    /v1/nearby          ?lat=&lon=[&k=10][&radius_m=] → {"results":[hit, …]}, nearest first
 //	GET    /v1/within          ?bbox=minLon,minLat,maxLon,maxLat or ?lat=&lon=&radius_m=,

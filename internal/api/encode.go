@@ -4,10 +4,10 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/fleetd/fleetd/internal/wire"
-
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/ingest"
 	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/wire"
 )
 
 // appendMetres appends a distance rounded to the millimetre.
@@ -18,9 +18,14 @@ func appendMetres(dst []byte, m float64) []byte {
 	return strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64)
 }
 
-// appendTruck appends {"id","lat","lon","ts","speed","heading"}.
-func appendTruck(dst []byte, id []byte, p *store.Position) []byte {
-	return appendHit(dst, id, p, false, 0)
+// appendTruck appends {"id","lat","lon","ts","speed","heading"} and the
+// attributes present in a (e.g. "alt").
+func appendTruck(dst []byte, id []byte, p *store.Position, a *fleet.Attrs) []byte {
+	dst = appendHit(dst, id, p, false, 0)
+	if a.Mask == 0 {
+		return dst
+	}
+	return append(wire.AppendAttrs(dst[:len(dst)-1], a), '}')
 }
 
 // appendHit appends one result object; distance_m only when withDist.

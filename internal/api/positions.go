@@ -101,7 +101,7 @@ func (s *Server) getIngest() *ingestScratch {
 		// The decoder converts each update straight into the store's form:
 		// no second array of decoded updates per in-flight batch.
 		sc.dec.Sink = func(u *ingest.Update) {
-			sc.ups = append(sc.ups, store.Update{ID: sc.ids.copy(u.ID), Position: store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading)})
+			sc.ups = append(sc.ups, store.Update{ID: sc.ids.copy(u.ID), Position: store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading), Attrs: u.Attrs})
 		}
 		return sc
 	}

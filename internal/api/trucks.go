@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/store"
 )
 
@@ -35,13 +36,14 @@ func (s *Server) getTruck(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, ok := s.st.Get(id)
+	var attrs fleet.Attrs
+	p, ok := s.st.GetAttrs(id, &attrs)
 	if !ok {
 		s.notFoundTruck(w, r, id)
 		return
 	}
-	var buf [192]byte
-	writeJSON(w, http.StatusOK, appendTruck(buf[:0], id, &p))
+	var buf [256]byte
+	writeJSON(w, http.StatusOK, appendTruck(buf[:0], id, &p, &attrs))
 }
 
 // deleteTruck is DELETE /v1/trucks/{id}.

@@ -163,10 +163,9 @@ func (b *replayBatch) add(en *wal.Entry) {
 	}
 	start := len(b.arena)
 	b.arena = append(b.arena, en.ID...)
-	b.ups = append(b.ups, store.Update{
-		ID:       b.arena[start:len(b.arena):len(b.arena)],
-		Position: store.Position{Lat: en.Lat, Lon: en.Lon, TS: en.TS, Speed: en.Speed, Heading: en.Heading},
-	})
+	u := en.Update()
+	u.ID = b.arena[start:len(b.arena):len(b.arena)]
+	b.ups = append(b.ups, u)
 	if len(b.ups) == cap(b.ups) {
 		b.flush()
 	}
@@ -185,8 +184,7 @@ func (d *durable) logUpdates(batch []store.Update) error {
 	sc := d.encPool.Get().(*encodeScratch)
 	defer d.encPool.Put(sc)
 	sc.buf = wal.AppendUpdatesFunc(sc.buf[:0], len(batch), func(i int, e *wal.Entry) {
-		u := &batch[i]
-		*e = wal.Entry{ID: u.ID, Lat: u.Lat, Lon: u.Lon, TS: u.TS, Speed: u.Speed, Heading: u.Heading}
+		e.SetUpdate(&batch[i])
 	})
 	_, err := d.log.Append(sc.buf)
 	return err
@@ -225,8 +223,8 @@ func (d *durable) snapshot(st *store.Store) (snapshot.Info, error) {
 	}
 	var werr error
 	var en wal.Entry
-	st.Range(func(id []byte, p store.Position) bool {
-		en = wal.Entry{ID: id, Lat: p.Lat, Lon: p.Lon, TS: p.TS, Speed: p.Speed, Heading: p.Heading}
+	st.RangeUpdates(func(u *store.Update) bool {
+		en.SetUpdate(u)
 		werr = w.Add(&en)
 		return werr == nil
 	})

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"unsafe"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // Limits of the POST /v1/positions contract; see doc.go.
@@ -25,7 +27,7 @@ const (
 	MaxMillis = 100_000_000_000_000
 )
 
-// Update is one validated position update: 64 bytes, the ID slice header
+// Update is one validated position update: 72 bytes, the ID slice header
 // being its only pointer. It is transient decode output; the engine copies
 // what it keeps into its own pointer-free columns.
 //
@@ -34,11 +36,12 @@ const (
 // Decode*/Reset call on the same Decoder and must be copied to be kept.
 type Update struct {
 	ID      []byte
-	Lat     float64 // degrees, [-90, 90]
-	Lon     float64 // degrees, [-180, 180]
-	TS      int64   // Unix seconds, [MinTS, MaxTS]; the decoder's now if absent
-	Speed   float64 // km/h, [0, MaxSpeed]; 0 if absent
-	Heading float64 // degrees, [0, 360); 0 if absent
+	Lat     float64     // degrees, [-90, 90]
+	Lon     float64     // degrees, [-180, 180]
+	TS      int64       // Unix seconds, [MinTS, MaxTS]; the decoder's now if absent
+	Speed   float64     // km/h, [0, MaxSpeed]; 0 if absent
+	Heading float64     // degrees, [0, 360); 0 if absent
+	Attrs   fleet.Attrs // optional attributes present in the object, in range
 }
 
 // LineError says why one line (NDJSON) or element (JSON array) was rejected.

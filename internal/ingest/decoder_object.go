@@ -3,6 +3,8 @@ package ingest
 import (
 	"time"
 	"unsafe"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // field identifies a known key of the update object.
@@ -16,9 +18,17 @@ const (
 	fTS
 	fSpeed
 	fHeading
+	fAttr     // fAttr+a is optional attribute a (package fleet), a number
+	numFields = fAttr + fleet.NumAttrs
 )
 
-var fieldName = [...]string{fID: "id", fLat: "lat", fLon: "lon", fTS: "ts", fSpeed: "speed", fHeading: "heading"}
+var fieldName = func() (n [numFields]string) {
+	copy(n[:], []string{fID: "id", fLat: "lat", fLon: "lon", fTS: "ts", fSpeed: "speed", fHeading: "heading"})
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		n[fAttr+field(a)] = a.Name()
+	}
+	return n
+}()
 
 func fieldOf(key []byte) field {
 	switch len(key) {
@@ -44,6 +54,9 @@ func fieldOf(key []byte) field {
 		if string(key) == "heading" {
 			return fHeading
 		}
+	}
+	if a, ok := fleet.AttrByName(key); ok {
+		return fAttr + field(a)
 	}
 	return fUnknown
 }
@@ -74,7 +87,7 @@ type value struct {
 type object struct {
 	mark int    // len(d.arena) before this object; rejection truncates back to it
 	id   []byte // unescaped id when vals[fID].st == stSet
-	vals [fHeading + 1]value
+	vals [numFields]value
 }
 
 // decodeObject parses the update object starting at s[i] == '{' and returns
@@ -318,6 +331,20 @@ func (d *Decoder) finish(s []byte, line int) {
 		}
 		u.Heading = v.f
 	}
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		switch v := &vs[fAttr+field(a)]; v.st {
+		case stType:
+			d.rejectField(s, line, fAttr+field(a), rType)
+			return
+		case stSet:
+			x, ok := a.Fixed(v.f)
+			if !ok {
+				d.rejectField(s, line, fAttr+field(a), rRange)
+				return
+			}
+			u.Attrs.Set(a, x)
+		}
+	}
 	if d.Sink != nil {
 		d.sunk = u // a field, so that u itself does not escape
 		d.Sink(&d.sunk)
@@ -327,22 +354,4 @@ func (d *Decoder) finish(s []byte, line int) {
 	d.report.Accepted++
 }
 
-// idChar[c] reports whether c may appear in an ID: [A-Za-z0-9_.:-].
-var idChar = func() (t [256]bool) {
-	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-") {
-		t[c] = true
-	}
-	return t
-}()
-
-func validID(id []byte) bool {
-	if len(id) == 0 || len(id) > MaxIDLen {
-		return false
-	}
-	for _, c := range id {
-		if !idChar[c] {
-			return false
-		}
-	}
-	return true
-}
+func validID(id []byte) bool { return fleet.ValidID(id) }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // syntaxError is the first lexical or structural fault in an entry. msg is
@@ -113,13 +115,19 @@ func (d *Decoder) rejectNotObject(s []byte, i, line int) {
 }
 
 // rangeText is the accepted range of each numeric field, as printed.
-var rangeText = [...]string{
-	fLat:     "[-90, 90]",
-	fLon:     "[-180, 180]",
-	fTS:      "[1, 4294967295]",
-	fSpeed:   "[0, 1000]",
-	fHeading: "[0, 360)",
-}
+var rangeText = func() (r [numFields]string) {
+	copy(r[:], []string{
+		fLat:     "[-90, 90]",
+		fLon:     "[-180, 180]",
+		fTS:      "[1, 4294967295]",
+		fSpeed:   "[0, 1000]",
+		fHeading: "[0, 360)",
+	})
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		r[fAttr+field(a)] = fmt.Sprintf("[%g, %g]", a.Float(a.Min()), a.Float(a.Max()))
+	}
+	return r
+}()
 
 // rejectField rejects line for reason why about field f of d.obj.
 func (d *Decoder) rejectField(s []byte, line int, f field, why reason) {

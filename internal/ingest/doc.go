@@ -25,6 +25,11 @@
 //	                                now when MaxAhead > 0
 //	speed    number, km/h           0 ≤ speed ≤ 1000                          0
 //	heading  number, degrees        0 ≤ heading < 360                         0
+//	alt      number, metres above   -20000 ≤ alt ≤ 100000, kept to 0.1 m      none (Update.Attrs)
+//	         sea level
+//
+// alt and any later optional attribute come from package fleet's attribute
+// table (name, unit, range); they are judged after the fields above.
 //
 // Numbers are parsed exactly as strconv.ParseFloat does (bit for bit); a
 // magnitude that overflows float64 (1e999) is out of range, never ±Inf.

@@ -159,17 +159,19 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 	defer sh.mu.Unlock()
 	for _, i := range idx {
 		u := &batch[i]
-		if len(u.ID) == 0 || len(u.ID) > MaxIDLen || !validPosition(&u.Position) {
+		if len(u.ID) == 0 || len(u.ID) > MaxIDLen || !validPosition(u) {
 			res.Invalid++
 			continue
 		}
 		h := hashes[i]
 		slot, pos, ok := sh.lookup(u.ID, h)
 		if !ok {
-			if _, err := sh.insertLocked(u.ID, h, pos, &u.Position); err != nil {
+			slot, err := sh.insertLocked(u.ID, h, pos, &u.Position)
+			if err != nil {
 				res.Refused++
 				continue
 			}
+			sh.attrs.set(slot, &u.Attrs)
 			res.Inserted++
 			if fn != nil {
 				fn(int(i), Position{}, false)
@@ -188,6 +190,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 			sh.grid.add(newKey, slot)
 		}
 		r.set(&u.Position, heard)
+		sh.attrs.set(slot, &u.Attrs)
 		res.Updated++
 		if fn != nil {
 			fn(int(i), prev, true)

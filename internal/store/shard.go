@@ -84,6 +84,7 @@ type shard struct {
 	longIDs  []byte   // arena for IDs longer than idInline
 	longDead int      // bytes of longIDs no record refers to
 	grid     grid
+	attrs    attrColumns
 
 	// Keep hot shards on separate cache lines.
 	_ [64]byte
@@ -227,6 +228,7 @@ func (sh *shard) removeLocked(slot uint32, pos int) {
 		sh.longDead += int(r.id[5])
 	}
 	*r = record{}
+	sh.attrs.clear(slot)
 	sh.free = append(sh.free, slot)
 	sh.live--
 	sh.st.live.Add(-1)

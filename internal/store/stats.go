@@ -16,6 +16,7 @@ type Stats struct {
 	Index         int64   `json:"index"`      // grid cells, their index and blocks in use
 	FreeLists     int64   `json:"free_lists"` // free slot stacks, free cell and block lists
 	Spare         int64   `json:"spare"`      // allocated but unused: free slots, spare chunk and block capacity
+	Attrs         int64   `json:"attrs"`      // optional attribute columns (0 for a fleet that sends none)
 	Total         int64   `json:"total"`      // the sum of the above
 	BytesPerTruck float64 `json:"bytes_per_truck"`
 	IndexCells    int     `json:"index_cells"` // occupied grid cells over all shards
@@ -34,6 +35,7 @@ func (s *Store) Stats() Stats {
 		st.Spare += int64(cap(sh.chunks)) * 8
 		st.IDs += int64(cap(sh.table))*4 + int64(cap(sh.longIDs))
 		st.FreeLists += int64(cap(sh.free)) * 4
+		st.Attrs += sh.attrs.bytes()
 
 		g := &sh.grid
 		st.IndexCells += g.nindex
@@ -52,7 +54,7 @@ func (s *Store) Stats() Stats {
 		}
 		sh.mu.RUnlock()
 	}
-	st.Total = st.Records + st.IDs + st.Index + st.FreeLists + st.Spare
+	st.Total = st.Records + st.IDs + st.Index + st.FreeLists + st.Spare + st.Attrs
 	if st.Trucks > 0 {
 		st.BytesPerTruck = float64(st.Total) / float64(st.Trucks)
 	}

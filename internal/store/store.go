@@ -10,11 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/fleetd/fleetd/internal/geo"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // MaxIDLen is the longest truck ID accepted, in bytes.
-const MaxIDLen = 64
+const MaxIDLen = fleet.MaxIDLen
 
 // Options configures a Store. The zero value gives the defaults.
 type Options struct {
@@ -30,45 +30,20 @@ type Options struct {
 	MaxTrucks int
 }
 
-// Position is a truck's state in its stored fixed-point form.
-type Position struct {
-	Lat, Lon int32  // 1e-7 degree
-	TS       uint32 // Unix seconds
-	Speed    uint16 // 0.1 km/h
-	Heading  uint16 // degrees, 0–359
-}
-
-// LatDeg returns the latitude in degrees.
-func (p Position) LatDeg() float64 { return geo.FromFixed(p.Lat) }
-
-// LonDeg returns the longitude in degrees.
-func (p Position) LonDeg() float64 { return geo.FromFixed(p.Lon) }
-
-// SpeedKmh returns the speed in km/h.
-func (p Position) SpeedKmh() float64 { return float64(p.Speed) / 10 }
+// Position is a truck's state in its stored fixed-point form (see package
+// fleet for the units).
+type Position = fleet.Position
 
 // MakePosition converts from degrees, km/h and Unix seconds, rounding to
-// the stored precision. It does not validate: see ValidPosition.
+// the stored precision. It does not validate.
 func MakePosition(lat, lon float64, ts int64, speedKmh, headingDeg float64) Position {
-	h := math.Round(headingDeg)
-	if h >= 360 {
-		h -= 360
-	}
-	return Position{
-		Lat:     geo.ToFixed(lat),
-		Lon:     geo.ToFixed(lon),
-		TS:      uint32(ts),
-		Speed:   uint16(math.Round(speedKmh * 10)),
-		Heading: uint16(h),
-	}
+	return fleet.MakePosition(lat, lon, ts, speedKmh, headingDeg)
 }
 
-// Update is one position report for one truck. ID may alias a caller's
-// buffer; the store copies what it keeps.
-type Update struct {
-	ID []byte
-	Position
-}
+// Update is one position report for one truck, with its optional
+// attributes. ID may alias a caller's buffer; the store copies what it
+// keeps.
+type Update = fleet.Update
 
 // Result counts what Apply did with a batch.
 type Result struct {
@@ -149,41 +124,17 @@ func (s *Store) shardOf(h uint64) int {
 }
 
 // ValidID reports whether id is 1–64 bytes of [A-Za-z0-9_.:-].
-func ValidID(id []byte) bool {
-	if len(id) == 0 || len(id) > MaxIDLen {
-		return false
-	}
-	for _, c := range id {
-		if !idChar[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var idChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "_.:-" {
-		t[c] = true
-	}
-	return t
-}()
+func ValidID(id []byte) bool { return fleet.ValidID(id) }
 
 // validPosition is the store's own cheap range check.
-func validPosition(p *Position) bool {
-	return p.Lat >= -geo.MaxLatFixed && p.Lat <= geo.MaxLatFixed &&
-		p.Lon >= -geo.MaxLonFixed && p.Lon <= geo.MaxLonFixed &&
-		p.Heading < 360 && p.Speed <= 10000
-}
+func validPosition(u *Update) bool { return u.Position.Valid() && u.Attrs.Valid() }
 
 // Get returns the stored position of a truck.
-func (s *Store) Get(id []byte) (Position, bool) {
+func (s *Store) Get(id []byte) (Position, bool) { return s.GetAttrs(id, nil) }
+
+// GetAttrs is Get that also fills in the attributes stored with the
+// position, if attrs is not nil.
+func (s *Store) GetAttrs(id []byte, attrs *fleet.Attrs) (Position, bool) {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return Position{}, false
 	}
@@ -194,6 +145,9 @@ func (s *Store) Get(id []byte) (Position, bool) {
 	slot, _, ok := sh.lookup(id, h)
 	if !ok {
 		return Position{}, false
+	}
+	if attrs != nil {
+		sh.attrs.get(slot, attrs)
 	}
 	return sh.rec(slot).pos(), true
 }
@@ -291,7 +245,15 @@ func (s *Store) Expire(age int, fn func(id []byte, p Position)) int {
 // lock for one chunk of slots at a time. The id slice is valid during the
 // call only. Range stops when fn returns false.
 func (s *Store) Range(fn func(id []byte, p Position) bool) {
+	s.RangeUpdates(func(u *Update) bool { return fn(u.ID, u.Position) })
+}
+
+// RangeUpdates is Range with each truck's attributes: fn gets the truck as
+// the update that would recreate it. *u and u.ID are valid during the call
+// only.
+func (s *Store) RangeUpdates(fn func(u *Update) bool) {
 	var idbuf [MaxIDLen]byte
+	var u Update
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for start := uint32(0); ; start += chunkSize {
@@ -306,7 +268,9 @@ func (s *Store) Range(fn func(id []byte, p Position) bool) {
 				if r.id[0] == 0 {
 					continue
 				}
-				if !fn(sh.appendID(idbuf[:0], r), r.pos()) {
+				u.ID, u.Position = sh.appendID(idbuf[:0], r), r.pos()
+				sh.attrs.get(slot, &u.Attrs)
+				if !fn(&u) {
 					sh.mu.RUnlock()
 					return
 				}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/geo"
 )
 
@@ -552,5 +553,46 @@ func TestExpireByLastHeard(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAttrs: attributes are stored with the position they came with,
+// cleared by a position without them, kept by a stale update's truck, and
+// cost nothing for trucks that never send them.
+func TestAttrs(t *testing.T) {
+	s := mustNew(t, Options{Shards: 1})
+	pos := func(ts uint32) Position { return Position{Lat: 1, Lon: 1, TS: ts} }
+	var alt fleet.Attrs
+	alt.Set(fleet.Altitude, 1234)
+	s.Apply([]Update{{ID: []byte("plain"), Position: pos(10)}})
+	if st := s.Stats(); st.Attrs != 0 {
+		t.Fatalf("a fleet without attributes costs %d bytes of them", st.Attrs)
+	}
+	s.Apply([]Update{{ID: []byte("alt"), Position: pos(10), Attrs: alt}})
+	var got fleet.Attrs
+	if _, ok := s.GetAttrs([]byte("alt"), &got); !ok || got != alt {
+		t.Fatalf("GetAttrs = %+v, want %+v", got, alt)
+	}
+	if _, ok := s.GetAttrs([]byte("plain"), &got); !ok || got != (fleet.Attrs{}) {
+		t.Fatalf("plain truck has attributes %+v", got)
+	}
+	s.Apply([]Update{{ID: []byte("alt"), Position: pos(5)}}) // stale: keeps the stored position and its altitude
+	if s.GetAttrs([]byte("alt"), &got); got != alt {
+		t.Fatalf("stale update changed attributes: %+v", got)
+	}
+	s.Apply([]Update{{ID: []byte("alt"), Position: pos(20)}}) // newer, without altitude
+	if s.GetAttrs([]byte("alt"), &got); got != (fleet.Attrs{}) {
+		t.Fatalf("a position without altitude kept the old one: %+v", got)
+	}
+	s.Apply([]Update{{ID: []byte("alt"), Position: pos(30), Attrs: alt}})
+	s.Delete([]byte("alt"))
+	s.Apply([]Update{{ID: []byte("new"), Position: pos(30)}}) // reuses the freed slot
+	if s.GetAttrs([]byte("new"), &got); got != (fleet.Attrs{}) {
+		t.Fatalf("a reused slot kept the old truck's attributes: %+v", got)
+	}
+	var bad fleet.Attrs
+	bad.Set(fleet.Altitude, fleet.Altitude.Max()+1)
+	if r := s.Apply([]Update{{ID: []byte("bad"), Position: pos(1), Attrs: bad}}); r.Invalid != 1 {
+		t.Fatalf("out-of-range altitude: %+v", r)
 	}
 }

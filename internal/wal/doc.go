@@ -39,14 +39,21 @@
 //
 //	batch  := version=1 (1 byte) | count (uvarint) | baseTS (uvarint) | entry*count
 //	entry  := head (uvarint: shared<<2 | kind) | suffixLen (uvarint) | suffix
-//	          [ if kind == update:
+//	          [ if kind == update or update+attrs:
 //	            lat (4, int32 LE) | lon (4, int32 LE) |
 //	            TS-baseTS (uvarint) | speed (uvarint) | heading (uvarint) ]
+//	          [ if kind == update+attrs:
+//	            mask (uvarint, bit a = fleet.Attr a present) |
+//	            value (varint, zigzag) for each set bit, lowest first ]
 //	          [ if kind == delete or expire:
 //	            TS (uvarint): delete only if the stored TS <= TS ]
 //
 // shared is the length of the prefix the ID shares with the previous
-// entry's ID; kind is 0 update, 1 delete, 2 expire (3 is invalid); baseTS
+// entry's ID; kind is 0 update, 1 delete, 2 expire, 3 update with
+// optional attributes (package fleet: altitude…), decoded as an Entry of
+// KindUpdate with Attrs set, so that an update without attributes costs
+// no byte for them (binaries older than kind 3 refuse such logs as
+// malformed rather than drop the attributes); baseTS
 // is the smallest TS among the batch's updates. An update of an ID like
 // "truck-0123456" takes head 1 + suffixLen 1 + suffix ~6-8 + position 8 +
 // TS 1 + speed 1-2 + heading 1-2 ≈ 20-23 bytes, and the 9-byte record
@@ -54,7 +61,8 @@
 // order measure 23.9 bytes per update on disk (target: at most 32;
 // sorting a batch by ID shortens suffixes). Decoding
 // validates everything (kind, prefix length, bounds, uint16/uint32
-// ranges, no trailing bytes) and returns errors wrapping ErrMalformed.
+// ranges, attribute masks and ranges, no trailing bytes) and returns
+// errors wrapping ErrMalformed.
 //
 // # Fsync policies and what they risk
 //

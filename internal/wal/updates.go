@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // Kind says what an Entry records.
@@ -19,6 +21,11 @@ const (
 	KindExpire             // object expired (TTL): ID only
 	numKinds
 )
+
+// headAttrs is the kind bits of an encoded update that carries attributes
+// (the Entry's Kind is KindUpdate): updates without attributes, the common
+// case, spend no byte on them.
+const headAttrs = 3
 
 func (k Kind) String() string {
 	switch k {
@@ -44,6 +51,18 @@ type Entry struct {
 	Speed   uint16 // 0.1 km/h
 	Heading uint16 // degrees
 	Kind    Kind
+	Attrs   fleet.Attrs // KindUpdate only: the optional attributes
+}
+
+// SetUpdate makes e the KindUpdate entry of u; e.ID aliases u.ID.
+func (e *Entry) SetUpdate(u *fleet.Update) {
+	*e = Entry{ID: u.ID, Lat: u.Lat, Lon: u.Lon, TS: u.TS, Speed: u.Speed, Heading: u.Heading, Attrs: u.Attrs}
+}
+
+// Update returns the update a KindUpdate entry records; its ID aliases
+// e.ID.
+func (e *Entry) Update() fleet.Update {
+	return fleet.Update{ID: e.ID, Position: fleet.Position{Lat: e.Lat, Lon: e.Lon, TS: e.TS, Speed: e.Speed, Heading: e.Heading}, Attrs: e.Attrs}
 }
 
 // batchVersion is the first byte of every update batch.
@@ -87,7 +106,11 @@ func AppendUpdatesFunc(dst []byte, n int, at func(i int, e *Entry)) []byte {
 		shared := 0
 		for m := min(len(prev), len(e.ID)); shared < m && prev[shared] == e.ID[shared]; shared++ {
 		}
-		dst = binary.AppendUvarint(dst, uint64(shared)<<2|uint64(e.Kind))
+		kind := uint64(e.Kind)
+		if e.Kind == KindUpdate && e.Attrs.Mask != 0 {
+			kind = headAttrs
+		}
+		dst = binary.AppendUvarint(dst, uint64(shared)<<2|kind)
 		dst = binary.AppendUvarint(dst, uint64(len(e.ID)-shared))
 		dst = append(dst, e.ID[shared:]...)
 		if e.Kind == KindUpdate {
@@ -96,6 +119,9 @@ func AppendUpdatesFunc(dst []byte, n int, at func(i int, e *Entry)) []byte {
 			dst = binary.AppendUvarint(dst, uint64(e.TS-base))
 			dst = binary.AppendUvarint(dst, uint64(e.Speed))
 			dst = binary.AppendUvarint(dst, uint64(e.Heading))
+			if kind == headAttrs {
+				dst = appendAttrs(dst, &e.Attrs)
+			}
 		} else {
 			// Deletes and expiries are conditional on the stored TS.
 			dst = binary.AppendUvarint(dst, uint64(e.TS))
@@ -231,8 +257,9 @@ func (d *UpdateDecoder) Next() bool {
 		return d.failNext("bad entry header")
 	}
 	kind, shared := Kind(head&3), head>>2
-	if kind >= numKinds {
-		return d.failNext(fmt.Sprintf("invalid kind %d", kind))
+	withAttrs := kind == headAttrs
+	if withAttrs {
+		kind = KindUpdate
 	}
 	if shared > uint64(len(d.id)) {
 		return d.failNext(fmt.Sprintf("shared prefix %d longer than previous ID (%d bytes)", shared, len(d.id)))
@@ -269,6 +296,12 @@ func (d *UpdateDecoder) Next() bool {
 			return d.failNext("bad heading")
 		}
 		d.e.TS, d.e.Speed, d.e.Heading = d.base+uint32(dt), uint16(speed), uint16(heading)
+		if withAttrs {
+			d.pos = p
+			if p = d.decodeAttrs(p); p < 0 {
+				return false
+			}
+		}
 	} else {
 		d.pos = p
 		var ts uint64
@@ -281,6 +314,42 @@ func (d *UpdateDecoder) Next() bool {
 	d.pos = p
 	d.idx++
 	return true
+}
+
+// appendAttrs encodes the attributes of an update: the presence mask, then
+// each present value as a zigzag varint, in attribute order.
+func appendAttrs(dst []byte, a *fleet.Attrs) []byte {
+	dst = binary.AppendUvarint(dst, uint64(a.Mask))
+	for k := range fleet.Attr(fleet.NumAttrs) {
+		if v, ok := a.Get(k); ok {
+			dst = binary.AppendVarint(dst, int64(v))
+		}
+	}
+	return dst
+}
+
+// decodeAttrs reads what appendAttrs wrote at data[p:] into d.e.Attrs and
+// returns the offset after it, or -1 after recording an error.
+func (d *UpdateDecoder) decodeAttrs(p int) int {
+	mask, p := uvarintAt(d.data, p)
+	if p < 0 || mask == 0 || mask>>fleet.NumAttrs != 0 {
+		d.fail("bad attribute mask")
+		return -1
+	}
+	for k := range fleet.Attr(fleet.NumAttrs) {
+		if mask&(1<<k) == 0 {
+			continue
+		}
+		d.pos = p
+		v, n := binary.Varint(d.data[p:])
+		if n <= 0 || v < int64(k.Min()) || v > int64(k.Max()) {
+			d.fail("bad " + k.Name())
+			return -1
+		}
+		d.e.Attrs.Set(k, int32(v))
+		p += n
+	}
+	return p
 }
 
 // failNext records a decoding error at d.pos and returns false.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // cloneEntry copies e so that it survives the decoder's next step.
@@ -65,6 +67,9 @@ func randomEntries(rng *rand.Rand, n int) []Entry {
 			TS:      base + uint32(rng.IntN(30)),
 			Speed:   uint16(rng.IntN(1300)),
 			Heading: uint16(rng.IntN(360)),
+		}
+		if rng.IntN(4) == 0 {
+			es[i].Attrs.Set(fleet.Altitude, int32(rng.IntN(int(fleet.Altitude.Max()-fleet.Altitude.Min()+1)))+fleet.Altitude.Min())
 		}
 		switch rng.IntN(20) {
 		case 0:
@@ -174,7 +179,10 @@ func TestDecodeUpdatesMalformed(t *testing.T) {
 		{"count too large", []byte{1, 100, 0}, "exceeds batch size"},
 		{"base too large", []byte{1, 0, 0x80, 0x80, 0x80, 0x80, 0x10}, "bad base timestamp"},
 		{"missing entry", []byte{1, 1, 0}, "bad entry header"},
-		{"kind 3", []byte{1, 1, 0, 3, 0}, "invalid kind 3"},
+		{"attributes cut off", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, "bad attribute mask"},
+		{"attribute mask 0", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, "bad attribute mask"},
+		{"unknown attribute", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x02}, "bad attribute mask"},
+		{"altitude out of range", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, "bad alt"},
 		{"shared too long", []byte{1, 1, 0, 1 << 2, 0}, "shared prefix 1 longer"},
 		{"suffix past end", []byte{1, 1, 0, 1, 5, 'a'}, "ID suffix runs past the end"},
 		{"position past end", []byte{1, 1, 0, 0, 1, 'a', 1, 2, 3}, "position runs past the end"},

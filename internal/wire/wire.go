@@ -12,7 +12,10 @@ package wire
 
 import (
 	"slices"
+	"strconv"
 	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // The number encoders use integer arithmetic only (no strconv, no floats):
@@ -178,4 +181,21 @@ func AppendError(dst []byte, msg string) []byte {
 	dst = append(dst, `{"error":`...)
 	dst = AppendString(dst, msg)
 	return append(dst, '}')
+}
+
+// AppendAttrs appends `,"name":value` for each attribute present in a, in
+// attribute order (package fleet's table gives names and units).
+func AppendAttrs(dst []byte, a *fleet.Attrs) []byte {
+	if a.Mask == 0 {
+		return dst
+	}
+	for k := range fleet.Attr(fleet.NumAttrs) {
+		if v, ok := a.Get(k); ok {
+			dst = append(dst, ',', '"')
+			dst = append(dst, k.Name()...)
+			dst = append(dst, '"', ':')
+			dst = strconv.AppendFloat(dst, k.Float(v), 'f', -1, 64)
+		}
+	}
+	return dst
 }
