@@ -69,6 +69,7 @@
 //   - A ts in the past is valid however old (package ingest's range: from
 //     1970-01-01T00:00:01Z). It never moves a truck whose stored ts is
 //     newer, and is counted as stale.
+//
 //   - A ts more than Options.MaxClockSkew (fleetd serve --max-clock-skew,
 //     default 5m) ahead of the server's clock is a rejected line: "ts
 //     2027-01-06T10:00:00Z is 400 days ahead of the server clock (max
@@ -76,10 +77,12 @@
 //     truck until that time (latest wins by ts). Such rejections are
 //     counted (rejected_future_total, fleetd_ingest_ts_total{kind="future"})
 //     and logged at most once a minute with an example.
+//
 //   - A numeric ts from 1e11 to 1e14 can only be milliseconds and is
 //     divided by 1000 (ts_milliseconds_total); 0 (a clock that is not set)
 //     and larger values are rejected with a reason saying so. RFC 3339
 //     strings are accepted. An absent ts is the server's clock.
+//
 //   - The TTL (engine.Options.TTL, --ttl) counts from when the server last
 //     accepted an update of the truck, stale ones included, never from its
 //     ts: a truck is never expired sooner than the TTL after it was last
@@ -88,10 +91,13 @@
 //     log at most once a minute.
 //
 //   - A body over the limit: 413, nothing applied.
+//
 //   - A Content-Type other than application/x-ndjson or application/json
 //     (parameters ignored), or any Content-Encoding but identity: 415.
+//
 //   - engine.Apply fails: 503 {"error": …}; nothing of the request is
 //     acknowledged (the engine applies nothing of a batch that failed).
+//
 //   - The store refuses new trucks because it is at its truck limit
 //     (store.Result.Refused > 0): the store cannot say which lines those
 //     were, so the answer is 507
