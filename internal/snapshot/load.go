@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,18 +54,8 @@ func List(fsys vfs.FS, dir string) ([]Info, error) {
 			out = append(out, info)
 		}
 	}
-	slices.SortFunc(out, func(a, b Info) int { return cmpLSN(b.LSN, a.LSN) })
+	slices.SortFunc(out, func(a, b Info) int { return cmp.Compare(b.LSN, a.LSN) })
 	return out, nil
-}
-
-func cmpLSN(a, b wal.LSN) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Load finds the newest valid snapshot in dir and calls fn for each of

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -297,19 +298,7 @@ func DensityHandler(st *store.Store) http.Handler {
 			return !cornerIn(snapped, c.MinLat, c.MinLon, size)
 		})
 		slices.SortFunc(sc.cells, func(a, b store.DensityCell) int {
-			if a.MinLat != b.MinLat {
-				if a.MinLat < b.MinLat {
-					return -1
-				}
-				return 1
-			}
-			if a.MinLon < b.MinLon {
-				return -1
-			}
-			if a.MinLon > b.MinLon {
-				return 1
-			}
-			return 0
+			return cmp.Or(cmp.Compare(a.MinLat, b.MinLat), cmp.Compare(a.MinLon, b.MinLon))
 		})
 		var ctype string
 		if q.binary {

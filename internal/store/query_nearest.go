@@ -1,0 +1,325 @@
+package store
+
+import (
+	"cmp"
+	"math"
+	"slices"
+
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// candidate is a k-nearest candidate kept in the max-heap.
+type candidate struct {
+	h     float64
+	shard uint16
+	slot  uint32
+}
+
+// knn is the state of one Nearest query; every shard is read-locked.
+type knn struct {
+	s      *Store
+	q      point
+	k      int
+	limitH float64 // radius bound as hav, 1 when none
+	heap   []candidate
+	latLim int64 // fixed-point windows outside which no truck can beat limH
+	lonLim int64
+	limH   float64
+}
+
+// setLimits recomputes the windows for bound h. Windows computed for a
+// larger bound are still correct, only looser, so visit refreshes them only
+// when the bound has shrunk by a fifth: the trigonometry stays off the
+// per-truck path.
+func (n *knn) setLimits(h float64) {
+	n.limH = h
+	n.latLim = latLimit(h)
+	n.lonLim = n.q.lonLimit(h, n.latLim)
+}
+
+func (n *knn) bound() float64 {
+	if len(n.heap) < n.k {
+		return n.limitH
+	}
+	return n.heap[0].h
+}
+
+func (n *knn) visit(key uint32) {
+	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.cellBox(key))*pruneSlack > b {
+		return
+	}
+	for si := range n.s.shards {
+		sh := &n.s.shards[si]
+		for _, slot := range sh.grid.members(key) {
+			r := sh.rec(slot)
+			if d := int64(r.lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(r.lon, n.q.flon) > n.lonLim {
+				continue
+			}
+			h := n.q.hav(r.lat, r.lon)
+			if len(n.heap) < n.k {
+				if h > n.limitH {
+					continue
+				}
+				n.push(candidate{h, uint16(si), slot})
+			} else if h < n.heap[0].h {
+				n.heap[0] = candidate{h, uint16(si), slot}
+				n.down(0)
+			} else {
+				continue
+			}
+			if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
+				n.setLimits(n.heap[0].h)
+			}
+		}
+	}
+}
+
+func (n *knn) push(c candidate) {
+	n.heap = append(n.heap, c)
+	i := len(n.heap) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if n.heap[p].h >= n.heap[i].h {
+			break
+		}
+		n.heap[p], n.heap[i] = n.heap[i], n.heap[p]
+		i = p
+	}
+}
+
+func (n *knn) down(i int) {
+	h := n.heap
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		if r := l + 1; r < len(h) && h[r].h > h[l].h {
+			l = r
+		}
+		if h[i].h >= h[l].h {
+			return
+		}
+		h[i], h[l] = h[l], h[i]
+		i = l
+	}
+}
+
+// Nearest appends to dst the k trucks nearest to (lat, lon), nearest first,
+// limited to radiusM metres when radiusM > 0. Distances are haversine on
+// the sphere. It searches grid rings outward from the query's cell and stops
+// once no unvisited cell can hold a closer truck; for sparse fleets, where
+// rings would be mostly empty, it switches to visiting the occupied cells
+// in order of distance.
+func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []Hit {
+	if k <= 0 || !geo.ValidLatLon(lat, lon) {
+		return dst
+	}
+	n := knn{s: s, q: newPoint(lat, lon), k: k, limitH: 1, latLim: math.MaxInt64, lonLim: math.MaxInt64, limH: 2}
+	if radiusM > 0 {
+		n.limitH = geo.MToHav(radiusM)
+		n.setLimits(n.limitH)
+	}
+	n.heap = make([]candidate, 0, min(k, 1024))
+	for i := range s.shards {
+		s.shards[i].mu.RLock()
+	}
+	defer func() {
+		for i := range s.shards {
+			s.shards[i].mu.RUnlock()
+		}
+	}()
+	// A first pass bounded by a guess from the local density skips the
+	// trigonometry for most trucks in the first cells. It is exact whenever
+	// it finds k trucks: the k nearest then all lie within the guess.
+	// Otherwise the search runs again without the guess.
+	limitH, latLim, lonLim, limH := n.limitH, n.latLim, n.lonLim, n.limH
+	if guess := s.densityGuess(&n.q, k); guess < n.limitH {
+		n.limitH = guess
+		n.setLimits(guess)
+		s.searchRings(&n)
+		if len(n.heap) < k {
+			n.heap = n.heap[:0]
+			n.limitH, n.latLim, n.lonLim, n.limH = limitH, latLim, lonLim, limH
+			s.searchRings(&n)
+		}
+	} else {
+		s.searchRings(&n)
+	}
+	// Sort ascending and copy out.
+	slices.SortFunc(n.heap, func(a, b candidate) int { return cmp.Compare(a.h, b.h) })
+	for _, c := range n.heap {
+		sh := &s.shards[c.shard]
+		r := sh.rec(c.slot)
+		dst = append(dst, Hit{Position: r.pos(), DistM: geo.HavToM(c.h)})
+		dst[len(dst)-1].setID(sh.idOf(r))
+	}
+	return dst
+}
+
+// densityGuess returns, as hav, a radius that probably holds 2²·k trucks
+// judging by the density of the query's own cell, or 1 when the cell is
+// too sparse to judge. Every shard is read-locked.
+func (s *Store) densityGuess(q *point, k int) float64 {
+	key := s.geom.cellOf(q.flat, q.flon)
+	cnt := 0
+	for i := range s.shards {
+		cnt += len(s.shards[i].grid.members(key))
+	}
+	if cnt < k || cnt < 16 {
+		return 1
+	}
+	b := s.geom.cellBox(key)
+	area := geo.EarthRadiusM * geo.EarthRadiusM * (b.MaxLon - b.MinLon) * rad *
+		math.Abs(math.Sin(b.MaxLat*rad)-math.Sin(b.MinLat*rad))
+	r := 2 * math.Sqrt(float64(k)*area/(math.Pi*float64(cnt)))
+	return geo.MToHav(r)
+}
+
+// ring describes the block of rows and columns around a query's cell.
+type ring struct {
+	g      *gridGeom
+	r0, c0 int
+}
+
+func (rg ring) rowLo(r int) int    { return max(0, rg.r0-r) }
+func (rg ring) rowHi(r int) int    { return min(rg.g.rows-1, rg.r0+r) }
+func (rg ring) colCount(r int) int { return min(2*r+1, rg.g.cols) }
+func (rg ring) whole(r int) bool {
+	return rg.rowLo(r) == 0 && rg.rowHi(r) == rg.g.rows-1 && rg.colCount(r) == rg.g.cols
+}
+
+func (rg ring) col(c int) int {
+	c %= rg.g.cols
+	if c < 0 {
+		c += rg.g.cols
+	}
+	return c
+}
+
+// each calls fn for every cell of ring r (the block of radius r minus the
+// block of radius r-1) and returns how many there were.
+func (rg ring) each(r int, fn func(key uint32)) int {
+	cols := rg.g.cols
+	if r == 0 {
+		fn(uint32(rg.r0*cols + rg.c0))
+		return 1
+	}
+	cnt, prev := rg.colCount(r), rg.colCount(r-1)
+	emitRow := func(row, from, count int) {
+		for i := 0; i < count; i++ {
+			fn(uint32(row*cols + rg.col(from+i)))
+		}
+	}
+	n := 0
+	for row := rg.rowLo(r); row <= rg.rowHi(r); row++ {
+		switch {
+		case row < rg.rowLo(r-1) || row > rg.rowHi(r-1): // a new row: all of its columns
+			emitRow(row, rg.c0-r, cnt)
+			n += cnt
+		case prev == cols: // no new columns
+		case cnt < cols:
+			emitRow(row, rg.c0-r, 1)
+			emitRow(row, rg.c0+r, 1)
+			n += 2
+		default: // the columns just wrapped round the globe
+			emitRow(row, rg.c0+r, cols-prev)
+			n += cols - prev
+		}
+	}
+	return n
+}
+
+// outsideHav is a lower bound (as hav) on the distance from the query point
+// to any cell outside the block of radius r.
+func (rg ring) outsideHav(q *point, r int) float64 {
+	g := rg.g
+	a := math.Inf(1)
+	if lo := rg.r0 - r; lo > 0 {
+		l, _ := g.rowBounds(lo)
+		a = min(a, q.p-l*rad)
+	}
+	if hi := rg.r0 + r; hi < g.rows-1 {
+		_, h := g.rowBounds(hi)
+		a = min(a, h*rad-q.p)
+	}
+	if 2*r+1 < g.cols {
+		w, e := g.colBounds(rg.c0)
+		dw := (q.lon - w + float64(r)*g.cellDeg) * rad
+		de := (e + float64(r)*g.cellDeg - q.lon) * rad
+		a = min(a, geo.MeridianMinAngle(q.p, dw), geo.MeridianMinAngle(q.p, de))
+	}
+	if math.IsInf(a, 1) {
+		return 1
+	}
+	a = max(a, 0)
+	s := math.Sin(a / 2)
+	return s * s
+}
+
+func (rg ring) inBlock(key uint32, r int) bool {
+	row, col := int(key)/rg.g.cols, int(key)%rg.g.cols
+	if row < rg.rowLo(r) || row > rg.rowHi(r) {
+		return false
+	}
+	if rg.colCount(r) == rg.g.cols {
+		return true
+	}
+	d := rg.col(col - rg.c0)
+	return d <= r || d >= rg.g.cols-r
+}
+
+func (s *Store) searchRings(n *knn) {
+	g := &s.geom
+	rg := ring{g: g, r0: g.rowOf(n.q.flat), c0: g.colOf(n.q.flon)}
+	occupied := 0
+	for i := range s.shards {
+		occupied += s.shards[i].grid.nindex
+	}
+	visited := 0
+	for r := 0; ; r++ {
+		visited += rg.each(r, n.visit)
+		if rg.whole(r) {
+			return
+		}
+		lb := rg.outsideHav(&n.q, r) * pruneSlack
+		if lb > n.bound() {
+			return
+		}
+		if visited > 2*occupied+64 {
+			s.searchOccupied(n, rg, r)
+			return
+		}
+	}
+}
+
+// searchOccupied finishes a k-nearest search by visiting the occupied cells
+// outside the block of radius r in order of distance.
+func (s *Store) searchOccupied(n *knn, rg ring, r int) {
+	type cellDist struct {
+		h   float64
+		key uint32
+	}
+	var cells []cellDist
+	seen := make(map[uint32]struct{})
+	for i := range s.shards {
+		gr := &s.shards[i].grid
+		for _, c := range gr.cells {
+			if c.class == noClass || rg.inBlock(c.key, r) {
+				continue
+			}
+			if _, dup := seen[c.key]; dup {
+				continue
+			}
+			seen[c.key] = struct{}{}
+			cells = append(cells, cellDist{geo.BoxMinHav(n.q.lat, n.q.lon, s.geom.cellBox(c.key)), c.key})
+		}
+	}
+	slices.SortFunc(cells, func(a, b cellDist) int { return cmp.Compare(a.h, b.h) })
+	for _, c := range cells {
+		if c.h*pruneSlack > n.bound() {
+			return
+		}
+		n.visit(c.key)
+	}
+}

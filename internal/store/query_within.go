@@ -1,0 +1,236 @@
+package store
+
+import (
+	"iter"
+	"math"
+	"sync"
+
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// Region is the area of a Within query: a circle or a box.
+type Region struct {
+	circle         bool
+	box            geo.Box
+	q              point
+	radiusH        float64
+	latLim, lonLim int64 // fixed-point windows around q outside the circle
+}
+
+// Circle is the region within radiusM metres of (lat, lon).
+func Circle(lat, lon, radiusM float64) Region {
+	rg := Region{circle: true, q: newPoint(lat, lon), radiusH: geo.MToHav(radiusM)}
+	rg.latLim = latLimit(rg.radiusH)
+	rg.lonLim = rg.q.lonLimit(rg.radiusH, rg.latLim)
+	return rg
+}
+
+// BoxRegion is a latitude/longitude box; MinLon > MaxLon crosses the
+// antimeridian.
+func BoxRegion(b geo.Box) Region { return Region{box: b} }
+
+// Contains reports whether a stored point is in the region, and its
+// distance from the circle's centre (0 for boxes).
+func (rg *Region) contains(lat, lon int32) (bool, float64) {
+	if rg.circle {
+		if d := int64(lat) - int64(rg.q.flat); d > rg.latLim || -d > rg.latLim || lonDiff(lon, rg.q.flon) > rg.lonLim {
+			return false, 0
+		}
+		h := rg.q.hav(lat, lon)
+		return h <= rg.radiusH, h
+	}
+	return rg.box.Contains(geo.FromFixed(lat), geo.FromFixed(lon)), 0
+}
+
+// plan is the block of grid cells that covers a region.
+type plan struct {
+	rowLo, rowHi int
+	colFrom      int // first column, may be negative: taken modulo cols
+	colCount     int
+}
+
+func (s *Store) planFor(rg *Region) plan {
+	g := &s.geom
+	floorCol := func(lon float64) int { return int(math.Floor((lon + 180) / g.cellDeg)) }
+	floorRow := func(lat float64) int { return int(math.Floor((lat + 90) / g.cellDeg)) }
+	var latLo, latHi float64
+	p := plan{}
+	allCols := false
+	var c1, c2 int
+	if rg.circle {
+		a := 2 * math.Asin(math.Sqrt(rg.radiusH)) / rad // degrees
+		latLo, latHi = rg.q.lat-a, rg.q.lat+a
+		if latLo <= -90 || latHi >= 90 {
+			allCols = true
+		} else {
+			s := math.Sin(a*rad) / rg.q.cosP
+			if s >= 1 {
+				allCols = true
+			} else {
+				dl := math.Asin(s) / rad
+				c1, c2 = floorCol(rg.q.lon-dl), floorCol(rg.q.lon+dl)
+			}
+		}
+	} else {
+		latLo, latHi = rg.box.MinLat, rg.box.MaxLat
+		c1, c2 = floorCol(rg.box.MinLon), floorCol(rg.box.MaxLon)
+		if rg.box.MinLon > rg.box.MaxLon {
+			c2 += g.cols
+		}
+	}
+	// One cell of margin each way absorbs rounding at cell edges.
+	p.rowLo = max(0, floorRow(latLo)-1)
+	p.rowHi = min(g.rows-1, floorRow(latHi)+1)
+	if allCols || c2-c1+3 >= g.cols {
+		p.colFrom, p.colCount = 0, g.cols
+	} else {
+		p.colFrom, p.colCount = c1-1, c2-c1+3
+	}
+	return p
+}
+
+func (p *plan) cells() int { return (p.rowHi - p.rowLo + 1) * p.colCount }
+
+func (p *plan) has(g *gridGeom, key uint32) bool {
+	row, col := int(key)/g.cols, int(key)%g.cols
+	if row < p.rowLo || row > p.rowHi {
+		return false
+	}
+	d := (col - p.colFrom) % g.cols
+	if d < 0 {
+		d += g.cols
+	}
+	return d < p.colCount
+}
+
+// withinRun bounds how many hits Within copies under one read lock.
+const withinRun = 512
+
+// smallPlan is the most cells Within enumerates up front; larger regions
+// filter each shard's occupied cells instead.
+const smallPlan = 4096
+
+// withinScratch is the reusable working memory of one Within query.
+type withinScratch struct {
+	plan  []uint32 // candidate cells of the region (small plans only)
+	keys  []uint32 // one shard's occupied candidate cells
+	buf   []Hit
+	slots []uint32 // slots of buf, for the dedupe bitmap
+	seen  []uint64
+}
+
+var withinPool = sync.Pool{New: func() any { return &withinScratch{buf: make([]Hit, 0, withinRun)} }}
+
+// Within streams the trucks inside a region, shard by shard, in no
+// particular order, without materialising the result: it holds a shard's
+// read lock only while copying a run of about withinRun hits. Circle hits
+// carry their distance from the centre. Stop early by breaking out of the
+// loop.
+func (s *Store) Within(rg Region) iter.Seq[*Hit] {
+	return func(yield func(*Hit) bool) { s.within(&rg, yield) }
+}
+
+func (s *Store) cellMayMatch(rg *Region, key uint32) bool {
+	return !rg.circle || geo.BoxMinHav(rg.q.lat, rg.q.lon, s.geom.cellBox(key))*pruneSlack <= rg.radiusH
+}
+
+func (s *Store) within(rg *Region, yield func(*Hit) bool) {
+	sc := withinPool.Get().(*withinScratch)
+	defer withinPool.Put(sc)
+	g := &s.geom
+	p := s.planFor(rg)
+	small := p.cells() <= smallPlan
+	if small {
+		sc.plan = sc.plan[:0]
+		for row := p.rowLo; row <= p.rowHi; row++ {
+			for i := 0; i < p.colCount; i++ {
+				col := (p.colFrom + i) % g.cols
+				if col < 0 {
+					col += g.cols
+				}
+				if key := uint32(row*g.cols + col); s.cellMayMatch(rg, key) {
+					sc.plan = append(sc.plan, key)
+				}
+			}
+		}
+	}
+	for si := range s.shards {
+		sh := &s.shards[si]
+		gr := &sh.grid
+		sc.keys = sc.keys[:0]
+		sh.mu.RLock()
+		if small && len(sc.plan) <= 2*gr.nindex {
+			for _, key := range sc.plan {
+				if gr.find(key) >= 0 {
+					sc.keys = append(sc.keys, key)
+				}
+			}
+		} else {
+			for _, c := range gr.cells {
+				if c.class != noClass && p.has(g, c.key) && s.cellMayMatch(rg, c.key) {
+					sc.keys = append(sc.keys, c.key)
+				}
+			}
+		}
+		// The first run shares the lock hold with planning; most queries
+		// end here and need no dedupe.
+		i := sh.scanRun(rg, sc, 0, nil)
+		if i < len(sc.keys) {
+			words := int(sh.nslots/64) + 1
+			if cap(sc.seen) < words {
+				sc.seen = make([]uint64, words+words/4)
+			}
+			sc.seen = sc.seen[:cap(sc.seen)]
+			clear(sc.seen)
+			for _, slot := range sc.slots {
+				sc.seen[slot/64] |= 1 << (slot % 64)
+			}
+		}
+		sh.mu.RUnlock()
+		for {
+			for j := range sc.buf {
+				if !yield(&sc.buf[j]) {
+					return
+				}
+			}
+			if i >= len(sc.keys) {
+				break
+			}
+			sh.mu.RLock()
+			i = sh.scanRun(rg, sc, i, sc.seen)
+			sh.mu.RUnlock()
+		}
+	}
+}
+
+// scanRun copies the hits of sc.keys[i:] into sc.buf until about withinRun
+// are collected and returns the index of the next cell. With seen, it skips
+// and marks slots already reported. The caller holds the read lock.
+func (sh *shard) scanRun(rg *Region, sc *withinScratch, i int, seen []uint64) int {
+	sc.buf, sc.slots = sc.buf[:0], sc.slots[:0]
+	for ; i < len(sc.keys) && len(sc.buf) < withinRun; i++ {
+		for _, slot := range sh.grid.members(sc.keys[i]) {
+			r := sh.rec(slot)
+			ok, h := rg.contains(r.lat, r.lon)
+			if !ok {
+				continue
+			}
+			if seen != nil {
+				if w := int(slot / 64); w < len(seen) {
+					if seen[w]&(1<<(slot%64)) != 0 {
+						continue
+					}
+					seen[w] |= 1 << (slot % 64)
+				}
+			}
+			sc.buf = append(sc.buf, Hit{Position: r.pos()})
+			sc.slots = append(sc.slots, slot)
+			hit := &sc.buf[len(sc.buf)-1]
+			hit.setID(sh.idOf(r))
+			if rg.circle {
+				hit.DistM = geo.HavToM(h)
+			}
+		}
+	}
+	return i
+}
