@@ -107,6 +107,35 @@ func Destination(lat, lon, bearingDeg, distM float64) (float64, float64) {
 	return p2 / rad, NormLon(l2 / rad)
 }
 
+// DestinationHeading is Destination that also returns the direction of
+// travel on arrival (the forward azimuth of the great circle at the
+// destination, degrees in [0, 360)), from the trigonometric values already
+// at hand: tan α₂ = sin θ cos φ₁ / (cos δ cos φ₁ cos θ − sin φ₁ sin δ).
+// The simulator moves its trucks with it.
+func DestinationHeading(lat, lon, bearingDeg, distM float64) (lat2, lon2, heading float64) {
+	δ := distM / EarthRadiusM
+	sφ1, cφ1 := math.Sincos(lat * rad)
+	sθ, cθ := math.Sincos(bearingDeg * rad)
+	sδ, cδ := math.Sincos(δ)
+	sφ2 := max(-1, min(1, sφ1*cδ+cφ1*sδ*cθ))
+	φ2 := math.Asin(sφ2)
+	λ2 := lon*rad + math.Atan2(sθ*sδ*cφ1, cδ-sφ1*sφ2)
+	α2 := math.Atan2(sθ*cφ1, cδ*cφ1*cθ-sφ1*sδ)
+	return φ2 / rad, NormLon(λ2 / rad), NormDeg(α2 / rad)
+}
+
+// NormDeg maps an angle in degrees to [0, 360).
+func NormDeg(d float64) float64 {
+	d = math.Mod(d, 360)
+	if d < 0 {
+		d += 360
+	}
+	if d >= 360 { // -tiny + 360 rounds to 360
+		d = 0
+	}
+	return d
+}
+
 // NormLon wraps a longitude in degrees into [-180, 180).
 func NormLon(lon float64) float64 {
 	if lon >= -180 && lon < 180 {

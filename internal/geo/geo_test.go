@@ -192,3 +192,50 @@ func FuzzBoxMinHav(f *testing.F) {
 		}
 	})
 }
+
+func TestDestinationHeading(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for range 10000 {
+		lat, lon := r.Float64()*170-85, r.Float64()*360-180
+		brg, d := r.Float64()*360, r.Float64()*2e6
+		lat2, lon2, head := DestinationHeading(lat, lon, brg, d)
+		if !(lat2 >= -90 && lat2 <= 90 && lon2 >= -180 && lon2 < 180) {
+			t.Fatalf("DestinationHeading(%v,%v,%v,%v) = %v,%v out of range", lat, lon, brg, d, lat2, lon2)
+		}
+		if got := DistanceM(lat, lon, lat2, lon2); math.Abs(got-d) > 1e-6*max(d, 1000) {
+			t.Fatalf("distance to DestinationHeading(%v,%v,%v,%v) = %v", lat, lon, brg, d, got)
+		}
+		if d < 1000 {
+			continue
+		}
+		if got := Bearing(lat, lon, lat2, lon2); wrapDiff(got, brg) > 1e-5 {
+			t.Fatalf("bearing to DestinationHeading(%v,%v,%v,%v) = %v", lat, lon, brg, d, got)
+		}
+		// The arrival heading is the reverse of the bearing back.
+		if back := Bearing(lat2, lon2, lat, lon); wrapDiff(head, NormDeg(back+180)) > 1e-5 {
+			t.Fatalf("heading at DestinationHeading(%v,%v,%v,%v) = %v, reverse bearing %v", lat, lon, brg, d, head, back+180)
+		}
+	}
+}
+
+func TestNormDegLon(t *testing.T) {
+	for _, tt := range []struct{ in, deg, lon float64 }{
+		{0, 0, 0},
+		{360, 0, 0},
+		{-1e-15, 0, -1e-15},
+		{-90, 270, -90},
+		{540, 180, -180},
+		{180, 180, -180},
+		{-180, 180, -180},
+		{725, 5, 5},
+	} {
+		if got := NormDeg(tt.in); got != tt.deg {
+			t.Errorf("NormDeg(%v) = %v, want %v", tt.in, got, tt.deg)
+		}
+		if got := NormLon(tt.in); got != tt.lon {
+			t.Errorf("NormLon(%v) = %v, want %v", tt.in, got, tt.lon)
+		}
+	}
+}

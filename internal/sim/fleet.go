@@ -5,6 +5,8 @@ import (
 	"math"
 	"time"
 	"unsafe"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 // FleetOptions configures NewFleet.
@@ -150,11 +152,11 @@ func (f *Fleet) Next(dst []Update, n int, now time.Time) []Update {
 // position returns the truck's current point on its leg and its heading:
 // the direction of the great circle towards the destination there.
 func (t *truck) position() (lat, lon, heading float64) {
-	brg := bearingDeg(t.oLat, t.oLon, t.dLat, t.dLon)
+	brg := geo.Bearing(t.oLat, t.oLon, t.dLat, t.dLon)
 	if t.done == 0 {
 		return t.oLat, t.oLon, brg
 	}
-	return destinationHeading(t.oLat, t.oLon, brg, t.done)
+	return geo.DestinationHeading(t.oLat, t.oLon, brg, t.done*1000)
 }
 
 // speedAt is the speed in km/h at km d of the leg: the leg's cruise speed
@@ -241,7 +243,7 @@ func (f *Fleet) nextLeg(t *truck) {
 // startLeg sets the leg length and cruise speed from the endpoints.
 func (f *Fleet) startLeg(t *truck) {
 	t.done = 0
-	t.leg = float32(haversineKm(t.oLat, t.oLon, t.dLat, t.dLon))
+	t.leg = float32(geo.DistanceM(t.oLat, t.oLon, t.dLat, t.dLon) / 1000)
 	if !(t.leg > 1) {
 		// Places are >= minLegKm apart and depots <= depotMaxKm from
 		// their centres, so a leg is at least 12 km long.
@@ -257,7 +259,7 @@ func (f *Fleet) startLeg(t *truck) {
 // depot returns a random point near place p.
 func (f *Fleet) depot(t *truck, p uint16) (lat, lon float64) {
 	pl := &f.net.places[p]
-	return destination(pl.lat, pl.lon, 360*t.rand(), depotMinKm+(depotMaxKm-depotMinKm)*t.rand())
+	return geo.Destination(pl.lat, pl.lon, 360*t.rand(), 1000*(depotMinKm+(depotMaxKm-depotMinKm)*t.rand()))
 }
 
 // rand returns the truck's next pseudo-random number in [0, 1): a 32-bit

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 const maxSpeedKmh = 100 * (1 + waveAmp) // fastest cruise on the crest of the wave
@@ -46,7 +48,7 @@ func TestFleetMotion(t *testing.T) {
 				t.Fatalf("round %d truck %d: invalid update %+v", round, i, u)
 			}
 			dtS := dt.Seconds()
-			dist := haversineKm(p.Lat, p.Lon, u.Lat, u.Lon)
+			dist := geo.DistanceM(p.Lat, p.Lon, u.Lat, u.Lon) / 1000
 			path := u.Speed * dtS / 3600
 			tr := &f.trucks[i]
 			leg := [2]float64{tr.oLat, tr.oLon}
@@ -80,11 +82,11 @@ func TestFleetMotion(t *testing.T) {
 			// the reverse of the bearing back to the previous
 			// position; for short moves also about the bearing of
 			// the move (great circles turn by ~1° per 100 km).
-			if d := angleDiff(u.Heading, bearingDeg(u.Lat, u.Lon, p.Lat, p.Lon)+180); d > 0.05 {
-				t.Fatalf("round %d truck %d: heading %.3f, reverse bearing back %.3f", round, i, u.Heading, bearingDeg(u.Lat, u.Lon, p.Lat, p.Lon)+180)
+			if d := angleDiff(u.Heading, geo.Bearing(u.Lat, u.Lon, p.Lat, p.Lon)+180); d > 0.05 {
+				t.Fatalf("round %d truck %d: heading %.3f, reverse bearing back %.3f", round, i, u.Heading, geo.Bearing(u.Lat, u.Lon, p.Lat, p.Lon)+180)
 			}
-			if d := angleDiff(u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon)); dist < 50 && d > 1 {
-				t.Fatalf("round %d truck %d: heading %.2f, bearing of the move %.2f", round, i, u.Heading, bearingDeg(p.Lat, p.Lon, u.Lat, u.Lon))
+			if d := angleDiff(u.Heading, geo.Bearing(p.Lat, p.Lon, u.Lat, u.Lon)); dist < 50 && d > 1 {
+				t.Fatalf("round %d truck %d: heading %.2f, bearing of the move %.2f", round, i, u.Heading, geo.Bearing(p.Lat, p.Lon, u.Lat, u.Lon))
 			}
 		}
 		prev, cur = cur, prev

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed for the randomized tests (0: time-based)")
@@ -29,7 +29,7 @@ func testRand(t testing.TB) (*rand.Rand, uint64) {
 // angleDiff returns the absolute difference of two bearings in degrees, in
 // [0, 180].
 func angleDiff(a, b float64) float64 {
-	d := normDeg(a) - normDeg(b)
+	d := geo.NormDeg(a) - geo.NormDeg(b)
 	if d < 0 {
 		d = -d
 	}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 //go:embed places.tsv
@@ -220,7 +222,7 @@ func buildNetwork(places []place, r Region) *network {
 				continue
 			}
 			q := &places[m]
-			d := haversineKm(p.lat, p.lon, q.lat, q.lon)
+			d := geo.DistanceM(p.lat, p.lon, q.lat, q.lon) / 1000
 			cands = append(cands, cand{idx: m, d: d, w: q.population / math.Max(d, 50)})
 		}
 		keep := cands[:0]

@@ -3,6 +3,8 @@ package sim
 import (
 	"strings"
 	"testing"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 func TestPlacesData(t *testing.T) {
@@ -81,7 +83,7 @@ func TestNetworks(t *testing.T) {
 			}
 			p := &n.places[m]
 			for _, q := range n.nbr[lo:hi] {
-				d := haversineKm(p.lat, p.lon, n.places[q].lat, n.places[q].lon)
+				d := geo.DistanceM(p.lat, p.lon, n.places[q].lat, n.places[q].lon) / 1000
 				if !inR[q] || q == m || d < minLegKm {
 					t.Errorf("%v: %s -> %s (%.0f km) is not a valid neighbour", r, p.name, n.places[q].name, d)
 				}

@@ -3,6 +3,8 @@ package sim
 import (
 	"math"
 	"strconv"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 // Update is one simulated position report.
@@ -147,7 +149,7 @@ func appendHeading(dst []byte, h float64) []byte {
 	if math.IsNaN(h) || math.IsInf(h, 0) {
 		return append(dst, '0')
 	}
-	n := int64(math.Round(normDeg(h)))
+	n := int64(math.Round(geo.NormDeg(h)))
 	if n >= 360 {
 		n -= 360
 	}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 func TestIDWidth(t *testing.T) {
@@ -110,7 +112,7 @@ func TestAppendNDJSONFleet(t *testing.T) {
 func checkWire(t *testing.T, w *wireUpdate, u *Update, width int) {
 	t.Helper()
 	wantID := string(AppendID(nil, u.Truck, width))
-	h := math.Round(normDeg(u.Heading))
+	h := math.Round(geo.NormDeg(u.Heading))
 	if h == 360 {
 		h = 0
 	}
