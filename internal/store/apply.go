@@ -185,7 +185,7 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 			continue
 		}
 		prev := r.pos()
-		if oldKey, newKey := g.cellOf(r.lat, r.lon), g.cellOf(u.Lat, u.Lon); oldKey != newKey {
+		if oldKey, newKey := g.Cell(r.lat, r.lon), g.Cell(u.Lat, u.Lon); oldKey != newKey {
 			sh.grid.remove(oldKey, slot)
 			sh.grid.add(newKey, slot)
 		}

@@ -32,12 +32,12 @@ func (s *Store) Density(box geo.Box, factor int, dst []DensityCell) []DensityCel
 		if p.cells() <= 2*gr.nindex {
 			for row := p.rowLo; row <= p.rowHi; row++ {
 				for i := 0; i < p.colCount; i++ {
-					col := (p.colFrom + i) % g.cols
+					col := (p.colFrom + i) % g.Cols
 					if col < 0 {
-						col += g.cols
+						col += g.Cols
 					}
-					if c := gr.find(uint32(row*g.cols + col)); c >= 0 {
-						counts[coarseKey(g, uint32(row*g.cols+col), factor)] += int(gr.cells[c].n)
+					if c := gr.find(uint32(row*g.Cols + col)); c >= 0 {
+						counts[coarseKey(g, uint32(row*g.Cols+col), factor)] += int(gr.cells[c].n)
 					}
 				}
 			}
@@ -50,12 +50,12 @@ func (s *Store) Density(box geo.Box, factor int, dst []DensityCell) []DensityCel
 		}
 		sh.mu.RUnlock()
 	}
-	size := g.cellDeg * float64(factor)
+	size := g.CellDeg * float64(factor)
 	for key, n := range counts {
-		row, col := int(key)/g.cols, int(key)%g.cols
+		row, col := int(key)/g.Cols, int(key)%g.Cols
 		dst = append(dst, DensityCell{
-			MinLat:  float64(row)*g.cellDeg - 90,
-			MinLon:  float64(col)*g.cellDeg - 180,
+			MinLat:  float64(row)*g.CellDeg - 90,
+			MinLon:  float64(col)*g.CellDeg - 180,
 			SizeDeg: size,
 			Count:   n,
 		})
@@ -66,9 +66,9 @@ func (s *Store) Density(box geo.Box, factor int, dst []DensityCell) []DensityCel
 // coarseKey maps an index cell to the key of the first index cell of its
 // factor×factor block.
 func coarseKey(g *gridGeom, key uint32, factor int) uint32 {
-	row, col := int(key)/g.cols, int(key)%g.cols
-	return uint32((row/factor*factor)*g.cols + col/factor*factor)
+	row, col := int(key)/g.Cols, int(key)%g.Cols
+	return uint32((row/factor*factor)*g.Cols + col/factor*factor)
 }
 
 // CellDeg returns the spatial index's cell size in degrees.
-func (s *Store) CellDeg() float64 { return s.geom.cellDeg }
+func (s *Store) CellDeg() float64 { return s.geom.CellDeg }

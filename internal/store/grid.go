@@ -2,66 +2,19 @@ package store
 
 import (
 	"fmt"
-	"math"
 
-	"github.com/fleetd/fleetd/internal/geo"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
-// gridGeom is the global lat/lon grid all shards share: rows of cellFixed
-// units of latitude from -90, columns of cellFixed units of longitude from
-// -180. A cell key is row*cols + col.
-type gridGeom struct {
-	cellFixed  int64
-	cellDeg    float64
-	rows, cols int
-}
+// gridGeom is the global lat/lon grid all shards share (fleet.Grid).
+type gridGeom = fleet.Grid
 
 func newGridGeom(cellDeg float64) (gridGeom, error) {
-	f := int64(math.Round(cellDeg * geo.Scale))
-	if f <= 0 || cellDeg > 90 || (180*geo.Scale)%f != 0 {
-		return gridGeom{}, fmt.Errorf("store: cell size %v degrees does not divide 180", cellDeg)
+	g, err := fleet.NewGrid(cellDeg)
+	if err != nil {
+		return g, fmt.Errorf("store: %w", err)
 	}
-	g := gridGeom{cellFixed: f, cellDeg: float64(f) / geo.Scale}
-	g.rows = int(180 * geo.Scale / f)
-	g.cols = 2 * g.rows
 	return g, nil
-}
-
-func (g *gridGeom) rowOf(lat int32) int {
-	r := int((int64(lat) + geo.MaxLatFixed) / g.cellFixed)
-	return min(max(r, 0), g.rows-1)
-}
-
-// colOf maps a longitude to its column; 180 and -180 share column 0.
-func (g *gridGeom) colOf(lon int32) int {
-	c := int((int64(lon) + geo.MaxLonFixed) / g.cellFixed)
-	if c >= g.cols {
-		c -= g.cols
-	}
-	return max(c, 0)
-}
-
-func (g *gridGeom) cellOf(lat, lon int32) uint32 {
-	return uint32(g.rowOf(lat)*g.cols + g.colOf(lon))
-}
-
-// rowBounds returns a row's latitude range in degrees.
-func (g *gridGeom) rowBounds(row int) (float64, float64) {
-	lo := float64(int64(row)*g.cellFixed-geo.MaxLatFixed) / geo.Scale
-	return lo, lo + g.cellDeg
-}
-
-// colBounds returns a column's longitude range in degrees.
-func (g *gridGeom) colBounds(col int) (float64, float64) {
-	lo := float64(int64(col)*g.cellFixed-geo.MaxLonFixed) / geo.Scale
-	return lo, lo + g.cellDeg
-}
-
-func (g *gridGeom) cellBox(key uint32) geo.Box {
-	row, col := int(key)/g.cols, int(key)%g.cols
-	a, b := g.rowBounds(row)
-	c, d := g.colBounds(col)
-	return geo.Box{MinLat: a, MinLon: c, MaxLat: b, MaxLon: d}
 }
 
 // Cell blocks come in size classes growing by 1.5x from 4 slots (4, 6, 9,

@@ -45,7 +45,7 @@ func (n *knn) bound() float64 {
 }
 
 func (n *knn) visit(key uint32) {
-	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.cellBox(key))*pruneSlack > b {
+	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.CellBox(key))*pruneSlack > b {
 		return
 	}
 	for si := range n.s.shards {
@@ -161,7 +161,7 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 // judging by the density of the query's own cell, or 1 when the cell is
 // too sparse to judge. Every shard is read-locked.
 func (s *Store) densityGuess(q *point, k int) float64 {
-	key := s.geom.cellOf(q.flat, q.flon)
+	key := s.geom.Cell(q.flat, q.flon)
 	cnt := 0
 	for i := range s.shards {
 		cnt += len(s.shards[i].grid.members(key))
@@ -169,7 +169,7 @@ func (s *Store) densityGuess(q *point, k int) float64 {
 	if cnt < k || cnt < 16 {
 		return 1
 	}
-	b := s.geom.cellBox(key)
+	b := s.geom.CellBox(key)
 	area := geo.EarthRadiusM * geo.EarthRadiusM * (b.MaxLon - b.MinLon) * rad *
 		math.Abs(math.Sin(b.MaxLat*rad)-math.Sin(b.MinLat*rad))
 	r := 2 * math.Sqrt(float64(k)*area/(math.Pi*float64(cnt)))
@@ -183,16 +183,16 @@ type ring struct {
 }
 
 func (rg ring) rowLo(r int) int    { return max(0, rg.r0-r) }
-func (rg ring) rowHi(r int) int    { return min(rg.g.rows-1, rg.r0+r) }
-func (rg ring) colCount(r int) int { return min(2*r+1, rg.g.cols) }
+func (rg ring) rowHi(r int) int    { return min(rg.g.Rows-1, rg.r0+r) }
+func (rg ring) colCount(r int) int { return min(2*r+1, rg.g.Cols) }
 func (rg ring) whole(r int) bool {
-	return rg.rowLo(r) == 0 && rg.rowHi(r) == rg.g.rows-1 && rg.colCount(r) == rg.g.cols
+	return rg.rowLo(r) == 0 && rg.rowHi(r) == rg.g.Rows-1 && rg.colCount(r) == rg.g.Cols
 }
 
 func (rg ring) col(c int) int {
-	c %= rg.g.cols
+	c %= rg.g.Cols
 	if c < 0 {
-		c += rg.g.cols
+		c += rg.g.Cols
 	}
 	return c
 }
@@ -200,7 +200,7 @@ func (rg ring) col(c int) int {
 // each calls fn for every cell of ring r (the block of radius r minus the
 // block of radius r-1) and returns how many there were.
 func (rg ring) each(r int, fn func(key uint32)) int {
-	cols := rg.g.cols
+	cols := rg.g.Cols
 	if r == 0 {
 		fn(uint32(rg.r0*cols + rg.c0))
 		return 1
@@ -236,17 +236,17 @@ func (rg ring) outsideHav(q *point, r int) float64 {
 	g := rg.g
 	a := math.Inf(1)
 	if lo := rg.r0 - r; lo > 0 {
-		l, _ := g.rowBounds(lo)
+		l, _ := g.RowBounds(lo)
 		a = min(a, q.p-l*rad)
 	}
-	if hi := rg.r0 + r; hi < g.rows-1 {
-		_, h := g.rowBounds(hi)
+	if hi := rg.r0 + r; hi < g.Rows-1 {
+		_, h := g.RowBounds(hi)
 		a = min(a, h*rad-q.p)
 	}
-	if 2*r+1 < g.cols {
-		w, e := g.colBounds(rg.c0)
-		dw := (q.lon - w + float64(r)*g.cellDeg) * rad
-		de := (e + float64(r)*g.cellDeg - q.lon) * rad
+	if 2*r+1 < g.Cols {
+		w, e := g.ColBounds(rg.c0)
+		dw := (q.lon - w + float64(r)*g.CellDeg) * rad
+		de := (e + float64(r)*g.CellDeg - q.lon) * rad
 		a = min(a, geo.MeridianMinAngle(q.p, dw), geo.MeridianMinAngle(q.p, de))
 	}
 	if math.IsInf(a, 1) {
@@ -258,20 +258,20 @@ func (rg ring) outsideHav(q *point, r int) float64 {
 }
 
 func (rg ring) inBlock(key uint32, r int) bool {
-	row, col := int(key)/rg.g.cols, int(key)%rg.g.cols
+	row, col := int(key)/rg.g.Cols, int(key)%rg.g.Cols
 	if row < rg.rowLo(r) || row > rg.rowHi(r) {
 		return false
 	}
-	if rg.colCount(r) == rg.g.cols {
+	if rg.colCount(r) == rg.g.Cols {
 		return true
 	}
 	d := rg.col(col - rg.c0)
-	return d <= r || d >= rg.g.cols-r
+	return d <= r || d >= rg.g.Cols-r
 }
 
 func (s *Store) searchRings(n *knn) {
 	g := &s.geom
-	rg := ring{g: g, r0: g.rowOf(n.q.flat), c0: g.colOf(n.q.flon)}
+	rg := ring{g: g, r0: g.Row(n.q.flat), c0: g.Col(n.q.flon)}
 	occupied := 0
 	for i := range s.shards {
 		occupied += s.shards[i].grid.nindex
@@ -312,7 +312,7 @@ func (s *Store) searchOccupied(n *knn, rg ring, r int) {
 				continue
 			}
 			seen[c.key] = struct{}{}
-			cells = append(cells, cellDist{geo.BoxMinHav(n.q.lat, n.q.lon, s.geom.cellBox(c.key)), c.key})
+			cells = append(cells, cellDist{geo.BoxMinHav(n.q.lat, n.q.lon, s.geom.CellBox(c.key)), c.key})
 		}
 	}
 	slices.SortFunc(cells, func(a, b cellDist) int { return cmp.Compare(a.h, b.h) })

@@ -51,8 +51,8 @@ type plan struct {
 
 func (s *Store) planFor(rg *Region) plan {
 	g := &s.geom
-	floorCol := func(lon float64) int { return int(math.Floor((lon + 180) / g.cellDeg)) }
-	floorRow := func(lat float64) int { return int(math.Floor((lat + 90) / g.cellDeg)) }
+	floorCol := func(lon float64) int { return int(math.Floor((lon + 180) / g.CellDeg)) }
+	floorRow := func(lat float64) int { return int(math.Floor((lat + 90) / g.CellDeg)) }
 	var latLo, latHi float64
 	p := plan{}
 	allCols := false
@@ -75,14 +75,14 @@ func (s *Store) planFor(rg *Region) plan {
 		latLo, latHi = rg.box.MinLat, rg.box.MaxLat
 		c1, c2 = floorCol(rg.box.MinLon), floorCol(rg.box.MaxLon)
 		if rg.box.MinLon > rg.box.MaxLon {
-			c2 += g.cols
+			c2 += g.Cols
 		}
 	}
 	// One cell of margin each way absorbs rounding at cell edges.
 	p.rowLo = max(0, floorRow(latLo)-1)
-	p.rowHi = min(g.rows-1, floorRow(latHi)+1)
-	if allCols || c2-c1+3 >= g.cols {
-		p.colFrom, p.colCount = 0, g.cols
+	p.rowHi = min(g.Rows-1, floorRow(latHi)+1)
+	if allCols || c2-c1+3 >= g.Cols {
+		p.colFrom, p.colCount = 0, g.Cols
 	} else {
 		p.colFrom, p.colCount = c1-1, c2-c1+3
 	}
@@ -92,13 +92,13 @@ func (s *Store) planFor(rg *Region) plan {
 func (p *plan) cells() int { return (p.rowHi - p.rowLo + 1) * p.colCount }
 
 func (p *plan) has(g *gridGeom, key uint32) bool {
-	row, col := int(key)/g.cols, int(key)%g.cols
+	row, col := int(key)/g.Cols, int(key)%g.Cols
 	if row < p.rowLo || row > p.rowHi {
 		return false
 	}
-	d := (col - p.colFrom) % g.cols
+	d := (col - p.colFrom) % g.Cols
 	if d < 0 {
-		d += g.cols
+		d += g.Cols
 	}
 	return d < p.colCount
 }
@@ -131,7 +131,7 @@ func (s *Store) Within(rg Region) iter.Seq[*Hit] {
 }
 
 func (s *Store) cellMayMatch(rg *Region, key uint32) bool {
-	return !rg.circle || geo.BoxMinHav(rg.q.lat, rg.q.lon, s.geom.cellBox(key))*pruneSlack <= rg.radiusH
+	return !rg.circle || geo.BoxMinHav(rg.q.lat, rg.q.lon, s.geom.CellBox(key))*pruneSlack <= rg.radiusH
 }
 
 func (s *Store) within(rg *Region, yield func(*Hit) bool) {
@@ -144,11 +144,11 @@ func (s *Store) within(rg *Region, yield func(*Hit) bool) {
 		sc.plan = sc.plan[:0]
 		for row := p.rowLo; row <= p.rowHi; row++ {
 			for i := 0; i < p.colCount; i++ {
-				col := (p.colFrom + i) % g.cols
+				col := (p.colFrom + i) % g.Cols
 				if col < 0 {
-					col += g.cols
+					col += g.Cols
 				}
-				if key := uint32(row*g.cols + col); s.cellMayMatch(rg, key) {
+				if key := uint32(row*g.Cols + col); s.cellMayMatch(rg, key) {
 					sc.plan = append(sc.plan, key)
 				}
 			}

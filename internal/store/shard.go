@@ -215,14 +215,14 @@ func (sh *shard) insertLocked(id []byte, h uint64, pos int, p *Position) (uint32
 	sh.setID(r, id)
 	sh.table[pos] = tagOf(h)<<24 | (slot + 1)
 	sh.live++
-	sh.grid.add(sh.st.geom.cellOf(p.Lat, p.Lon), slot)
+	sh.grid.add(sh.st.geom.Cell(p.Lat, p.Lon), slot)
 	return slot, nil
 }
 
 // removeLocked deletes the truck in slot whose table entry is at pos.
 func (sh *shard) removeLocked(slot uint32, pos int) {
 	r := sh.rec(slot)
-	sh.grid.remove(sh.st.geom.cellOf(r.lat, r.lon), slot)
+	sh.grid.remove(sh.st.geom.Cell(r.lat, r.lon), slot)
 	sh.deleteTableAt(pos)
 	if r.id[0] == longID {
 		sh.longDead += int(r.id[5])

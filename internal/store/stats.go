@@ -141,7 +141,7 @@ func (sh *shard) check(si int) error {
 		if isFree[slot] {
 			return fmt.Errorf("store: shard %d: live slot %d on the free list", si, slot)
 		}
-		if key, ok := members[slot]; !ok || key != s.geom.cellOf(r.lat, r.lon) {
+		if key, ok := members[slot]; !ok || key != s.geom.Cell(r.lat, r.lon) {
 			return fmt.Errorf("store: shard %d: slot %d not in its grid cell", si, slot)
 		}
 	}
