@@ -3,36 +3,25 @@ package engine
 import (
 	"sync"
 
+	"github.com/fleetd/fleetd/internal/fleet"
+
 	"github.com/fleetd/fleetd/internal/store"
 )
 
-// Batch is what an Observer sees of one applied batch.
-type Batch struct {
-	Updates []store.Update
-	// Changed[i] says whether Updates[i] changed the store: it was not
-	// stale, invalid or refused. For those, HadPrev[i] says whether the
-	// truck existed before and Prev[i] is where it was.
-	Changed []bool
-	HadPrev []bool
-	Prev    []store.Position
-}
-
-// Removal says why a truck left the store.
-type Removal uint8
-
-const (
-	Deleted Removal = iota // DELETE by a client
-	Expired                // not updated for the TTL
+// The observer contract lives in package fleet, beside the types it
+// carries, so that observers (the live feed, the alert rules) implement it
+// in their own packages without importing the engine.
+type (
+	Batch    = fleet.Batch
+	Removal  = fleet.Removal
+	Observer = fleet.Observer
 )
 
-// Observer sees every change after it is durable and applied, outside the
-// store's locks: the live feed and the alert rules are observers.
-// Applied and Removed are called from many goroutines at once; a Batch and
-// an id are valid only during the call.
-type Observer interface {
-	Applied(b *Batch)
-	Removed(id []byte, p store.Position, why Removal)
-}
+// Why a truck left the store.
+const (
+	Deleted = fleet.Deleted
+	Expired = fleet.Expired
+)
 
 var batchPool = sync.Pool{New: func() any { return new(Batch) }}
 
