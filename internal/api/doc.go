@@ -45,10 +45,11 @@
 //
 // # POST /v1/positions
 //
-// An NDJSON body is read (http.MaxBytesReader, Options.MaxBody) 64 KiB at
-// a time, each piece's complete lines decoded by a pooled ingest.Decoder
-// and converted into a pooled []store.Update whose IDs are copied into a
-// block arena, so the body is never held whole; a JSON array is read whole.
+// The body is read (http.MaxBytesReader, Options.MaxBody) by a pooled
+// ingest.Batch: an NDJSON body 64 KiB at a time, each piece's complete
+// lines decoded and converted into fleet.Updates whose IDs are copied into
+// a block arena, so the body is never held whole; a JSON array is read
+// whole.
 // Once the whole body is read, the updates are applied with one
 // engine.Apply call (a body that fails or is too large applies nothing):
 //

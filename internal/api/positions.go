@@ -1,13 +1,10 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,76 +16,23 @@ import (
 	"github.com/fleetd/fleetd/internal/store"
 )
 
-// Retention limits for pooled ingest scratch: a request that grew a buffer
-// past these gives it back to the garbage collector instead of the pool, so
-// one 64 MiB body does not pin 64 MiB per pooled scratch for ever.
-const (
-	retainIDs     = 1 << 20 // bytes of IDs
-	retainUpdates = 1 << 17 // store.Update entries (5 MiB)
-	retainOut     = 1 << 16 // bytes of response
-)
+// retainOut bounds the response buffer a pooled scratch keeps.
+const retainOut = 1 << 16
 
-// ingestScratch is the working memory of one POST /v1/positions.
+// ingestScratch is the working memory of one POST /v1/positions: the
+// body reader and its updates (package ingest), and the answer.
 type ingestScratch struct {
-	body []byte // NDJSON: the piece being read; JSON array: the whole body
-	dec  ingest.Decoder
-	ids  idArena // the IDs of ups
-	ups  []store.Update
-	out  []byte
-}
-
-// readPiece is how much of an NDJSON body is read and decoded at a time.
-// The body is never held whole: each piece's lines are converted into
-// updates whose IDs are copied out (about 50 bytes a line in all, against
-// the ~110 of the line itself), so a 10,000-line batch in flight holds
-// ~0.6 MiB instead of ~1.6. A piece grows only to fit a longer line.
-const readPiece = 64 << 10
-
-// idArena holds copies of IDs in blocks that are reused from request to
-// request and never moved, so that slices into them stay valid while the
-// request's updates are applied.
-type idArena struct {
-	blocks [][]byte
-	cur    int // the block being filled
-}
-
-const idBlock = 32 << 10 // bytes; an ID is at most 64
-
-// copy returns a copy of id carved from the arena.
-func (a *idArena) copy(id []byte) []byte {
-	for ; a.cur < len(a.blocks); a.cur++ {
-		if b := a.blocks[a.cur]; len(b)+len(id) <= cap(b) {
-			off := len(b)
-			b = append(b, id...)
-			a.blocks[a.cur] = b
-			return b[off:len(b):len(b)]
-		}
-	}
-	a.blocks = append(a.blocks, make([]byte, 0, max(idBlock, len(id))))
-	return a.copy(id)
-}
-
-// reset empties the arena, keeping at most keep bytes of blocks.
-func (a *idArena) reset(keep int) {
-	for i := range a.blocks {
-		if (i+1)*idBlock > keep {
-			clear(a.blocks[i:])
-			a.blocks = a.blocks[:i]
-			break
-		}
-		a.blocks[i] = a.blocks[i][:0]
-	}
-	a.cur = 0
+	batch ingest.Batch
+	out   []byte
 }
 
 // ingestFree bounds the ingest scratch kept between requests. A scratch
 // holds a 64 KiB piece buffer and about 55 bytes per line of the last
-// NDJSON batch (a 40-byte store.Update and its ID): ~0.6 MiB for a
-// 10,000-line batch. A bounded free list
-// rather than a sync.Pool, because a Pool drops its contents at every
-// other GC, and re-growing megabytes of buffers after each GC costs
-// throughput and adds garbage (BenchmarkIngestLoopback saw ~1 in 7
-// requests miss).
+// NDJSON batch (a fleet.Update and its ID): ~0.7 MiB for a 10,000-line
+// batch. A bounded free list rather than a sync.Pool, because a Pool drops
+// its contents at every other GC, and re-growing megabytes of buffers
+// after each GC costs throughput and adds garbage (BenchmarkIngestLoopback
+// saw ~1 in 7 requests miss).
 const ingestFree = 4
 
 func (s *Server) getIngest() *ingestScratch {
@@ -96,28 +40,12 @@ func (s *Server) getIngest() *ingestScratch {
 	case sc := <-s.ingestFree:
 		return sc
 	default:
-		sc := &ingestScratch{}
-		sc.dec.MaxAhead = s.maxAhead
-		// The decoder converts each update straight into the store's form:
-		// no second array of decoded updates per in-flight batch.
-		sc.dec.Sink = func(u *ingest.Update) {
-			sc.ups = append(sc.ups, store.Update{ID: sc.ids.copy(u.ID), Position: store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading), Attrs: u.Attrs})
-		}
-		return sc
+		return &ingestScratch{batch: ingest.Batch{MaxAhead: s.maxAhead}}
 	}
 }
 
 func (s *Server) putIngest(sc *ingestScratch) {
-	sc.dec.Reset()
-	sc.ids.reset(retainIDs)
-	clear(sc.ups) // the IDs: blocks reset may have dropped
-	if cap(sc.body) > readPiece {
-		// A JSON array body, or a piece grown for a long line.
-		sc.body = nil
-	}
-	if cap(sc.ups) > retainUpdates {
-		sc.ups = nil
-	}
+	sc.batch.Reset()
 	if cap(sc.out) > retainOut {
 		sc.out = nil
 	}
@@ -186,15 +114,11 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(inner, r.Body, s.maxBody)
 	now := time.Now().Unix()
 	var rep *ingest.Report
-	sc.ups = sc.ups[:0] // filled by the decoder's sink, see getIngest
 	var err error
 	if kind == kindArray {
-		sc.body, err = readBody(body, sc.body[:0], r.ContentLength)
-		if err == nil {
-			_, rep = sc.dec.DecodeArray(sc.body, now)
-		}
+		rep, err = sc.batch.ReadArray(body, r.ContentLength, now)
 	} else {
-		rep, err = sc.readNDJSON(body, now)
+		rep, err = sc.batch.ReadNDJSON(body, now)
 	}
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
@@ -204,7 +128,7 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusBadRequest, "reading the request body: "+err.Error()+"; nothing was applied")
 		return
 	}
-	ups := sc.ups
+	ups := sc.batch.Updates
 
 	var res store.Result
 	if len(ups) > 0 {
@@ -263,62 +187,6 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tooLarge(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, http.StatusRequestEntityTooLarge,
 		fmt.Sprintf("request body larger than the %s limit (fleetd serve --max-body); nothing was applied, split the batch", formatSize(s.maxBody)))
-}
-
-// readBody reads all of r into buf (reusing its capacity). hint is the
-// Content-Length if known (-1 otherwise); it sizes the buffer so that a body
-// of known length is read without copying as it grows.
-func readBody(r io.Reader, buf []byte, hint int64) ([]byte, error) {
-	buf = buf[:0]
-	if hint >= 0 && int64(cap(buf)) < hint+1 {
-		// +1: the read that sees EOF needs room, or the buffer would grow.
-		buf = make([]byte, 0, hint+1)
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF { // io.Reader returns io.EOF itself, never wrapped
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// readNDJSON reads and decodes an NDJSON body a piece at a time (see
-// readPiece), the decoder's sink collecting the updates in sc.ups.
-func (sc *ingestScratch) readNDJSON(r io.Reader, now int64) (*ingest.Report, error) {
-	sc.dec.BeginNDJSON(now)
-	buf := sc.body[:0]
-	if cap(buf) < readPiece {
-		buf = make([]byte, 0, readPiece)
-	}
-	defer func() { sc.body = buf[:0] }()
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, cap(buf)) // a line longer than the buffer
-		}
-		start := len(buf)
-		n, err := r.Read(buf[start:cap(buf)])
-		buf = buf[:start+n]
-		if err == io.EOF { // io.Reader returns io.EOF itself, never wrapped
-			sc.dec.DecodeLines(buf)
-			return sc.dec.Report(), nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		// buf[:start] holds no line end: it would have been decoded.
-		if i := bytes.LastIndexByte(buf[start:], '\n'); i >= 0 {
-			end := start + i + 1
-			sc.dec.DecodeLines(buf[:end])
-			buf = buf[:copy(buf, buf[end:])]
-		}
-	}
 }
 
 // formatSize prints a byte count the way --max-body takes it.

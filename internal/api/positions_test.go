@@ -3,8 +3,6 @@ package api
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -293,21 +291,6 @@ func TestPositionsDeviceClocks(t *testing.T) {
 	}
 }
 
-func TestReadBody(t *testing.T) {
-	for _, n := range []int{0, 1, 511, 512, 513, 100000} {
-		src := strings.Repeat("x", n)
-		for _, hint := range []int64{-1, int64(n)} {
-			got, err := readBody(strings.NewReader(src), make([]byte, 0, 512), hint)
-			if err != nil || string(got) != src {
-				t.Fatalf("n=%d hint=%d: %d bytes, %v", n, hint, len(got), err)
-			}
-			if hint >= 0 && cap(got) > max(n+1, 512) {
-				t.Fatalf("n=%d: buffer grew to %d with a known length", n, cap(got))
-			}
-		}
-	}
-}
-
 func TestFormatSize(t *testing.T) {
 	for _, tc := range []struct {
 		n    int64
@@ -316,81 +299,5 @@ func TestFormatSize(t *testing.T) {
 		if got := formatSize(tc.n); got != tc.want {
 			t.Errorf("formatSize(%d) = %q, want %q", tc.n, got, tc.want)
 		}
-	}
-}
-
-// randReader returns its bytes in reads of random sizes, 1 byte to 100 KiB.
-type randReader struct {
-	r    *rand.Rand
-	data []byte
-}
-
-func (rr *randReader) Read(p []byte) (int, error) {
-	if len(rr.data) == 0 {
-		return 0, io.EOF
-	}
-	n := min(len(p), len(rr.data), 1+rr.r.IntN(100<<10))
-	copy(p, rr.data[:n])
-	rr.data = rr.data[n:]
-	return n, nil
-}
-
-// TestReadNDJSONInPieces: a body read a piece at a time, in reads of any
-// size, with lines longer than a piece, gives the updates and the report
-// that decoding it whole gives, and the updates' IDs survive the reuse of
-// the piece buffer and of the scratch.
-func TestReadNDJSONInPieces(t *testing.T) {
-	seed := testSeed(t)
-	r := rand.New(rand.NewPCG(uint64(seed), 3))
-	var sc *ingestScratch
-	s := &Server{ingestFree: make(chan *ingestScratch, 1)}
-	for round := range 20 {
-		var b strings.Builder
-		for i := range 3000 + r.IntN(3000) {
-			switch r.IntN(50) {
-			case 0:
-				fmt.Fprintf(&b, `{"id":"long-%d","lat":1,"lon":2,"pad":"%s"}`, i, strings.Repeat("p", r.IntN(3*readPiece)))
-			case 1:
-				b.WriteString(`{"id":"bad","lat":91,"lon":0}`)
-			case 2:
-				b.WriteString("  ")
-			default:
-				fmt.Fprintf(&b, `{"id":"truck-%07d","lat":%.5f,"lon":%.5f,"ts":%d}`, r.IntN(1e6), r.Float64()*90, r.Float64()*180, 1764000000+i)
-			}
-			if r.IntN(10) == 0 {
-				b.WriteByte('\r')
-			}
-			b.WriteByte('\n')
-		}
-		if round%2 == 1 {
-			b.WriteString(`{"id":"last-no-newline","lat":3,"lon":4}`)
-		}
-		body := b.String()
-
-		var whole ingest.Decoder
-		want, wantRep := whole.DecodeNDJSON([]byte(body), 1764000000)
-
-		sc = s.getIngest()
-		sc.ups = sc.ups[:0]
-		rep, err := sc.readNDJSON(&randReader{r: r, data: []byte(body)}, 1764000000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(*rep) != fmt.Sprint(*wantRep) {
-			t.Fatalf("round %d (seed %d): report\n got %+v\nwant %+v", round, seed, *rep, *wantRep)
-		}
-		if len(sc.ups) != len(want) {
-			t.Fatalf("round %d: %d updates, want %d", round, len(sc.ups), len(want))
-		}
-		for i, u := range want {
-			p := store.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading)
-			if string(sc.ups[i].ID) != string(u.ID) || sc.ups[i].Position != p {
-				t.Fatalf("round %d update %d: %s %+v, want %s %+v", round, i, sc.ups[i].ID, sc.ups[i].Position, u.ID, p)
-			}
-		}
-		if cap(sc.body) > readPiece && !strings.Contains(body, "long-") {
-			t.Fatalf("piece buffer grew to %d without a long line", cap(sc.body))
-		}
-		s.putIngest(sc)
 	}
 }
