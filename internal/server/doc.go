@@ -6,9 +6,9 @@
 // which route.
 //
 // Lifecycle: Open builds everything (recovering the data directory), the
-// caller serves Handler on its listener, and Close ends the live-feed
-// streams first (they never end on their own), then closes the engine,
-// which writes its final snapshot. Close after http.Server.Shutdown would
-// wait for streams that never finish, so call Close's feed part first:
-// see Shutdown.
+// caller serves the Server (an http.Handler) on its listener, and Close
+// ends the live-feed streams (they never end on their own), then closes
+// the engine, which writes its final snapshot. http.Server.Shutdown would
+// wait for those streams for ever, so call CloseStreams before it, and
+// Close after it.
 package server
