@@ -44,6 +44,10 @@ func FuzzPositions(f *testing.F) {
 		w := httptest.NewRecorder()
 		before := time.Now().Unix()
 		fx.s.ServeHTTP(w, r)
+		if ctype == "" { // a body any web page can send: refused, nothing applied
+			wantError(t, w, http.StatusUnsupportedMediaType, "Content-Type is required")
+			return
+		}
 		if w.Code != http.StatusOK {
 			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body.String())
 		}

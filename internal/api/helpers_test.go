@@ -123,11 +123,15 @@ func (f *fixture) get(target string) *httptest.ResponseRecorder {
 	return f.do(req{method: "GET", target: target})
 }
 
+// ndjsonHeader is the header of a POST /v1/positions with an NDJSON body.
+var ndjsonHeader = map[string]string{"Content-Type": "application/x-ndjson"}
+
+// post sends a POST /v1/positions; contentType "" sends application/x-ndjson.
 func (f *fixture) post(body, contentType string) *httptest.ResponseRecorder {
-	h := map[string]string{}
-	if contentType != "" {
-		h["Content-Type"] = contentType
+	if contentType == "" {
+		contentType = "application/x-ndjson"
 	}
+	h := map[string]string{"Content-Type": contentType}
 	return f.do(req{method: "POST", target: "/v1/positions", body: body, header: h})
 }
 

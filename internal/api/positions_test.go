@@ -142,7 +142,8 @@ func TestPositionsUnsupportedMedia(t *testing.T) {
 		{"text/plain", "", `"text/plain" is not supported`},
 		{"application/xml", "", "not supported"},
 		{"a b/c", "", "malformed"},
-		{"", "gzip", "Content-Encoding"},
+		{"application/x-ndjson", "gzip", "Content-Encoding"},
+		{"", "", "Content-Type is required"}, // what a cross-site page sends
 	} {
 		w := f.do(req{method: "POST", target: "/v1/positions", body: `{"id":"a","lat":1,"lon":1}`,
 			header: map[string]string{"Content-Type": tc.ct, "Content-Encoding": tc.enc}})
@@ -159,7 +160,7 @@ func TestPositionsTooLarge(t *testing.T) {
 	line := `{"id":"truck-0000001","lat":1,"lon":1}` + "\n" // 39 bytes
 	big := strings.Repeat(line, 2*limit/len(line))
 	for _, chunked := range []bool{false, true} {
-		w := f.do(req{method: "POST", target: "/v1/positions", body: big, chunked: chunked})
+		w := f.do(req{method: "POST", target: "/v1/positions", body: big, chunked: chunked, header: ndjsonHeader})
 		wantError(t, w, http.StatusRequestEntityTooLarge, "1 KiB limit")
 		if n := f.eng.Store().Len(); n != 0 {
 			t.Fatalf("chunked=%v: %d trucks applied from a 413 body", chunked, n)
@@ -169,7 +170,7 @@ func TestPositionsTooLarge(t *testing.T) {
 	exact := strings.Repeat(line, limit/len(line))
 	exact += strings.Repeat(" ", limit-len(exact))
 	for _, chunked := range []bool{false, true} {
-		w := f.do(req{method: "POST", target: "/v1/positions", body: exact, chunked: chunked})
+		w := f.do(req{method: "POST", target: "/v1/positions", body: exact, chunked: chunked, header: ndjsonHeader})
 		var r postResp
 		decodeStrict(t, wantJSON(t, w, http.StatusOK), &r)
 		if r.Accepted != limit/len(line) {

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetd/fleetd/internal/alert"
+	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/store"
 )
@@ -42,9 +41,19 @@ type Options struct {
 	// negative: no limit). A truck whose stored ts is in the future would
 	// drop every correct update until then (latest wins by ts).
 	MaxClockSkew time.Duration
-	// Token, if not empty, is the bearer token every route but /healthz and
-	// /metrics requires.
+	// Token, if not empty, is a single bearer token with every scope
+	// (shorthand for a Keyring of one token).
 	Token string
+	// Keyring, if set, holds the bearer tokens and their scopes; every route
+	// but /healthz, the login endpoints and (unless MetricsPrivate)
+	// /metrics requires one with the route's scope (auth.go). Nil and no
+	// Token: authentication is off.
+	Keyring *auth.Keyring
+	// Sessions, if set with a keyring, lets the dashboard log in
+	// (POST /v1/login) and use a session cookie instead of a bearer token.
+	Sessions *auth.Sessions
+	// MetricsPrivate makes /metrics require the read scope.
+	MetricsPrivate bool
 	// Logger receives notable events: 5xx answers with their cause,
 	// recovered panics, and (with AccessLog) one line per request. Default:
 	// slog.Default().
@@ -74,8 +83,9 @@ type Server struct {
 	maxBody     int64
 	maxAhead    int64 // seconds a ts may be ahead of now; 0: no limit
 	ts          tsCounters
-	auth        bool
-	tokenSum    [sha256.Size]byte
+	keys        *auth.Keyring // nil: authentication off
+	sessions    *auth.Sessions
+	scopes      map[string]auth.Scope // extra routes' scopes by name
 	accessLog   bool
 	mux         *http.ServeMux
 	reg         *prometheus.Registry
@@ -120,8 +130,9 @@ func New(o Options) (*Server, error) {
 		log:         o.Logger,
 		maxBody:     o.MaxBody,
 		maxAhead:    maxAhead,
-		auth:        o.Token != "",
-		tokenSum:    sha256.Sum256([]byte(o.Token)),
+		keys:        o.Keyring,
+		sessions:    o.Sessions,
+		scopes:      map[string]auth.Scope{},
 		accessLog:   o.AccessLog,
 		mux:         http.NewServeMux(),
 		reg:         prometheus.NewRegistry(),
@@ -129,12 +140,18 @@ func New(o Options) (*Server, error) {
 
 		ingestFree: make(chan *ingestScratch, ingestFree),
 	}
+	if s.keys == nil && o.Token != "" {
+		s.keys = auth.NewKeyring([]auth.Token{{Secret: o.Token, Scope: auth.All, Name: "token"}})
+	}
+	if s.keys == nil {
+		s.sessions = nil
+	}
 	m, err := newMetrics(s.reg, o.Engine)
 	if err != nil {
 		return nil, err
 	}
 	s.m = m
-	s.routes()
+	s.routes(o)
 	return s, nil
 }
 
@@ -151,7 +168,10 @@ type Route struct {
 	Method, Path string
 	Name         string // metrics label
 	Public       bool   // served without the bearer token
-	Handler      http.Handler
+	// Scope the route needs; zero: read for GET (or no method), admin for
+	// any other method.
+	Scope   auth.Scope
+	Handler http.Handler
 }
 
 // route is one registered pattern and how it is served.
@@ -162,7 +182,7 @@ type route struct {
 	h            http.HandlerFunc
 }
 
-func (s *Server) routes() {
+func (s *Server) routes(o Options) {
 	rs := []route{
 		{"GET", "/healthz", "healthz", true, s.healthz},
 		{"POST", "/v1/positions", "positions", false, s.positions},
@@ -171,12 +191,16 @@ func (s *Server) routes() {
 		{"GET", "/v1/nearby", "nearby", false, s.nearby},
 		{"GET", "/v1/within", "within", false, s.within},
 		{"GET", "/v1/stats", "stats", false, s.stats},
-		{"GET", "/metrics", "metrics", true, s.m.handler(s.reg, s.log).ServeHTTP},
+		{"GET", "/metrics", "metrics", !o.MetricsPrivate, s.m.handler(s.reg, s.log).ServeHTTP},
 		{"", "/debug/pprof/", "pprof", false, s.pprof}, // checks methods itself
 	}
 	rs = append(rs, s.alertRoutes()...)
+	rs = append(rs, s.sessionRoutes()...)
 	for _, x := range s.extra {
 		rs = append(rs, route{x.Method, x.Path, x.Name, x.Public, x.Handler.ServeHTTP})
+		if x.Scope != 0 {
+			s.scopes[x.Name] = x.Scope
+		}
 	}
 	allow := map[string][]string{}
 	public := map[string]bool{}
@@ -239,24 +263,15 @@ func (s *Server) wrap(name string, public bool, h http.HandlerFunc) http.Handler
 				panic(http.ErrAbortHandler)
 			}
 		}()
-		if !public && s.auth && !s.authorized(r) {
-			sw.Header().Set("WWW-Authenticate", `Bearer realm="fleetd"`)
-			s.writeError(sw, r, http.StatusUnauthorized, "missing or invalid bearer token (Authorization: Bearer <token>)")
+		if !public && s.keys != nil && !s.authorize(sw, r, name) {
+			return
+		}
+		if name == "positions" && r.Header.Get("Content-Type") == "" {
+			s.writeError(sw, r, http.StatusUnsupportedMediaType, noContentType)
 			return
 		}
 		h(sw, r)
 	})
-}
-
-// authorized checks the bearer token in constant time.
-func (s *Server) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	const scheme = "bearer "
-	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
-	return subtle.ConstantTimeCompare(got[:], s.tokenSum[:]) == 1
 }
 
 // statusWriter records the status and size of a response. It passes Flush

@@ -113,7 +113,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, auth := range []string{"Bearer " + token, "bearer " + token, "BEARER  " + token + " "} {
 		w := f.do(req{method: "POST", target: "/v1/positions", body: `{"id":"a","lat":1,"lon":1}`,
-			header: map[string]string{"Authorization": auth}})
+			header: map[string]string{"Authorization": auth, "Content-Type": "application/x-ndjson"}})
 		wantJSON(t, w, http.StatusOK)
 	}
 	// Public routes.
