@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/api"
+	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/server"
@@ -104,9 +105,43 @@ Flags:
                      bodies get 413 and nothing is applied. SIZE is bytes or
                      a number with KB/MB/GB (powers of 1000) or K/KiB, M/MiB,
                      G/GiB (powers of 1024)
-  --token-file F     require "Authorization: Bearer <token>" on every route
-                     but /healthz and /metrics; the token is F's contents
-                     with surrounding whitespace trimmed (must not be empty)
+  --token-file F     require a bearer token ("Authorization: Bearer <token>")
+                     or a dashboard session on every route but /healthz,
+                     /v1/login, /v1/session and (see --metrics-public)
+                     /metrics. F holds one token per line:
+                       <token> [scopes] [name]     # comments, blank lines ok
+                     scopes, comma-separated: ingest (POST /v1/positions),
+                     read (queries, stats, live feed, dashboard), admin
+                     (zones, rules, DELETE, /debug/pprof/), or all; a bare
+                     token has all (a file with one token works as before).
+                     No token: 401; a token without the route's scope: 403.
+                     SIGHUP re-reads F (a bad file keeps the old tokens).
+                     The dashboard logs in with a token and keeps only an
+                     HttpOnly session cookie (12h)
+  --metrics-public   serve /metrics without a token (default true): it
+                     shows counts, rates, latencies and memory (trucks,
+                     updates, requests per route, feed and alert totals,
+                     Go runtime), never positions or IDs;
+                     --metrics-public=false requires the read scope
+  --allowed-hosts H,…
+                     more Host names a loopback server answers (default:
+                     loopback names and addresses only, e.g. localhost,
+                     127.0.0.1, [::1]; any other Host gets 421, which stops
+                     DNS-rebinding pages from reading the fleet). On a
+                     non-loopback --http, if set, only these (and loopback)
+                     are served. "*" allows any Host
+  --allowed-origins O,…
+                     web origins (https://ops.example.com) besides the
+                     server's own that may change state (POST, PUT, DELETE,
+                     WebSocket) from a browser; they also get CORS. Other
+                     origins get 403. A POST needs a Content-Type a web form
+                     cannot send (application/x-ndjson or application/json):
+                     none, text/plain or a form type gets 415
+  --tls-cert F, --tls-key F
+                     serve HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2+ with the Go
+                     standard library's defaults) with this PEM certificate
+                     chain and key; SIGHUP re-reads them. Session cookies
+                     are then Secure
   --memory-limit SIZE
                      soft memory limit of the process (as GOMEMLIMIT), e.g.
                      2GiB: the Go runtime collects harder as the process
@@ -246,22 +281,27 @@ func parseSize(s string) (int64, error) {
 
 // serveConfig is the parsed command line.
 type serveConfig struct {
-	addr      string
-	data      string
-	demo      demoFlag
-	demoRate  string
-	maxBody   sizeFlag
-	memLimit  sizeFlag
-	tokenFile string
-	shards    int
-	accessLog bool
-	fsync     string
-	snapEvery sizeFlag
-	ttl       time.Duration
-	maxSkew   time.Duration
-	maxSubs   int
-	stall     time.Duration
-	basemap   string
+	addr          string
+	data          string
+	demo          demoFlag
+	demoRate      string
+	maxBody       sizeFlag
+	memLimit      sizeFlag
+	tokenFile     string
+	shards        int
+	accessLog     bool
+	fsync         string
+	snapEvery     sizeFlag
+	ttl           time.Duration
+	maxSkew       time.Duration
+	maxSubs       int
+	stall         time.Duration
+	basemap       string
+	origins       string
+	hosts         string
+	tlsCert       string
+	tlsKey        string
+	metricsPublic bool
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -285,6 +325,11 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.maxSubs, "max-subscribers", 1000, "live-feed subscriber limit")
 	fs.DurationVar(&c.stall, "stream-stall", 30*time.Second, "disconnect subscribers behind for this long")
 	fs.StringVar(&c.basemap, "basemap-style", "", "dashboard map style URL")
+	fs.StringVar(&c.origins, "allowed-origins", "", "web origins that may change state")
+	fs.StringVar(&c.hosts, "allowed-hosts", "", "more Host names to serve")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
+	fs.BoolVar(&c.metricsPublic, "metrics-public", true, "serve /metrics without a token")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -304,6 +349,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		fmt.Fprintf(stderr, "fleetd serve: --max-clock-skew %v: want 0 (no limit) or a positive duration\n", c.maxSkew)
 		return nil, errors.New("bad --max-clock-skew")
 	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		fmt.Fprintf(stderr, "fleetd serve: --tls-cert and --tls-key go together\n")
+		return nil, errors.New("bad --tls-cert/--tls-key")
+	}
 	if c.shards < 0 || c.shards > 256 {
 		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
 		return nil, errors.New("bad --shards")
@@ -320,21 +369,35 @@ func skewOption(d time.Duration) time.Duration {
 	return d
 }
 
-// readToken reads a token file: its contents without surrounding
-// whitespace, which must not be empty.
+// readToken reads a token file (the auth package's format) and returns
+// the first token with the ingest scope: what a client (fleetd sim, the
+// in-process demo) posts with.
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading --token-file: %w", err)
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("--token-file %s is empty: put the bearer token in it", path)
+	toks, err := auth.Parse(b)
+	if err != nil {
+		return "", fmt.Errorf("--token-file %s: %w", path, err)
 	}
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("--token-file %s holds more than one line: put only the token in it", path)
+	for _, t := range toks {
+		if t.Scope&auth.Ingest != 0 {
+			return t.Secret, nil
+		}
 	}
-	return tok, nil
+	return "", fmt.Errorf("--token-file %s has no token with the ingest scope", path)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func runServe(args []string) int {
@@ -354,11 +417,29 @@ func runServe(args []string) int {
 }
 
 func serve(c *serveConfig, log *slog.Logger) error {
-	var token string
+	var (
+		keys  *auth.Keyring
+		token string // the demo's
+		cert  *auth.Certificate
+	)
 	if c.tokenFile != "" {
 		var err error
-		if token, err = readToken(c.tokenFile); err != nil {
-			return err
+		if keys, err = auth.LoadKeyring(c.tokenFile); err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		if c.demo.on {
+			if token, err = readToken(c.tokenFile); err != nil {
+				return fmt.Errorf("--demo: %w", err)
+			}
+		}
+	}
+	if c.tlsCert != "" {
+		if c.demo.on {
+			return errors.New("--demo with --tls-cert is not supported: run the demo on a plain-HTTP loopback server")
+		}
+		var err error
+		if cert, err = auth.LoadCertificate(c.tlsCert, c.tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
 	}
 	rate := float64(c.demo.trucks) / 2
@@ -406,7 +487,14 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if cert != nil {
+		srv.TLSConfig = cert.Config()
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	stopReload := serveReloadOnHUP(keys, cert, log)
+	defer stopReload()
 	log.Info("listening", "addr", ln.Addr().String(), "data", c.data)
 
 	srvOpts := server.Options{
@@ -417,7 +505,10 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			SnapshotEvery: int64(c.snapEvery),
 			TTL:           c.ttl,
 		},
-		API:          api.Options{MaxBody: int64(c.maxBody), Token: token, AccessLog: c.accessLog, MaxClockSkew: skewOption(c.maxSkew)},
+		API: api.Options{MaxBody: int64(c.maxBody), Keyring: keys, AccessLog: c.accessLog, MaxClockSkew: skewOption(c.maxSkew),
+			MetricsPrivate: !c.metricsPublic},
+		Guard: auth.GuardOptions{Loopback: serveIsLoopback(ln.Addr()), AllowedHosts: splitList(c.hosts),
+			AllowedOrigins: splitList(c.origins)},
 		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall},
 		BasemapStyle: c.basemap,
 		Logger:       log,
@@ -435,7 +526,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	eng := fleet.Engine
 	handler.set(fleet)
 	log.Info("ready", "trucks", eng.Store().Len(), "shards", eng.Store().NumShards(), "max_body", int64(c.maxBody),
-		"auth", token != "", "memory_limit", int64(c.memLimit))
+		"auth", keys != nil, "tokens", keys.Len(), "tls", cert != nil, "memory_limit", int64(c.memLimit))
 
 	demoCtx, stopDemo := context.WithCancel(context.Background())
 	defer stopDemo()
@@ -511,6 +602,45 @@ func serveStarting(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, `{"error":"fleetd is starting (opening its data); retry shortly"}`)
+}
+
+// serveIsLoopback reports whether the listener is on a loopback address
+// only (then the Host check of auth.Guard applies).
+func serveIsLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// serveReloadOnHUP re-reads the token file and the TLS key pair on SIGHUP
+// until the returned stop is called. A failed reload keeps the old ones.
+func serveReloadOnHUP(keys *auth.Keyring, cert *auth.Certificate, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			if keys != nil {
+				if err := keys.Reload(); err != nil {
+					log.Error("SIGHUP: token file not reloaded; the old tokens stay", "error", err)
+				} else {
+					log.Info("SIGHUP: token file reloaded", "tokens", keys.Len())
+				}
+			}
+			if cert != nil {
+				if err := cert.Reload(); err != nil {
+					log.Error("SIGHUP: TLS key pair not reloaded; the old one stays", "error", err)
+				} else {
+					log.Info("SIGHUP: TLS key pair reloaded")
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // serveLoopbackAddr is the address the in-process demo dials: the listener's,

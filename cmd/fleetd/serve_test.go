@@ -143,7 +143,10 @@ func TestReadTokenFile(t *testing.T) {
 	if tok, err := readToken(write("ok", "\n  s3cret \r\n")); err != nil || tok != "s3cret" {
 		t.Fatalf("%q, %v", tok, err)
 	}
-	for _, p := range []string{write("empty", ""), write("blank", " \n\t"), write("two", "a\nb"), filepath.Join(dir, "missing")} {
+	if tok, err := readToken(write("scoped", "# tokens\nwall read\ndev ingest gw\n")); err != nil || tok != "dev" {
+		t.Fatalf("scoped: %q, %v", tok, err)
+	}
+	for _, p := range []string{write("empty", ""), write("blank", " \n\t"), write("scope", "a bogus"), write("no-ingest", "a read\nb admin"), filepath.Join(dir, "missing")} {
 		if _, err := readToken(p); err == nil {
 			t.Errorf("%s: no error", p)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/api"
+	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/web"
@@ -20,6 +21,9 @@ type Options struct {
 	Feed   feed.Options
 	// BasemapStyle is the dashboard's optional online map style URL.
 	BasemapStyle string
+	// Guard configures the Host, Origin and Content-Type checks every
+	// request passes first (auth.Guard).
+	Guard auth.GuardOptions
 	Logger       *slog.Logger
 }
 
@@ -30,6 +34,7 @@ type Server struct {
 	Alerts *alert.Engine
 	API    *api.Server
 	mux    *http.ServeMux
+	h      http.Handler // mux behind the guard
 }
 
 // Open builds a server, recovering the engine's data directory.
@@ -72,6 +77,14 @@ func Open(o Options) (*Server, error) {
 		api.Route{Method: "GET", Path: "/v1/ws", Name: "ws", Handler: http.HandlerFunc(hub.ServeWS)},
 		api.Route{Method: "GET", Path: "/v1/density", Name: "density", Handler: web.DensityHandler(eng.Store())},
 	)
+	if o.API.Keyring != nil && o.API.Sessions == nil {
+		o.API.Sessions = auth.NewSessions(auth.SessionOptions{Keyring: o.API.Keyring, Logger: o.Logger})
+	}
+	guard, err := auth.NewGuard(o.Guard)
+	if err != nil {
+		hub.Close()
+		return nil, errors.Join(err, eng.Close())
+	}
 	apiServer, err := api.New(o.API)
 	if err != nil {
 		hub.Close()
@@ -87,11 +100,13 @@ func Open(o Options) (*Server, error) {
 		s.mux.Handle(p, dash)
 	}
 	s.mux.Handle("/", apiServer)
+	s.h = guard.Handler(s.mux)
+	registerGuardMetrics(apiServer, guard)
 	return s, nil
 }
 
 // ServeHTTP serves the API and the dashboard.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHTTP(w, r) }
 
 // CloseStreams disconnects every live-feed subscriber. Call it before
 // http.Server.Shutdown, which would otherwise wait for streams that never
