@@ -11,10 +11,15 @@ import (
 	"github.com/fleetd/fleetd/internal/auth"
 )
 
-// noContentType answers a POST /v1/positions without a Content-Type (415):
-// a body without one is what a stranger's web page can make a browser send
-// without asking (a "simple" cross-site request).
-const noContentType = "Content-Type is required: application/x-ndjson (one update per line) or application/json (an array of updates); e.g. curl -H 'Content-Type: application/x-ndjson' --data-binary @points.ndjson"
+// formBody is auth.FormBody: a 415 message for a POST body that any web
+// page can make a browser send (no Content-Type, text/plain, a form).
+var formBody = auth.FormBody
+
+// noFormCheck are the routes formBody does not apply to: pprof's symbol
+// lookup (admin only), login (which takes only application/json), logout
+// (no body; the cookie is SameSite=Strict) and the
+// 404/405 answers.
+var noFormCheck = map[string]bool{"pprof": true, "login": true, "logout": true, "method_not_allowed": true, "not_found": true}
 
 // scopeOf is the scope a route needs (see auth's doc.go for the table).
 func (s *Server) scopeOf(method, name string) auth.Scope {

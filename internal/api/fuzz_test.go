@@ -45,7 +45,7 @@ func FuzzPositions(f *testing.F) {
 		before := time.Now().Unix()
 		fx.s.ServeHTTP(w, r)
 		if ctype == "" { // a body any web page can send: refused, nothing applied
-			wantError(t, w, http.StatusUnsupportedMediaType, "Content-Type is required")
+			wantError(t, w, http.StatusUnsupportedMediaType, "needs a Content-Type")
 			return
 		}
 		if w.Code != http.StatusOK {

@@ -139,11 +139,11 @@ func TestPositionsErrorListCapped(t *testing.T) {
 func TestPositionsUnsupportedMedia(t *testing.T) {
 	f := newFixture(t, Options{}, store.Options{})
 	for _, tc := range []struct{ ct, enc, frag string }{
-		{"text/plain", "", `"text/plain" is not supported`},
+		{"text/plain", "", `"text/plain" is not accepted`},
 		{"application/xml", "", "not supported"},
 		{"a b/c", "", "malformed"},
 		{"application/x-ndjson", "gzip", "Content-Encoding"},
-		{"", "", "Content-Type is required"}, // what a cross-site page sends
+		{"", "", "needs a Content-Type"}, // what a cross-site page sends
 	} {
 		w := f.do(req{method: "POST", target: "/v1/positions", body: `{"id":"a","lat":1,"lon":1}`,
 			header: map[string]string{"Content-Type": tc.ct, "Content-Encoding": tc.enc}})

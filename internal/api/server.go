@@ -266,9 +266,11 @@ func (s *Server) wrap(name string, public bool, h http.HandlerFunc) http.Handler
 		if !public && s.keys != nil && !s.authorize(sw, r, name) {
 			return
 		}
-		if name == "positions" && r.Header.Get("Content-Type") == "" {
-			s.writeError(sw, r, http.StatusUnsupportedMediaType, noContentType)
-			return
+		if r.Method == http.MethodPost && !noFormCheck[name] {
+			if msg := formBody(r.Header.Get("Content-Type")); msg != "" {
+				s.writeError(sw, r, http.StatusUnsupportedMediaType, msg)
+				return
+			}
 		}
 		h(sw, r)
 	})

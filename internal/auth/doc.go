@@ -56,6 +56,10 @@
 //     a WebSocket upgrade) whose Origin is present and is neither the
 //     server's own origin (scheme://Host of the request) nor in
 //     AllowedOrigins.
+//
+// and FormBody names the third rule, which the API applies to its POST
+// routes after authentication:
+//
 //   - 415: a POST without a Content-Type, or with one a cross-site form can
 //     send without a preflight (text/plain, application/x-www-form-urlencoded,
 //     multipart/form-data).

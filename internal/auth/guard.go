@@ -37,7 +37,7 @@ type Guard struct {
 	origins map[string]bool
 
 	// Refusals counted by answer.
-	Misdirected, Forbidden, Unsupported atomic.Int64
+	Misdirected, Forbidden atomic.Int64
 }
 
 // NewGuard checks the options and makes a Guard.
@@ -99,13 +99,6 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				"cross-origin %s from %q refused: only this server's own pages and --allowed-origins may change its state", r.Method, origin))
 			return
 		}
-		if r.Method == http.MethodPost {
-			if msg := simpleBody(r.Header.Get("Content-Type")); msg != "" {
-				g.Unsupported.Add(1)
-				g.refuse(w, http.StatusUnsupportedMediaType, msg)
-				return
-			}
-		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -143,9 +136,11 @@ func sameOrigin(origin string, r *http.Request) bool {
 	return strings.EqualFold(origin, scheme+r.Host)
 }
 
-// simpleBody returns a 415 message for a POST Content-Type a cross-site
-// page can send without a preflight, or "".
-func simpleBody(ct string) string {
+// FormBody returns a 415 message for a POST Content-Type that a cross-site
+// page can make a browser send without a CORS preflight (none, text/plain,
+// a form type), or "" for any other. The API applies it to its POST routes
+// after authentication (so a request without a token still learns 401).
+func FormBody(ct string) string {
 	if ct == "" {
 		return "a POST needs a Content-Type: application/x-ndjson or application/json for /v1/positions (curl: -H 'Content-Type: application/x-ndjson'); a body without one is refused because any web page can send it"
 	}

@@ -21,10 +21,10 @@ type Options struct {
 	Feed   feed.Options
 	// BasemapStyle is the dashboard's optional online map style URL.
 	BasemapStyle string
-	// Guard configures the Host, Origin and Content-Type checks every
+	// Guard configures the Host and Origin checks every
 	// request passes first (auth.Guard).
-	Guard auth.GuardOptions
-	Logger       *slog.Logger
+	Guard  auth.GuardOptions
+	Logger *slog.Logger
 }
 
 // Server is a running fleetd: use it as the http.Handler of a listener.
