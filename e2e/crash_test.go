@@ -153,7 +153,7 @@ func TestCorruptLogRefusesThenRepairs(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	p := startData(t, data, "--ttl", "0")
 	for i := 0; i < 3; i++ {
-		res := p.do("POST", "/v1/positions", fmt.Sprintf(`{"id":"t%d","lat":1,"lon":2,"ts":%d}`, i, 1_764_000_000+i))
+		res := p.do("POST", "/v1/positions", fmt.Sprintf(`{"id":"t%d","lat":1,"lon":2,"ts":%d}`, i, 1_764_000_000+i), "Content-Type", "application/x-ndjson")
 		if res.code != 200 {
 			t.Fatalf("post: %d %s", res.code, res.body)
 		}

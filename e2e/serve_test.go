@@ -79,8 +79,10 @@ func TestContract(t *testing.T) {
 	if a.Errors[0].Error != "lat 91 out of range [-90, 90]" {
 		t.Fatalf("%q", a.Errors[0].Error)
 	}
-	// No Content-Type means NDJSON; a JSON array with application/json.
-	decode(t, p.do("POST", "/v1/positions", `{"id":"truck-0000045","lat":1,"lon":2,"ts":1764000000}`).want(t, 200), &a)
+	// No Content-Type is what a stranger's web page can send: 415. A JSON
+	// array with application/json.
+	p.do("POST", "/v1/positions", `{"id":"truck-0000045","lat":1,"lon":2,"ts":1764000000}`).wantErr(t, 415, "needs a Content-Type")
+	decode(t, p.do("POST", "/v1/positions", `{"id":"truck-0000045","lat":1,"lon":2,"ts":1764000000}`, "Content-Type", "application/x-ndjson").want(t, 200), &a)
 	if a.Accepted != 1 {
 		t.Fatalf("%+v", a)
 	}
@@ -182,9 +184,9 @@ func TestContract(t *testing.T) {
 func TestMaxBody(t *testing.T) {
 	p := start(t, "--max-body", "1KiB")
 	line := `{"id":"truck-0000001","lat":1,"lon":1}` + "\n"
-	p.do("POST", "/v1/positions", strings.Repeat(line, 60)).wantErr(t, 413, "1 KiB limit")
+	p.do("POST", "/v1/positions", strings.Repeat(line, 60), "Content-Type", "application/x-ndjson").wantErr(t, 413, "1 KiB limit")
 	var a postAnswer
-	decode(t, p.do("POST", "/v1/positions", strings.Repeat(line, 20)).want(t, 200), &a)
+	decode(t, p.do("POST", "/v1/positions", strings.Repeat(line, 20), "Content-Type", "application/x-ndjson").want(t, 200), &a)
 	if a.Accepted != 20 {
 		t.Fatalf("%+v", a)
 	}
@@ -203,7 +205,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	defer conn.Close()
 	body := `{"id":"slow-1","lat":1,"lon":1}` + "\n" + `{"id":"slow-2","lat":2,"lon":2}` + "\n"
-	fmt.Fprintf(conn, "POST /v1/positions HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:20])
+	fmt.Fprintf(conn, "POST /v1/positions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:20])
 	time.Sleep(200 * time.Millisecond) // the server is now reading the body
 
 	if err := p.cmd.Process.Signal(sigterm); err != nil {
@@ -297,7 +299,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"--shards", "1000"}, 2, "--shards 1000"},
 		{[]string{"stray"}, 2, `unexpected argument "stray"`},
 		{[]string{"--nope"}, 2, "flag provided but not defined"},
-		{[]string{"--token-file", empty}, 1, "is empty"},
+		{[]string{"--token-file", empty}, 1, "holds no token"},
 		{[]string{"--token-file", empty + ".missing"}, 1, "reading --token-file"},
 		{[]string{"--http", "256.1.1.1:80"}, 1, "--http"},
 		{[]string{"--demo", "5", "--demo-rate", "fast"}, 1, "--demo-rate"},

@@ -215,8 +215,11 @@ func (k *Keyring) Set(toks []Token) {
 	k.tab.Store(&tab)
 }
 
-// Len is the number of tokens.
+// Len is the number of tokens (0 for a nil keyring).
 func (k *Keyring) Len() int {
+	if k == nil {
+		return 0
+	}
 	if t := k.tab.Load(); t != nil {
 		return len(*t)
 	}
