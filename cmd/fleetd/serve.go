@@ -425,7 +425,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	if c.tokenFile != "" {
 		var err error
 		if keys, err = auth.LoadKeyring(c.tokenFile); err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return fmt.Errorf("reading --token-file: %w", err)
 		}
 		if c.demo.on {
 			if token, err = readToken(c.tokenFile); err != nil {
