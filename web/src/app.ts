@@ -543,9 +543,23 @@ export class App {
     $('details-close').addEventListener('click', () => this.select(null));
     $('token-form').addEventListener('submit', (e) => {
       e.preventDefault();
-      this.api.setToken($<HTMLInputElement>('token-input').value.trim());
-      window.location.reload();
+      const input = $<HTMLInputElement>('token-input');
+      const token = input.value.trim();
+      input.value = ''; // the token lives only in the HttpOnly cookie the server sets
+      this.api.login(token).then(
+        () => window.location.reload(),
+        (err: unknown) => ($('token-msg').textContent = err instanceof Error ? err.message : String(err)),
+      );
     });
+    $('logout').addEventListener('click', () => {
+      void this.api.logout().then(() => window.location.reload());
+    });
+    this.api.session().then(
+      (s) => ($('logout').hidden = !s.session),
+      () => {
+        /* an older server without /v1/session: no logout button */
+      },
+    );
     $('alerts-list').addEventListener('click', (e) => {
       const b = (e.target as HTMLElement).closest('button');
       if (b?.dataset.id) this.find(b.dataset.id);

@@ -1,6 +1,6 @@
 // A Server-Sent Events parser (the WHATWG "event stream" format) for the
 // live feed. The page reads GET /v1/stream with fetch rather than
-// EventSource so that it can send the bearer token and stop cleanly; this
+// EventSource so that it can send the session cookie and stop cleanly; this
 // parser turns the decoded text chunks into events. Unit-tested.
 
 export interface SSEEvent {
