@@ -94,7 +94,10 @@
 //   - A body over the limit: 413, nothing applied.
 //
 //   - A Content-Type other than application/x-ndjson or application/json
-//     (parameters ignored), or any Content-Encoding but identity: 415.
+//     (parameters ignored), or any Content-Encoding but identity: 415. No
+//     Content-Type at all is 415 too (any web page can make a browser
+//     POST such a body cross-site without a preflight; so can text/plain
+//     and the form types, which every POST route refuses, auth.FormBody).
 //
 //   - engine.Apply fails: 503 {"error": …}; nothing of the request is
 //     acknowledged (the engine applies nothing of a batch that failed).
@@ -146,11 +149,29 @@
 //
 // # Authentication
 //
-// With Options.Token set, every route except /healthz and /metrics needs
-// "Authorization: Bearer <token>"; the token is compared in constant time
-// (SHA-256 of both sides, then subtle.ConstantTimeCompare, so neither the
-// content nor the length leaks). Otherwise 401 with WWW-Authenticate:
-// Bearer. Unknown paths answer 401 too, so they reveal nothing.
+// With Options.Keyring (or the one-token shorthand Options.Token) set,
+// every route except /healthz, POST /v1/login, POST /v1/logout,
+// GET /v1/session and (unless MetricsPrivate) /metrics needs a credential:
+// "Authorization: Bearer <token>", or else the dashboard's session cookie
+// (auth.CookieName). Tokens are compared in constant time (auth.Keyring).
+//
+//   - No credential, or an unknown one: 401 with WWW-Authenticate: Bearer.
+//     Unknown paths answer 401 too, so they reveal nothing.
+//   - A known credential without the route's scope: 403 naming the token's
+//     name (never the token), its scopes and the scope needed. Scopes:
+//     POST /v1/positions ingest; DELETE /v1/trucks/{id}, PUT/DELETE of
+//     zones and rules, /debug/pprof/ admin; every other GET read (the
+//     live feed and /v1/density included); unknown paths and wrong
+//     methods any valid credential.
+//   - POST /v1/login {"token":"…"} (application/json only, else 415; 401
+//     for an unknown token) answers 200 {"auth":true,"session":true,
+//     "name":…,"scopes":…,"ttl":"43200s"} and sets the cookie: HttpOnly,
+//     SameSite=Strict, Path=/, Max-Age, Secure under TLS. POST /v1/logout
+//     ends it. GET /v1/session says {"auth":bool,"session":bool,…}.
+//
+// Before any route, the server's auth.Guard answers 421 for a Host a
+// loopback server does not serve (DNS rebinding) and 403 for a
+// state-changing request from a foreign Origin (see internal/auth).
 //
 // # Concurrency and memory
 //
