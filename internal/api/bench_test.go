@@ -181,6 +181,7 @@ func BenchmarkPositionsHandler(b *testing.B) {
 	}
 	w := &countingWriter{h: http.Header{}}
 	r := httptest.NewRequest("POST", "/v1/positions", nil)
+	r.Header.Set("Content-Type", "application/x-ndjson")
 	rd := bytes.NewReader(nil)
 	post := func(body []byte) {
 		rd.Reset(body)

@@ -46,6 +46,7 @@ func TestGuard(t *testing.T) {
 
 		{open, "POST", "x", hd{"Content-Type": "application/x-ndjson"}, 299, ""},
 		{open, "PUT", "x", nil, 299, ""}, // never a simple request: preflighted
+
 		// Preflight.
 		{loop, "OPTIONS", "127.0.0.1:8080", hd{"Origin": "https://ops.example.com", "Access-Control-Request-Method": "POST"}, 204, ""},
 		{loop, "OPTIONS", "127.0.0.1:8080", hd{"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}, 403, "--allowed-origins"},
@@ -82,6 +83,17 @@ func TestGuardOptions(t *testing.T) {
 	} {
 		if _, err := NewGuard(o); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+func TestFormBody(t *testing.T) {
+	for ct, refused := range map[string]bool{"": true, "text/plain": true, "TEXT/PLAIN; charset=utf-8": true,
+		"application/x-www-form-urlencoded": true, "Application/X-WWW-Form-Urlencoded;charset=x": true,
+		"multipart/form-data; boundary=x": true, "application/x-ndjson": false, "application/json; charset=utf-8": false,
+		"APPLICATION/X-NDJSON": false, "application/geo+json": false, "a b/c": false} {
+		if got := FormBody(ct) != ""; got != refused {
+			t.Errorf("FormBody(%q) refused=%v, want %v", ct, got, refused)
 		}
 	}
 }
