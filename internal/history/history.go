@@ -1,0 +1,553 @@
+package history
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+// Defaults of Options.
+const (
+	DefaultRetention   = 7 * 24 * time.Hour
+	DefaultMaxDisk     = 4 << 30 // a demo fleet must not fill a laptop
+	DefaultBufferBytes = 8 << 20
+	DefaultFlushEvery  = 10 * time.Second
+	// MergeFanIn runs of one level in a partition are merged into one.
+	MergeFanIn = 8
+	// CompactAfter is how long after its hour ends a partition's runs are
+	// merged into one (late points after that make new small runs, merged
+	// again later).
+	CompactAfter = 10 * time.Minute
+)
+
+// Options configures a History.
+type Options struct {
+	FS  vfs.FS // default vfs.Default
+	Dir string // required
+	// Retention drops partitions whose hour ended longer ago than this.
+	Retention time.Duration
+	// MaxDisk drops the oldest partitions while the runs take more bytes.
+	MaxDisk int64
+	// BufferBytes is the in-memory buffer's size at which it is sealed.
+	BufferBytes int
+	// FlushEvery seals a buffer this old even if it is not full.
+	FlushEvery time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+func (o *Options) fill() {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.MaxDisk <= 0 {
+		o.MaxDisk = DefaultMaxDisk
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = DefaultBufferBytes
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = DefaultFlushEvery
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// bufPoint is a buffered point: the ID is in the buffer's arena.
+type bufPoint struct {
+	hash  uint64
+	idOff uint32
+	idLen uint8
+	Point
+}
+
+// pointBytes is what a buffered point costs, for BufferBytes.
+const pointBytes = 48 + 16
+
+// buffer collects points until it is sealed and written.
+type buffer struct {
+	ids    []byte
+	pts    []bufPoint
+	start  time.Time // first Add
+	covers uint64    // log position it was sealed at
+}
+
+func (b *buffer) id(p *bufPoint) []byte { return b.ids[p.idOff : p.idOff+uint32(p.idLen)] }
+
+// partition is one hour's runs.
+type partition struct {
+	hour    uint32
+	runs    []*run
+	corrupt int // runs that could not be read
+	bytes   int64
+	nextSeq uint64
+}
+
+// History is the on-disk history of every accepted update.
+type History struct {
+	o Options
+
+	// mu guards the buffers and the partitions' lists; files are read
+	// outside it, under files (shared by readers, exclusive to whoever
+	// closes runs).
+	mu struct {
+		sync.Mutex
+		active  *buffer
+		sealed  []*buffer // oldest first, being written
+		parts   map[uint32]*partition
+		covered uint64
+	}
+	files sync.RWMutex
+
+	points, dropped, corrupt atomic.Int64
+	diskBytes                atomic.Int64
+}
+
+// Open opens (creating if needed) a history directory.
+func Open(o Options) (*History, error) {
+	o.fill()
+	if o.Dir == "" {
+		return nil, errors.New("history: Options.Dir is empty")
+	}
+	if err := o.FS.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	h := &History{o: o}
+	h.mu.active = &buffer{}
+	h.mu.parts = map[uint32]*partition{}
+	if b, err := vfs.ReadFile(o.FS, filepath.Join(o.Dir, coveredFile)); err == nil {
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("history: %s: %w", coveredFile, err)
+		}
+		h.mu.covered = v
+	}
+	names, err := o.FS.List(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	for _, name := range names {
+		hour, ok := parseHourDir(name)
+		if !ok {
+			continue
+		}
+		if err := h.openPartition(hour, filepath.Join(o.Dir, name)); err != nil {
+			h.closeRuns()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+const coveredFile = "COVERED"
+
+func (h *History) openPartition(hour uint32, dir string) error {
+	names, err := h.o.FS.List(dir)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	p := &partition{hour: hour}
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		if strings.HasSuffix(n, ".tmp") {
+			_ = h.o.FS.Remove(path) // an interrupted write
+			continue
+		}
+		level, seq, ok := parseRunName(n)
+		if !ok {
+			continue
+		}
+		r, err := openRun(h.o.FS, path)
+		if err != nil {
+			h.o.Logger.Error("history: a run is unreadable; its points are missing from answers until it is repaired", "file", path, "err", err)
+			p.corrupt++
+			h.corrupt.Add(1)
+			continue
+		}
+		r.level, r.seq = level, seq
+		p.runs = append(p.runs, r)
+		p.bytes += r.size
+		p.nextSeq = max(p.nextSeq, seq+1)
+	}
+	h.diskBytes.Add(p.bytes)
+	h.mu.parts[hour] = p
+	return nil
+}
+
+func hourName(hour uint32) string {
+	return time.Unix(int64(hour)*3600, 0).UTC().Format("2006010215")
+}
+
+func parseHourDir(name string) (uint32, bool) {
+	t, err := time.Parse("2006010215", name)
+	if err != nil || len(name) != 10 || t.Unix() < 0 {
+		return 0, false
+	}
+	return uint32(t.Unix() / 3600), true
+}
+
+func runName(level int, seq uint64) string { return fmt.Sprintf("%d-%012d.fhr", level, seq) }
+
+func parseRunName(n string) (int, uint64, bool) {
+	base, ok := strings.CutSuffix(n, ".fhr")
+	if !ok {
+		return 0, 0, false
+	}
+	l, s, ok := strings.Cut(base, "-")
+	if !ok {
+		return 0, 0, false
+	}
+	level, err1 := strconv.Atoi(l)
+	seq, err2 := strconv.ParseUint(s, 10, 64)
+	return level, seq, err1 == nil && err2 == nil && level >= 0
+}
+
+// Add buffers the accepted updates of one batch. It never blocks on disk.
+func (h *History) Add(ups []fleet.Update) {
+	h.mu.Lock()
+	b := h.mu.active
+	if len(b.pts) == 0 {
+		b.start = h.o.Now()
+	}
+	for i := range ups {
+		u := &ups[i]
+		b.pts = append(b.pts, bufPoint{hash: idHash(u.ID), idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
+			Point: Point{Position: u.Position, Attrs: u.Attrs}})
+		b.ids = append(b.ids, u.ID...)
+	}
+	h.mu.Unlock()
+	h.points.Add(int64(len(ups)))
+}
+
+// ShouldSeal reports whether the active buffer is full or old enough.
+func (h *History) ShouldSeal() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.mu.active
+	return len(b.pts) > 0 && (len(b.pts)*pointBytes >= h.o.BufferBytes || h.o.Now().Sub(b.start) >= h.o.FlushEvery)
+}
+
+// Seal closes the active buffer at log position covers (every record up
+// to it has been added) and returns it for Write.
+func (h *History) Seal(covers uint64) *buffer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.mu.active
+	b.covers = covers
+	h.mu.active = &buffer{}
+	h.mu.sealed = append(h.mu.sealed, b)
+	return b
+}
+
+// Covered is the log position up to which every point is in a durable
+// run: the engine keeps the log after it.
+func (h *History) Covered() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.covered
+}
+
+// Write makes a sealed buffer durable: one run per hour it touches, then
+// the covered mark. Buffers must be written in the order Seal returned
+// them, by one goroutine.
+func (h *History) Write(b *buffer) error {
+	if err := h.write(b); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.mu.sealed = slices.DeleteFunc(h.mu.sealed, func(x *buffer) bool { return x == b })
+	h.mu.Unlock()
+	h.housekeep()
+	return nil
+}
+
+func (h *History) write(b *buffer) error {
+	slices.SortFunc(b.pts, func(x, y bufPoint) int {
+		return cmp.Or(cmp.Compare(x.TS/3600, y.TS/3600), cmp.Compare(x.hash, y.hash),
+			bytes.Compare(b.id(&x), b.id(&y)), comparePoints(&x.Point, &y.Point))
+	})
+	cutoff := h.retentionCutoff()
+	var ps []Point
+	for i := 0; i < len(b.pts); {
+		hour := b.pts[i].TS / 3600
+		j := i
+		for j < len(b.pts) && b.pts[j].TS/3600 == hour {
+			j++
+		}
+		if hour < cutoff {
+			h.dropped.Add(int64(j - i))
+			i = j
+			continue
+		}
+		p := h.partition(hour)
+		dir := filepath.Join(h.o.Dir, hourName(hour))
+		if err := h.o.FS.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		h.mu.Lock()
+		seq := p.nextSeq
+		p.nextSeq++
+		h.mu.Unlock()
+		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers)
+		if err != nil {
+			return err
+		}
+		for k := i; k < j; {
+			id := b.id(&b.pts[k])
+			ps = ps[:0]
+			for k < j && bytes.Equal(b.id(&b.pts[k]), id) {
+				ps = append(ps, b.pts[k].Point)
+				k++
+			}
+			if err := w.Add(id, slices.CompactFunc(ps, func(x, y Point) bool { return comparePoints(&x, &y) == 0 })); err != nil {
+				w.Abort()
+				return err
+			}
+		}
+		if _, err := w.Finish(); err != nil {
+			return err
+		}
+		if err := h.o.FS.SyncDir(dir); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		if err := h.install(p, filepath.Join(dir, runName(0, seq)), 0, seq, nil); err != nil {
+			return err
+		}
+		i = j
+	}
+	if err := h.o.FS.SyncDir(h.o.Dir); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	// The mark last: a crash before it replays the buffer's log records
+	// into history again, and the duplicates are dropped.
+	if err := h.setCovered(b.covers); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (h *History) setCovered(v uint64) error {
+	tmp := filepath.Join(h.o.Dir, coveredFile+".tmp")
+	if err := vfs.WriteFile(h.o.FS, tmp, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := h.o.FS.Rename(tmp, filepath.Join(h.o.Dir, coveredFile)); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	if err := h.o.FS.SyncDir(h.o.Dir); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	h.mu.Lock()
+	h.mu.covered = max(h.mu.covered, v)
+	h.mu.Unlock()
+	return nil
+}
+
+// partition returns hour's partition, creating it.
+func (h *History) partition(hour uint32) *partition {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.mu.parts[hour]
+	if p == nil {
+		p = &partition{hour: hour}
+		h.mu.parts[hour] = p
+	}
+	return p
+}
+
+// install opens a new run of p and removes the runs it replaces.
+func (h *History) install(p *partition, path string, level int, seq uint64, replaces []*run) error {
+	r, err := openRun(h.o.FS, path)
+	if err != nil {
+		return err
+	}
+	r.level, r.seq = level, seq
+	h.files.Lock()
+	h.mu.Lock()
+	p.runs = append(slices.DeleteFunc(p.runs, func(x *run) bool { return slices.Contains(replaces, x) }), r)
+	p.bytes += r.size
+	for _, x := range replaces {
+		p.bytes -= x.size
+	}
+	h.mu.Unlock()
+	h.files.Unlock()
+	h.diskBytes.Add(r.size)
+	for _, x := range replaces {
+		x.close()
+		h.diskBytes.Add(-x.size)
+		if err := h.o.FS.Remove(x.path); err != nil {
+			h.o.Logger.Warn("history: could not remove a merged run; its points are duplicates now", "file", x.path, "err", err)
+		}
+	}
+	return nil
+}
+
+func (h *History) retentionCutoff() uint32 {
+	c := h.o.Now().Add(-h.o.Retention).Unix() / 3600
+	return uint32(max(c, 0))
+}
+
+// housekeep merges partitions with MergeFanIn runs of one level and drops
+// partitions past the retention or the disk limit.
+func (h *History) housekeep() {
+	for _, p := range h.partitions() {
+		for {
+			runs := h.mergeable(p)
+			if runs == nil {
+				break
+			}
+			if err := h.merge(p, runs); err != nil {
+				h.o.Logger.Error("history: merging runs failed; they stay as they are", "partition", hourName(p.hour), "err", err)
+				break
+			}
+		}
+	}
+	done := uint32((h.o.Now().Add(-CompactAfter).Unix()) / 3600) // hours over for a while
+	for _, p := range h.partitions() {
+		if p.hour < done && h.runCount(p) > 1 {
+			if err := h.compact(p); err != nil {
+				h.o.Logger.Error("history: compacting a finished hour failed; its runs stay as they are", "partition", hourName(p.hour), "err", err)
+			}
+		}
+	}
+	cutoff := h.retentionCutoff()
+	for _, p := range h.partitions() {
+		if p.hour < cutoff {
+			h.drop(p, "older than the retention")
+		}
+	}
+	for h.diskBytes.Load() > h.o.MaxDisk {
+		ps := h.partitions()
+		if len(ps) <= 1 {
+			break
+		}
+		h.drop(ps[0], "over the disk limit")
+	}
+}
+
+// partitions lists the partitions, oldest first.
+func (h *History) partitions() []*partition {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ps := make([]*partition, 0, len(h.mu.parts))
+	for _, p := range h.mu.parts {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b *partition) int { return cmp.Compare(a.hour, b.hour) })
+	return ps
+}
+
+func (h *History) runCount(p *partition) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(p.runs)
+}
+
+func (h *History) mergeable(p *partition) []*run {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byLevel := map[int][]*run{}
+	for _, r := range p.runs {
+		byLevel[r.level] = append(byLevel[r.level], r)
+	}
+	for level := 0; level < 16; level++ {
+		if rs := byLevel[level]; len(rs) >= MergeFanIn {
+			slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
+			return rs[:MergeFanIn]
+		}
+	}
+	return nil
+}
+
+func (h *History) drop(p *partition, why string) {
+	h.files.Lock()
+	h.mu.Lock()
+	delete(h.mu.parts, p.hour)
+	runs := p.runs
+	p.runs = nil
+	h.mu.Unlock()
+	h.files.Unlock()
+	var points uint64
+	for _, r := range runs {
+		points += r.points
+		r.close()
+		_ = h.o.FS.Remove(r.path)
+		h.diskBytes.Add(-r.size)
+	}
+	dir := filepath.Join(h.o.Dir, hourName(p.hour))
+	if names, err := h.o.FS.List(dir); err == nil && len(names) == 0 {
+		_ = h.o.FS.Remove(dir)
+	}
+	h.dropped.Add(int64(points))
+	h.o.Logger.Info("history: dropped a partition", "hour", hourName(p.hour), "why", why, "points", points, "runs", len(runs))
+}
+
+// Close closes the run files. Buffered points that were not written are
+// still in the log.
+func (h *History) Close() error {
+	h.closeRuns()
+	return nil
+}
+
+func (h *History) closeRuns() {
+	h.files.Lock()
+	defer h.files.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.mu.parts {
+		for _, r := range p.runs {
+			r.close()
+		}
+		p.runs = nil
+	}
+}
+
+// Stats are history's figures.
+type Stats struct {
+	Points     int64  `json:"points_total"`  // added since start
+	Dropped    int64  `json:"dropped_total"` // removed by retention or the disk limit
+	Corrupt    int64  `json:"corrupt_runs"`  // run files that could not be read
+	DiskBytes  int64  `json:"disk_bytes"`    // run files
+	Partitions int    `json:"partitions"`    // hours on disk
+	Runs       int    `json:"runs"`          // run files
+	Buffered   int    `json:"buffered"`      // points not yet written
+	Covered    uint64 `json:"covered_lsn"`   // log position written through
+	StoredPts  uint64 `json:"stored_points"` // points in run files (duplicates until merged included)
+}
+
+// Stats reports history's figures.
+func (h *History) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := Stats{Points: h.points.Load(), Dropped: h.dropped.Load(), Corrupt: h.corrupt.Load(), DiskBytes: h.diskBytes.Load(),
+		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: len(h.mu.active.pts)}
+	for _, b := range h.mu.sealed {
+		st.Buffered += len(b.pts)
+	}
+	for _, p := range h.mu.parts {
+		st.Runs += len(p.runs)
+		for _, r := range p.runs {
+			st.StoredPts += r.points
+		}
+	}
+	return st
+}

@@ -1,0 +1,207 @@
+package history
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/geo"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func seeded(t *testing.T) *rand.Rand {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	return rand.New(rand.NewPCG(seed, 7))
+}
+
+// model is what was posted: every distinct point per truck.
+type model map[string][]Point
+
+func (m model) trail(id string, from, to uint32) []Point {
+	var out []Point
+	for _, p := range m[id] {
+		if p.TS >= from && p.TS <= to {
+			out = append(out, p)
+		}
+	}
+	return sortPoints(out)
+}
+
+func (m model) within(rg Region, from, to uint32) map[string]Visit {
+	out := map[string]Visit{}
+	for id, ps := range m {
+		var in []Point
+		for _, p := range ps {
+			if p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
+				in = append(in, p)
+			}
+		}
+		if in = sortPoints(in); len(in) > 0 {
+			out[id] = Visit{ID: id, FirstTS: in[0].TS, LastTS: in[len(in)-1].TS, Points: len(in)}
+		}
+	}
+	return out
+}
+
+// TestModel posts random fleets with late, duplicated and out-of-order
+// points through many flushes, merges and reopenings, and compares every
+// query with brute force over what was posted.
+func TestModel(t *testing.T) {
+	r := seeded(t)
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	o := Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, Retention: 30 * 24 * time.Hour}
+	h, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := model{}
+	const trucks = 60
+	pos := make([]fleet.Position, trucks)
+	for i := range pos {
+		pos[i] = fleet.MakePosition(40+r.Float64(), -74+r.Float64(), now.Unix()-3*3600, 0, 0)
+	}
+	lsn := uint64(0)
+	for round := range 40 {
+		var ups []fleet.Update
+		for range 200 {
+			i := r.IntN(trucks)
+			p := &pos[i]
+			p.TS += uint32(r.IntN(60))
+			if r.IntN(4) > 0 { // moving
+				lat, lon := geo.Destination(p.LatDeg(), p.LonDeg(), float64(r.IntN(360)), r.Float64()*800)
+				p.Lat, p.Lon, p.Speed, p.Heading = geo.ToFixed(lat), geo.ToFixed(lon), uint16(r.IntN(1200)), uint16(r.IntN(360))
+			}
+			u := fleet.Update{ID: fmt.Appendf(nil, "truck-%03d", i), Position: *p}
+			switch r.IntN(10) {
+			case 0: // late: hours old
+				u.TS -= uint32(r.IntN(5 * 3600))
+			case 1:
+				u.Attrs.Set(fleet.Altitude, int32(r.IntN(90000)))
+			}
+			ups = append(ups, u)
+			m[string(u.ID)] = append(m[string(u.ID)], Point{Position: u.Position, Attrs: u.Attrs})
+			if r.IntN(20) == 0 { // a resend
+				ups = append(ups, u)
+			}
+		}
+		lsn++
+		h.Add(ups)
+		if round%3 == 0 {
+			b := h.Seal(lsn)
+			if err := h.Write(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round%13 == 12 { // reopen: what was not written is replayed, as the engine does from the log
+			b := h.Seal(lsn)
+			lost := b.pts
+			h.Close()
+			if h, err = Open(o); err != nil {
+				t.Fatal(err)
+			}
+			var replay []fleet.Update
+			for i := range lost {
+				replay = append(replay, fleet.Update{ID: b.id(&lost[i]), Position: lost[i].Position, Attrs: lost[i].Attrs})
+			}
+			h.Add(replay)
+			h.Add(replay[:len(replay)/2]) // and some twice
+		}
+		checkModel(t, r, h, m, round)
+	}
+	st := h.Stats()
+	merged := 0
+	for _, p := range h.partitions() {
+		for _, r := range p.runs {
+			if r.level > 0 {
+				merged++
+			}
+		}
+	}
+	if st.Runs == 0 || st.Partitions < 3 || merged == 0 {
+		t.Fatalf("stats %+v, %d merged runs", st, merged)
+	}
+	t.Logf("stats %+v, %d merged runs", st, merged)
+	h.Close()
+}
+
+func checkModel(t *testing.T, r *rand.Rand, h *History, m model, round int) {
+	t.Helper()
+	for id := range m {
+		from := uint32(1_764_000_000 - 9*3600 + r.IntN(9*3600))
+		to := from + uint32(r.IntN(6*3600))
+		if r.IntN(3) == 0 {
+			from, to = 0, ^uint32(0)-1
+		}
+		got, ans, err := h.Trail([]byte(id), from, to, nil)
+		if err != nil || ans.Incomplete {
+			t.Fatalf("round %d: Trail(%s): %v %+v", round, id, err, ans)
+		}
+		if want := m.trail(id, from, to); !slices.Equal(got, want) {
+			t.Fatalf("round %d: Trail(%s, %d, %d): %d points, want %d", round, id, from, to, len(got), len(want))
+		}
+	}
+	for range 5 {
+		lat, lon := 40+r.Float64(), -74+r.Float64()
+		rg := CircleRegion(lat, lon, 2000+r.Float64()*20000)
+		if r.IntN(2) == 0 {
+			rg = BoxRegion(geo.Box{MinLat: lat, MinLon: lon, MaxLat: lat + r.Float64()*0.3, MaxLon: lon + r.Float64()*0.3})
+		}
+		from := uint32(1_764_000_000 - 9*3600 + r.IntN(9*3600))
+		to := from + uint32(r.IntN(3*3600))
+		got, ans, err := h.Within(rg, from, to)
+		if err != nil || ans.Incomplete {
+			t.Fatalf("round %d: Within: %v %+v", round, err, ans)
+		}
+		want := m.within(rg, from, to)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: Within: %d trucks, want %d", round, len(got), len(want))
+		}
+		for _, v := range got {
+			if want[v.ID] != v {
+				t.Fatalf("round %d: Within: %+v, want %+v", round, v, want[v.ID])
+			}
+		}
+	}
+}
+
+// TestRetention: partitions older than the retention are dropped whole,
+// and points that arrive older than it are dropped at write, counted.
+func TestRetention(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, Retention: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	at := func(ts int64) []fleet.Update {
+		return []fleet.Update{{ID: []byte("a"), Position: fleet.MakePosition(1, 1, ts, 0, 0)}}
+	}
+	h.Add(at(now.Unix() - 3600))
+	h.Add(at(now.Unix() - 5*3600)) // past the retention already
+	if err := h.Write(h.Seal(1)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := h.Trail([]byte("a"), 0, ^uint32(0), nil)
+	if len(got) != 1 || h.Stats().Dropped != 1 {
+		t.Fatalf("trail %v, stats %+v", got, h.Stats())
+	}
+	now = now.Add(3 * time.Hour)
+	h.Add(at(now.Unix()))
+	if err := h.Write(h.Seal(2)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ = h.Trail([]byte("a"), 0, ^uint32(0), nil)
+	if len(got) != 1 || got[0].TS != uint32(now.Unix()) || h.Stats().Partitions != 1 {
+		t.Fatalf("after retention: trail %v, stats %+v", got, h.Stats())
+	}
+}

@@ -1,0 +1,208 @@
+package history
+
+import (
+	"bytes"
+	"math"
+
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// Answer says how complete a query's answer is.
+type Answer struct {
+	// Incomplete is set when a run the range needs could not be read
+	// (a corrupt file): the answer lacks its points.
+	Incomplete bool
+}
+
+// runsIn returns the runs of the partitions overlapping [from, to] and
+// whether any of those partitions has unreadable runs. The caller holds
+// h.files shared.
+func (h *History) runsIn(from, to uint32) ([]*run, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var rs []*run
+	bad := false
+	if to-from > uint32(len(h.mu.parts))*3600 {
+		for _, p := range h.mu.parts {
+			if p.hour >= from/3600 && p.hour <= to/3600 {
+				rs = append(rs, p.runs...)
+				bad = bad || p.corrupt > 0
+			}
+		}
+		return rs, bad
+	}
+	for hour := from / 3600; hour <= to/3600; hour++ {
+		if p := h.mu.parts[hour]; p != nil {
+			rs = append(rs, p.runs...)
+			bad = bad || p.corrupt > 0
+		}
+		if hour == math.MaxUint32 {
+			break
+		}
+	}
+	return rs, bad
+}
+
+// buffered appends the buffered points of id in [from, to].
+func (h *History) buffered(id []byte, from, to uint32, dst []Point) []Point {
+	hash := idHash(id)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
+		for i := range b.pts {
+			p := &b.pts[i]
+			if p.hash == hash && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
+				dst = append(dst, p.Point)
+			}
+		}
+	}
+	return dst
+}
+
+// Trail appends to dst the points of truck id with from ≤ ts ≤ to, in ts
+// order, without duplicates.
+func (h *History) Trail(id []byte, from, to uint32, dst []Point) ([]Point, Answer, error) {
+	h.files.RLock()
+	defer h.files.RUnlock()
+	rs, bad := h.runsIn(from, to)
+	ans := Answer{Incomplete: bad}
+	base := len(dst)
+	var buf, all []Point
+	var scratch []byte
+	for _, r := range rs {
+		var err error
+		scratch, buf, err = r.find(id, scratch, buf[:0])
+		if err != nil {
+			h.noteCorrupt(r, err)
+			ans.Incomplete = true
+			continue
+		}
+		for i := range buf {
+			if buf[i].TS >= from && buf[i].TS <= to {
+				all = append(all, buf[i])
+			}
+		}
+	}
+	all = h.buffered(id, from, to, all)
+	dst = append(dst, sortPoints(all)...)
+	_ = base
+	return dst, ans, nil
+}
+
+func (h *History) noteCorrupt(r *run, err error) {
+	h.corrupt.Add(1)
+	h.o.Logger.Error("history: a run failed a read; answers that need it are marked incomplete", "file", r.path, "err", err)
+}
+
+// Region is the area of a Within query: a box, or a circle.
+type Region struct {
+	box                            geo.Box
+	minLat, maxLat, minLon, maxLon int32
+	wraps                          bool
+	circle                         bool
+	lat, lon, hav                  float64
+}
+
+// BoxRegion is a box query; MinLon > MaxLon crosses the antimeridian.
+func BoxRegion(b geo.Box) Region {
+	return Region{box: b, minLat: geo.ToFixed(b.MinLat), maxLat: geo.ToFixed(b.MaxLat),
+		minLon: geo.ToFixed(b.MinLon), maxLon: geo.ToFixed(b.MaxLon), wraps: b.MinLon > b.MaxLon}
+}
+
+// CircleRegion is the region within radiusM metres of (lat, lon).
+func CircleRegion(lat, lon, radiusM float64) Region {
+	return Region{circle: true, lat: lat, lon: lon, hav: geo.MToHav(radiusM)}
+}
+
+// mayHold reports whether a run block's bounding box can meet the region.
+func (r *Region) mayHold(e *entry) bool {
+	if r.circle {
+		b := geo.Box{MinLat: geo.FromFixed(e.minLat), MinLon: geo.FromFixed(e.minLon), MaxLat: geo.FromFixed(e.maxLat), MaxLon: geo.FromFixed(e.maxLon)}
+		return geo.BoxMinHav(r.lat, r.lon, b) <= r.hav*(1+1e-9)
+	}
+	if e.maxLat < r.minLat || e.minLat > r.maxLat {
+		return false
+	}
+	if r.wraps {
+		return e.maxLon >= r.minLon || e.minLon <= r.maxLon
+	}
+	return e.maxLon >= r.minLon && e.minLon <= r.maxLon
+}
+
+// Contains reports whether a stored point is in the region.
+func (r *Region) Contains(lat, lon int32) bool {
+	if r.circle {
+		return geo.Hav(r.lat, r.lon, geo.FromFixed(lat), geo.FromFixed(lon)) <= r.hav
+	}
+	if lat < r.minLat || lat > r.maxLat {
+		return false
+	}
+	if r.wraps {
+		return lon >= r.minLon || lon <= r.maxLon
+	}
+	return lon >= r.minLon && lon <= r.maxLon
+}
+
+// Visit is one truck's presence in a Within answer.
+type Visit struct {
+	ID      string
+	FirstTS uint32
+	LastTS  uint32
+	Points  int // distinct points inside
+}
+
+// Within returns the trucks with at least one point inside the region
+// with from ≤ ts ≤ to: when they were first and last seen inside, and how
+// many of their points were. Every stored point in the range is tested
+// (exact), trucks whose run block lies outside by its bounding box or
+// time range skipped unread.
+func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
+	h.files.RLock()
+	defer h.files.RUnlock()
+	rs, bad := h.runsIn(from, to)
+	ans := Answer{Incomplete: bad}
+	found := map[string][]Point{}
+	var pts []Point
+	var buf []byte
+	for _, r := range rs {
+		var blockErr error
+		err := r.scan(func(_ int, e *entry) bool {
+			if e.maxTS < from || e.minTS > to || !rg.mayHold(e) {
+				return true
+			}
+			var id []byte
+			buf, id, pts, blockErr = r.block(e, buf, pts[:0])
+			if blockErr != nil {
+				return false
+			}
+			for i := range pts {
+				if p := &pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
+					found[string(id)] = append(found[string(id)], *p)
+				}
+			}
+			return true
+		})
+		if err == nil {
+			err = blockErr
+		}
+		if err != nil {
+			h.noteCorrupt(r, err)
+			ans.Incomplete = true
+		}
+	}
+	h.mu.Lock()
+	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
+		for i := range b.pts {
+			if p := &b.pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
+				found[string(b.id(p))] = append(found[string(b.id(p))], p.Point)
+			}
+		}
+	}
+	h.mu.Unlock()
+	out := make([]Visit, 0, len(found))
+	for id, ps := range found {
+		ps = sortPoints(ps)
+		out = append(out, Visit{ID: id, FirstTS: ps[0].TS, LastTS: ps[len(ps)-1].TS, Points: len(ps)})
+	}
+	return out, ans, nil
+}

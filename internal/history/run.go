@@ -1,0 +1,387 @@
+package history
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+const (
+	runMagic     = "FLEETHST"
+	runEndMagic  = "FHRE"
+	runVersion   = 1
+	headerSize   = 32
+	trailerSize  = 24
+	entrySize    = 48
+	maxBlockSize = 64 << 20 // a truck's hour; far above any real one
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// idHash is FNV-1a, stable across processes (the index is on disk).
+func idHash(id []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range id {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// entry is one truck's index entry in a run.
+type entry struct {
+	hash           uint64
+	off            uint64
+	length, points uint32
+	minTS, maxTS   uint32
+	minLat, minLon int32
+	maxLat, maxLon int32
+}
+
+func (e *entry) put(b []byte) {
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], e.hash)
+	le.PutUint64(b[8:], e.off)
+	le.PutUint32(b[16:], e.length)
+	le.PutUint32(b[20:], e.points)
+	le.PutUint32(b[24:], e.minTS)
+	le.PutUint32(b[28:], e.maxTS)
+	le.PutUint32(b[32:], uint32(e.minLat))
+	le.PutUint32(b[36:], uint32(e.minLon))
+	le.PutUint32(b[40:], uint32(e.maxLat))
+	le.PutUint32(b[44:], uint32(e.maxLon))
+}
+
+func (e *entry) get(b []byte) {
+	le := binary.LittleEndian
+	*e = entry{
+		hash: le.Uint64(b[0:]), off: le.Uint64(b[8:]), length: le.Uint32(b[16:]), points: le.Uint32(b[20:]),
+		minTS: le.Uint32(b[24:]), maxTS: le.Uint32(b[28:]),
+		minLat: int32(le.Uint32(b[32:])), minLon: int32(le.Uint32(b[36:])),
+		maxLat: int32(le.Uint32(b[40:])), maxLon: int32(le.Uint32(b[44:])),
+	}
+}
+
+// runWriter streams a run: blocks to the file, index entries to a side
+// file appended at Finish, so that memory does not grow with the number
+// of trucks.
+type runWriter struct {
+	fs        vfs.FS
+	path      string // final name; writes go to path+".tmp"
+	f, idx    vfs.File
+	w, iw     *bufio.Writer
+	off       uint64
+	trucks    uint32
+	points    uint64
+	idxCRC    uint32
+	lastHash  uint64
+	lastID    []byte
+	buf, ebuf []byte
+	hour      uint32
+	covers    uint64
+}
+
+func createRun(fs vfs.FS, path string, hour uint32, covers uint64) (*runWriter, error) {
+	f, err := fs.Create(path + ".tmp")
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	idx, err := fs.Create(path + ".idx.tmp")
+	if err != nil {
+		f.Close()
+		_ = fs.Remove(path + ".tmp")
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	w := &runWriter{fs: fs, path: path, f: f, idx: idx, w: bufio.NewWriterSize(f, 256<<10), iw: bufio.NewWriterSize(idx, 64<<10),
+		off: headerSize, hour: hour, covers: covers, ebuf: make([]byte, entrySize)}
+	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
+		w.Abort()
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return w, nil
+}
+
+// Add writes one truck's block; trucks must come in (hash, id) order and
+// ps must be sorted without duplicates.
+func (w *runWriter) Add(id []byte, ps []Point) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	h := idHash(id)
+	if w.trucks > 0 && (h < w.lastHash || h == w.lastHash && bytes.Compare(id, w.lastID) <= 0) {
+		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
+	}
+	b := append(w.buf[:0], 0, 0, 0, 0)
+	b = binary.AppendUvarint(b, uint64(len(id)))
+	b = append(b, id...)
+	b = binary.AppendUvarint(b, uint64(len(ps)))
+	b = appendColumns(b, ps)
+	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
+	w.buf = b
+	if _, err := w.w.Write(b); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	e := entry{hash: h, off: w.off, length: uint32(len(b)), points: uint32(len(ps)),
+		minTS: ps[0].TS, maxTS: ps[len(ps)-1].TS, minLat: ps[0].Lat, maxLat: ps[0].Lat, minLon: ps[0].Lon, maxLon: ps[0].Lon}
+	for i := range ps {
+		e.minLat, e.maxLat = min(e.minLat, ps[i].Lat), max(e.maxLat, ps[i].Lat)
+		e.minLon, e.maxLon = min(e.minLon, ps[i].Lon), max(e.maxLon, ps[i].Lon)
+	}
+	e.put(w.ebuf)
+	w.idxCRC = crc32.Update(w.idxCRC, castagnoli, w.ebuf)
+	if _, err := w.iw.Write(w.ebuf); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	w.off += uint64(len(b))
+	w.trucks++
+	w.points += uint64(len(ps))
+	w.lastHash, w.lastID = h, append(w.lastID[:0], id...)
+	return nil
+}
+
+// Finish appends the index and trailer, patches the header, fsyncs and
+// renames the run into place (the caller syncs the directory). It returns
+// the file's size.
+func (w *runWriter) Finish() (int64, error) {
+	err := w.finish()
+	if err != nil {
+		w.Abort()
+		return 0, fmt.Errorf("history: writing %s: %w", w.path, err)
+	}
+	return int64(w.off) + int64(w.trucks)*entrySize + trailerSize, nil
+}
+
+func (w *runWriter) finish() error {
+	if err := w.iw.Flush(); err != nil {
+		return err
+	}
+	if _, err := io.Copy(w.w, io.NewSectionReader(w.idx, 0, int64(w.trucks)*entrySize)); err != nil {
+		return err
+	}
+	t := make([]byte, trailerSize)
+	binary.LittleEndian.PutUint64(t[0:], w.off)
+	binary.LittleEndian.PutUint64(t[8:], w.points)
+	binary.LittleEndian.PutUint32(t[16:], w.idxCRC)
+	copy(t[20:], runEndMagic)
+	if _, err := w.w.Write(t); err != nil {
+		return err
+	}
+	if err := w.w.Flush(); err != nil {
+		return err
+	}
+	h := make([]byte, headerSize)
+	copy(h, runMagic)
+	binary.LittleEndian.PutUint32(h[8:], runVersion)
+	binary.LittleEndian.PutUint32(h[12:], w.hour)
+	binary.LittleEndian.PutUint64(h[16:], w.covers)
+	binary.LittleEndian.PutUint32(h[24:], w.trucks)
+	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
+	if _, err := w.f.WriteAt(h, 0); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	w.f = nil
+	w.idx.Close()
+	w.idx = nil
+	_ = w.fs.Remove(w.path + ".idx.tmp")
+	return w.fs.Rename(w.path+".tmp", w.path)
+}
+
+// Abort removes the partial files.
+func (w *runWriter) Abort() {
+	if w.f != nil {
+		w.f.Close()
+	}
+	if w.idx != nil {
+		w.idx.Close()
+	}
+	_ = w.fs.Remove(w.path + ".tmp")
+	_ = w.fs.Remove(w.path + ".idx.tmp")
+}
+
+// run is an open run file.
+type run struct {
+	path   string
+	f      vfs.File
+	size   int64
+	hour   uint32
+	covers uint64
+	trucks int
+	points uint64
+	idxOff int64
+	idxCRC uint32
+	level  int
+	seq    uint64
+}
+
+// openRun opens a run and checks its header and trailer; blocks and the
+// index are checked as they are read.
+func openRun(fs vfs.FS, path string) (*run, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	r, err := readRunMeta(f, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func readRunMeta(f vfs.File, path string) (*run, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	size := fi.Size()
+	if size < headerSize+trailerSize {
+		return nil, corrupt("%s: %d bytes, shorter than a header and trailer", path, size)
+	}
+	h := make([]byte, headerSize)
+	t := make([]byte, trailerSize)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return nil, fmt.Errorf("history: %s: %w", path, err)
+	}
+	if _, err := f.ReadAt(t, size-trailerSize); err != nil {
+		return nil, fmt.Errorf("history: %s: %w", path, err)
+	}
+	le := binary.LittleEndian
+	if string(h[:8]) != runMagic || le.Uint32(h[28:]) != crc32.Checksum(h[:28], castagnoli) {
+		return nil, corrupt("%s: bad header", path)
+	}
+	if v := le.Uint32(h[8:]); v != runVersion {
+		return nil, corrupt("%s: unknown version %d", path, v)
+	}
+	if string(t[20:]) != runEndMagic {
+		return nil, corrupt("%s: bad trailer", path)
+	}
+	r := &run{path: path, f: f, size: size, hour: le.Uint32(h[12:]), covers: le.Uint64(h[16:]),
+		trucks: int(le.Uint32(h[24:])), idxOff: int64(le.Uint64(t[0:])), points: le.Uint64(t[8:]), idxCRC: le.Uint32(t[16:])}
+	if r.idxOff < headerSize || r.idxOff+int64(r.trucks)*entrySize+trailerSize != size {
+		return nil, corrupt("%s: index of %d trucks at %d does not fit %d bytes", path, r.trucks, r.idxOff, size)
+	}
+	return r, nil
+}
+
+func (r *run) entry(i int, buf []byte, e *entry) error {
+	if _, err := r.f.ReadAt(buf[:entrySize], r.idxOff+int64(i)*entrySize); err != nil {
+		return fmt.Errorf("history: %s: %w", r.path, err)
+	}
+	e.get(buf)
+	if e.off < headerSize || int64(e.off)+int64(e.length) > r.idxOff || e.length > maxBlockSize || e.length < 4 {
+		return corrupt("%s: index entry %d points outside the blocks", r.path, i)
+	}
+	return nil
+}
+
+// block reads and checks the block of e, returning its ID and appending
+// its points to dst.
+func (r *run) block(e *entry, buf []byte, dst []Point) ([]byte, []byte, []Point, error) {
+	buf = append(buf[:0], make([]byte, e.length)...)
+	if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
+		return buf, nil, dst, fmt.Errorf("history: %s: %w", r.path, err)
+	}
+	if binary.LittleEndian.Uint32(buf) != crc32.Checksum(buf[4:], castagnoli) {
+		return buf, nil, dst, corrupt("%s: block at %d fails its checksum", r.path, e.off)
+	}
+	b := buf[4:]
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
+		return buf, nil, dst, corrupt("%s: block at %d: bad ID", r.path, e.off)
+	}
+	id := b[n : n+int(l)]
+	b = b[n+int(l):]
+	np, n := binary.Uvarint(b)
+	if n <= 0 || np != uint64(e.points) {
+		return buf, nil, dst, corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, np, e.points)
+	}
+	dst, err := decodeColumns(dst, b[n:], int(np))
+	if err != nil {
+		return buf, nil, dst, fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
+	}
+	return buf, id, dst, nil
+}
+
+// find appends the points of id to dst.
+func (r *run) find(id []byte, buf []byte, dst []Point) ([]byte, []Point, error) {
+	h := idHash(id)
+	var e entry
+	var eb [entrySize]byte
+	var err error
+	lo, hi := 0, r.trucks
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if err = r.entry(m, eb[:], &e); err != nil {
+			return buf, dst, err
+		}
+		if e.hash < h {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	for i := lo; i < r.trucks; i++ {
+		if err = r.entry(i, eb[:], &e); err != nil {
+			return buf, dst, err
+		}
+		if e.hash != h {
+			break
+		}
+		n := len(dst)
+		var got []byte
+		buf, got, dst, err = r.block(&e, buf, dst)
+		if err != nil {
+			return buf, dst[:n], err
+		}
+		if bytes.Equal(got, id) {
+			return buf, dst, nil
+		}
+		dst = dst[:n]
+	}
+	return buf, dst, nil
+}
+
+// scan calls fn for every index entry in order, checking the index's
+// checksum once it has been read whole; an entry is valid during the call.
+// Reading stops at fn's first false.
+func (r *run) scan(fn func(i int, e *entry) bool) error {
+	const chunk = 1024
+	buf := make([]byte, chunk*entrySize)
+	var e entry
+	crc := uint32(0)
+	for i := 0; i < r.trucks; i += chunk {
+		n := min(chunk, r.trucks-i)
+		b := buf[:n*entrySize]
+		if _, err := r.f.ReadAt(b, r.idxOff+int64(i)*entrySize); err != nil {
+			return fmt.Errorf("history: %s: %w", r.path, err)
+		}
+		crc = crc32.Update(crc, castagnoli, b)
+		for j := range n {
+			e.get(b[j*entrySize:])
+			if e.off < headerSize || int64(e.off)+int64(e.length) > r.idxOff || e.length > maxBlockSize || e.length < 4 {
+				return corrupt("%s: index entry %d points outside the blocks", r.path, i+j)
+			}
+			if !fn(i+j, &e) {
+				return nil
+			}
+		}
+	}
+	if crc != r.idxCRC {
+		return corrupt("%s: index fails its checksum", r.path)
+	}
+	return nil
+}
+
+func (r *run) close() error { return r.f.Close() }
