@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/history"
 	"github.com/fleetd/fleetd/internal/snapshot"
 	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -46,6 +47,21 @@ type durable struct {
 	bytesAtSnap  uint64 // wal.Stats().Bytes when the last snapshot started
 
 	encPool sync.Pool // *encodeScratch
+
+	// hist is the history of every update, nil when off. histMu orders
+	// its writers; pending is a sealed buffer whose write failed, retried
+	// first.
+	hist      *history.History
+	histMu    sync.Mutex
+	pending   *history.Sealed
+	replayUps []store.Update // recovery's scratch for history
+	replayIDs []byte
+	replayLen []uint8
+
+	// truncMu guards keepWALFrom, the oldest record a kept snapshot needs
+	// (0: no snapshot yet), and orders the log's truncations.
+	truncMu     sync.Mutex
+	keepWALFrom wal.LSN
 }
 
 type encodeScratch struct {
@@ -113,9 +129,21 @@ func openDurable(e *Engine, o *Options) error {
 		d.log.Close()
 		return fmt.Errorf("engine: the write-ahead log starts at record %d but the snapshot covers only up to %d: records are missing", first, res.LSN)
 	}
-	err = d.log.Replay(res.LSN+1, func(lsn wal.LSN, typ byte, payload []byte) error {
+	if o.History != nil {
+		if err := d.openHistory(o); err != nil {
+			d.log.Close()
+			return err
+		}
+	}
+	err = d.log.Replay(d.replayFrom(res.LSN), func(lsn wal.LSN, typ byte, payload []byte) error {
 		if typ != wal.TypeUpdates {
 			return fmt.Errorf("record %d has unknown type %d", lsn, typ)
+		}
+		if err := d.replayHistory(lsn, payload); err != nil {
+			return err
+		}
+		if lsn <= res.LSN {
+			return nil // in the snapshot; read for history only
 		}
 		rep.ReplayedRecords++
 		return wal.DecodeUpdates(payload, func(en *wal.Entry) {
@@ -126,6 +154,9 @@ func openDurable(e *Engine, o *Options) error {
 	rb.flush()
 	if err != nil {
 		d.log.Close()
+		if d.hist != nil {
+			d.hist.Close()
+		}
 		return fmt.Errorf("engine: replaying the write-ahead log: %w", err)
 	}
 	d.bytesAtSnap = d.log.Stats().Bytes
@@ -242,8 +273,11 @@ func (d *durable) snapshot(st *store.Store) (snapshot.Info, error) {
 		return info, fmt.Errorf("engine: pruning snapshots: %w", err)
 	}
 	if pr.KeepWALFrom > 0 {
-		if err := d.log.TruncateBefore(pr.KeepWALFrom); err != nil {
-			return info, fmt.Errorf("engine: truncating the write-ahead log: %w", err)
+		d.truncMu.Lock()
+		d.keepWALFrom = pr.KeepWALFrom
+		d.truncMu.Unlock()
+		if err := d.truncateLog(); err != nil {
+			return info, err
 		}
 	}
 	d.logf.Info("snapshot written", "file", info.Name, "lsn", lsn, "trucks", info.Count, "bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
@@ -261,8 +295,12 @@ func (e *Engine) abandon() error {
 	}
 	close(e.stop)
 	e.bg.Wait()
-	if e.dur != nil {
-		return e.dur.log.Close()
+	if d := e.dur; d != nil {
+		if d.hist != nil {
+			d.hist.Wake()
+			d.hist.Close()
+		}
+		return d.log.Close()
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/history"
 	"github.com/fleetd/fleetd/internal/snapshot"
 	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -53,6 +54,10 @@ type Options struct {
 	// Logger receives recovery, snapshot and expiry messages (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// History, when set and DataDir is set, keeps every accepted update
+	// in <DataDir>/history (package history; Dir, FS, Logger and Now are
+	// filled in). Nil keeps none.
+	History *history.Options
 }
 
 // Engine owns the store and everything that must see each applied update.
@@ -118,6 +123,9 @@ func Open(o Options) (*Engine, error) {
 	}
 	if o.TTL > 0 || o.MemoryLimit > 0 || e.dur != nil {
 		e.bg.Go(e.housekeeping)
+	}
+	if e.dur != nil && e.dur.hist != nil {
+		e.bg.Go(e.historyWriter)
 	}
 	e.ready.Store(true)
 	return e, nil
@@ -270,10 +278,16 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 		return store.Result{}, ErrClosed
 	}
 	if d := e.dur; d != nil {
+		if d.hist != nil {
+			d.hist.WaitRoom(e.stop) // history's writer is behind: wait for it, not for memory
+		}
 		d.applyMu.RLock()
 		defer d.applyMu.RUnlock()
 		if err := d.logUpdates(batch); err != nil {
 			return store.Result{}, err
+		}
+		if d.hist != nil {
+			d.hist.Add(batch)
 		}
 	}
 	var res store.Result
@@ -332,6 +346,7 @@ type Stats struct {
 	WAL           wal.Stats
 	LastSnapshot  snapshot.Info
 	Recovery      RecoveryReport
+	History       *history.Stats // nil when history is off
 }
 
 // Stats reports the engine's figures.
@@ -344,7 +359,13 @@ func (e *Engine) Stats() Stats {
 		si = d.lastSnapInfo
 		d.snapMu.Unlock()
 	}
+	var hs *history.Stats
+	if h := e.History(); h != nil {
+		s := h.Stats()
+		hs = &s
+	}
 	return Stats{
+		History:       hs,
 		Durable:       e.dur != nil,
 		WAL:           ws,
 		LastSnapshot:  si,
@@ -367,13 +388,26 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	close(e.stop)
+	if h := e.History(); h != nil {
+		h.Wake()
+	}
 	e.bg.Wait()
 	if d := e.dur; d != nil {
+		var herr error
+		if d.hist != nil {
+			if herr = e.flushHistory(); herr != nil {
+				e.opts.Logger.Error("final history write failed; the write-ahead log still has its points", "err", herr)
+			}
+		}
 		_, serr := d.snapshot(e.st)
 		if serr != nil {
 			e.opts.Logger.Error("final snapshot failed; the write-ahead log still has everything", "err", serr)
 		}
-		return errors.Join(serr, d.log.Close())
+		err := errors.Join(herr, serr, d.log.Close())
+		if d.hist != nil {
+			err = errors.Join(err, d.hist.Close())
+		}
+		return err
 	}
 	return nil
 }

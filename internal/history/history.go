@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -22,7 +23,7 @@ import (
 const (
 	DefaultRetention   = 7 * 24 * time.Hour
 	DefaultMaxDisk     = 4 << 30 // a demo fleet must not fill a laptop
-	DefaultBufferBytes = 8 << 20
+	DefaultBufferBytes = 4 << 20
 	DefaultFlushEvery  = 10 * time.Second
 	// MergeFanIn runs of one level in a partition are merged into one.
 	MergeFanIn = 8
@@ -41,6 +42,9 @@ type Options struct {
 	// MaxDisk drops the oldest partitions while the runs take more bytes.
 	MaxDisk int64
 	// BufferBytes is the in-memory buffer's size at which it is sealed.
+	// History's memory is at most 4·BufferBytes (plus one block per run
+	// being merged): a buffer being written, and the active one, which
+	// WaitRoom keeps under 2·BufferBytes.
 	BufferBytes int
 	// FlushEvery seals a buffer this old even if it is not full.
 	FlushEvery time.Duration
@@ -80,8 +84,14 @@ type bufPoint struct {
 	Point
 }
 
-// pointBytes is what a buffered point costs, for BufferBytes.
-const pointBytes = 48 + 16
+// pointBytes is what a buffered point costs, for BufferBytes: the point
+// (40 bytes with one attribute column), and its ID in the arena, counted
+// at 16 bytes (appends grow both by up to 2x; BufferBytes is a budget, not
+// an exact figure).
+const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
+
+// Sealed is a buffer sealed at a log position, for Write.
+type Sealed = buffer
 
 // buffer collects points until it is sealed and written.
 type buffer struct {
@@ -115,10 +125,13 @@ type History struct {
 		sealed  []*buffer // oldest first, being written
 		parts   map[uint32]*partition
 		covered uint64
+		room    sync.Cond // signalled when the active buffer is sealed
 	}
 	files sync.RWMutex
+	kick  chan struct{} // a buffer is full: seal it
 
 	points, dropped, corrupt atomic.Int64
+	waits                    atomic.Int64 // WaitRoom blocked
 	diskBytes                atomic.Int64
 }
 
@@ -131,7 +144,8 @@ func Open(o Options) (*History, error) {
 	if err := o.FS.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	h := &History{o: o}
+	h := &History{o: o, kick: make(chan struct{}, 1)}
+	h.mu.room.L = &h.mu.Mutex
 	h.mu.active = &buffer{}
 	h.mu.parts = map[uint32]*partition{}
 	if b, err := vfs.ReadFile(o.FS, filepath.Join(o.Dir, coveredFile)); err == nil {
@@ -234,8 +248,43 @@ func (h *History) Add(ups []fleet.Update) {
 			Point: Point{Position: u.Position, Attrs: u.Attrs}})
 		b.ids = append(b.ids, u.ID...)
 	}
+	full := len(b.pts)*pointBytes >= h.o.BufferBytes
 	h.mu.Unlock()
 	h.points.Add(int64(len(ups)))
+	if full {
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Full delivers a value when the active buffer has reached BufferBytes.
+func (h *History) Full() <-chan struct{} { return h.kick }
+
+// WaitRoom waits while the active buffer holds 2·BufferBytes or more,
+// that is while the writer is behind: the engine calls it before taking
+// a batch, so that a slow disk slows ingest rather than growing memory.
+// It returns at once when stop is closed.
+func (h *History) WaitRoom(stop <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for len(h.mu.active.pts)*pointBytes >= 2*h.o.BufferBytes {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		h.waits.Add(1)
+		h.mu.room.Wait()
+	}
+}
+
+// Wake releases the callers of WaitRoom to check their stop channel.
+func (h *History) Wake() {
+	h.mu.Lock()
+	h.mu.room.Broadcast()
+	h.mu.Unlock()
 }
 
 // ShouldSeal reports whether the active buffer is full or old enough.
@@ -255,6 +304,7 @@ func (h *History) Seal(covers uint64) *buffer {
 	b.covers = covers
 	h.mu.active = &buffer{}
 	h.mu.sealed = append(h.mu.sealed, b)
+	h.mu.room.Broadcast()
 	return b
 }
 
@@ -276,7 +326,7 @@ func (h *History) Write(b *buffer) error {
 	h.mu.Lock()
 	h.mu.sealed = slices.DeleteFunc(h.mu.sealed, func(x *buffer) bool { return x == b })
 	h.mu.Unlock()
-	h.housekeep()
+	h.Housekeep()
 	return nil
 }
 
@@ -406,9 +456,10 @@ func (h *History) retentionCutoff() uint32 {
 	return uint32(max(c, 0))
 }
 
-// housekeep merges partitions with MergeFanIn runs of one level and drops
-// partitions past the retention or the disk limit.
-func (h *History) housekeep() {
+// Housekeep merges partitions with MergeFanIn runs of one level, compacts
+// finished hours and drops partitions past the retention or the disk
+// limit. Write calls it; the writer's goroutine also calls it when idle.
+func (h *History) Housekeep() {
 	for _, p := range h.partitions() {
 		for {
 			runs := h.mergeable(p)
@@ -523,15 +574,17 @@ func (h *History) closeRuns() {
 
 // Stats are history's figures.
 type Stats struct {
-	Points     int64  `json:"points_total"`  // added since start
-	Dropped    int64  `json:"dropped_total"` // removed by retention or the disk limit
-	Corrupt    int64  `json:"corrupt_runs"`  // run files that could not be read
-	DiskBytes  int64  `json:"disk_bytes"`    // run files
-	Partitions int    `json:"partitions"`    // hours on disk
-	Runs       int    `json:"runs"`          // run files
-	Buffered   int    `json:"buffered"`      // points not yet written
-	Covered    uint64 `json:"covered_lsn"`   // log position written through
-	StoredPts  uint64 `json:"stored_points"` // points in run files (duplicates until merged included)
+	Points      int64  `json:"points_total"`             // added since start
+	Dropped     int64  `json:"dropped_total"`            // removed by retention or the disk limit
+	Corrupt     int64  `json:"corrupt_runs"`             // run files that could not be read
+	DiskBytes   int64  `json:"disk_bytes"`               // run files
+	Partitions  int    `json:"partitions"`               // hours on disk
+	Runs        int    `json:"runs"`                     // run files
+	Buffered    int    `json:"buffered"`                 // points not yet written
+	Covered     uint64 `json:"covered_lsn"`              // log position written through
+	StoredPts   uint64 `json:"stored_points"`            // points in run files (duplicates until merged included)
+	Waits       int64  `json:"backpressure_waits_total"` // batches that waited for the writer
+	BufferBytes int    `json:"buffer_bytes"`             // memory held by buffered points
 }
 
 // Stats reports history's figures.
@@ -539,10 +592,11 @@ func (h *History) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := Stats{Points: h.points.Load(), Dropped: h.dropped.Load(), Corrupt: h.corrupt.Load(), DiskBytes: h.diskBytes.Load(),
-		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: len(h.mu.active.pts)}
+		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: len(h.mu.active.pts), Waits: h.waits.Load()}
 	for _, b := range h.mu.sealed {
 		st.Buffered += len(b.pts)
 	}
+	st.BufferBytes = st.Buffered * pointBytes
 	for _, p := range h.mu.parts {
 		st.Runs += len(p.runs)
 		for _, r := range p.runs {
