@@ -6,25 +6,31 @@ import (
 	"slices"
 
 	"github.com/fleetd/fleetd/internal/fence"
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/geo"
 	"github.com/fleetd/fleetd/internal/rules"
 )
 
-// Grid of the zone-guard index: cellDeg-degree cells, gridCols around the
-// world, rows from the south pole.
-const (
-	cellDeg  = 0.5
-	gridCols = int(360 / cellDeg)
-	gridRows = int(180 / cellDeg)
-)
+// grid is the zone-guard index's grid: fleet.Grid's mapping with 0.5°
+// cells, rows from the south pole, columns from the antimeridian (a point
+// at lon 180° is in column 0, with -180°).
+var grid = func() fleet.Grid {
+	g, err := fleet.NewGrid(0.5)
+	if err != nil {
+		panic("BUG: alert: " + err.Error())
+	}
+	return g
+}()
 
-func cellRow(lat float64) int {
-	r := int(math.Floor((lat + 90) / cellDeg))
-	return min(max(r, 0), gridRows-1)
-}
+func cellRow(lat float64) int { return grid.RowDeg(lat) }
 
-func cellCol(lon float64) int {
-	c := int(math.Floor((lon + 180) / cellDeg))
-	return min(max(c, 0), gridCols-1)
+func cellCol(lon float64) int { return grid.ColDeg(lon) }
+
+// cellColEnd is the column of a reach's east edge lonB, not wrapped: lonB
+// may pass 180° (its columns then continue past grid.Cols and wrap round
+// to the west end), as cellCol(lonA) <= cellColEnd(lonB) when lonA <= lonB.
+func cellColEnd(lonB float64) int {
+	return int((int64(math.Round(lonB*geo.Scale)) + geo.MaxLonFixed) / grid.CellFixed)
 }
 
 // liveRule is a rule as the evaluator sees it: immutable, shared by
@@ -83,7 +89,7 @@ type clause struct{ start, end uint32 }
 //	         prefix of the group, found by walking it until the first that
 //	         fails
 //	cells    rules with a zone guard, listed in every grid cell their
-//	         reach touches; rows row0..row0+nRows-1, all gridCols columns:
+//	         reach touches; rows row0..row0+nRows-1, all grid.Cols columns:
 //	         cellStart[i]..cellStart[i+1] index cellRules
 //
 // and a rule found there is evaluated only if its other clauses (evals[i]
@@ -114,7 +120,7 @@ type snapshot struct {
 	groupRule  []int32   // parallel: indices into rules
 
 	row0, nRows int
-	cellStart   []uint32 // nRows*gridCols + 1
+	cellStart   []uint32 // nRows*grid.Cols + 1
 	cellRules   []int32  // indices into rules
 }
 
@@ -258,25 +264,25 @@ func (sn *snapshot) buildCells(zoned []int32) {
 	if len(zoned) == 0 {
 		return
 	}
-	r0, r1 := gridRows, -1
+	r0, r1 := grid.Rows, -1
 	for _, i := range zoned {
 		rc := &sn.reach[i]
 		r0, r1 = min(r0, cellRow(rc.minLat)), max(r1, cellRow(rc.maxLat))
 	}
 	sn.row0, sn.nRows = r0, r1-r0+1
-	n := sn.nRows * gridCols
+	n := sn.nRows * grid.Cols
 	count := make([]uint32, n+1)
 	each := func(rc *reach, f func(cell int)) {
-		c0, c1 := 0, gridCols-1
+		c0, c1 := 0, grid.Cols-1
 		if !rc.allLon {
-			// lonB may pass 180: its column is then >= gridCols and
+			// lonB may pass 180: its column is then >= grid.Cols and
 			// wraps round to the west end.
 			c0 = cellCol(rc.lonA)
-			c1 = min(int(math.Floor((rc.lonB+180)/cellDeg)), c0+gridCols-1)
+			c1 = min(cellColEnd(rc.lonB), c0+grid.Cols-1)
 		}
 		for r := cellRow(rc.minLat); r <= cellRow(rc.maxLat); r++ {
 			for c := c0; c <= c1; c++ {
-				f((r-r0)*gridCols + c%gridCols)
+				f((r-r0)*grid.Cols + c%grid.Cols)
 			}
 		}
 	}
@@ -310,6 +316,6 @@ func (sn *snapshot) cellRulesAt(lat, lon float64) []int32 {
 	if uint(r) >= uint(sn.nRows) {
 		return nil
 	}
-	i := r*gridCols + cellCol(lon)
+	i := r*grid.Cols + cellCol(lon)
 	return sn.cellRules[sn.cellStart[i]:sn.cellStart[i+1]]
 }
