@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/geo"
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // The benchmark fleet: 1M trucks, IDs truck-0000000…, spread over the
@@ -24,13 +24,13 @@ const (
 )
 
 type benchFleet struct {
-	sets [2][]store.Update
-	pos  [2][]store.Position // the sets' positions, for Batch.Prev
+	sets [2][]fleet.Update
+	pos  [2][]fleet.Position // the sets' positions, for Batch.Prev
 }
 
 var (
 	fleetOnce sync.Once
-	fleet     *benchFleet
+	theFleet  *benchFleet
 )
 
 // benchSpeed is a truck speed: a sixth stopped or crawling, the rest
@@ -48,8 +48,8 @@ func loadFleet() *benchFleet {
 		f := &benchFleet{}
 		ids := make([]byte, 0, benchTrucks*13)
 		for k := range f.sets {
-			f.sets[k] = make([]store.Update, benchTrucks)
-			f.pos[k] = make([]store.Position, benchTrucks)
+			f.sets[k] = make([]fleet.Update, benchTrucks)
+			f.pos[k] = make([]fleet.Position, benchTrucks)
 		}
 		for i := range benchTrucks {
 			start := len(ids)
@@ -74,14 +74,14 @@ func loadFleet() *benchFleet {
 						speed = max(speed+r.NormFloat64()*5, 5)
 					}
 				}
-				p := store.MakePosition(lat, lon, benchTS+int64(k*passSeconds), speed, heading)
-				f.sets[k][i] = store.Update{ID: id, Position: p}
+				p := fleet.MakePosition(lat, lon, benchTS+int64(k*passSeconds), speed, heading)
+				f.sets[k][i] = fleet.Update{ID: id, Position: p}
 				f.pos[k][i] = p
 			}
 		}
-		fleet = f
+		theFleet = f
 	})
-	return fleet
+	return theFleet
 }
 
 var usCities = []struct {
@@ -148,7 +148,7 @@ func zoneRule(i int, zone string) string {
 // zoneRules zone rules: for 10 or fewer, zones around the cities (1,000-
 // vertex circles of 10-30 km and rectangles, alternately); for more,
 // 2 km squares on a grid over the US.
-func benchEngine(b *testing.B, mixed, zoneRules int) *Engine {
+func benchEngine(b *testing.B, mixed, zoneRules int) *Evaluator {
 	b.Helper()
 	e, err := New(Options{Logger: quiet, Emit: func(Alert) {}})
 	if err != nil {
@@ -213,7 +213,7 @@ func BenchmarkApplied(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			e := benchEngine(b, c.mixed, c.zoned)
-			batch := &engine.Batch{
+			batch := &fleet.Batch{
 				Changed: make([]bool, benchBatch),
 				HadPrev: make([]bool, benchBatch),
 			}
@@ -266,21 +266,21 @@ func BenchmarkIngest(b *testing.B) {
 	f := loadFleet()
 	type side struct {
 		eng  *engine.Engine
-		al   *Engine
+		al   *Evaluator
 		took time.Duration
 	}
 	// sides: no rules, 100 rules, and for reference no observer at all.
 	var sides [3]*side
 	for i := range sides {
-		var al *Engine
-		var obs []engine.Observer
+		var al *Evaluator
+		var obs []fleet.Observer
 		switch i {
 		case 0:
 			al = benchEngine(b, 0, 0)
-			obs = []engine.Observer{al}
+			obs = []fleet.Observer{al}
 		case 1:
 			al = benchEngine(b, 90, 10)
-			obs = []engine.Observer{al}
+			obs = []fleet.Observer{al}
 		}
 		eng, err := engine.Open(engine.Options{Observers: obs, Logger: quiet})
 		if err != nil {

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/engine"
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // TestConcurrent runs Applied from several goroutines on overlapping
@@ -42,19 +41,19 @@ func TestConcurrent(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, uint64(w)))
 			for round := range 8 {
 				n := []int{50, 2*parallelMin + 10}[round%2]
-				b := &engine.Batch{}
+				b := &fleet.Batch{}
 				for range n {
 					id := truckName(r.IntN(trucks))
-					b.Updates = append(b.Updates, store.Update{ID: []byte(id),
-						Position: store.MakePosition(r.Float64()*4, r.Float64()*1.5, int64(1_764_000_000+round*2+r.IntN(2)), r.Float64()*100, 0)})
+					b.Updates = append(b.Updates, fleet.Update{ID: []byte(id),
+						Position: fleet.MakePosition(r.Float64()*4, r.Float64()*1.5, int64(1_764_000_000+round*2+r.IntN(2)), r.Float64()*100, 0)})
 					b.Changed = append(b.Changed, r.IntN(10) > 0)
 					b.HadPrev = append(b.HadPrev, r.IntN(2) == 0)
-					b.Prev = append(b.Prev, store.MakePosition(r.Float64()*4, 0.5, 1_764_000_000, r.Float64()*100, 0))
+					b.Prev = append(b.Prev, fleet.MakePosition(r.Float64()*4, 0.5, 1_764_000_000, r.Float64()*100, 0))
 				}
 				e.Applied(b)
 				if round%4 == 3 {
 					id := truckName(r.IntN(trucks))
-					e.Removed([]byte(id), store.Position{}, engine.Expired)
+					e.Removed([]byte(id), fleet.Position{}, fleet.Expired)
 				}
 			}
 		})

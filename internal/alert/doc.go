@@ -1,7 +1,7 @@
 // Package alert holds fleetd's zones and alert rules, evaluates the rules
 // on every applied GPS update and reports their transitions.
 //
-// An Engine is an engine.Observer. For every update that changed the
+// An Evaluator is an fleet.Observer. For every update that changed the
 // store it builds a rules.Input (the new position; the previous one when
 // the truck had one) and evaluates the rules that can apply. Rules are
 // compiled by package rules through a rules.Cache (one Program per
@@ -145,7 +145,7 @@
 //
 // # Concurrency
 //
-// An Engine is safe for concurrent use. Applied and Removed run from many
+// An Evaluator is safe for concurrent use. Applied and Removed run from many
 // goroutines at once: each holds evalMu shared for its whole run, loads
 // the immutable snapshot (rules, index, zones) once and takes one stripe
 // lock per truck (the filter counters and the prefetching loads of table

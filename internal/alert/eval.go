@@ -5,9 +5,8 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/rules"
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // parallelMin is the smallest share of a batch worth a goroutine of its
@@ -21,7 +20,7 @@ type scratch struct {
 	out   []Alert // transitions to emit once every lock is released
 	ids   []byte  // the current block of idString; never truncated
 	evals uint64  // Program.Eval calls
-	// Transitions counted by transitionLocked, added to the Engine's
+	// Transitions counted by transitionLocked, added to the Evaluator's
 	// counters once per Applied: workers of one batch adding to shared
 	// atomics on every transition would pass their cache line back and
 	// forth.
@@ -37,14 +36,14 @@ type scratch struct {
 	stamp uint32
 }
 
-func (e *Engine) getScratch() *scratch {
+func (e *Evaluator) getScratch() *scratch {
 	if sc, ok := e.scratch.Get().(*scratch); ok {
 		return sc
 	}
 	return &scratch{}
 }
 
-func (e *Engine) putScratch(sc *scratch) {
+func (e *Evaluator) putScratch(sc *scratch) {
 	clear(sc.out) // drop the strings
 	if cap(sc.out) > 1<<14 {
 		sc.out = nil
@@ -54,10 +53,10 @@ func (e *Engine) putScratch(sc *scratch) {
 }
 
 // Applied evaluates the rules on every update of b that changed the
-// store (engine.Observer). With no rules it costs one atomic load. A large
+// store (fleet.Observer). With no rules it costs one atomic load. A large
 // batch is split over up to GOMAXPROCS goroutines, as the store splits
 // its own work, so the rules keep pace with a parallel apply.
-func (e *Engine) Applied(b *engine.Batch) {
+func (e *Evaluator) Applied(b *fleet.Batch) {
 	if len(e.snap.Load().rules) == 0 {
 		return
 	}
@@ -111,7 +110,7 @@ func (e *Engine) Applied(b *engine.Batch) {
 // table lookup 15%). What is read ahead is only a prefetch: the decision
 // reads the counter again, because an earlier update of the same truck in
 // the chunk may have given it pairs, and the lookup takes the lock.
-func (e *Engine) evalRange(sn *snapshot, b *engine.Batch, lo, hi int, sc *scratch) {
+func (e *Evaluator) evalRange(sn *snapshot, b *fleet.Batch, lo, hi int, sc *scratch) {
 	var in rules.Input
 	var changed int64
 	var keys [prefetchChunk]uint64
@@ -161,13 +160,13 @@ func (e *Engine) evalRange(sn *snapshot, b *engine.Batch, lo, hi int, sc *scratc
 const prefetchChunk = 32
 
 // setState converts a stored position into what rules read.
-func setState(s *rules.State, p *store.Position) {
+func setState(s *rules.State, p *fleet.Position) {
 	*s = rules.State{Lat: p.LatDeg(), Lon: p.LonDeg(), Speed: p.SpeedKmh(), Heading: float64(p.Heading), TS: int64(p.TS)}
 }
 
 // evalUpdate sets sc.trues to the indices of the rules true for in; see
 // snapshot for how the candidates are found.
-func (e *Engine) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
+func (e *Evaluator) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
 	sc.begin(sn, in)
 	sc.trues = sc.trues[:0]
 	for _, i := range sn.always {
@@ -301,7 +300,7 @@ func (sc *scratch) try(sn *snapshot, in *rules.Input, i int32) {
 // holds the current stamp for each rule true now, cleared once a pair
 // claims it. In the steady state, where the truck's rules stay true and
 // already fire, nothing is written.
-func (e *Engine) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byte, pos store.Position, sc *scratch) []Alert {
+func (e *Evaluator) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byte, pos fleet.Position, sc *scratch) []Alert {
 	out := sc.out
 	ps, at := s.loadLocked(k, sc.pairs[:0])
 	if at < 0 && len(sc.trues) == 0 {
@@ -371,7 +370,7 @@ func (e *Engine) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byte, 
 }
 
 // transition makes an Alert; see idString for its ID.
-func (sc *scratch) transition(r *liveRule, id []byte, state string, since uint32, pos store.Position) Alert {
+func (sc *scratch) transition(r *liveRule, id []byte, state string, since uint32, pos fleet.Position) Alert {
 	return Alert{Rule: r.name, ID: sc.idString(id), State: state, Severity: severities[r.severity],
 		Since: since, TS: pos.TS, Lat: pos.Lat, Lon: pos.Lon}
 }
@@ -396,15 +395,15 @@ func (sc *scratch) idString(id []byte) string {
 // idBlock is the size of the blocks idString carves IDs from.
 const idBlock = 4096
 
-// Removed forgets a deleted or expired truck (engine.Observer): its pairs
+// Removed forgets a deleted or expired truck (fleet.Observer): its pairs
 // in every rule are freed and each of its firing alerts is resolved, with
 // Reason "truck deleted" or "truck expired" and the truck's last position.
-func (e *Engine) Removed(id []byte, p store.Position, why engine.Removal) {
+func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 	if len(e.snap.Load().rules) == 0 {
 		return
 	}
 	reason := "truck deleted"
-	if why == engine.Expired {
+	if why == fleet.Expired {
 		reason = "truck expired"
 	}
 	e.evalMu.RLock()
@@ -447,7 +446,7 @@ func (e *Engine) Removed(id []byte, p store.Position, why engine.Removal) {
 }
 
 // emit hands transitions to Options.Emit.
-func (e *Engine) emit(as []Alert) {
+func (e *Evaluator) emit(as []Alert) {
 	if e.opts.Emit == nil {
 		return
 	}

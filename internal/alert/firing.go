@@ -11,7 +11,7 @@ import (
 // fired it. It takes each stripe's lock in turn, so it is a consistent
 // view of each truck, not of the whole fleet at one instant. Its result
 // grows with the number firing: serve clients through FiringPage.
-func (e *Engine) Firing() []Alert {
+func (e *Evaluator) Firing() []Alert {
 	page, _ := e.FiringPage(FiringQuery{})
 	return page
 }
@@ -30,7 +30,7 @@ type FiringQuery struct {
 // it holds at most q.Limit of them (a bounded heap over one pass of the
 // firing records), so a dashboard polling it costs memory in proportion
 // to what it shows. With q.ID it reads only that truck's stripe.
-func (e *Engine) FiringPage(q FiringQuery) (page []Alert, total int) {
+func (e *Evaluator) FiringPage(q FiringQuery) (page []Alert, total int) {
 	sn := e.snap.Load()
 	stripes := e.stripes[:]
 	if q.ID != "" {

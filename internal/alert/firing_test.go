@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/fleetd/fleetd/internal/engine"
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // TestFiringPage: on random fleets, every page equals the full sorted list
@@ -22,10 +22,10 @@ func TestFiringPage(t *testing.T) {
 	g.rule("faster", "speed > 80", 0)
 	g.rule("slow", "speed < 30", 0)
 	g.rule("crawl", "speed < 5", 0)
-	var ups []store.Update
+	var ups []fleet.Update
 	for i := range 3000 {
-		ups = append(ups, store.Update{ID: fmt.Appendf(nil, "t%04d", r.IntN(2500)),
-			Position: store.MakePosition(40, -74, 1_764_000_000+int64(i), r.Float64()*120, 0)})
+		ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%04d", r.IntN(2500)),
+			Position: fleet.MakePosition(40, -74, 1_764_000_000+int64(i), r.Float64()*120, 0)})
 	}
 	if _, err := g.eng.Apply(ups); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fleetd/fleetd/internal/engine"
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
@@ -71,10 +71,10 @@ func (r *recorder) alerts() []Alert {
 	return as
 }
 
-// rig is an alert Engine observing a real in-memory fleet engine.
+// rig is an alert Evaluator observing a real in-memory fleet engine.
 type rig struct {
 	t   testing.TB
-	al  *Engine
+	al  *Evaluator
 	eng *engine.Engine
 	rec *recorder
 	fs  *vfs.MemFS
@@ -89,7 +89,7 @@ func newRig(t testing.TB, o engine.Options) *rig {
 		t.Fatal(err)
 	}
 	g.al = al
-	o.Observers = []engine.Observer{al}
+	o.Observers = []fleet.Observer{al}
 	o.Logger = quiet
 	if o.Now == nil {
 		o.Now = func() time.Time { return g.now }
@@ -109,8 +109,8 @@ func newRig(t testing.TB, o engine.Options) *rig {
 // move applies one update: truck id at (lat, lon) with speed, ts = base + dt.
 func (g *rig) move(id string, dt int64, lat, lon, speed float64) {
 	g.t.Helper()
-	p := store.MakePosition(lat, lon, 1_764_000_000+dt, speed, 90)
-	if _, err := g.eng.Apply([]store.Update{{ID: []byte(id), Position: p}}); err != nil {
+	p := fleet.MakePosition(lat, lon, 1_764_000_000+dt, speed, 90)
+	if _, err := g.eng.Apply([]fleet.Update{{ID: []byte(id), Position: p}}); err != nil {
 		g.t.Fatal(err)
 	}
 }

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/rules"
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // TestTransitionsMatchModel drives random fleets through Applied and
@@ -55,14 +54,14 @@ func TestTransitionsMatchModel(t *testing.T) {
 			firing bool
 		}
 		model := map[mkey]mstate{}
-		last := map[string]store.Position{}
+		last := map[string]fleet.Position{}
 		var want []string
 		format := func(state, rule, id string, since, ts uint32, reason string) string {
 			return fmt.Sprintf("%s %s %s since=%d ts=%d %s", state, rule, id, since, ts, reason)
 		}
 		ts := uint32(1_764_000_000)
 		for range 40 {
-			b := &engine.Batch{}
+			b := &fleet.Batch{}
 			seen := map[string]bool{}
 			for range 1 + r.IntN(300) {
 				id := truckName(r.IntN(60))
@@ -75,9 +74,9 @@ func TestTransitionsMatchModel(t *testing.T) {
 				if had && r.IntN(2) == 0 {
 					lat, lon = prev.LatDeg()+r.NormFloat64()*0.2, prev.LonDeg()+r.NormFloat64()*0.2
 				}
-				p := store.MakePosition(lat, lon, int64(ts)+int64(r.IntN(3)), r.Float64()*150, float64(r.IntN(360)))
+				p := fleet.MakePosition(lat, lon, int64(ts)+int64(r.IntN(3)), r.Float64()*150, float64(r.IntN(360)))
 				changed := r.IntN(20) > 0
-				b.Updates = append(b.Updates, store.Update{ID: []byte(id), Position: p})
+				b.Updates = append(b.Updates, fleet.Update{ID: []byte(id), Position: p})
 				b.Changed = append(b.Changed, changed)
 				b.HadPrev = append(b.HadPrev, had)
 				b.Prev = append(b.Prev, prev)
@@ -117,7 +116,7 @@ func TestTransitionsMatchModel(t *testing.T) {
 				id := truckName(r.IntN(60))
 				p := last[id]
 				delete(last, id)
-				e.Removed([]byte(id), p, engine.Deleted)
+				e.Removed([]byte(id), p, fleet.Deleted)
 				for _, mr := range mrules {
 					k := mkey{mr.name, id}
 					if st, ok := model[k]; ok && st.firing {

@@ -12,7 +12,7 @@ import (
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
-func mustNew(t testing.TB, fs vfs.FS) *Engine {
+func mustNew(t testing.TB, fs vfs.FS) *Evaluator {
 	t.Helper()
 	e, err := New(Options{FS: fs, Dir: "data/config", Logger: quiet})
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // numStripes is the number of independently locked state stripes; a
@@ -372,7 +372,7 @@ func (s *stripe) eachTruckLocked(f func(k uint64, at int)) {
 }
 
 // addFiringLocked records that p fires now, at pos, and sets p.rec.
-func (s *stripe) addFiringLocked(k uint64, p *pair, id []byte, pos store.Position) {
+func (s *stripe) addFiringLocked(k uint64, p *pair, id []byte, pos fleet.Position) {
 	var i uint32
 	if n := len(s.mu.recFree); n > 0 {
 		i, s.mu.recFree = s.mu.recFree[n-1], s.mu.recFree[:n-1]
@@ -491,7 +491,7 @@ func (s *stripe) compactLocked() {
 
 // Check walks every stripe and returns an error describing the first
 // broken invariant of the state tables (see doc.go), for tests.
-func (e *Engine) Check() error {
+func (e *Evaluator) Check() error {
 	for si := range e.stripes {
 		s := &e.stripes[si]
 		s.mu.Lock()

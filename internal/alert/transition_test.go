@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/engine"
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 func TestZoneEnterExit(t *testing.T) {
@@ -242,12 +242,12 @@ func TestSameTruckTwiceInBatch(t *testing.T) {
 	if _, err := e.PutRule("fast", RuleSpec{When: "speed > 50"}); err != nil {
 		t.Fatal(err)
 	}
-	b := &engine.Batch{}
+	b := &fleet.Batch{}
 	add := func(id string, ts int64, speed float64) {
-		b.Updates = append(b.Updates, store.Update{ID: []byte(id), Position: store.MakePosition(1, 1, ts, speed, 0)})
+		b.Updates = append(b.Updates, fleet.Update{ID: []byte(id), Position: fleet.MakePosition(1, 1, ts, speed, 0)})
 		b.Changed = append(b.Changed, true)
 		b.HadPrev = append(b.HadPrev, false)
-		b.Prev = append(b.Prev, store.Position{})
+		b.Prev = append(b.Prev, fleet.Position{})
 	}
 	add("t1", 1_764_000_000, 60)
 	add("t2", 1_764_000_000, 10)

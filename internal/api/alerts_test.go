@@ -19,7 +19,7 @@ import (
 
 // newAlertFixture is a Server whose engine has an alert engine (saving to
 // a MemFS) as its observer.
-func newAlertFixture(t testing.TB) (*fixture, *alert.Engine) {
+func newAlertFixture(t testing.TB) (*fixture, *alert.Evaluator) {
 	t.Helper()
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logBuf, nil))

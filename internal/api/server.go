@@ -68,7 +68,7 @@ type Options struct {
 	Subscribers func() int
 	// Alerts serves the zone, rule and alert endpoints (alerts.go); nil
 	// answers them 404.
-	Alerts *alert.Engine
+	Alerts *alert.Evaluator
 }
 
 // Server is the HTTP API over one engine. It implements http.Handler, is
@@ -78,7 +78,7 @@ type Server struct {
 	subscribers func() int
 	eng         *engine.Engine
 	st          *store.Store
-	alerts      *alert.Engine // nil: alert endpoints answer 404
+	alerts      *alert.Evaluator // nil: alert endpoints answer 404
 	log         *slog.Logger
 	maxBody     int64
 	maxAhead    int64 // seconds a ts may be ahead of now; 0: no limit

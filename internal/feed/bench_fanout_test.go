@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // BenchmarkFanoutSSE measures the whole live-feed path at issue 5's load:
@@ -38,7 +38,7 @@ func BenchmarkFanoutSSE(b *testing.B) {
 	}
 }
 
-func benchFanout(b *testing.B, rng *rand.Rand, batches [][]store.Update, n int, rate float64) {
+func benchFanout(b *testing.B, rng *rand.Rand, batches [][]fleet.Update, n int, rate float64) {
 	h, err := New(Options{MaxSubscribers: n})
 	if err != nil {
 		b.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // The benchmark fleet: 1M trucks spread uniformly over the contiguous US.
@@ -26,15 +26,15 @@ const (
 // benchBatches returns n batches of benchBatch random updates of the
 // fleet. Each batch's IDs lie in one buffer, as the ingest decoder leaves
 // them.
-func benchBatches(rng *rand.Rand, n int) [][]store.Update {
-	out := make([][]store.Update, n)
+func benchBatches(rng *rand.Rand, n int) [][]fleet.Update {
+	out := make([][]fleet.Update, n)
 	for b := range out {
-		ups := make([]store.Update, benchBatch)
+		ups := make([]fleet.Update, benchBatch)
 		arena := make([]byte, 0, benchBatch*len("truck-0000000"))
 		for i := range ups {
 			start := len(arena)
 			arena = fmt.Appendf(arena, "truck-%07d", rng.IntN(benchFleet))
-			ups[i] = store.Update{ID: arena[start:len(arena):len(arena)], Position: store.MakePosition(
+			ups[i] = fleet.Update{ID: arena[start:len(arena):len(arena)], Position: fleet.MakePosition(
 				usMinLat+rng.Float64()*(usMaxLat-usMinLat), usMinLon+rng.Float64()*(usMaxLon-usMinLon),
 				1764000000+int64(b), rng.Float64()*120, rng.Float64()*359)}
 		}
@@ -80,7 +80,7 @@ func BenchmarkPublishPositions(b *testing.B) {
 	}
 }
 
-func benchPublish(b *testing.B, rng *rand.Rand, batches [][]store.Update, n int, drained bool) {
+func benchPublish(b *testing.B, rng *rand.Rand, batches [][]fleet.Update, n int, drained bool) {
 	h, err := New(Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -204,13 +204,13 @@ func benchDelay(b *testing.B, flush time.Duration, perBatch int) {
 			}
 		}
 	}()
-	ups := make([]store.Update, perBatch)
-	pos := store.MakePosition(40, -74, 1764000000, 50, 90)
+	ups := make([]fleet.Update, perBatch)
+	pos := fleet.MakePosition(40, -74, 1764000000, 50, 90)
 	b.ReportAllocs()
 	next := time.Now()
 	for i := 0; i < b.N; i++ {
 		for k := range ups {
-			ups[k] = store.Update{ID: fmt.Appendf(ups[k].ID[:0], "b%09d-%03d", i, k), Position: pos}
+			ups[k] = fleet.Update{ID: fmt.Appendf(ups[k].ID[:0], "b%09d-%03d", i, k), Position: pos}
 		}
 		sent = append(sent, time.Now())
 		h.PublishPositions(ups)
@@ -244,7 +244,7 @@ func benchDelay(b *testing.B, flush time.Duration, perBatch int) {
 // BenchmarkEncodePosition measures the JSON encoding of a position, which
 // PublishPositions does once per matched update.
 func BenchmarkEncodePosition(b *testing.B) {
-	u := store.Update{ID: []byte("truck-0000042"), Position: store.MakePosition(40.7128123, -74.0061234, 1764000000, 52.5, 90)}
+	u := fleet.Update{ID: []byte("truck-0000042"), Position: fleet.MakePosition(40.7128123, -74.0061234, 1764000000, 52.5, 90)}
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {

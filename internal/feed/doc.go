@@ -6,6 +6,11 @@
 // longer than Options.Stall, and publishers (the ingest path) never wait
 // on a client at all.
 //
+// A Hub is a fleet.Observer: the engine hands it every applied batch
+// (Applied publishes the updates that changed the store) and every expiry
+// (Removed); server only wires it. Alerts come from package alert
+// (PublishAlert takes an alert.Alert, the one transition type).
+//
 // # Events
 //
 // Each event is one JSON object (lat/lon in degrees with at most 7
@@ -28,7 +33,7 @@
 // # Subscription parameters
 //
 //	bbox=minLon,minLat,maxLon,maxLat   degrees, edges included; minLon > maxLon crosses the antimeridian
-//	ids=a,b,c                          at most MaxIDs truck IDs (store.ValidID syntax)
+//	ids=a,b,c                          at most MaxIDs truck IDs (fleet.ValidID syntax)
 //	types=position,expired,alert,lag   default all
 //	max_hz=x                           0 < x ≤ 1000: at most x position events per truck per second
 //

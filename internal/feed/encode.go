@@ -3,7 +3,7 @@ package feed
 import (
 	"strconv"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/wire"
 )
 
@@ -34,7 +34,7 @@ const (
 
 // appendPositionRecord appends u's record: its payload's length and
 // payload.
-func appendPositionRecord(dst []byte, u *store.Update) []byte {
+func appendPositionRecord(dst []byte, u *fleet.Update) []byte {
 	at := len(dst)
 	dst = append(dst, 0, 0)
 	dst = appendPositionPayload(dst, u.ID, &u.Position)
@@ -46,7 +46,7 @@ func appendPositionRecord(dst []byte, u *store.Update) []byte {
 // appendPositionPayload appends
 // "id":…,"lat":…,"lon":…,"ts":…,"speed":…,"heading":…} — a position
 // event after posPrefix.
-func appendPositionPayload(dst, id []byte, p *store.Position) []byte {
+func appendPositionPayload(dst, id []byte, p *fleet.Position) []byte {
 	dst = wire.AppendString(dst, id)
 	dst = append(dst, `,"lat":`...)
 	dst = wire.AppendCoord(dst, p.Lat)
@@ -63,7 +63,7 @@ func appendPositionPayload(dst, id []byte, p *store.Position) []byte {
 
 // appendPosition appends a whole position event
 // {"type":"position","id":…,"lat":…,"lon":…,"ts":…,"speed":…,"heading":…}.
-func appendPosition(dst, id []byte, p *store.Position) []byte {
+func appendPosition(dst, id []byte, p *fleet.Position) []byte {
 	return appendPositionPayload(append(dst, posPrefix...), id, p)
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/wire"
 )
 
@@ -22,7 +22,7 @@ func TestEncode(t *testing.T) {
 	expired := ctlEntry{kind: kindExpired, ts: 1764000300}
 	expired.idLen = uint8(copy(expired.id[:], "truck-0000042"))
 	pos := func(id string, lat, lon int32, ts uint32, speed, heading uint16) func([]byte) []byte {
-		p := store.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
+		p := fleet.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
 		return func(b []byte) []byte { return appendPosition(b, []byte(id), &p) }
 	}
 	ctl := func(e ctlEntry) func([]byte) []byte {
@@ -65,7 +65,7 @@ func TestEncode(t *testing.T) {
 
 // wirePosition is the reference encoding of a position event, built from
 // package wire's encoders and strconv.
-func wirePosition(id []byte, p *store.Position) []byte {
+func wirePosition(id []byte, p *fleet.Position) []byte {
 	b := append([]byte(posPrefix), wire.AppendString(nil, id)...)
 	b = append(b, `,"lat":`...)
 	b = wire.AppendCoord(b, p.Lat)
@@ -87,7 +87,7 @@ func FuzzEncodersMatchWire(f *testing.F) {
 	f.Add([]byte("a\"\\\x00\x7f\xff"), int32(math.MinInt32), int32(math.MaxInt32), uint32(math.MaxUint32), uint16(65535), uint16(65535))
 	f.Add([]byte("é"), int32(-1), int32(10), uint32(0), uint16(0), uint16(0))
 	f.Fuzz(func(t *testing.T, id []byte, lat, lon int32, ts uint32, speed, heading uint16) {
-		p := store.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
+		p := fleet.Position{Lat: lat, Lon: lon, TS: ts, Speed: speed, Heading: heading}
 		got, want := appendPosition(nil, id, &p), wirePosition(id, &p)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got  %s\nwant %s", got, want)
@@ -98,7 +98,7 @@ func FuzzEncodersMatchWire(f *testing.F) {
 		if len(id) > MaxIDLen {
 			return
 		}
-		rec := appendPositionRecord([]byte("x"), &store.Update{ID: id, Position: p})[1:]
+		rec := appendPositionRecord([]byte("x"), &fleet.Update{ID: id, Position: p})[1:]
 		n := int(rec[0]) | int(rec[1])<<8
 		if n != len(rec)-2 || n > maxPosPayload || !bytes.Equal(append([]byte(posPrefix), rec[2:]...), got) {
 			t.Fatalf("record %q (length %d, limit %d) for %s", rec, n, maxPosPayload, got)
@@ -109,11 +109,11 @@ func FuzzEncodersMatchWire(f *testing.F) {
 // TestPositionPayloadLimits pins maxPosPayload to the longest payload
 // there is, and posPayloadBudget to the payload of a typical position.
 func TestPositionPayloadLimits(t *testing.T) {
-	worst := store.Position{Lat: math.MinInt32, Lon: math.MinInt32, TS: math.MaxUint32, Speed: 65535, Heading: 65535}
+	worst := fleet.Position{Lat: math.MinInt32, Lon: math.MinInt32, TS: math.MaxUint32, Speed: 65535, Heading: 65535}
 	if got := len(appendPositionPayload(nil, bytes.Repeat([]byte{1}, MaxIDLen), &worst)); got != maxPosPayload {
 		t.Errorf("worst payload is %d bytes, maxPosPayload %d", got, maxPosPayload)
 	}
-	typical := store.Position{Lat: 407128123, Lon: -740061234, TS: 1764000000, Speed: 525, Heading: 270}
+	typical := fleet.Position{Lat: 407128123, Lon: -740061234, TS: 1764000000, Speed: 525, Heading: 270}
 	if got := len(appendPositionPayload(nil, []byte("truck-0000042"), &typical)); got != posPayloadBudget {
 		t.Errorf("typical payload is %d bytes, posPayloadBudget %d", got, posPayloadBudget)
 	}

@@ -1,7 +1,7 @@
 package feed
 
 import (
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // Limits on what one event carries inline.
@@ -9,7 +9,7 @@ const (
 	// MaxIDLen is the longest truck ID an event carries (the store's limit).
 	// Events with an empty or longer ID are not queued; Stats counts them
 	// as Invalid.
-	MaxIDLen = store.MaxIDLen
+	MaxIDLen = fleet.MaxIDLen
 	// MaxRuleLen is the longest alert rule name carried; longer names are
 	// cut at a UTF-8 boundary at or below this many bytes.
 	MaxRuleLen = 128

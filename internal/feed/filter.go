@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/geo"
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // MaxIDs is the most truck IDs one subscriber may name in ids=.
@@ -163,7 +163,7 @@ func (f *filter) parseIDs(s string) error {
 	seen := make(map[string]struct{}, n)
 	f.ids = make([]string, 0, n)
 	for id := range strings.SplitSeq(s, ",") {
-		if !store.ValidID([]byte(id)) {
+		if !fleet.ValidID([]byte(id)) {
 			return paramErrf("bad ids: %q is not a truck ID (1–%d bytes of A-Z a-z 0-9 _ . : -)", clip(id), MaxIDLen)
 		}
 		if _, dup := seen[id]; dup {

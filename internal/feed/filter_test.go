@@ -222,3 +222,32 @@ func FuzzParseFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestBoxCellsAntimeridian: boxes that end on, start on or cross the
+// antimeridian list the cell of every point inside them (lon 180° is in
+// column 0), and no cell twice.
+func TestBoxCellsAntimeridian(t *testing.T) {
+	for _, q := range []string{
+		"bbox=170,0,180,1", "bbox=-180,0,180,1", "bbox=180,0,180,1", "bbox=-180,0,-179,1",
+		"bbox=180,0,-179,1", "bbox=-179.5,0,-179.8,0.5", "bbox=179.5,0,-179.5,0.5", "bbox=179,-1,179.5,1",
+	} {
+		f, err := parseFilter(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		seen := map[int]bool{}
+		f.m.boxCells(func(c int) {
+			if seen[c] {
+				t.Errorf("%s: cell %d listed twice", q, c)
+			}
+			seen[c] = true
+		})
+		for lat := f.m.minLat; lat <= f.m.maxLat; lat += 2_500_000 {
+			for _, lon := range []int32{-1_800_000_000, -1_799_999_999, -1_795_000_000, -1_790_000_000, 1_790_000_000, 1_795_000_000, 1_799_999_999, 1_800_000_000} {
+				if f.m.inBox(lat, lon) && !seen[cellOf(lat, lon)] {
+					t.Errorf("%s: cell of (%d, %d) not among the box's cells", q, lat, lon)
+				}
+			}
+		}
+	}
+}

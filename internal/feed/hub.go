@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/geo"
 )
 
 // Options configures a Hub. The zero value gives the defaults.
@@ -82,6 +85,7 @@ type Hub struct {
 	snap     atomic.Pointer[snapshot] // nil when nobody is subscribed
 	scratch  sync.Pool                // *pubScratch
 	pumpBufs sync.Pool                // *pumpBufs
+	changed  sync.Pool                // *[]fleet.Update, Applied's changed updates
 
 	published, delivered, invalid, stalls, rejected atomic.Uint64
 
@@ -294,27 +298,26 @@ type snapshot struct {
 	anyHz     bool                // some subscriber uses max_hz
 }
 
-// The routing grid: whole-degree cells over the fixed-point range.
+// The routing grid: fleet.Grid's mapping with whole-degree cells (a point
+// at lon 180° is in column 0, with -180°).
+var grid = func() fleet.Grid {
+	g, err := fleet.NewGrid(1)
+	if err != nil {
+		panic("BUG: feed: " + err.Error())
+	}
+	return g
+}()
+
 const (
-	gridLatCells = 180
-	gridLonCells = 360
-	gridCells    = gridLatCells * gridLonCells
+	gridCells    = 180 * 360
 	gridMaxCells = 1024 // a bbox over more cells goes to every
 )
 
-func cellLat(lat int32) int {
-	return min(max(int((int64(lat)+90e7)/1e7), 0), gridLatCells-1)
-}
-
-func cellLon(lon int32) int {
-	return min(max(int((int64(lon)+180e7)/1e7), 0), gridLonCells-1)
-}
-
-func cellOf(lat, lon int32) int { return cellLat(lat)*gridLonCells + cellLon(lon) }
+func cellOf(lat, lon int32) int { return grid.Row(lat)*grid.Cols + grid.Col(lon) }
 
 // gridSubs returns the grid subscribers listed in the cell of (lat, lon).
 func (sn *snapshot) gridSubs(lat, lon int32) []uint32 {
-	r, c := cellLat(lat)-sn.win.la0, cellLon(lon)-sn.win.lo0
+	r, c := grid.Row(lat)-sn.win.la0, grid.Col(lon)-sn.win.lo0
 	if r < 0 || c < 0 || r > sn.win.la1-sn.win.la0 || c >= sn.winCols {
 		return nil
 	}
@@ -335,22 +338,39 @@ func (r cellRect) union(o cellRect) cellRect {
 
 // boxRects returns the rectangles of grid cells that a point inside m's
 // box can fall in: none for a box left empty by rounding to fixed point,
-// two for a box that crosses the antimeridian.
+// two for a box that crosses the antimeridian or ends on it (lon 180° is
+// in column 0), never two that overlap.
 func (m *match) boxRects() (rs [2]cellRect, n int) {
 	if m.minLat > m.maxLat {
 		return rs, 0
 	}
-	la0, la1 := cellLat(m.minLat), cellLat(m.maxLat)
-	lo0, lo1 := cellLon(m.minLon), cellLon(m.maxLon)
+	la0, la1 := grid.Row(m.minLat), grid.Row(m.maxLat)
+	lo0, lo1 := grid.Col(m.minLon), grid.Col(m.maxLon)
+	last := grid.Cols - 1
 	switch {
+	case m.cross && lo0 <= lo1:
+		// [minLon, 180°] and [-180°, maxLon] share a column (or minLon
+		// is 180°, in column 0): every column.
+		rs[0] = cellRect{la0, la1, 0, last}
+		return rs, 1
 	case m.cross:
-		rs[0], rs[1] = cellRect{la0, la1, lo0, gridLonCells - 1}, cellRect{la0, la1, 0, lo1}
+		rs[0], rs[1] = cellRect{la0, la1, lo0, last}, cellRect{la0, la1, 0, lo1}
 		return rs, 2
-	case m.minLon <= m.maxLon:
+	case m.minLon > m.maxLon:
+		return rs, 0
+	case m.maxLon < geo.MaxLonFixed:
 		rs[0] = cellRect{la0, la1, lo0, lo1}
 		return rs, 1
+	case m.minLon == geo.MaxLonFixed:
+		rs[0] = cellRect{la0, la1, 0, 0}
+		return rs, 1
+	case lo0 == 0:
+		rs[0] = cellRect{la0, la1, 0, last}
+		return rs, 1
 	}
-	return rs, 0
+	// Up to 180°, whose column is column 0.
+	rs[0], rs[1] = cellRect{la0, la1, lo0, last}, cellRect{la0, la1, 0, 0}
+	return rs, 2
 }
 
 // boxCells calls fn (if not nil) for every grid cell that a point inside
@@ -363,7 +383,7 @@ func (m *match) boxCells(fn func(cell int)) int {
 		if fn != nil {
 			for la := r.la0; la <= r.la1; la++ {
 				for lo := r.lo0; lo <= r.lo1; lo++ {
-					fn(la*gridLonCells + lo)
+					fn(la*grid.Cols + lo)
 				}
 			}
 		}
@@ -384,7 +404,7 @@ func (h *Hub) publishSnapshotLocked() {
 		subs: slices.Clone(subs),
 		filt: make([]match, len(subs)),
 	}
-	grid := h.mu.gridScratch[:0] // slots of grid subscribers
+	onGrid := h.mu.gridScratch[:0] // slots of grid subscribers
 	total := 0
 	var win cellRect
 	for slot, s := range subs {
@@ -415,15 +435,15 @@ func (h *Hub) publishSnapshotLocked() {
 			total += r.cells()
 		}
 		if nr > 0 {
-			grid = append(grid, sl)
+			onGrid = append(onGrid, sl)
 		}
 	}
-	h.mu.gridScratch = grid
+	h.mu.gridScratch = onGrid
 	if total > 0 {
 		cols := win.lo1 - win.lo0 + 1
 		start := make([]uint32, win.cells()+1)
 		// Count each cell's subscribers, then place them (a counting sort).
-		for _, sl := range grid {
+		for _, sl := range onGrid {
 			rs, nr := sn.filt[sl].boxRects()
 			for _, r := range rs[:nr] {
 				for la := r.la0; la <= r.la1; la++ {
@@ -439,7 +459,7 @@ func (h *Hub) publishSnapshotLocked() {
 		}
 		cellSubs := make([]uint32, total)
 		next := append(h.mu.nextScratch[:0], start[:len(start)-1]...)
-		for _, sl := range grid {
+		for _, sl := range onGrid {
 			rs, nr := sn.filt[sl].boxRects()
 			for _, r := range rs[:nr] {
 				for la := r.la0; la <= r.la1; la++ {

@@ -5,18 +5,9 @@ import (
 	"math"
 	"unicode/utf8"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/alert"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
-
-// Alert is a rule transition, published to subscribers that want alerts and
-// whose filters pass its truck ID and position.
-type Alert struct {
-	Rule     string // rule name; cut to MaxRuleLen bytes in events
-	ID       string // truck ID
-	State    string // "firing" or "resolved"
-	TS       uint32 // Unix seconds
-	Lat, Lon int32  // 1e-7 degree, the truck's position at the transition
-}
 
 // pubScratch is one PublishPositions call's working memory, pooled.
 type pubScratch struct {
@@ -33,7 +24,7 @@ type pubScratch struct {
 // subscriber's lock once for the whole batch, only to copy events into its
 // ring. ups may be reused by the caller as soon as it returns. With no
 // subscriber it costs one atomic load.
-func (h *Hub) PublishPositions(ups []store.Update) {
+func (h *Hub) PublishPositions(ups []fleet.Update) {
 	sn := h.snap.Load()
 	if sn == nil || len(ups) == 0 {
 		return
@@ -175,7 +166,7 @@ func (h *Hub) PublishExpired(id []byte, lat, lon int32, ts uint32) {
 // bbox holds (a.Lat, a.Lon) and whose ids (if any) name a.ID. An alert
 // with an empty or over-long ID or a State other than "firing" or
 // "resolved" is counted as Invalid and dropped.
-func (h *Hub) PublishAlert(a Alert) {
+func (h *Hub) PublishAlert(a alert.Alert) {
 	sn := h.snap.Load()
 	if sn == nil {
 		return
@@ -183,9 +174,9 @@ func (h *Hub) PublishAlert(a Alert) {
 	h.published.Add(1)
 	var state uint8
 	switch a.State {
-	case "firing":
+	case alert.StateFiring:
 		state = stateFiring
-	case "resolved":
+	case alert.StateResolved:
 		state = stateResolved
 	}
 	if state == 0 || len(a.ID) == 0 || len(a.ID) > MaxIDLen {

@@ -87,7 +87,7 @@ func TestSnapshotRouting(t *testing.T) {
 	// A box across the antimeridian widens the window to the whole width.
 	seam := sub("bbox=179.5,-1,-179.5,1")
 	sn2 := h.snap.Load()
-	if sn2.win != (cellRect{la0: 89, la1: 131, lo0: 0, lo1: gridLonCells - 1}) {
+	if sn2.win != (cellRect{la0: 89, la1: 131, lo0: 0, lo1: grid.Cols - 1}) {
 		t.Errorf("window with a seam box: %+v", sn2.win)
 	}
 	for _, lon := range []int32{179.9e7, -179.9e7} {

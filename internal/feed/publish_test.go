@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/fleetd/fleetd/internal/alert"
 	"hash/maphash"
 	"math/rand/v2"
 	"net/url"
@@ -15,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/geo"
-	"github.com/fleetd/fleetd/internal/store"
 )
 
 // event is a decoded feed event; absent fields stay zero, so events
@@ -34,12 +35,12 @@ type event struct {
 	Dropped uint64  `json:"dropped"`
 }
 
-func posEvent(u store.Update) event {
+func posEvent(u fleet.Update) event {
 	return event{Type: "position", ID: string(u.ID), Lat: geo.FromFixed(u.Lat), Lon: geo.FromFixed(u.Lon),
 		TS: u.TS, Speed: float64(u.Speed) / 10, Heading: int(u.Heading)}
 }
 
-func alertEvent(a Alert) event {
+func alertEvent(a alert.Alert) event {
 	return event{Type: "alert", Rule: cutUTF8(a.Rule, MaxRuleLen), ID: a.ID, State: a.State, TS: a.TS,
 		Lat: geo.FromFixed(a.Lat), Lon: geo.FromFixed(a.Lon)}
 }
@@ -141,9 +142,9 @@ func (m *subModel) inBox(lat, lon int32) bool {
 	return !m.f.m.hasBox || m.f.box.Contains(geo.FromFixed(lat), geo.FromFixed(lon))
 }
 
-func (m *subModel) position(u store.Update, nowMs uint32) {
+func (m *subModel) position(u fleet.Update, nowMs uint32) {
 	id := string(u.ID)
-	if !store.ValidID(u.ID) && (len(u.ID) == 0 || len(u.ID) > MaxIDLen) {
+	if !fleet.ValidID(u.ID) && (len(u.ID) == 0 || len(u.ID) > MaxIDLen) {
 		return
 	}
 	if m.f.m.types&typePosition == 0 || !m.wantsID(id) || !m.inBox(u.Lat, u.Lon) {
@@ -165,7 +166,7 @@ func (m *subModel) expired(id string, lat, lon int32, ts uint32) {
 	m.want = append(m.want, event{Type: "expired", ID: id, TS: ts})
 }
 
-func (m *subModel) alert(a Alert) {
+func (m *subModel) alert(a alert.Alert) {
 	if (a.State != "firing" && a.State != "resolved") || len(a.ID) == 0 || len(a.ID) > MaxIDLen {
 		return
 	}
@@ -176,7 +177,7 @@ func (m *subModel) alert(a Alert) {
 }
 
 // randomQuery builds a random subscription query.
-func randomQuery(rng *rand.Rand, fleet []string) string {
+func randomQuery(rng *rand.Rand, trucks []string) string {
 	q := url.Values{}
 	if rng.IntN(10) < 7 {
 		var minLon, minLat, maxLon, maxLat float64
@@ -207,7 +208,7 @@ func randomQuery(rng *rand.Rand, fleet []string) string {
 		n := 1 + rng.IntN(40)
 		ids := make([]string, n)
 		for i := range ids {
-			ids[i] = fleet[rng.IntN(len(fleet))]
+			ids[i] = trucks[rng.IntN(len(trucks))]
 		}
 		q.Set("ids", strings.Join(ids, ","))
 	}
@@ -256,13 +257,13 @@ func TestRoutingBruteForce(t *testing.T) {
 	}
 	var clk atomic.Int64
 	h.clock = clk.Load
-	fleet := make([]string, 300)
-	for i := range fleet {
-		fleet[i] = fmt.Sprintf("t%03d", i)
+	trucks := make([]string, 300)
+	for i := range trucks {
+		trucks[i] = fmt.Sprintf("t%03d", i)
 	}
 	var subs []*subModel
 	join := func() {
-		q := randomQuery(rng, fleet)
+		q := randomQuery(rng, trucks)
 		f, err := parseFilter(q)
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -279,9 +280,9 @@ func TestRoutingBruteForce(t *testing.T) {
 			}
 		}
 		if f.m.hzMs != 0 {
-			// Exact unless more than hzWays of the fleet share a set.
+			// Exact unless more than hzWays of the trucks share a set.
 			var occ [hzSets]int
-			for _, id := range fleet {
+			for _, id := range trucks {
 				occ[maphash.String(h.seed, id)%hzSets]++
 			}
 			m.exact = slices.Max(occ[:]) <= hzWays
@@ -291,7 +292,7 @@ func TestRoutingBruteForce(t *testing.T) {
 	for range 10 {
 		join()
 	}
-	ups := make([]store.Update, 0, 200)
+	ups := make([]fleet.Update, 0, 200)
 	for round := range 40 {
 		if round > 0 && rng.IntN(3) == 0 && len(subs) > 1 {
 			i := rng.IntN(len(subs))
@@ -309,14 +310,14 @@ func TestRoutingBruteForce(t *testing.T) {
 				ups = ups[:0]
 				for range 1 + rng.IntN(200) {
 					lat, lon := randomPoint(rng)
-					id := []byte(fleet[rng.IntN(len(fleet))])
+					id := []byte(trucks[rng.IntN(len(trucks))])
 					switch rng.IntN(100) {
 					case 0:
 						id = nil
 					case 1:
 						id = bytes.Repeat([]byte("x"), MaxIDLen+1)
 					}
-					ups = append(ups, store.Update{ID: id, Position: store.Position{
+					ups = append(ups, fleet.Update{ID: id, Position: fleet.Position{
 						Lat: lat, Lon: lon, TS: uint32(round*1000 + op), Speed: uint16(rng.IntN(2000)), Heading: uint16(rng.IntN(360))}})
 				}
 				h.PublishPositions(ups)
@@ -327,7 +328,7 @@ func TestRoutingBruteForce(t *testing.T) {
 				}
 			case r < 8: // a burst of expirations, sometimes longer than one take
 				for range 1 + rng.IntN(2*ctlTakeMax) {
-					id := fleet[rng.IntN(len(fleet))]
+					id := trucks[rng.IntN(len(trucks))]
 					ts := uint32(rng.Uint32())
 					lat, lon := randomPoint(rng)
 					h.PublishExpired([]byte(id), lat, lon, ts)
@@ -337,8 +338,8 @@ func TestRoutingBruteForce(t *testing.T) {
 				}
 			default:
 				lat, lon := randomPoint(rng)
-				a := Alert{Rule: []string{"speeding", "idle \"long\"", strings.Repeat("é", 100)}[rng.IntN(3)],
-					ID: fleet[rng.IntN(len(fleet))], State: []string{"firing", "resolved", "bogus"}[rng.IntN(3)],
+				a := alert.Alert{Rule: []string{"speeding", "idle \"long\"", strings.Repeat("é", 100)}[rng.IntN(3)],
+					ID: trucks[rng.IntN(len(trucks))], State: []string{"firing", "resolved", "bogus"}[rng.IntN(3)],
 					TS: rng.Uint32(), Lat: lat, Lon: lon}
 				h.PublishAlert(a)
 				for _, m := range subs {
@@ -385,10 +386,10 @@ func TestRoutingBruteForce(t *testing.T) {
 	h.Close()
 }
 
-func publishN(h *Hub, n int, id func(i int) string) []store.Update {
-	ups := make([]store.Update, n)
+func publishN(h *Hub, n int, id func(i int) string) []fleet.Update {
+	ups := make([]fleet.Update, n)
 	for i := range ups {
-		ups[i] = store.Update{ID: []byte(id(i)), Position: store.Position{Lat: int32(i), Lon: int32(-i), TS: uint32(i)}}
+		ups[i] = fleet.Update{ID: []byte(id(i)), Position: fleet.Position{Lat: int32(i), Lon: int32(-i), TS: uint32(i)}}
 	}
 	h.PublishPositions(ups)
 	return ups
@@ -427,10 +428,10 @@ func TestDropOldest(t *testing.T) {
 	}
 
 	// Control events interleaved with dropped positions keep their place.
-	publishN(h, 10, func(i int) string { return "p" })                // p0…p9
-	h.PublishExpired([]byte("gone"), 0, 0, 7)                         // after p9
-	ups = publishN(h, 10, func(i int) string { return "q" })          // q0…q9: q0, q1 dropped
-	h.PublishAlert(Alert{Rule: "r", ID: "q", State: "firing", TS: 9}) // at the end
+	publishN(h, 10, func(i int) string { return "p" })                      // p0…p9
+	h.PublishExpired([]byte("gone"), 0, 0, 7)                               // after p9
+	ups = publishN(h, 10, func(i int) string { return "q" })                // q0…q9: q0, q1 dropped
+	h.PublishAlert(alert.Alert{Rule: "r", ID: "q", State: "firing", TS: 9}) // at the end
 	got = collect(t, h, s, true)
 	want = []event{{Type: "lag", Dropped: 12}, {Type: "expired", ID: "gone", TS: 7}}
 	for _, u := range ups[2:] {
@@ -575,11 +576,11 @@ func TestHzTableNeverUnderSends(t *testing.T) {
 func TestPublishNoSubscribers(t *testing.T) {
 	h, _ := New(Options{})
 	defer h.Close()
-	ups := []store.Update{{ID: []byte("t1")}}
+	ups := []fleet.Update{{ID: []byte("t1")}}
 	allocs := testing.AllocsPerRun(100, func() {
 		h.PublishPositions(ups)
 		h.PublishExpired(ups[0].ID, 0, 0, 1)
-		h.PublishAlert(Alert{ID: "t1", State: "firing"})
+		h.PublishAlert(alert.Alert{ID: "t1", State: "firing"})
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per publish with no subscriber", allocs)
@@ -605,9 +606,9 @@ func TestPublishAllocs(t *testing.T) {
 		s, _ := h.subscribe(&f)
 		defer h.unsubscribe(s)
 	}
-	ups := make([]store.Update, 1000)
+	ups := make([]fleet.Update, 1000)
 	for i := range ups {
-		ups[i] = store.Update{ID: fmt.Appendf(nil, "t%d", i%10), Position: store.Position{Lat: int32(i) * 1e5, Lon: int32(i) * 1e4}}
+		ups[i] = fleet.Update{ID: fmt.Appendf(nil, "t%d", i%10), Position: fleet.Position{Lat: int32(i) * 1e5, Lon: int32(i) * 1e4}}
 	}
 	for range 100 { // grow rings and scratch
 		h.PublishPositions(ups)
@@ -615,7 +616,7 @@ func TestPublishAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(50, func() {
 		h.PublishPositions(ups)
 		h.PublishExpired(ups[1].ID, 0, 0, 1)
-		h.PublishAlert(Alert{Rule: "r", ID: "t1", State: "firing"})
+		h.PublishAlert(alert.Alert{Rule: "r", ID: "t1", State: "firing"})
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per publish", allocs)
@@ -631,7 +632,7 @@ func TestPublishAllocs(t *testing.T) {
 		p.drain(context.Background())
 		allocs = testing.AllocsPerRun(50, func() {
 			h.PublishPositions(ups)
-			h.PublishAlert(Alert{Rule: "r", ID: "t1", State: "firing"})
+			h.PublishAlert(alert.Alert{Rule: "r", ID: "t1", State: "firing"})
 			if _, r := p.drain(context.Background()); r != 0 {
 				t.Fatal(r)
 			}
@@ -655,7 +656,7 @@ func TestConcurrentChurn(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(g)))
-			ups := make([]store.Update, 64)
+			ups := make([]fleet.Update, 64)
 			for i := range ups {
 				ups[i].ID = fmt.Appendf(nil, "t%02d", i)
 			}
@@ -670,7 +671,7 @@ func TestConcurrentChurn(t *testing.T) {
 				}
 				h.PublishPositions(ups)
 				h.PublishExpired(ups[0].ID, 0, 0, 1)
-				h.PublishAlert(Alert{Rule: "r", ID: "t01", State: "resolved", Lat: ups[1].Lat, Lon: ups[1].Lon})
+				h.PublishAlert(alert.Alert{Rule: "r", ID: "t01", State: "resolved", Lat: ups[1].Lat, Lon: ups[1].Lon})
 			}
 		}()
 	}
@@ -678,14 +679,14 @@ func TestConcurrentChurn(t *testing.T) {
 	go func() { // subscribers come and go, each with a pump
 		defer wg.Done()
 		rng := rand.New(rand.NewPCG(seed, 99))
-		fleet := []string{"t01", "t02", "t03"}
+		trucks := []string{"t01", "t02", "t03"}
 		for {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			f, err := parseFilter(randomQuery(rng, fleet))
+			f, err := parseFilter(randomQuery(rng, trucks))
 			if err != nil {
 				t.Error(err)
 				return

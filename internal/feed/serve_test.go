@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fleetd/fleetd/internal/alert"
 	"io"
 	"net"
 	"net/http"
@@ -20,7 +21,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
-	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // testServer serves a hub on 127.0.0.1 (httptest's default).
@@ -159,12 +160,12 @@ func e2eWorkload(t *testing.T, h *Hub, q string) []event {
 	}
 	m := &subModel{f: f, hzLast: map[string]uint32{}}
 	for b := range 50 {
-		ups := make([]store.Update, 0, 100)
+		ups := make([]fleet.Update, 0, 100)
 		for i := range 100 {
 			truck := i % 20
 			lon := -75 + float64(truck)*0.5 // trucks 10… are east of -70
-			ups = append(ups, store.Update{ID: fmt.Appendf(nil, "truck-%07d", truck),
-				Position: store.MakePosition(40+float64(i)/1000, lon, int64(1764000000+b*5+i/20), 52.5, float64(i))})
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "truck-%07d", truck),
+				Position: fleet.MakePosition(40+float64(i)/1000, lon, int64(1764000000+b*5+i/20), 52.5, float64(i))})
 		}
 		h.PublishPositions(ups)
 		for _, u := range ups {
@@ -174,7 +175,7 @@ func e2eWorkload(t *testing.T, h *Hub, q string) []event {
 			id := fmt.Sprintf("truck-%07d", b%20)
 			h.PublishExpired([]byte(id), 407128000, -740060000, uint32(1764000000+b))
 			m.expired(id, 407128000, -740060000, uint32(1764000000+b))
-			a := Alert{Rule: "speeding", ID: id, State: "firing", TS: uint32(1764000000 + b), Lat: 407128000, Lon: -740060000}
+			a := alert.Alert{Rule: "speeding", ID: id, State: "firing", TS: uint32(1764000000 + b), Lat: 407128000, Lon: -740060000}
 			h.PublishAlert(a)
 			m.alert(a)
 		}
@@ -336,7 +337,7 @@ func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
 	waitFor(t, 5*time.Second, "two subscribers", func() bool { return ts.h.Stats().Subscribers == 2 })
 
 	const trucks, batches = 1000, 1000 // 1M events
-	ups := make([]store.Update, trucks)
+	ups := make([]fleet.Update, trucks)
 	for i := range ups {
 		ups[i].ID = fmt.Appendf(nil, "t%04d", i)
 	}
@@ -425,7 +426,7 @@ func TestStallDisconnect(t *testing.T) {
 				defer c.CloseNow() // never read
 			}
 			waitFor(t, 5*time.Second, "subscriber", func() bool { return ts.h.Stats().Subscribers == 1 })
-			ups := make([]store.Update, 1000)
+			ups := make([]fleet.Update, 1000)
 			for i := range ups {
 				ups[i].ID = fmt.Appendf(nil, "truck-%0200d", i)[:MaxIDLen]
 			}
@@ -471,7 +472,7 @@ func TestStallBehind(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ups := make([]store.Update, 200)
+		ups := make([]fleet.Update, 200)
 		for i := range ups {
 			ups[i].ID = []byte("t")
 		}
@@ -534,9 +535,9 @@ func TestAbruptDisconnect(t *testing.T) {
 	waitFor(t, 5*time.Second, "WebSocket slot freed", func() bool { return ts.h.Stats().Subscribers == 0 })
 	wc.CloseNow()
 	// Publishing to nobody is fine, and the slots are reusable.
-	ts.h.PublishPositions([]store.Update{{ID: []byte("t")}})
+	ts.h.PublishPositions([]fleet.Update{{ID: []byte("t")}})
 	resp, r := dialSSE(t, ctx, ts, "")
-	ts.h.PublishPositions([]store.Update{{ID: []byte("t"), Position: store.Position{TS: 7}}})
+	ts.h.PublishPositions([]fleet.Update{{ID: []byte("t"), Position: fleet.Position{TS: 7}}})
 	if e := r.nextEvent(t); e.TS != 7 {
 		t.Errorf("after reconnect: %+v", e)
 	}
@@ -592,7 +593,7 @@ func TestCloseDisconnectsAll(t *testing.T) {
 		}()
 	}
 	waitFor(t, 5*time.Second, "6 subscribers", func() bool { return ts.h.Stats().Subscribers == 6 })
-	ts.h.PublishPositions([]store.Update{{ID: []byte("t")}})
+	ts.h.PublishPositions([]fleet.Update{{ID: []byte("t")}})
 	start := time.Now()
 	ts.h.Close()
 	t.Logf("Close took %v", time.Since(start))
@@ -614,7 +615,7 @@ func TestCloseDisconnectsAll(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "shutting down") {
 		t.Errorf("after Close: %d %s", resp.StatusCode, b)
 	}
-	ts.h.PublishPositions([]store.Update{{ID: []byte("t")}}) // a no-op
+	ts.h.PublishPositions([]fleet.Update{{ID: []byte("t")}}) // a no-op
 	ts.close()
 	ts.srv.Client().CloseIdleConnections()
 	goleak.VerifyNone(t, before)
@@ -663,7 +664,7 @@ func TestHeartbeat(t *testing.T) {
 			t.Fatal("no WebSocket ping")
 		}
 	}
-	ts.h.PublishPositions([]store.Update{{ID: []byte("t"), Position: store.Position{TS: 3}}})
+	ts.h.PublishPositions([]fleet.Update{{ID: []byte("t"), Position: fleet.Position{TS: 3}}})
 	if evs := <-got; len(evs) != 1 || evs[0].TS != 3 {
 		t.Fatalf("WebSocket after pings: %+v", evs)
 	}
@@ -693,7 +694,7 @@ func TestBurstIsNotStall(t *testing.T) {
 	done := make(chan endReason)
 	k := &countSink{}
 	go func() { done <- newPump(h, s, k, false).run(ctx) }()
-	ups := make([]store.Update, 500)
+	ups := make([]fleet.Update, 500)
 	for i := range ups {
 		ups[i].ID = []byte("t")
 	}
@@ -740,14 +741,14 @@ func TestBehindThenIdleIsNotStall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan endReason)
 	go func() { done <- newPump(h, s, k, false).run(ctx) }()
-	one := []store.Update{{ID: []byte("t")}}
+	one := []fleet.Update{{ID: []byte("t")}}
 	h.PublishPositions(one)
 	waitFor(t, 5*time.Second, "the first write to block", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.mu.busy
 	})
-	burst := make([]store.Update, 100)
+	burst := make([]fleet.Update, 100)
 	for i := range burst {
 		burst[i].ID = []byte("t")
 	}

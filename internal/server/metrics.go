@@ -10,7 +10,7 @@ import (
 
 // registerMetrics exports the feed's and the alert engine's counters on
 // the API's /metrics.
-func registerMetrics(a *api.Server, hub *feed.Hub, al *alert.Engine) {
+func registerMetrics(a *api.Server, hub *feed.Hub, al *alert.Evaluator) {
 	reg := a.Registry()
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))

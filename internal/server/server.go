@@ -31,7 +31,7 @@ type Options struct {
 type Server struct {
 	Engine *engine.Engine
 	Feed   *feed.Hub
-	Alerts *alert.Engine
+	Alerts *alert.Evaluator
 	API    *api.Server
 	mux    *http.ServeMux
 	h      http.Handler // mux behind the guard
@@ -54,9 +54,7 @@ func Open(o Options) (*Server, error) {
 		FS:     o.Engine.FS,
 		Dir:    cfgDir,
 		Logger: o.Logger,
-		Emit: func(a alert.Alert) {
-			hub.PublishAlert(feed.Alert{Rule: a.Rule, ID: a.ID, State: a.State, TS: a.TS, Lat: a.Lat, Lon: a.Lon})
-		},
+		Emit:   hub.PublishAlert,
 	})
 	if err != nil {
 		hub.Close()
@@ -64,7 +62,7 @@ func Open(o Options) (*Server, error) {
 	}
 	o.Engine.Logger = o.Logger
 	// The feed first: a position is published before the alert it causes.
-	o.Engine.Observers = append(o.Engine.Observers, newFeedObserver(hub), alerts)
+	o.Engine.Observers = append(o.Engine.Observers, hub, alerts)
 	eng, err := engine.Open(o.Engine)
 	if err != nil {
 		hub.Close()

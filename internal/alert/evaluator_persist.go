@@ -37,12 +37,12 @@ type configRule struct {
 	ruleSpecJSON
 }
 
-func (e *Engine) configPath() string { return filepath.Join(e.opts.Dir, ConfigFile) }
+func (e *Evaluator) configPath() string { return filepath.Join(e.opts.Dir, ConfigFile) }
 
 // saveLocked writes the configuration in cfg atomically: a temporary file
 // is written and fsynced, renamed over config.json, and the directory
 // fsynced. Without a Dir it does nothing. Errors wrap ErrPersist.
-func (e *Engine) saveLocked() error {
+func (e *Evaluator) saveLocked() error {
 	if e.opts.Dir == "" {
 		return nil
 	}
@@ -84,7 +84,7 @@ func (e *renamedError) Unwrap() error { return e.error }
 // undoSaveLocked is called after a failed save, once cfg is restored to
 // what it was: if the failed save had already replaced the file, the
 // restored configuration is written again so that disk and memory agree.
-func (e *Engine) undoSaveLocked(err error) {
+func (e *Evaluator) undoSaveLocked(err error) {
 	var re *renamedError
 	if !errors.As(err, &re) {
 		return
@@ -107,7 +107,7 @@ func cmpString(a, b string) int {
 
 // load creates Dir if needed and installs the saved configuration, if
 // any. Every error names the file.
-func (e *Engine) load() error {
+func (e *Evaluator) load() error {
 	fsys, path := e.opts.FS, e.configPath()
 	if err := fsys.MkdirAll(e.opts.Dir, 0o755); err != nil {
 		return fmt.Errorf("alert: creating %s: %w", e.opts.Dir, err)

@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/fence"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/rules"
 	"github.com/fleetd/fleetd/internal/vfs"
 )
@@ -144,7 +144,7 @@ const (
 	StateResolved = "resolved"
 )
 
-// Options configures an Engine.
+// Options configures an Evaluator.
 type Options struct {
 	// FS is the filesystem for Dir (default vfs.Default).
 	FS vfs.FS
@@ -160,11 +160,11 @@ type Options struct {
 	Emit func(a Alert)
 }
 
-// Engine holds the zones and rules, evaluates the rules on every applied
-// update (it is an engine.Observer) and keeps per-(rule, truck) state.
+// Evaluator holds the zones and rules, evaluates the rules on every applied
+// update (it is an fleet.Observer) and keeps per-(rule, truck) state.
 // It is safe for concurrent use and starts no goroutines of its own
 // beyond the short-lived workers of one large Applied call.
-type Engine struct {
+type Evaluator struct {
 	opts  Options
 	zones fence.Set
 	cache *rules.Cache
@@ -194,17 +194,17 @@ type Engine struct {
 	scratch sync.Pool // *scratch
 }
 
-var _ engine.Observer = (*Engine)(nil)
+var _ fleet.Observer = (*Evaluator)(nil)
 
-// New builds an Engine and loads the configuration saved in o.Dir.
-func New(o Options) (*Engine, error) {
+// New builds an Evaluator and loads the configuration saved in o.Dir.
+func New(o Options) (*Evaluator, error) {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	e := &Engine{opts: o, cache: rules.NewCache(cacheSize)}
+	e := &Evaluator{opts: o, cache: rules.NewCache(cacheSize)}
 	e.cfg.rules = map[string]*liveRule{}
 	e.cfg.zoneJSON = map[string][]byte{}
 	for i := range e.stripes {
@@ -237,7 +237,7 @@ type Stats struct {
 }
 
 // Stats returns the engine's figures; it takes each stripe's lock briefly.
-func (e *Engine) Stats() Stats {
+func (e *Evaluator) Stats() Stats {
 	sn := e.snap.Load()
 	st := Stats{
 		Rules:       len(sn.rules),

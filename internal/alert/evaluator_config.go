@@ -39,7 +39,7 @@ type ZoneInfo struct {
 // wrap ErrInvalid for a bad name or GeoJSON (the message is fence's),
 // fence.ErrTooLarge for a body over fence's limits, ErrPersist when saving
 // failed (nothing changed).
-func (e *Engine) PutZone(name string, body io.Reader) (*fence.Zone, error) {
+func (e *Evaluator) PutZone(name string, body io.Reader) (*fence.Zone, error) {
 	if err := fence.CheckName(name); err != nil {
 		return nil, &inputError{err}
 	}
@@ -59,7 +59,7 @@ func (e *Engine) PutZone(name string, body io.Reader) (*fence.Zone, error) {
 }
 
 // putZoneLocked stores z, saving first when save is set.
-func (e *Engine) putZoneLocked(name string, z *fence.Zone, save bool) error {
+func (e *Evaluator) putZoneLocked(name string, z *fence.Zone, save bool) error {
 	js := z.AppendGeoJSON(nil)
 	if _, ok := e.zones.ZoneID(name); !ok && e.zones.Len() >= fence.MaxIDs {
 		return fmt.Errorf("alert: zone %q: %w: %d zones", name, ErrLimit, fence.MaxIDs)
@@ -91,10 +91,10 @@ func (e *Engine) putZoneLocked(name string, z *fence.Zone, save bool) error {
 }
 
 // GetZone returns the named zone.
-func (e *Engine) GetZone(name string) (*fence.Zone, bool) { return e.zones.Get(name) }
+func (e *Evaluator) GetZone(name string) (*fence.Zone, bool) { return e.zones.Get(name) }
 
 // Zones lists the zones by name.
-func (e *Engine) Zones() []ZoneInfo {
+func (e *Evaluator) Zones() []ZoneInfo {
 	var zs []ZoneInfo
 	for name, z := range e.zones.All() {
 		zs = append(zs, ZoneInfo{Name: name, Zone: z})
@@ -105,7 +105,7 @@ func (e *Engine) Zones() []ZoneInfo {
 // DeleteZone removes the named zone. It returns an error wrapping
 // ErrNotFound for an unknown zone and a *ZoneInUseError (errors.Is
 // ErrInUse) while rules name it.
-func (e *Engine) DeleteZone(name string) error {
+func (e *Evaluator) DeleteZone(name string) error {
 	e.cfg.Lock()
 	defer e.cfg.Unlock()
 	id, ok := e.zones.ZoneID(name)
@@ -145,7 +145,7 @@ func (e *Engine) DeleteZone(name string) error {
 // A compile error is a *rules.Error (wrapped; use errors.As) that also
 // matches ErrInvalid; other errors wrap ErrInvalid (name, severity, for),
 // ErrLimit or ErrPersist.
-func (e *Engine) PutRule(name string, spec RuleSpec) (Rule, error) {
+func (e *Evaluator) PutRule(name string, spec RuleSpec) (Rule, error) {
 	spec, sev, err := checkSpec(name, spec)
 	if err != nil {
 		return Rule{}, err
@@ -182,7 +182,7 @@ func checkSpec(name string, spec RuleSpec) (RuleSpec, uint8, error) {
 
 // putRuleLocked compiles and installs a rule; the caller frees old's state
 // (after unlocking cfg) with freeRule.
-func (e *Engine) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool) (r, old *liveRule, err error) {
+func (e *Evaluator) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool) (r, old *liveRule, err error) {
 	prog, err := e.cache.Compile(spec.When, &e.zones)
 	if err != nil {
 		var rerr *rules.Error
@@ -217,7 +217,7 @@ func (e *Engine) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool)
 }
 
 // GetRule returns the named rule.
-func (e *Engine) GetRule(name string) (Rule, bool) {
+func (e *Evaluator) GetRule(name string) (Rule, bool) {
 	sn := e.snap.Load()
 	i, ok := slices.BinarySearchFunc(sn.rules, name, func(r *liveRule, n string) int {
 		switch {
@@ -236,7 +236,7 @@ func (e *Engine) GetRule(name string) (Rule, bool) {
 }
 
 // Rules lists the rules by name.
-func (e *Engine) Rules() []Rule {
+func (e *Evaluator) Rules() []Rule {
 	sn := e.snap.Load()
 	rs := make([]Rule, len(sn.rules))
 	for i, r := range sn.rules {
@@ -248,7 +248,7 @@ func (e *Engine) Rules() []Rule {
 // DeleteRule removes the named rule, frees its state and resolves its
 // firing alerts (Reason "rule deleted"). It returns an error wrapping
 // ErrNotFound for an unknown rule.
-func (e *Engine) DeleteRule(name string) error {
+func (e *Evaluator) DeleteRule(name string) error {
 	e.cfg.Lock()
 	r, ok := e.cfg.rules[name]
 	if !ok {
@@ -274,7 +274,7 @@ func (e *Engine) DeleteRule(name string) error {
 // and emits a resolve for each of its firing alerts; then its slot may be
 // reused. The rule is already out of the snapshot, and evalMu was taken
 // since, so no batch can add state for it any more.
-func (e *Engine) freeRule(r *liveRule, reason string) {
+func (e *Evaluator) freeRule(r *liveRule, reason string) {
 	var out []Alert
 	sev := severities[r.severity]
 	for i := range e.stripes {
@@ -323,7 +323,7 @@ func (s *stripe) recAlertLocked(rec *firingRec, rule, sev, state, reason string)
 }
 
 // allocSlotLocked hands out a free slot with its next generation.
-func (e *Engine) allocSlotLocked() (uint16, uint8) {
+func (e *Evaluator) allocSlotLocked() (uint16, uint8) {
 	var slot uint16
 	if n := len(e.cfg.free); n > 0 {
 		slot, e.cfg.free = e.cfg.free[n-1], e.cfg.free[:n-1]
@@ -338,11 +338,11 @@ func (e *Engine) allocSlotLocked() (uint16, uint8) {
 	return slot, e.cfg.gens[slot]
 }
 
-func (e *Engine) releaseSlotLocked(slot uint16) { e.cfg.free = append(e.cfg.free, slot) }
+func (e *Evaluator) releaseSlotLocked(slot uint16) { e.cfg.free = append(e.cfg.free, slot) }
 
 // rebuildLocked publishes a snapshot of the current rules and zones. The
 // caller holds cfg and evalMu.
-func (e *Engine) rebuildLocked() {
+func (e *Evaluator) rebuildLocked() {
 	rs := make([]*liveRule, 0, len(e.cfg.rules))
 	for _, r := range e.cfg.rules {
 		rs = append(rs, r)
