@@ -64,8 +64,8 @@
 //	batch buffer    ≤ 64 KiB + one event (≤ 1.3 KiB)
 //	filter          ≤ MaxIDs IDs (here and in the hub's ID index), and
 //	                ≤ 1024 grid-cell entries of 4 B in the routing snapshot
-//	goroutines      SSE: the handler's; WebSocket: the handler's and the
-//	                library's read loop
+//	goroutines      SSE: the handler's; WebSocket: the handler's and its
+//	                read loop
 //
 // A position is queued as its encoded JSON after the constant
 // {"type":"position","id": (the payload, at most 472 bytes; 94 for an ID
@@ -108,7 +108,8 @@
 // http.ResponseController.SetWriteDeadline, a WebSocket message or ping
 // under a context timeout) does not complete within Stall, is disconnected
 // and counted in Stats.StallDisconnects. A client that closes is noticed
-// through the request context (SSE) or the read loop (WebSocket); one that
+// through the request context (SSE) or the read loop (WebSocket; its slot
+// is freed before the close handshake, which may wait for the client); one that
 // vanishes silently is noticed when a write (events, or the WebSocket
 // ping) times out, or for an idle SSE stream when the kernel gives up on
 // the connection (TCP retransmission timeout).

@@ -765,3 +765,33 @@ func TestBehindThenIdleIsNotStall(t *testing.T) {
 		t.Fatalf("stats %+v, want 92 dropped and no stall", st)
 	}
 }
+
+// TestWSSlotFreedOnClose: a client that sends a data message is closed
+// with 1008, and its subscriber slot is free at once (not when the
+// library's close handshake gives up, seconds later): a new subscriber
+// fits under MaxSubscribers=1 straight away.
+func TestWSSlotFreedOnClose(t *testing.T) {
+	ts := newTestServer(t, Options{MaxSubscribers: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		c, _, err := websocket.Dial(ctx, ts.wsURL(""), nil)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		// The server closes with 1008; the client does not read, so it
+		// does not answer the close handshake and the server's close waits.
+		waitFor(t, 2*time.Second, "the slot to be freed", func() bool { return ts.h.Stats().Subscribers == 0 })
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("slot freed after %v", d)
+		}
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Errorf("read after a data message: %v, want close 1008", err)
+		}
+		c.CloseNow()
+	}
+}

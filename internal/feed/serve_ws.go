@@ -3,6 +3,7 @@ package feed
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,23 +27,43 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		refuse(w, err)
 		return
 	}
-	defer h.unsubscribe(s)
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opt.OriginPatterns})
 	if err != nil {
+		h.unsubscribe(s)
 		return // Accept has answered the request
 	}
 	c.SetReadLimit(4096)
-	ctx := c.CloseRead(r.Context())
+	// The read loop only notices the close, or a data message (refused with
+	// 1008). It is ours, not the library's CloseRead, whose context ends
+	// only after its own close handshake (up to 15 s with a client that does
+	// not answer it): the pump must stop, and the slot be freed, at once.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	readDone := make(chan struct{})
+	var dataMsg atomic.Bool
+	go func() {
+		defer close(readDone)
+		defer cancel()
+		if _, _, err := c.Reader(ctx); err == nil {
+			dataMsg.Store(true)
+		}
+	}()
 	k := &wsSink{c: c, ctx: ctx, stall: h.opt.Stall}
 	p := newPump(h, s, k, true)
 	end := p.run(ctx)
 	p.release()
-	if end == endClosed {
+	// The slot is freed before the close, which can wait for the client.
+	h.unsubscribe(s)
+	switch {
+	case end == endClosed:
 		_ = c.Close(websocket.StatusGoingAway, "server shutting down")
-		return
+	case dataMsg.Load():
+		_ = c.Close(websocket.StatusPolicyViolation, "unexpected data message")
+	default:
+		// Gone or stalled: no handshake with a client that is not reading.
+		_ = c.CloseNow()
 	}
-	// Gone or stalled: no handshake with a client that is not reading.
-	_ = c.CloseNow()
+	<-readDone
 }
 
 // wsSink writes WebSocket messages, each under a Stall timeout (on timeout
