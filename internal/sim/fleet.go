@@ -24,6 +24,17 @@ type FleetOptions struct {
 	Seed int64
 	// Region selects the places the trucks drive between.
 	Region Region
+	// OnStop, if set, is told of every stop as it begins (the ground truth
+	// that tests of trip and stop detection compare with): the parking at
+	// creation, and each stop between legs.
+	OnStop func(Stop)
+}
+
+// Stop is a simulated truck standing still.
+type Stop struct {
+	Truck    uint32
+	Start    time.Time
+	Duration time.Duration
 }
 
 // Fleet simulates a range of trucks driving between the places of a region.
@@ -35,6 +46,7 @@ type Fleet struct {
 	width  int // ID digits
 	cursor int // next index into trucks for Next
 	net    *network
+	onStop func(Stop)
 }
 
 // truck is the whole state of one simulated truck: pointer-free, so a
@@ -105,6 +117,7 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 		first:  uint32(opts.First),
 		width:  IDWidth(opts.Trucks),
 		net:    net,
+		onStop: opts.OnStop,
 	}
 	for i := range f.trucks {
 		f.initTruck(&f.trucks[i], uint64(opts.First+i), opts.Seed, opts.Region)
@@ -135,7 +148,7 @@ func (f *Fleet) Next(dst []Update, n int, now time.Time) []Update {
 			f.cursor = 0
 		}
 		t := &f.trucks[i]
-		moved, dt := f.advance(t, ns)
+		moved, dt := f.advance(t, i, ns)
 		u := Update{Truck: f.first + uint32(i), TS: ts}
 		u.Lat, u.Lon, u.Heading = t.position()
 		switch {
@@ -173,10 +186,13 @@ func (t *truck) speedAt(d float64) float64 {
 
 // advance moves t forward to nowNs and returns the path length driven in km
 // and the time elapsed since its last advance in seconds.
-func (f *Fleet) advance(t *truck, nowNs int64) (movedKm, dtS float64) {
+func (f *Fleet) advance(t *truck, i int, nowNs int64) (movedKm, dtS float64) {
 	if t.lastNs == 0 || nowNs <= t.lastNs {
 		if t.lastNs == 0 {
 			t.lastNs = nowNs
+			if t.idle > 0 && f.onStop != nil {
+				f.onStop(Stop{Truck: f.first + uint32(i), Start: time.Unix(0, nowNs), Duration: time.Duration(float64(t.idle) * 1e9)})
+			}
 		}
 		return 0, 0
 	}
@@ -201,6 +217,10 @@ func (f *Fleet) advance(t *truck, nowNs int64) (movedKm, dtS float64) {
 			movedKm += left
 			rem -= left / v * 3600
 			f.nextLeg(t)
+			if f.onStop != nil {
+				at := nowNs - int64(max(rem, 0)*1e9)
+				f.onStop(Stop{Truck: f.first + uint32(i), Start: time.Unix(0, at), Duration: time.Duration(float64(t.idle) * 1e9)})
+			}
 			continue
 		}
 		t.done += ds
