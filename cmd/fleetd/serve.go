@@ -23,6 +23,7 @@ import (
 	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
+	"github.com/fleetd/fleetd/internal/history"
 	"github.com/fleetd/fleetd/internal/server"
 	"github.com/fleetd/fleetd/internal/sim"
 	"github.com/fleetd/fleetd/internal/store"
@@ -73,6 +74,23 @@ Flags:
                                      updates
                        never         the OS decides; a power cut can lose
                                      everything since the last segment
+  --history          keep every accepted update, late ones included, in
+                     DIR/history (default true; needs --data): trails,
+                     trips and stops, "who was here" and export under
+                     /v1/trucks/{id}/history, /trips, /v1/history/…, at
+                     about 6 bytes a point on disk. --history=false keeps
+                     the latest position only
+  --history-retention D
+                     drop history hours older than D (default 7d; D takes
+                     d for days, or h, m, s), whole, logged and counted
+  --history-max-disk SIZE
+                     drop the oldest history hours while history's files
+                     take more than SIZE (default 4GiB)
+  --history-buffer SIZE
+                     points are buffered in memory up to SIZE before they
+                     are written (default 4MiB); history's memory stays
+                     under 4x SIZE whatever the fleet and the retention:
+                     when the disk falls behind, ingest waits for it
   --snapshot-every SIZE
                      write a snapshot in the background once the log has
                      grown by SIZE (default 256MiB), and on shutdown; older
@@ -302,10 +320,40 @@ type serveConfig struct {
 	tlsCert       string
 	tlsKey        string
 	metricsPublic bool
+	history       bool
+	histRetention dayDuration
+	histMaxDisk   sizeFlag
+	histBuffer    sizeFlag
+}
+
+// dayDuration is a duration flag that also takes days ("7d", "1d12h").
+type dayDuration time.Duration
+
+func (d *dayDuration) String() string { return time.Duration(*d).String() }
+
+func (d *dayDuration) Set(s string) error {
+	days := 0.0
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		v, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%q: want a duration such as 7d, 36h or 90m", s)
+		}
+		days, s = v, s[i+1:]
+	}
+	var rest time.Duration
+	if s != "" {
+		var err error
+		if rest, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("%q: want a duration such as 7d, 36h or 90m", s)
+		}
+	}
+	*d = dayDuration(time.Duration(days*24*float64(time.Hour)) + rest)
+	return nil
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
-	c := &serveConfig{maxBody: api.DefaultMaxBody, snapEvery: engine.DefaultSnapshotEvery}
+	c := &serveConfig{maxBody: api.DefaultMaxBody, snapEvery: engine.DefaultSnapshotEvery,
+		histRetention: dayDuration(history.DefaultRetention), histMaxDisk: history.DefaultMaxDisk, histBuffer: history.DefaultBufferBytes}
 	fs := flag.NewFlagSet("fleetd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, serveHelp) }
@@ -330,6 +378,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.BoolVar(&c.metricsPublic, "metrics-public", true, "serve /metrics without a token")
+	fs.BoolVar(&c.history, "history", true, "keep every update in DIR/history")
+	fs.Var(&c.histRetention, "history-retention", "drop history older than this")
+	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
+	fs.Var(&c.histBuffer, "history-buffer", "history's write buffer")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -352,6 +404,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		fmt.Fprintf(stderr, "fleetd serve: --tls-cert and --tls-key go together\n")
 		return nil, errors.New("bad --tls-cert/--tls-key")
+	}
+	if c.histRetention <= 0 {
+		fmt.Fprintf(stderr, "fleetd serve: --history-retention %v: want a positive duration\n", c.histRetention.String())
+		return nil, errors.New("bad --history-retention")
 	}
 	if c.shards < 0 || c.shards > 256 {
 		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
@@ -512,6 +568,10 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall},
 		BasemapStyle: c.basemap,
 		Logger:       log,
+	}
+	if c.history && c.data != "" {
+		srvOpts.Engine.History = &history.Options{Retention: time.Duration(c.histRetention), MaxDisk: int64(c.histMaxDisk),
+			BufferBytes: int(c.histBuffer)}
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(int64(c.memLimit))

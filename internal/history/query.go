@@ -3,6 +3,7 @@ package history
 import (
 	"bytes"
 	"math"
+	"slices"
 
 	"github.com/fleetd/fleetd/internal/geo"
 )
@@ -62,31 +63,94 @@ func (h *History) buffered(id []byte, from, to uint32, dst []Point) []Point {
 // Trail appends to dst the points of truck id with from ≤ ts ≤ to, in ts
 // order, without duplicates.
 func (h *History) Trail(id []byte, from, to uint32, dst []Point) ([]Point, Answer, error) {
-	h.files.RLock()
-	defer h.files.RUnlock()
-	rs, bad := h.runsIn(from, to)
+	ans, err := h.Walk(id, from, to, func(ps []Point) error {
+		dst = append(dst, ps...)
+		return nil
+	})
+	return dst, ans, err
+}
+
+// Walk calls fn with the points of truck id with from ≤ ts ≤ to, in ts
+// order without duplicates, one hour partition at a time: its memory is
+// one hour of one truck, however long the range. ps is valid only during
+// the call; an error from fn stops the walk and is returned.
+func (h *History) Walk(id []byte, from, to uint32, fn func(ps []Point) error) (Answer, error) {
+	if from > to {
+		return Answer{}, nil
+	}
+	// The buffers first: a point written meanwhile is then in a run as
+	// well, and the hour's sort drops the copy.
+	buffered := sortPoints(h.buffered(id, from, to, nil))
+	hours, bad := h.hoursIn(from, to)
 	ans := Answer{Incomplete: bad}
-	base := len(dst)
+	for _, p := range buffered { // hours with buffered points only
+		if n := len(hours); n == 0 || hours[n-1] != p.TS/3600 {
+			hours = append(hours, p.TS/3600)
+		}
+	}
+	slices.Sort(hours)
+	hours = slices.Compact(hours)
 	var buf, all []Point
 	var scratch []byte
-	for _, r := range rs {
-		var err error
-		scratch, buf, err = r.find(id, scratch, buf[:0])
-		if err != nil {
-			h.noteCorrupt(r, err)
-			ans.Incomplete = true
-			continue
+	for _, hour := range hours {
+		all = all[:0]
+		// Shared per hour, not across fn: a slow reader must not hold off
+		// the writer (and through it, ingest).
+		h.files.RLock()
+		for _, r := range h.runsOf(hour) {
+			var err error
+			scratch, buf, err = r.find(id, scratch, buf[:0])
+			if err != nil {
+				h.noteCorrupt(r, err)
+				ans.Incomplete = true
+				continue
+			}
+			for i := range buf {
+				if buf[i].TS >= from && buf[i].TS <= to {
+					all = append(all, buf[i])
+				}
+			}
 		}
-		for i := range buf {
-			if buf[i].TS >= from && buf[i].TS <= to {
-				all = append(all, buf[i])
+		h.files.RUnlock()
+		for len(buffered) > 0 && buffered[0].TS/3600 == hour {
+			all = append(all, buffered[0])
+			buffered = buffered[1:]
+		}
+		if all = sortPoints(all); len(all) > 0 {
+			if err := fn(all); err != nil {
+				return ans, err
 			}
 		}
 	}
-	all = h.buffered(id, from, to, all)
-	dst = append(dst, sortPoints(all)...)
-	_ = base
-	return dst, ans, nil
+	return ans, nil
+}
+
+// hoursIn lists the partitions' hours overlapping [from, to], sorted, and
+// whether any of them has unreadable runs.
+func (h *History) hoursIn(from, to uint32) ([]uint32, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var hours []uint32
+	bad := false
+	for hour, p := range h.mu.parts {
+		if hour >= from/3600 && hour <= to/3600 {
+			hours = append(hours, hour)
+			bad = bad || p.corrupt > 0
+		}
+	}
+	slices.Sort(hours)
+	return hours, bad
+}
+
+// runsOf returns hour's runs. The caller holds h.files shared while it
+// reads them.
+func (h *History) runsOf(hour uint32) []*run {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.mu.parts[hour]; p != nil {
+		return slices.Clone(p.runs)
+	}
+	return nil
 }
 
 func (h *History) noteCorrupt(r *run, err error) {
