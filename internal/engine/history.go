@@ -163,3 +163,15 @@ func (e *Engine) History() *history.History {
 	}
 	return e.dur.hist
 }
+
+// FlushHistory writes history's buffer now, so that a read of the written
+// runs (History.Export) holds every update accepted before the call.
+func (e *Engine) FlushHistory() error {
+	if e.History() == nil {
+		return nil
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	return e.flushHistory()
+}

@@ -117,8 +117,8 @@ type History struct {
 	o Options
 
 	// mu guards the buffers and the partitions' lists; files are read
-	// outside it, under files (shared by readers, exclusive to whoever
-	// closes runs).
+	// outside it, by readers that hold a reference to each run they read
+	// (run.acquire), so that merges and drops never wait for a reader.
 	mu struct {
 		sync.Mutex
 		active  *buffer
@@ -127,8 +127,7 @@ type History struct {
 		covered uint64
 		room    sync.Cond // signalled when the active buffer is sealed
 	}
-	files sync.RWMutex
-	kick  chan struct{} // a buffer is full: seal it
+	kick chan struct{} // a buffer is full: seal it
 
 	points, dropped, corrupt atomic.Int64
 	waits                    atomic.Int64 // WaitRoom blocked
@@ -431,7 +430,6 @@ func (h *History) install(p *partition, path string, level int, seq uint64, repl
 		return err
 	}
 	r.level, r.seq = level, seq
-	h.files.Lock()
 	h.mu.Lock()
 	p.runs = append(slices.DeleteFunc(p.runs, func(x *run) bool { return slices.Contains(replaces, x) }), r)
 	p.bytes += r.size
@@ -439,14 +437,10 @@ func (h *History) install(p *partition, path string, level int, seq uint64, repl
 		p.bytes -= x.size
 	}
 	h.mu.Unlock()
-	h.files.Unlock()
 	h.diskBytes.Add(r.size)
 	for _, x := range replaces {
-		x.close()
+		x.retire()
 		h.diskBytes.Add(-x.size)
-		if err := h.o.FS.Remove(x.path); err != nil {
-			h.o.Logger.Warn("history: could not remove a merged run; its points are duplicates now", "file", x.path, "err", err)
-		}
 	}
 	return nil
 }
@@ -530,18 +524,15 @@ func (h *History) mergeable(p *partition) []*run {
 }
 
 func (h *History) drop(p *partition, why string) {
-	h.files.Lock()
 	h.mu.Lock()
 	delete(h.mu.parts, p.hour)
 	runs := p.runs
 	p.runs = nil
 	h.mu.Unlock()
-	h.files.Unlock()
 	var points uint64
 	for _, r := range runs {
 		points += r.points
-		r.close()
-		_ = h.o.FS.Remove(r.path)
+		r.retire()
 		h.diskBytes.Add(-r.size)
 	}
 	dir := filepath.Join(h.o.Dir, hourName(p.hour))
@@ -560,13 +551,11 @@ func (h *History) Close() error {
 }
 
 func (h *History) closeRuns() {
-	h.files.Lock()
-	defer h.files.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range h.mu.parts {
 		for _, r := range p.runs {
-			r.close()
+			r.release()
 		}
 		p.runs = nil
 	}

@@ -117,6 +117,26 @@ func TestModel(t *testing.T) {
 		}
 		checkModel(t, r, h, m, round)
 	}
+	// Export, once everything is written, equals the model.
+	if err := h.Write(h.Seal(lsn)); err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string][]Point{}
+	ans, err := h.Export(0, ^uint32(0), func(id []byte, ps []Point) error {
+		exported[string(id)] = append(exported[string(id)], ps...)
+		return nil
+	})
+	if err != nil || ans.Incomplete {
+		t.Fatalf("Export: %v %+v", err, ans)
+	}
+	for id := range m {
+		if want := m.trail(id, 0, ^uint32(0)); !slices.Equal(exported[id], want) {
+			t.Fatalf("Export of %s: %d points, want %d", id, len(exported[id]), len(want))
+		}
+	}
+	if len(exported) != len(m) {
+		t.Fatalf("Export: %d trucks, want %d", len(exported), len(m))
+	}
 	st := h.Stats()
 	merged := 0
 	for _, p := range h.partitions() {

@@ -70,14 +70,31 @@ func (h *History) merge(p *partition, runs []*run) error {
 	if err != nil {
 		return err
 	}
+	if err := mergeRuns(runs, w.Add); err != nil {
+		w.Abort()
+		return err
+	}
+	if _, err := w.Finish(); err != nil {
+		return err
+	}
+	if err := h.o.FS.SyncDir(dir); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return h.install(p, path, level, seq, runs)
+}
+
+// mergeRuns calls fn with each truck of runs, in index order, with its
+// points from every run sorted and without duplicates. Memory: one block
+// per run. ps is valid only during the call.
+func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
 	cs := make([]*cursor, len(runs))
 	for i, r := range runs {
 		cs[i] = &cursor{r: r}
 		if err := cs[i].next(); err != nil {
-			w.Abort()
 			return err
 		}
 	}
+	var id []byte
 	var pts []Point
 	for {
 		var lo *cursor
@@ -87,36 +104,26 @@ func (h *History) merge(p *partition, runs []*run) error {
 			}
 		}
 		if lo == nil {
-			break
+			return nil
 		}
-		id := append([]byte(nil), lo.id...)
+		id = append(id[:0], lo.id...)
 		pts = pts[:0]
 		for _, c := range cs {
 			if !c.done && c != lo && c.compare(lo) == 0 {
 				pts = append(pts, c.pts...)
 				if err := c.next(); err != nil {
-					w.Abort()
 					return err
 				}
 			}
 		}
 		pts = append(pts, lo.pts...)
 		if err := lo.next(); err != nil {
-			w.Abort()
 			return err
 		}
-		if err := w.Add(id, sortPoints(pts)); err != nil {
-			w.Abort()
+		if err := fn(id, sortPoints(pts)); err != nil {
 			return err
 		}
 	}
-	if _, err := w.Finish(); err != nil {
-		return err
-	}
-	if err := h.o.FS.SyncDir(dir); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	return h.install(p, path, level, seq, runs)
 }
 
 // compact merges every run of p into one: done once p's hour is over, so

@@ -15,9 +15,9 @@ type Answer struct {
 	Incomplete bool
 }
 
-// runsIn returns the runs of the partitions overlapping [from, to] and
-// whether any of those partitions has unreadable runs. The caller holds
-// h.files shared.
+// runsIn returns the runs of the partitions overlapping [from, to],
+// acquired (the caller releases them), and whether any of those
+// partitions has unreadable runs.
 func (h *History) runsIn(from, to uint32) ([]*run, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -26,7 +26,7 @@ func (h *History) runsIn(from, to uint32) ([]*run, bool) {
 	if to-from > uint32(len(h.mu.parts))*3600 {
 		for _, p := range h.mu.parts {
 			if p.hour >= from/3600 && p.hour <= to/3600 {
-				rs = append(rs, p.runs...)
+				rs = acquire(rs, p.runs)
 				bad = bad || p.corrupt > 0
 			}
 		}
@@ -34,7 +34,7 @@ func (h *History) runsIn(from, to uint32) ([]*run, bool) {
 	}
 	for hour := from / 3600; hour <= to/3600; hour++ {
 		if p := h.mu.parts[hour]; p != nil {
-			rs = append(rs, p.runs...)
+			rs = acquire(rs, p.runs)
 			bad = bad || p.corrupt > 0
 		}
 		if hour == math.MaxUint32 {
@@ -94,10 +94,8 @@ func (h *History) Walk(id []byte, from, to uint32, fn func(ps []Point) error) (A
 	var scratch []byte
 	for _, hour := range hours {
 		all = all[:0]
-		// Shared per hour, not across fn: a slow reader must not hold off
-		// the writer (and through it, ingest).
-		h.files.RLock()
-		for _, r := range h.runsOf(hour) {
+		rs := h.runsOf(hour)
+		for _, r := range rs {
 			var err error
 			scratch, buf, err = r.find(id, scratch, buf[:0])
 			if err != nil {
@@ -111,7 +109,7 @@ func (h *History) Walk(id []byte, from, to uint32, fn func(ps []Point) error) (A
 				}
 			}
 		}
-		h.files.RUnlock()
+		releaseAll(rs)
 		for len(buffered) > 0 && buffered[0].TS/3600 == hour {
 			all = append(all, buffered[0])
 			buffered = buffered[1:]
@@ -142,15 +140,28 @@ func (h *History) hoursIn(from, to uint32) ([]uint32, bool) {
 	return hours, bad
 }
 
-// runsOf returns hour's runs. The caller holds h.files shared while it
-// reads them.
+// runsOf returns hour's runs, acquired: the caller releases them.
 func (h *History) runsOf(hour uint32) []*run {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p := h.mu.parts[hour]; p != nil {
-		return slices.Clone(p.runs)
+		return acquire(nil, p.runs)
 	}
 	return nil
+}
+
+// acquire appends rs to dst, taking a reference to each. h.mu is held.
+func acquire(dst, rs []*run) []*run {
+	for _, r := range rs {
+		r.acquire()
+	}
+	return append(dst, rs...)
+}
+
+func releaseAll(rs []*run) {
+	for _, r := range rs {
+		r.release()
+	}
 }
 
 func (h *History) noteCorrupt(r *run, err error) {
@@ -221,9 +232,8 @@ type Visit struct {
 // (exact), trucks whose run block lies outside by its bounding box or
 // time range skipped unread.
 func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
-	h.files.RLock()
-	defer h.files.RUnlock()
 	rs, bad := h.runsIn(from, to)
+	defer releaseAll(rs)
 	ans := Answer{Incomplete: bad}
 	found := map[string][]Point{}
 	var pts []Point
@@ -269,4 +279,47 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 		out = append(out, Visit{ID: id, FirstTS: ps[0].TS, LastTS: ps[len(ps)-1].TS, Points: len(ps)})
 	}
 	return out, ans, nil
+}
+
+// Export calls fn with every truck's points with from ≤ ts ≤ to, one hour
+// partition at a time, oldest first, and within an hour truck by truck in
+// index order, each truck's points sorted by ts without duplicates (a
+// truck appears once per hour it has points in). It reads the runs
+// written so far: buffered points are not included, so the engine writes
+// its buffer first. Memory: one block per run of an hour. ps is valid only
+// during the call; an error from fn stops the export and is returned.
+func (h *History) Export(from, to uint32, fn func(id []byte, ps []Point) error) (Answer, error) {
+	if from > to {
+		return Answer{}, nil
+	}
+	hours, bad := h.hoursIn(from, to)
+	ans := Answer{Incomplete: bad}
+	var sel []Point
+	for _, hour := range hours {
+		rs := h.runsOf(hour)
+		var fnErr error
+		err := mergeRuns(rs, func(id []byte, ps []Point) error {
+			sel = sel[:0]
+			for i := range ps {
+				if ps[i].TS >= from && ps[i].TS <= to {
+					sel = append(sel, ps[i])
+				}
+			}
+			if len(sel) == 0 {
+				return nil
+			}
+			fnErr = fn(id, sel)
+			return fnErr
+		})
+		releaseAll(rs)
+		if fnErr != nil {
+			return ans, fnErr
+		}
+		if err != nil {
+			h.corrupt.Add(1)
+			h.o.Logger.Error("history: a run failed a read during an export; the rest of its hour is missing from it", "hour", hourName(hour), "err", err)
+			ans.Incomplete = true
+		}
+	}
+	return ans, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync/atomic"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -212,17 +213,23 @@ func (w *runWriter) Abort() {
 
 // run is an open run file.
 type run struct {
-	path   string
-	f      vfs.File
-	size   int64
-	hour   uint32
-	covers uint64
-	trucks int
-	points uint64
-	idxOff int64
-	idxCRC uint32
-	level  int
-	seq    uint64
+	fs   vfs.FS
+	path string
+	f    vfs.File
+	// refs counts the partition's reference and each reader's; the file is
+	// closed when the last goes, and removed then if obsolete (merged or
+	// dropped), so that a reader never loses a file under it.
+	refs     atomic.Int32
+	obsolete atomic.Bool
+	size     int64
+	hour     uint32
+	covers   uint64
+	trucks   int
+	points   uint64
+	idxOff   int64
+	idxCRC   uint32
+	level    int
+	seq      uint64
 }
 
 // openRun opens a run and checks its header and trailer; blocks and the
@@ -237,6 +244,8 @@ func openRun(fs vfs.FS, path string) (*run, error) {
 		f.Close()
 		return nil, err
 	}
+	r.fs = fs
+	r.refs.Store(1)
 	return r, nil
 }
 
@@ -384,4 +393,26 @@ func (r *run) scan(fn func(i int, e *entry) bool) error {
 	return nil
 }
 
-func (r *run) close() error { return r.f.Close() }
+func (r *run) acquire() { r.refs.Add(1) }
+
+// release drops a reference; the last one closes the file, and removes it
+// when the run is obsolete.
+func (r *run) release() {
+	switch n := r.refs.Add(-1); {
+	case n > 0:
+		return
+	case n < 0:
+		panic("BUG: history: run released more often than acquired: " + r.path)
+	}
+	_ = r.f.Close()
+	if r.obsolete.Load() {
+		_ = r.fs.Remove(r.path) // a crash before this leaves duplicates, which reads and merges drop
+	}
+}
+
+// retire releases the partition's reference to a run that is merged or
+// dropped: its file goes once no reader has it open.
+func (r *run) retire() {
+	r.obsolete.Store(true)
+	r.release()
+}
