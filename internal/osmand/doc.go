@@ -1,0 +1,55 @@
+// Package osmand serves the OsmAnd protocol over HTTP: what the OsmAnd
+// app's online tracking and Traccar Client send, one position per
+// request, on a listener of its own (devices, not browsers, talk to it).
+//
+// # Requests
+//
+// GET or POST to any path, with parameters in the query or (POST) an
+// application/x-www-form-urlencoded body (both are read; the body wins):
+//
+//	id | deviceid       truck ID (fleet's ID rule)                 required
+//	lat, lon           degrees; or location=lat,lon               required
+//	timestamp          Unix seconds (fraction truncated), Unix    the server's
+//	                   milliseconds (1e11 to 1e14), or ISO 8601:  clock
+//	                   2025-11-24T15:40:00Z, with a fraction or
+//	                   an offset, or without a zone (UTC), "T"
+//	                   or a space
+//	speed              in Options.Speed: knots (the protocol's    0
+//	                   and the default), m/s, km/h or mph; at
+//	                   most 1000 km/h
+//	bearing | heading  degrees, 0-360 (360 is 0)                  0
+//	altitude           metres, kept as fleet.Altitude             none
+//
+// A negative speed or bearing (Android's "unknown") is 0. accuracy, hdop,
+// batt and other keys are accepted and not kept: fleet's attribute table
+// has only altitude today.
+//
+// A POST with Content-Type application/json is the JSON variant (Traccar
+// Client 8 and later):
+//
+//	{"device_id": "phone-1",
+//	 "location": {"timestamp": "2025-11-24T15:40:00.000Z",
+//	              "coords": {"latitude": 40.71, "longitude": -74.0,
+//	                         "speed": 10, "heading": 90, "altitude": 12,
+//	                         "accuracy": 5},
+//	              "battery": {"level": 0.8}, "is_moving": true}}
+//
+// where speed is m/s whatever Options.Speed says, and timestamp is a
+// string or a number as above.
+//
+// # Answers
+//
+//	200 {"ok":true}          the position is durable (gateway contract)
+//	400 {"error":"..."}      the reason, e.g. "osmand: lat 91 out of range
+//	                         [-90, 90]"; nothing was applied
+//	405, 413                 another method; a body over Options.MaxBody
+//	503 {"error":"..."}      the engine could not make it durable: retry
+//
+// The timestamp rules are ingest's: any age is accepted, more than
+// Options.MaxAhead ahead of the server's clock is a 400.
+//
+// # Concurrency
+//
+// Parse and ParseJSON are pure. The Server handles requests concurrently;
+// their positions reach the engine merged by the gateway.Committer.
+package osmand
