@@ -24,6 +24,7 @@ import (
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/history"
+	"github.com/fleetd/fleetd/internal/resp"
 	"github.com/fleetd/fleetd/internal/server"
 	"github.com/fleetd/fleetd/internal/sim"
 	"github.com/fleetd/fleetd/internal/store"
@@ -180,6 +181,17 @@ Flags:
   --shards N         store shards, rounded up to a power of two (default 8,
                      at most 256)
   --access-log       log one line per request (off by default)
+  --resp ADDR        also serve the Redis protocol (RESP2) with Tile38's
+                     commands on ADDR (off by default), e.g. 127.0.0.1:9851:
+                     SET/GET/DEL/NEARBY/WITHIN/SCAN/STATS/SERVER/INFO on one
+                     collection, for redis-cli and Redis/Tile38 clients.
+                     Writes take the same path and durability as HTTP (a
+                     reply means durable); with --token-file, AUTH <token>
+                     with the same scopes. The log line msg="resp
+                     listening" addr=... names the address
+  --resp-collection NAME
+                     the RESP collection's key (default fleet); other keys
+                     get an error
   -h, --help         this help
 `
 
@@ -320,10 +332,13 @@ type serveConfig struct {
 	tlsCert       string
 	tlsKey        string
 	metricsPublic bool
+	respAddr      string
+	respKey       string
 	history       bool
 	histRetention dayDuration
 	histMaxDisk   sizeFlag
 	histBuffer    sizeFlag
+	gateways      gatewayFlags
 }
 
 // dayDuration is a duration flag that also takes days ("7d", "1d12h").
@@ -356,7 +371,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		histRetention: dayDuration(history.DefaultRetention), histMaxDisk: history.DefaultMaxDisk, histBuffer: history.DefaultBufferBytes}
 	fs := flag.NewFlagSet("fleetd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, serveHelp) }
+	fs.Usage = func() { fmt.Fprint(stderr, serveHelp, serveGatewayHelp) }
 	fs.StringVar(&c.addr, "http", serveDefaultHTTP, "listen address")
 	fs.StringVar(&c.data, "data", serveDefaultData, "data directory")
 	fs.Var(&c.demo, "demo", "run the simulator with N trucks")
@@ -378,16 +393,23 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.BoolVar(&c.metricsPublic, "metrics-public", true, "serve /metrics without a token")
+	fs.StringVar(&c.respAddr, "resp", "", "RESP (Redis protocol) listen address")
+	fs.StringVar(&c.respKey, "resp-collection", resp.DefaultCollection, "RESP collection key")
 	fs.BoolVar(&c.history, "history", true, "keep every update in DIR/history")
 	fs.Var(&c.histRetention, "history-retention", "drop history older than this")
 	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
 	fs.Var(&c.histBuffer, "history-buffer", "history's write buffer")
+	c.gateways.register(fs)
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fleetd serve: unexpected argument %q\n\n%s", fs.Arg(0), serveHelp)
 		return nil, errors.New("unexpected argument")
+	}
+	if _, err := c.gateways.options(); err != nil {
+		fmt.Fprintf(stderr, "fleetd serve: %v\n", err)
+		return nil, errors.New("bad gateway flags")
 	}
 	if _, err := wal.ParseFsync(c.fsync); err != nil {
 		fmt.Fprintf(stderr, "fleetd serve: --fsync: %v\n", err)
@@ -569,6 +591,11 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		BasemapStyle: c.basemap,
 		Logger:       log,
 	}
+	if srvOpts.Gateways, err = c.gateways.options(); err != nil {
+		_ = srv.Close()
+		<-served
+		return err
+	}
 	if c.history && c.data != "" {
 		srvOpts.Engine.History = &history.Options{Retention: time.Duration(c.histRetention), MaxDisk: int64(c.histMaxDisk),
 			BufferBytes: int(c.histBuffer)}
@@ -587,6 +614,13 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	handler.set(fleet)
 	log.Info("ready", "trucks", eng.Store().Len(), "shards", eng.Store().NumShards(), "max_body", int64(c.maxBody),
 		"auth", keys != nil, "tokens", keys.Len(), "tls", cert != nil, "memory_limit", int64(c.memLimit))
+
+	respSrv, respDone, err := serveRESP(c, fleet, keys, log)
+	if err != nil {
+		_ = srv.Close()
+		<-served
+		return errors.Join(err, fleet.Close())
+	}
 
 	demoCtx, stopDemo := context.WithCancel(context.Background())
 	defer stopDemo()
@@ -631,6 +665,13 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		}
 	} else {
 		log.Info("shutdown: http server drained")
+	}
+	if respSrv != nil {
+		if err := respSrv.Close(); err != nil {
+			log.Error("shutdown: closing the RESP listener", "error", err)
+		}
+		<-respDone
+		log.Info("shutdown: resp server closed")
 	}
 	if err := fleet.Close(); err != nil {
 		return fmt.Errorf("closing the engine: %w", err)

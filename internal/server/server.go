@@ -23,8 +23,11 @@ type Options struct {
 	BasemapStyle string
 	// Guard configures the Host and Origin checks every
 	// request passes first (auth.Guard).
-	Guard  auth.GuardOptions
-	Logger *slog.Logger
+	Guard auth.GuardOptions
+	// Gateways configures the device gateways (Teltonika, OsmAnd), off
+	// unless their addresses are set.
+	Gateways Gateways
+	Logger   *slog.Logger
 }
 
 // Server is a running fleetd: use it as the http.Handler of a listener.
@@ -35,6 +38,7 @@ type Server struct {
 	API    *api.Server
 	mux    *http.ServeMux
 	h      http.Handler // mux behind the guard
+	gw     *gateways
 }
 
 // Open builds a server, recovering the engine's data directory.
@@ -68,12 +72,14 @@ func Open(o Options) (*Server, error) {
 		hub.Close()
 		return nil, err
 	}
+	gw := &gateways{}
 	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
 	o.API.Subscribers = func() int { return hub.Stats().Subscribers }
 	o.API.Routes = append(o.API.Routes,
 		api.Route{Method: "GET", Path: "/v1/stream", Name: "stream", Handler: http.HandlerFunc(hub.ServeSSE)},
 		api.Route{Method: "GET", Path: "/v1/ws", Name: "ws", Handler: http.HandlerFunc(hub.ServeWS)},
 		api.Route{Method: "GET", Path: "/v1/density", Name: "density", Handler: web.DensityHandler(eng.Store())},
+		api.Route{Method: "GET", Path: "/v1/stats/gateways", Name: "gateway_stats", Handler: http.HandlerFunc(gw.serveStats)},
 	)
 	if o.API.Keyring != nil && o.API.Sessions == nil {
 		o.API.Sessions = auth.NewSessions(auth.SessionOptions{Keyring: o.API.Keyring, Logger: o.Logger})
@@ -100,6 +106,12 @@ func Open(o Options) (*Server, error) {
 	s.mux.Handle("/", apiServer)
 	s.h = guard.Handler(s.mux)
 	registerGuardMetrics(apiServer, guard)
+	if err := gw.open(o.Gateways, eng, o.API.MaxClockSkew, o.Logger); err != nil {
+		hub.Close()
+		return nil, errors.Join(err, eng.Close())
+	}
+	s.gw = gw
+	registerGatewayMetrics(apiServer, gw)
 	return s, nil
 }
 
@@ -111,8 +123,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHT
 // end.
 func (s *Server) CloseStreams() { s.Feed.Close() }
 
-// Close ends the streams and closes the engine (final snapshot).
+// Close stops the device gateways, ends the streams and closes the
+// engine (final snapshot).
 func (s *Server) Close() error {
+	gwErr := s.gw.close()
 	s.Feed.Close()
-	return s.Engine.Close()
+	return errors.Join(gwErr, s.Engine.Close())
 }
