@@ -24,6 +24,7 @@ import (
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/history"
+	"github.com/fleetd/fleetd/internal/resp"
 	"github.com/fleetd/fleetd/internal/server"
 	"github.com/fleetd/fleetd/internal/sim"
 	"github.com/fleetd/fleetd/internal/store"
@@ -180,6 +181,17 @@ Flags:
   --shards N         store shards, rounded up to a power of two (default 8,
                      at most 256)
   --access-log       log one line per request (off by default)
+  --resp ADDR        also serve the Redis protocol (RESP2) with Tile38's
+                     commands on ADDR (off by default), e.g. 127.0.0.1:9851:
+                     SET/GET/DEL/NEARBY/WITHIN/SCAN/STATS/SERVER/INFO on one
+                     collection, for redis-cli and Redis/Tile38 clients.
+                     Writes take the same path and durability as HTTP (a
+                     reply means durable); with --token-file, AUTH <token>
+                     with the same scopes. The log line msg="resp
+                     listening" addr=... names the address
+  --resp-collection NAME
+                     the RESP collection's key (default fleet); other keys
+                     get an error
   -h, --help         this help
 `
 
@@ -320,6 +332,8 @@ type serveConfig struct {
 	tlsCert       string
 	tlsKey        string
 	metricsPublic bool
+	respAddr      string
+	respKey       string
 	history       bool
 	histRetention dayDuration
 	histMaxDisk   sizeFlag
@@ -379,6 +393,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain (PEM)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fs.BoolVar(&c.metricsPublic, "metrics-public", true, "serve /metrics without a token")
+	fs.StringVar(&c.respAddr, "resp", "", "RESP (Redis protocol) listen address")
+	fs.StringVar(&c.respKey, "resp-collection", resp.DefaultCollection, "RESP collection key")
 	fs.BoolVar(&c.history, "history", true, "keep every update in DIR/history")
 	fs.Var(&c.histRetention, "history-retention", "drop history older than this")
 	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
@@ -599,6 +615,13 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	log.Info("ready", "trucks", eng.Store().Len(), "shards", eng.Store().NumShards(), "max_body", int64(c.maxBody),
 		"auth", keys != nil, "tokens", keys.Len(), "tls", cert != nil, "memory_limit", int64(c.memLimit))
 
+	respSrv, respDone, err := serveRESP(c, fleet, keys, log)
+	if err != nil {
+		_ = srv.Close()
+		<-served
+		return errors.Join(err, fleet.Close())
+	}
+
 	demoCtx, stopDemo := context.WithCancel(context.Background())
 	defer stopDemo()
 	demoDone := make(chan struct{})
@@ -642,6 +665,13 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		}
 	} else {
 		log.Info("shutdown: http server drained")
+	}
+	if respSrv != nil {
+		if err := respSrv.Close(); err != nil {
+			log.Error("shutdown: closing the RESP listener", "error", err)
+		}
+		<-respDone
+		log.Info("shutdown: resp server closed")
 	}
 	if err := fleet.Close(); err != nil {
 		return fmt.Errorf("closing the engine: %w", err)

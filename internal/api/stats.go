@@ -150,6 +150,12 @@ func rss() int64 {
 
 // stats is GET /v1/stats.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.StatsJSON())
+}
+
+// StatsJSON is the body of GET /v1/stats, for other front doors (the RESP
+// server's SERVER and INFO answer the same figures).
+func (s *Server) StatsJSON() []byte {
 	es := s.eng.Stats()
 	rt := readRuntime()
 	st := es.Store
@@ -210,7 +216,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		panic("BUG: api: marshalling stats: " + err.Error())
 	}
-	writeJSON(w, http.StatusOK, body)
+	return body
 }
 
 // round2 rounds to two decimals for display.

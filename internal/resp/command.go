@@ -238,7 +238,7 @@ func (c *conn) output(args [][]byte, t0 time.Time) {
 		c.arity("output", t0)
 	case is(args[1], "JSON"):
 		c.json = true
-		c.ok(t0)
+		c.ok(time.Now()) // t0 was not taken in RESP mode
 	case is(args[1], "RESP"):
 		c.json = false
 		c.ok(t0)
