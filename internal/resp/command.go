@@ -67,6 +67,12 @@ func (c *conn) exec(args [][]byte) {
 		}
 	case "ping":
 		c.ping(args, t0)
+	case "echo":
+		if len(args) != 2 {
+			c.arity("echo", t0)
+		} else {
+			c.out = AppendBulk(c.out, args[1]) // redis-cli --pipe ends with an ECHO
+		}
 	case "auth":
 		c.auth(args, t0)
 	case "output":

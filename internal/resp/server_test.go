@@ -36,6 +36,7 @@ func TestCommands(t *testing.T) {
 	for _, tc := range []struct{ cmd, want string }{
 		{"PING", "PONG"},
 		{"ping hello", `"hello"`},
+		{"ECHO hi", `"hi"`},
 		{"GET fleet t1", `"{\"type\":\"Point\",\"coordinates\":[-74.006,40.7128]}"`},
 		{"GET fleet t1 POINT", `["40.7128" "-74.006"]`},
 		{"GET fleet t1 WITHFIELDS POINT", `[["40.7128" "-74.006"] ["ts" "1764000000" "speed" "52.5" "heading" "90"]]`},
