@@ -195,6 +195,7 @@ func (s *Server) routes(o Options) {
 		{"", "/debug/pprof/", "pprof", false, s.pprof}, // checks methods itself
 	}
 	rs = append(rs, s.alertRoutes()...)
+	rs = append(rs, s.historyRoutes()...)
 	rs = append(rs, s.sessionRoutes()...)
 	for _, x := range s.extra {
 		rs = append(rs, route{x.Method, x.Path, x.Name, x.Public, x.Handler.ServeHTTP})

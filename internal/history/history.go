@@ -330,16 +330,24 @@ func (h *History) Write(b *buffer) error {
 }
 
 func (h *History) write(b *buffer) error {
-	slices.SortFunc(b.pts, func(x, y bufPoint) int {
+	// Readers scan sealed buffers until they are written: sort an order,
+	// never the points.
+	ord := make([]uint32, len(b.pts))
+	for i := range ord {
+		ord[i] = uint32(i)
+	}
+	slices.SortFunc(ord, func(i, j uint32) int {
+		x, y := &b.pts[i], &b.pts[j]
 		return cmp.Or(cmp.Compare(x.TS/3600, y.TS/3600), cmp.Compare(x.hash, y.hash),
-			bytes.Compare(b.id(&x), b.id(&y)), comparePoints(&x.Point, &y.Point))
+			bytes.Compare(b.id(x), b.id(y)), comparePoints(&x.Point, &y.Point))
 	})
+	at := func(k int) *bufPoint { return &b.pts[ord[k]] }
 	cutoff := h.retentionCutoff()
 	var ps []Point
-	for i := 0; i < len(b.pts); {
-		hour := b.pts[i].TS / 3600
+	for i := 0; i < len(ord); {
+		hour := at(i).TS / 3600
 		j := i
-		for j < len(b.pts) && b.pts[j].TS/3600 == hour {
+		for j < len(ord) && at(j).TS/3600 == hour {
 			j++
 		}
 		if hour < cutoff {
@@ -361,10 +369,10 @@ func (h *History) write(b *buffer) error {
 			return err
 		}
 		for k := i; k < j; {
-			id := b.id(&b.pts[k])
+			id := b.id(at(k))
 			ps = ps[:0]
-			for k < j && bytes.Equal(b.id(&b.pts[k]), id) {
-				ps = append(ps, b.pts[k].Point)
+			for k < j && bytes.Equal(b.id(at(k)), id) {
+				ps = append(ps, at(k).Point)
 				k++
 			}
 			if err := w.Add(id, slices.CompactFunc(ps, func(x, y Point) bool { return comparePoints(&x, &y) == 0 })); err != nil {

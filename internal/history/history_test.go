@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +224,58 @@ func TestRetention(t *testing.T) {
 	got, _, _ = h.Trail([]byte("a"), 0, ^uint32(0), nil)
 	if len(got) != 1 || got[0].TS != uint32(now.Unix()) || h.Stats().Partitions != 1 {
 		t.Fatalf("after retention: trail %v, stats %+v", got, h.Stats())
+	}
+}
+
+// TestConcurrentReads reads trails while one goroutine adds, seals,
+// writes and merges: every point added before a read began is in its
+// answer (run under -race, this also checks that writes never touch what
+// readers scan).
+func TestConcurrentReads(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, BufferBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var added atomic.Int64 // points of truck "a" added so far
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 3000 {
+			ts := now.Unix() - 3*3600 + int64(i*3)
+			h.Add([]fleet.Update{
+				{ID: []byte("a"), Position: fleet.MakePosition(1, 1+float64(i)*1e-4, ts, 10, 90)},
+				{ID: fmt.Appendf(nil, "b%d", i%50), Position: fleet.MakePosition(2, 2, ts, 0, 0)},
+			})
+			added.Add(1)
+			if i%40 == 39 {
+				if err := h.Write(h.Seal(uint64(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case <-done:
+			if reads < 10 {
+				t.Fatalf("only %d reads overlapped the writes", reads)
+			}
+			return
+		default:
+		}
+		before := added.Load()
+		got, _, err := h.Trail([]byte("a"), 0, ^uint32(0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(got)) < before {
+			t.Fatalf("read %d: %d points of a, %d were added before the read", reads, len(got), before)
+		}
+		if _, _, err := h.Within(BoxRegion(geo.Box{MinLat: 0, MinLon: 0, MaxLat: 3, MaxLon: 3}), 0, ^uint32(0)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
