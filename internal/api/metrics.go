@@ -120,10 +120,23 @@ var (
 		"Trucks removed because fleetd had not heard from them for the TTL.", nil, nil)
 	descSweeps = prometheus.NewDesc("fleetd_expiry_sweeps_total",
 		"Expiry passes over the store (one per TTL/32 when a TTL is set).", nil, nil)
+	descHistPoints = prometheus.NewDesc("fleetd_history_points_total",
+		"Points added to history since start (every accepted update).", nil, nil)
+	descHistDropped = prometheus.NewDesc("fleetd_history_dropped_points_total",
+		"History points removed by the retention or the disk limit.", nil, nil)
+	descHistDisk = prometheus.NewDesc("fleetd_history_disk_bytes",
+		"Bytes of history's run files.", nil, nil)
+	descHistBuffered = prometheus.NewDesc("fleetd_history_buffered_points",
+		"History points in memory, not yet written (the writer's backlog).", nil, nil)
+	descHistCorrupt = prometheus.NewDesc("fleetd_history_corrupt_runs",
+		"History run files that failed a checksum (run fleetd repair).", nil, nil)
+	descHistWaits = prometheus.NewDesc("fleetd_history_backpressure_waits_total",
+		"Batches that waited because history's writer was behind.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTrucks, descUpdates, descRate, descMemory, descCells, descStale, descExpired, descSweeps} {
+	for _, d := range []*prometheus.Desc{descTrucks, descUpdates, descRate, descMemory, descCells, descStale, descExpired, descSweeps,
+		descHistPoints, descHistDropped, descHistDisk, descHistBuffered, descHistCorrupt, descHistWaits} {
 		ch <- d
 	}
 }
@@ -137,6 +150,14 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStale, prometheus.CounterValue, float64(st.StaleTotal))
 	ch <- prometheus.MustNewConstMetric(descExpired, prometheus.CounterValue, float64(st.ExpiredTotal))
 	ch <- prometheus.MustNewConstMetric(descSweeps, prometheus.CounterValue, float64(st.Sweeps))
+	if h := st.History; h != nil {
+		ch <- prometheus.MustNewConstMetric(descHistPoints, prometheus.CounterValue, float64(h.Points))
+		ch <- prometheus.MustNewConstMetric(descHistDropped, prometheus.CounterValue, float64(h.Dropped))
+		ch <- prometheus.MustNewConstMetric(descHistDisk, prometheus.GaugeValue, float64(h.DiskBytes))
+		ch <- prometheus.MustNewConstMetric(descHistBuffered, prometheus.GaugeValue, float64(h.Buffered))
+		ch <- prometheus.MustNewConstMetric(descHistCorrupt, prometheus.GaugeValue, float64(h.Corrupt))
+		ch <- prometheus.MustNewConstMetric(descHistWaits, prometheus.CounterValue, float64(h.Waits))
+	}
 	for _, mc := range []struct {
 		name string
 		v    int64

@@ -8,6 +8,8 @@ import (
 	"os"
 	rtmetrics "runtime/metrics"
 	"strconv"
+
+	"github.com/fleetd/fleetd/internal/history"
 )
 
 // statsResponse is GET /v1/stats. encoding/json is fine here: it is called
@@ -36,6 +38,14 @@ type statsResponse struct {
 	Subscribers   int         `json:"subscribers"`   // live-feed subscribers connected now
 	AlertsFiring  int64       `json:"alerts_firing"`
 	Durability    *durability `json:"durability,omitempty"`
+	History       *histStats  `json:"history,omitempty"` // absent when history is off
+}
+
+// histStats is the history part of /v1/stats: history.Stats and the disk
+// cost of a point.
+type histStats struct {
+	history.Stats
+	DiskBytesPerPoint float64 `json:"disk_bytes_per_point"` // over the points in run files
 }
 
 // durability is the write-ahead log and snapshot part of /v1/stats.
@@ -189,6 +199,12 @@ func (s *Server) StatsJSON() []byte {
 	resp.FutureTotal, resp.MillisTotal = s.ts.future.Load(), s.ts.millis.Load()
 	if s.subscribers != nil {
 		resp.Subscribers = s.subscribers()
+	}
+	if h := es.History; h != nil {
+		resp.History = &histStats{Stats: *h}
+		if h.StoredPts > 0 {
+			resp.History.DiskBytesPerPoint = round2(float64(h.DiskBytes) / float64(h.StoredPts))
+		}
 	}
 	if s.alerts != nil {
 		resp.AlertsFiring = s.alerts.Stats().FiringNow
