@@ -43,13 +43,13 @@
 //
 // # Finding the rules that can apply
 //
-// Most rules are false for most updates, so each snapshot indexes the
-// rules by necessary conditions that are cheaper to test than the rule:
+// Most rules are false for most updates, so the index (ruleIndex) lists
+// the rules by necessary conditions that are cheaper to test than the rule:
 //
 //   - zone guard (rules.Program.ZoneGuard): the rule can be true only
 //     inside a zone or within a radius of it. Its reach is the zone's box
 //     grown by the radius (see zoneReach for why that is conservative with
-//     fence's distance). A grid of 0.5° cells lists in each cell the zone
+//     fence's distance). A grid of 0.5° cells (fleet.Grid) lists in each cell the zone
 //     rules whose reach touches it; an update looks up its cell, and tests
 //     each listed rule's reach box before evaluating it. A truck far from
 //     every zone pays one cell lookup, however many zone rules there are.
@@ -90,11 +90,12 @@
 //	                                the key's high bits, at most 3/4 full,
 //	                                key 0 = free slot
 //	entry                           64 B: | key u64 | next u32 | n u8 | pad 3 | 4 × pair |
-//	pair                            12 B: | since u32 | rec u32 | slot u16 | gen u8 | pad 1 |
+//	pair                            12 B: | since u32 | rec u32 | slot u24 | gen u8 |
 //	over    []entry                 overflow entries, chained from the head by next
 //	recs    []firingRec             32 B: | key u64 | since u32 | ts u32 | lat i32 | lon i32 |
-//	                                      | idOff u32 | slot u16 | gen u8 | idLen u8 |
-//	ids     []byte                  the firing records' truck IDs, appended
+//	                                      | idOff u32 | slot u24 | gen u8 |   key 0 = free
+//	ids     []byte                  the firing records' truck IDs, appended,
+//	                                each as | len u8 | bytes |
 //	has     [4096]atomic.Uint32     counting filter of the trucks with pairs
 //
 // A pair names its rule by slot (a small integer reused after the rule is
@@ -127,37 +128,65 @@
 //
 // # Persistence
 //
-// With Options.Dir, the zones and rules are saved in <Dir>/config.json on
-// every change, before the change takes effect: the document is written
-// to config.json.tmp, fsynced, renamed over config.json and the directory
-// fsynced, so a crash leaves the old or the new file. A failed save
-// changes nothing (if it failed after the rename, the previous document is
-// written back) and is reported as ErrPersist. New loads the file; a
-// corrupt file, or a zone or rule in it that no longer parses or compiles,
-// is an error naming the file. The document:
+// With Options.Dir, every change of the zones and rules is appended to
+// <Dir>/config.log and fsynced before it takes effect (and before
+// PutRule, PutRules, DeleteRule, PutZone or DeleteZone returns), so a
+// change costs one record, however large the configuration: O(change).
+// A failed append changes nothing (the record is cut off again, or the
+// log rewritten before the next append) and is reported as ErrPersist.
+// The log:
 //
-//	{"version": 1,
-//	 "zones": [{"name": "yard-3", "geometry": <GeoJSON Polygon or MultiPolygon>}, …],
-//	 "rules": [{"name": "speeding", "when": "speed > 90", "for": "30s", "severity": "warning"}, …]}
+//	| magic "FLEETCFG\0\0\0\1" (12 B) | record | record | …
+//	record: | crc u32 | len u32 | payload (len bytes) |     little-endian
+//	crc:    CRC-32C (Castagnoli) of the len field and the payload
+//	payload, one JSON object per change:
+//	  {"op":"zone","name":"yard-3","geometry":<GeoJSON Polygon or MultiPolygon>}
+//	  {"op":"-zone","name":"yard-3"}
+//	  {"op":"rules","rules":[{"name":"speeding","when":"speed > 90","for":"30s","severity":"warning"}, …]}
+//	  {"op":"-rule","name":"speeding"}
 //
-// zones and rules sorted by name. Saving rewrites the whole document, so
-// its cost grows with the zones' vertices (about 40 bytes each).
+// A bulk PutRules is one "rules" record, so it is all or none on disk as
+// in memory. New replays the records in order. A last record cut short,
+// or whose checksum fails and which ends the file, is a crash during an
+// append that was never acknowledged: it is cut off (with a warning) and
+// the next append follows the last whole record. A record that fails its
+// checksum and is followed by more data, an unknown operation, a deletion
+// of what does not exist, or a zone or rule that no longer parses or
+// compiles is an error naming the file (and the offset), and New fails.
+//
+// Compaction: once the log is larger than twice its size after the last
+// rewrite plus 1 MiB, the next change first rewrites it with only the
+// current configuration (zones by name, then rules by name in records of
+// 4096): written to config.log.tmp, fsynced, renamed over config.log and
+// the directory fsynced, so a crash leaves the old log or the new one,
+// which say the same. The rewrite costs O(configuration) once per
+// O(configuration) bytes of changes, so O(1) amortised per change, and
+// the log stays within about twice the configuration (plus 1 MiB).
+//
+// A config.json of earlier versions (the whole document, rewritten on
+// every change) is imported on first start into a new log and removed.
+//
+// Loading indexes everything once: the zones are put into the fence.Set
+// in one step (fence.Set.PutMany) and the rules indexed in one pass.
 //
 // # Concurrency
 //
 // An Evaluator is safe for concurrent use. Applied and Removed run from many
 // goroutines at once: each holds evalMu shared for its whole run, loads
-// the immutable snapshot (rules, index, zones) once and takes one stripe
+// the index (rules, their lists, zones) and takes one stripe
 // lock per truck (the filter counters and the prefetching loads of table
 // keys are atomic and need none); a batch of at least 4096 updates is
 // split over up to GOMAXPROCS goroutines that end before Applied returns,
 // each counting its transitions in its own scratch until then. With no rules,
 // Applied and Removed cost one atomic load. Configuration changes are
-// serialised by a mutex (held while saving); each builds a new snapshot
-// and swaps it in holding evalMu exclusively for the swap alone, so a
+// serialised by a mutex (held while appending to the log); each then
+// changes the index in place holding evalMu exclusively for the change
+// alone (O(change): the rule's clauses, its entries in its groups, its
+// cells; a zone's new shape re-lists only the rules it guards), so a
 // batch never sees half a change and, once a change returns, no batch
-// evaluates the old configuration; deleting a rule then sweeps its pairs
-// stripe by stripe. Readers (GetRule, Rules, GetZone, Zones) take no lock;
-// Firing and Stats take each stripe's lock in turn. Emit is called with
-// no lock held.
+// evaluates the old configuration; deleting or replacing rules then
+// sweeps their pairs stripe by stripe, in one pass for a bulk PutRules.
+// Readers (GetRule, Rules, GetZone, Zones) take no lock; Firing takes
+// evalMu shared and each stripe's lock in turn, Stats each stripe's lock.
+// Emit is called with no lock held.
 package alert

@@ -15,7 +15,7 @@ const parallelMin = 2048
 
 // scratch is one goroutine's working memory for evaluating updates.
 type scratch struct {
-	trues []int32 // indices into snapshot.rules of the rules true for the update
+	trues []int32 // slots of the rules true for the update
 	pairs []pair  // a truck's pairs, loaded and rewritten
 	out   []Alert // transitions to emit once every lock is released
 	ids   []byte  // the current block of idString; never truncated
@@ -26,7 +26,7 @@ type scratch struct {
 	// forth.
 	fired, resolved int64
 	touch           uint32   // sink of evalRange's prefetching loads
-	mark            []uint32 // by rule index: == stamp while true and unclaimed (transitionLocked)
+	mark            []uint32 // by slot: == stamp while true and unclaimed (transitionLocked)
 
 	// Per update (begin): seen[i] == stamp marks rule i tried, tAt[t] ==
 	// stamp marks tv[t] as term t's value.
@@ -57,11 +57,11 @@ func (e *Evaluator) putScratch(sc *scratch) {
 // batch is split over up to GOMAXPROCS goroutines, as the store splits
 // its own work, so the rules keep pace with a parallel apply.
 func (e *Evaluator) Applied(b *fleet.Batch) {
-	if len(e.snap.Load().rules) == 0 {
+	if e.nRules.Load() == 0 {
 		return
 	}
 	e.evalMu.RLock()
-	sn := e.snap.Load()
+	sn := e.idx
 	n := len(b.Updates)
 	workers := min(runtime.GOMAXPROCS(0), n/parallelMin)
 	var scs []*scratch
@@ -110,7 +110,7 @@ func (e *Evaluator) Applied(b *fleet.Batch) {
 // table lookup 15%). What is read ahead is only a prefetch: the decision
 // reads the counter again, because an earlier update of the same truck in
 // the chunk may have given it pairs, and the lookup takes the lock.
-func (e *Evaluator) evalRange(sn *snapshot, b *fleet.Batch, lo, hi int, sc *scratch) {
+func (e *Evaluator) evalRange(sn *ruleIndex, b *fleet.Batch, lo, hi int, sc *scratch) {
 	var in rules.Input
 	var changed int64
 	var keys [prefetchChunk]uint64
@@ -165,8 +165,8 @@ func setState(s *rules.State, p *fleet.Position) {
 }
 
 // evalUpdate sets sc.trues to the indices of the rules true for in; see
-// snapshot for how the candidates are found.
-func (e *Evaluator) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
+// ruleIndex for how the candidates are found.
+func (e *Evaluator) evalUpdate(sn *ruleIndex, in *rules.Input, sc *scratch) {
 	sc.begin(sn, in)
 	sc.trues = sc.trues[:0]
 	for _, i := range sn.always {
@@ -194,9 +194,8 @@ func (e *Evaluator) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
 		if !enter {
 			continue
 		}
-		consts := sn.groupConst[g.start:g.end]
-		idx := sn.groupRule[g.start:g.end]
-		for j, c := range consts {
+		idx := g.rules
+		for j, c := range g.consts {
 			var ok bool
 			switch g.op {
 			case rules.GT:
@@ -236,9 +235,9 @@ func (e *Evaluator) evalUpdate(sn *snapshot, in *rules.Input, sc *scratch) {
 
 // begin readies sc for evaluating the rules of sn on in: a new stamp for
 // seen and the term values, and the fast fields' values.
-func (sc *scratch) begin(sn *snapshot, in *rules.Input) {
-	if len(sc.seen) < len(sn.rules) {
-		sc.seen = make([]uint32, len(sn.rules))
+func (sc *scratch) begin(sn *ruleIndex, in *rules.Input) {
+	if len(sc.seen) < len(sn.bySlot) {
+		sc.seen = make([]uint32, len(sn.bySlot))
 	}
 	if n := max(len(sn.terms), rules.NumFastFields); len(sc.tAt) < n {
 		sc.tAt = make([]uint32, n)
@@ -257,7 +256,7 @@ func (sc *scratch) begin(sn *snapshot, in *rules.Input) {
 // The value of term t for the current update is sc.tv[t]: begin sets the
 // fast fields' (t < rules.NumFastFields), termVal computes the others on
 // first use, marking them with sc.tAt[t] = sc.stamp.
-func (sc *scratch) termVal(sn *snapshot, in *rules.Input, t uint32) {
+func (sc *scratch) termVal(sn *ruleIndex, in *rules.Input, t uint32) {
 	sc.tv[t] = sn.terms[t].Eval(in)
 	sc.tAt[t] = sc.stamp
 }
@@ -265,7 +264,7 @@ func (sc *scratch) termVal(sn *snapshot, in *rules.Input, t uint32) {
 // try appends rule i to sc.trues if it is true for the current update,
 // given that its key clause (if any) holds: its other clauses are checked
 // first, and if they decide (exact), the rule is not evaluated.
-func (sc *scratch) try(sn *snapshot, in *rules.Input, i int32) {
+func (sc *scratch) try(sn *ruleIndex, in *rules.Input, i int32) {
 	ev := &sn.evals[i]
 	for _, cl := range sn.clauses[ev.rest0:ev.rest1] {
 		one := false
@@ -300,14 +299,14 @@ func (sc *scratch) try(sn *snapshot, in *rules.Input, i int32) {
 // holds the current stamp for each rule true now, cleared once a pair
 // claims it. In the steady state, where the truck's rules stay true and
 // already fire, nothing is written.
-func (e *Evaluator) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byte, pos fleet.Position, sc *scratch) []Alert {
+func (e *Evaluator) transitionLocked(sn *ruleIndex, s *stripe, k uint64, id []byte, pos fleet.Position, sc *scratch) []Alert {
 	out := sc.out
 	ps, at := s.loadLocked(k, sc.pairs[:0])
 	if at < 0 && len(sc.trues) == 0 {
 		return out
 	}
-	if len(sc.mark) < len(sn.rules) {
-		sc.mark = make([]uint32, len(sn.rules))
+	if len(sc.mark) < len(sn.bySlot) {
+		sc.mark = make([]uint32, len(sn.bySlot))
 	}
 	stamp := sc.stamp
 	for _, ri := range sc.trues {
@@ -325,7 +324,7 @@ func (e *Evaluator) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byt
 			kept = append(kept, p)
 			continue
 		}
-		r := sn.rules[ri]
+		r := sn.bySlot[ri]
 		if sc.mark[ri] != stamp {
 			// False now: the run ends.
 			dirty = true
@@ -350,9 +349,9 @@ func (e *Evaluator) transitionLocked(sn *snapshot, s *stripe, k uint64, id []byt
 		if sc.mark[ri] != stamp {
 			continue // an existing pair's
 		}
-		r := sn.rules[ri]
+		r := sn.bySlot[ri]
 		dirty = true
-		p := pair{since: ts, slot: r.slot, gen: r.gen}
+		p := pair{since: ts, ref: r.ref()}
 		if r.forSec == 0 {
 			s.addFiringLocked(k, &p, id, pos)
 			out = append(out, sc.transition(r, id, StateFiring, p.since, pos))
@@ -399,7 +398,7 @@ const idBlock = 4096
 // in every rule are freed and each of its firing alerts is resolved, with
 // Reason "truck deleted" or "truck expired" and the truck's last position.
 func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
-	if len(e.snap.Load().rules) == 0 {
+	if e.nRules.Load() == 0 {
 		return
 	}
 	reason := "truck deleted"
@@ -407,7 +406,7 @@ func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 		reason = "truck expired"
 	}
 	e.evalMu.RLock()
-	sn := e.snap.Load()
+	sn := e.idx
 	sc := e.getScratch()
 	k := truckKey(id)
 	s := &e.stripes[k%numStripes]
@@ -422,7 +421,7 @@ func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 				kept = append(kept, q) // a deleted rule's: freeRule resolves it
 				continue
 			}
-			r := sn.rules[ri]
+			r := sn.bySlot[ri]
 			if q.rec == 0 {
 				continue
 			}

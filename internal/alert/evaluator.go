@@ -18,8 +18,8 @@ import (
 
 // Limits.
 const (
-	// MaxRules caps the number of rules (slots are 16 bits).
-	MaxRules = 10_000
+	// MaxRules caps the number of rules.
+	MaxRules = 100_000
 	// MaxNameLen is the longest rule name, in bytes.
 	MaxNameLen = 64
 	// MaxFor is the longest "for" duration.
@@ -169,21 +169,27 @@ type Evaluator struct {
 	zones fence.Set
 	cache *rules.Cache
 
-	// snap is the evaluation state, swapped by writers under evalMu.
-	snap atomic.Pointer[snapshot]
-	// evalMu is held shared by Applied and Removed for their whole run and
-	// exclusively by writers only to swap snap (and a zone with it), so a
-	// batch never mixes two configurations and, once a swap returns, no
+	// idx is the evaluation state, read by Applied, Removed and
+	// FiringPage holding evalMu shared and changed in place by writers
+	// holding it exclusively (and cfg), only for the change itself, so a
+	// batch never mixes two configurations and, once a change returns, no
 	// batch still uses the old one.
+	idx    *ruleIndex
 	evalMu sync.RWMutex
+	// nRules is idx.n, for the lock-free "no rules" test of Applied and
+	// Removed; byName maps a rule's name to its *liveRule, for GetRule and
+	// Rules without a lock. Both change with idx.
+	nRules, nZoned atomic.Int64
+	byName         sync.Map
 
-	// cfg serialises writers: zones and rules changes, and saving.
+	// cfg serialises writers: zones and rules changes, and the change log.
 	cfg struct {
 		sync.Mutex
 		rules    map[string]*liveRule
-		zoneJSON map[string][]byte // name → the zone's GeoJSON, for saving
+		zoneJSON map[string][]byte // name → the zone's GeoJSON, for compaction
 		gens     []uint8           // slot → generation of its last rule
-		free     []uint16          // free slots
+		free     []uint32          // free slots
+		log      changeLog         // the change log in Dir, if any
 	}
 
 	stripes [numStripes]stripe
@@ -205,6 +211,7 @@ func New(o Options) (*Evaluator, error) {
 		o.Logger = slog.Default()
 	}
 	e := &Evaluator{opts: o, cache: rules.NewCache(cacheSize)}
+	e.idx = newRuleIndex(&e.zones)
 	e.cfg.rules = map[string]*liveRule{}
 	e.cfg.zoneJSON = map[string][]byte{}
 	for i := range e.stripes {
@@ -212,7 +219,6 @@ func New(o Options) (*Evaluator, error) {
 		e.stripes[i].initLocked()
 		e.stripes[i].mu.Unlock()
 	}
-	e.snap.Store(emptySnapshot)
 	if o.Dir != "" {
 		if err := e.load(); err != nil {
 			return nil, err
@@ -238,9 +244,9 @@ type Stats struct {
 
 // Stats returns the engine's figures; it takes each stripe's lock briefly.
 func (e *Evaluator) Stats() Stats {
-	sn := e.snap.Load()
 	st := Stats{
-		Rules:       len(sn.rules),
+		Rules:       int(e.nRules.Load()),
+		ZoneRules:   int(e.nZoned.Load()),
 		Zones:       e.zones.Len(),
 		Updates:     uint64(e.updates.Load()),
 		Evaluations: e.evals.Load(),
@@ -248,11 +254,6 @@ func (e *Evaluator) Stats() Stats {
 		Resolved:    e.resolved.Load(),
 		FiringNow:   e.firingNow.Load(),
 		Cache:       e.cache.Stats(),
-	}
-	for _, r := range sn.rules {
-		if r.zoned {
-			st.ZoneRules++
-		}
 	}
 	for i := range e.stripes {
 		s := &e.stripes[i]

@@ -1,11 +1,13 @@
 package alert
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/fleetd/fleetd/internal/fence"
 	"github.com/fleetd/fleetd/internal/rules"
@@ -52,42 +54,25 @@ func (e *Evaluator) PutZone(name string, body io.Reader) (*fence.Zone, error) {
 	}
 	e.cfg.Lock()
 	defer e.cfg.Unlock()
-	if err := e.putZoneLocked(name, z, true); err != nil {
-		return nil, err
-	}
-	return z, nil
-}
-
-// putZoneLocked stores z, saving first when save is set.
-func (e *Evaluator) putZoneLocked(name string, z *fence.Zone, save bool) error {
 	js := z.AppendGeoJSON(nil)
 	if _, ok := e.zones.ZoneID(name); !ok && e.zones.Len() >= fence.MaxIDs {
-		return fmt.Errorf("alert: zone %q: %w: %d zones", name, ErrLimit, fence.MaxIDs)
+		return nil, fmt.Errorf("alert: zone %q: %w: %d zones", name, ErrLimit, fence.MaxIDs)
 	}
-	if save {
-		old, had := e.cfg.zoneJSON[name]
-		e.cfg.zoneJSON[name] = js
-		if err := e.saveLocked(); err != nil {
-			if had {
-				e.cfg.zoneJSON[name] = old
-			} else {
-				delete(e.cfg.zoneJSON, name)
-			}
-			e.undoSaveLocked(err)
-			return err
-		}
-	} else {
-		e.cfg.zoneJSON[name] = js
+	if err := e.appendLocked(&configOp{Op: opZone, Name: name, Geometry: js}); err != nil {
+		return nil, err
 	}
-	// The zone and the index built over it change together for batches.
+	e.cfg.zoneJSON[name] = js
+	// The zone and the reach of the rules it guards change together for
+	// batches.
 	e.evalMu.Lock()
-	if e.zones.Put(name, z) < 0 {
+	id := e.zones.Put(name, z)
+	if id < 0 {
 		e.evalMu.Unlock()
 		panic("BUG: alert: fence.Set refused a checked zone")
 	}
-	e.rebuildLocked()
+	e.idx.rezone(id)
 	e.evalMu.Unlock()
-	return nil
+	return z, nil
 }
 
 // GetZone returns the named zone.
@@ -122,21 +107,23 @@ func (e *Evaluator) DeleteZone(name string) error {
 		sort.Strings(users)
 		return &ZoneInUseError{Zone: name, Rules: users}
 	}
-	old := e.cfg.zoneJSON[name]
-	delete(e.cfg.zoneJSON, name)
-	if err := e.saveLocked(); err != nil {
-		e.cfg.zoneJSON[name] = old
-		e.undoSaveLocked(err)
+	if err := e.appendLocked(&configOp{Op: opDeleteZone, Name: name}); err != nil {
 		return err
 	}
+	delete(e.cfg.zoneJSON, name)
 	e.evalMu.Lock()
 	e.zones.Delete(name)
 	// No compiled rule refers to the name (checked above; the cache
 	// re-resolves names on every hit), so its ID may go to another name.
 	e.zones.Purge(name)
-	e.rebuildLocked()
 	e.evalMu.Unlock()
 	return nil
+}
+
+// NamedRule is a rule given by name, for PutRules.
+type NamedRule struct {
+	Name string
+	RuleSpec
 }
 
 // PutRule compiles spec and stores it under name, replacing any rule of
@@ -146,102 +133,141 @@ func (e *Evaluator) DeleteZone(name string) error {
 // matches ErrInvalid; other errors wrap ErrInvalid (name, severity, for),
 // ErrLimit or ErrPersist.
 func (e *Evaluator) PutRule(name string, spec RuleSpec) (Rule, error) {
-	spec, sev, err := checkSpec(name, spec)
+	rs, _, err := e.PutRules([]NamedRule{{Name: name, RuleSpec: spec}})
 	if err != nil {
 		return Rule{}, err
+	}
+	return rs[0], nil
+}
+
+// PutRules stores every rule of rs as PutRule does, all or none: if one
+// fails to check or compile, or the change cannot be saved, nothing
+// changes and the error names the rule. Names must be distinct. It
+// returns the stored rules, in rs's order, and how many replaced a rule
+// of the same name. Its cost is O(len(rs)) (plus what each rule's groups
+// and cells hold), whatever the number of rules already stored, and one
+// append to the change log.
+func (e *Evaluator) PutRules(rs []NamedRule) ([]Rule, int, error) {
+	lives := make([]*liveRule, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i := range rs {
+		spec, sev, err := checkSpec(rs[i].Name, rs[i].RuleSpec)
+		if err != nil {
+			return nil, 0, err
+		}
+		if seen[rs[i].Name] {
+			return nil, 0, invalidf("alert: rule %q appears twice", rs[i].Name)
+		}
+		seen[rs[i].Name] = true
+		lives[i] = &liveRule{name: rs[i].Name, spec: spec, severity: sev}
 	}
 	e.cfg.Lock()
-	r, old, err := e.putRuleLocked(name, spec, sev, true)
+	olds, err := e.putRulesLocked(lives, true)
 	e.cfg.Unlock()
 	if err != nil {
-		return Rule{}, err
+		return nil, 0, err
 	}
-	if old != nil {
-		e.freeRule(old, "rule replaced")
+	if len(olds) > 0 {
+		e.freeRules(olds, "rule replaced")
 	}
-	return Rule{Name: r.name, RuleSpec: r.spec, Program: r.prog}, nil
+	out := make([]Rule, len(lives))
+	for i, r := range lives {
+		out[i] = Rule{Name: r.name, RuleSpec: r.spec, Program: r.prog}
+	}
+	return out, len(olds), nil
 }
 
-// checkSpec validates a rule's name and spec and defaults its severity.
-func checkSpec(name string, spec RuleSpec) (RuleSpec, uint8, error) {
-	if err := CheckRuleName(name); err != nil {
-		return spec, 0, err
-	}
-	if spec.Severity == "" {
-		spec.Severity = defaultSeverity
-	}
-	sev := slices.Index(severities[:], spec.Severity)
-	if sev < 0 {
-		return spec, 0, invalidf("alert: rule %q: severity %q is not one of info, warning, critical", name, spec.Severity)
-	}
-	if spec.For < 0 || spec.For > MaxFor {
-		return spec, 0, invalidf("alert: rule %q: \"for\" %v is outside [0s, %v]", name, spec.For, MaxFor)
-	}
-	return spec, uint8(sev), nil
-}
-
-// putRuleLocked compiles and installs a rule; the caller frees old's state
-// (after unlocking cfg) with freeRule.
-func (e *Evaluator) putRuleLocked(name string, spec RuleSpec, sev uint8, save bool) (r, old *liveRule, err error) {
-	prog, err := e.cache.Compile(spec.When, &e.zones)
-	if err != nil {
-		var rerr *rules.Error
-		if errors.As(err, &rerr) {
-			return nil, nil, &inputError{fmt.Errorf("alert: rule %q: %w", name, rerr)}
-		}
-		return nil, nil, fmt.Errorf("alert: rule %q: %w", name, err)
-	}
-	old = e.cfg.rules[name]
-	if old == nil && len(e.cfg.rules) >= MaxRules {
-		return nil, nil, fmt.Errorf("alert: rule %q: %w: %d rules", name, ErrLimit, MaxRules)
-	}
-	r = newLiveRule(name, spec, prog, sev)
-	r.slot, r.gen = e.allocSlotLocked()
-	e.cfg.rules[name] = r
-	if save {
-		if err := e.saveLocked(); err != nil {
-			e.releaseSlotLocked(r.slot)
-			if old != nil {
-				e.cfg.rules[name] = old
-			} else {
-				delete(e.cfg.rules, name)
+// putRulesLocked compiles and installs rules whose name, spec and
+// severity are set (checkSpec), logging them first when save is set; the
+// caller frees the replaced rules' state (after unlocking cfg) with
+// freeRules.
+func (e *Evaluator) putRulesLocked(rs []*liveRule, save bool) (olds []*liveRule, err error) {
+	added := 0
+	for i, r := range rs {
+		prog, err := e.cache.Compile(r.spec.When, &e.zones)
+		if err != nil {
+			var rerr *rules.Error
+			if errors.As(err, &rerr) {
+				return nil, &inputError{fmt.Errorf("alert: rule %q: %w", r.name, rerr)}
 			}
-			e.undoSaveLocked(err)
-			return nil, nil, err
+			return nil, fmt.Errorf("alert: rule %q: %w", r.name, err)
 		}
+		rs[i] = newLiveRule(r.name, r.spec, prog, r.severity)
+		if e.cfg.rules[r.name] == nil {
+			added++
+		}
+	}
+	if len(e.cfg.rules)+added > MaxRules {
+		return nil, fmt.Errorf("alert: %w: %d rules, adding %d", ErrLimit, len(e.cfg.rules), added)
+	}
+	if save {
+		op := &configOp{Op: opRules, Rules: make([]configRule, len(rs))}
+		for i, r := range rs {
+			op.Rules[i] = configRule{Name: r.name, ruleSpecJSON: r.spec.json()}
+		}
+		if err := e.appendLocked(op); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range rs {
+		r.slot, r.gen = e.allocSlotLocked()
+		if old := e.cfg.rules[r.name]; old != nil {
+			olds = append(olds, old)
+		}
+		e.cfg.rules[r.name] = r
 	}
 	e.evalMu.Lock()
-	e.rebuildLocked()
+	// Many rules at once (a bulk PUT, a load) are indexed in one pass,
+	// sorting each group once, rather than each inserted in its place.
+	bulk := len(rs) > 64 && len(rs) > e.idx.n/4
+	for _, old := range olds {
+		e.idx.remove(old)
+	}
+	for _, r := range rs {
+		e.idx.add(r, !bulk)
+	}
+	if bulk {
+		e.idx.sortGroups()
+	}
+	e.publishLocked(rs)
 	e.evalMu.Unlock()
-	return r, old, nil
+	return olds, nil
+}
+
+// publishLocked brings the lock-free views (nRules, nZoned, byName) up to
+// date with idx after rules in rs were stored or deleted. The caller holds
+// cfg and evalMu.
+func (e *Evaluator) publishLocked(rs []*liveRule) {
+	e.nRules.Store(int64(e.idx.n))
+	e.nZoned.Store(int64(e.idx.zoned))
+	for _, r := range rs {
+		if cur := e.cfg.rules[r.name]; cur != nil {
+			e.byName.Store(r.name, cur)
+		} else {
+			e.byName.Delete(r.name)
+		}
+	}
 }
 
 // GetRule returns the named rule.
 func (e *Evaluator) GetRule(name string) (Rule, bool) {
-	sn := e.snap.Load()
-	i, ok := slices.BinarySearchFunc(sn.rules, name, func(r *liveRule, n string) int {
-		switch {
-		case r.name < n:
-			return -1
-		case r.name > n:
-			return 1
-		}
-		return 0
-	})
+	v, ok := e.byName.Load(name)
 	if !ok {
 		return Rule{}, false
 	}
-	r := sn.rules[i]
+	r := v.(*liveRule)
 	return Rule{Name: r.name, RuleSpec: r.spec, Program: r.prog}, true
 }
 
 // Rules lists the rules by name.
 func (e *Evaluator) Rules() []Rule {
-	sn := e.snap.Load()
-	rs := make([]Rule, len(sn.rules))
-	for i, r := range sn.rules {
-		rs[i] = Rule{Name: r.name, RuleSpec: r.spec, Program: r.prog}
-	}
+	var rs []Rule
+	e.byName.Range(func(_, v any) bool {
+		r := v.(*liveRule)
+		rs = append(rs, Rule{Name: r.name, RuleSpec: r.spec, Program: r.prog})
+		return true
+	})
+	slices.SortFunc(rs, func(a, b Rule) int { return cmp.Compare(a.Name, b.Name) })
 	return rs
 }
 
@@ -255,54 +281,62 @@ func (e *Evaluator) DeleteRule(name string) error {
 		e.cfg.Unlock()
 		return fmt.Errorf("alert: rule %q: %w", name, ErrNotFound)
 	}
-	delete(e.cfg.rules, name)
-	if err := e.saveLocked(); err != nil {
-		e.cfg.rules[name] = r
-		e.undoSaveLocked(err)
+	if err := e.appendLocked(&configOp{Op: opDeleteRule, Name: name}); err != nil {
 		e.cfg.Unlock()
 		return err
 	}
+	delete(e.cfg.rules, name)
 	e.evalMu.Lock()
-	e.rebuildLocked()
+	e.idx.remove(r)
+	e.publishLocked([]*liveRule{r})
 	e.evalMu.Unlock()
 	e.cfg.Unlock()
-	e.freeRule(r, "rule deleted")
+	e.freeRules([]*liveRule{r}, "rule deleted")
 	return nil
 }
 
-// freeRule removes a rule's pairs and firing records from every stripe
-// and emits a resolve for each of its firing alerts; then its slot may be
-// reused. The rule is already out of the snapshot, and evalMu was taken
-// since, so no batch can add state for it any more.
-func (e *Evaluator) freeRule(r *liveRule, reason string) {
+// freeRules removes the rules' pairs and firing records from every stripe
+// and emits a resolve for each of their firing alerts; then their slots
+// may be reused. The rules are already out of the index, and evalMu was
+// taken since, so no batch can add state for them any more. One pass over
+// the stripes serves them all.
+func (e *Evaluator) freeRules(rs []*liveRule, reason string) {
 	var out []Alert
-	sev := severities[r.severity]
+	gone := make(map[ruleRef]*liveRule, len(rs))
+	for _, r := range rs {
+		gone[r.ref()] = r
+	}
 	for i := range e.stripes {
 		s := &e.stripes[i]
 		s.mu.Lock()
-		out = s.sweepRuleLocked(r, reason, sev, out)
+		out = s.sweepRulesLocked(gone, reason, out)
 		s.compactLocked()
 		s.mu.Unlock()
 	}
 	e.cfg.Lock()
-	e.releaseSlotLocked(r.slot)
+	for _, r := range rs {
+		e.releaseSlotLocked(r.slot)
+	}
 	e.cfg.Unlock()
 	e.resolved.Add(uint64(len(out)))
 	e.firingNow.Add(-int64(len(out)))
 	e.emit(out)
 }
 
-// sweepRuleLocked drops r's pairs and firing records, appending a resolve
-// for each firing one to out.
-func (s *stripe) sweepRuleLocked(r *liveRule, reason, sev string, out []Alert) []Alert {
+// sweepRulesLocked drops the pairs and firing records of the rules in
+// gone, appending a resolve for each firing one to out.
+func (s *stripe) sweepRulesLocked(gone map[ruleRef]*liveRule, reason string, out []Alert) []Alert {
+	if s.mu.pairs == 0 {
+		return out
+	}
 	var buf [2 * pairsPerEntry]pair
 	s.eachTruckLocked(func(k uint64, at int) {
 		ps, _ := s.loadLocked(k, buf[:0])
 		kept := ps[:0]
 		for _, p := range ps {
-			if p.slot == r.slot && p.gen == r.gen {
+			if r := gone[p.ref]; r != nil {
 				if p.rec != 0 {
-					out = append(out, s.recAlertLocked(&s.mu.recs[p.rec], r.name, sev, StateResolved, reason))
+					out = append(out, s.recAlertLocked(&s.mu.recs[p.rec], r.name, severities[r.severity], StateResolved, reason))
 					s.dropFiringLocked(&p)
 				}
 				continue
@@ -323,42 +357,71 @@ func (s *stripe) recAlertLocked(rec *firingRec, rule, sev, state, reason string)
 }
 
 // allocSlotLocked hands out a free slot with its next generation.
-func (e *Evaluator) allocSlotLocked() (uint16, uint8) {
-	var slot uint16
+func (e *Evaluator) allocSlotLocked() (uint32, uint8) {
+	var slot uint32
 	if n := len(e.cfg.free); n > 0 {
 		slot, e.cfg.free = e.cfg.free[n-1], e.cfg.free[:n-1]
 	} else {
-		if len(e.cfg.gens) >= 1<<16 {
+		if len(e.cfg.gens) >= maxSlots {
 			panic("BUG: alert: out of rule slots below MaxRules")
 		}
-		slot = uint16(len(e.cfg.gens))
+		slot = uint32(len(e.cfg.gens))
 		e.cfg.gens = append(e.cfg.gens, 0)
 	}
 	e.cfg.gens[slot]++
 	return slot, e.cfg.gens[slot]
 }
 
-func (e *Evaluator) releaseSlotLocked(slot uint16) { e.cfg.free = append(e.cfg.free, slot) }
+func (e *Evaluator) releaseSlotLocked(slot uint32) { e.cfg.free = append(e.cfg.free, slot) }
 
-// rebuildLocked publishes a snapshot of the current rules and zones. The
-// caller holds cfg and evalMu.
-func (e *Evaluator) rebuildLocked() {
-	rs := make([]*liveRule, 0, len(e.cfg.rules))
-	for _, r := range e.cfg.rules {
-		rs = append(rs, r)
+// checkSpec validates a rule's name and spec and defaults its severity.
+func checkSpec(name string, spec RuleSpec) (RuleSpec, uint8, error) {
+	if err := CheckRuleName(name); err != nil {
+		return spec, 0, err
 	}
-	slices.SortFunc(rs, func(a, b *liveRule) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
+	if spec.Severity == "" {
+		spec.Severity = defaultSeverity
+	}
+	sev := slices.Index(severities[:], spec.Severity)
+	if sev < 0 {
+		return spec, 0, invalidf("alert: rule %q: severity %q is not one of info, warning, critical", name, spec.Severity)
+	}
+	if spec.For < 0 || spec.For > MaxFor {
+		return spec, 0, invalidf("alert: rule %q: \"for\" %v is outside [0s, %v]", name, spec.For, MaxFor)
+	}
+	return spec, uint8(sev), nil
+}
+
+// namedRuleJSON is one rule of a bulk body.
+type namedRuleJSON struct {
+	Name string `json:"name"`
+	ruleSpecJSON
+}
+
+// DecodeRules reads a bulk body, {"rules": [{"name": "speeding", "when":
+// "speed > 90", "for": "30s", "severity": "warning"}, …]}, refusing
+// unknown fields, bad durations and trailing data with ErrInvalid. The
+// rules are checked and compiled by PutRules.
+func DecodeRules(data []byte) ([]NamedRule, error) {
+	var doc struct {
+		Rules []namedRuleJSON `json:"rules"`
+	}
+	if err := strictUnmarshal(data, &doc); err != nil {
+		return nil, invalidf("alert: rules: %v", err)
+	}
+	if doc.Rules == nil {
+		return nil, invalidf(`alert: rules: no "rules" array`)
+	}
+	rs := make([]NamedRule, len(doc.Rules))
+	for i, j := range doc.Rules {
+		rs[i] = NamedRule{Name: j.Name, RuleSpec: RuleSpec{When: j.When, Severity: j.Severity}}
+		if j.For != "" {
+			d, err := time.ParseDuration(j.For)
+			if err != nil {
+				return nil, invalidf("alert: rule %q: \"for\": %v", j.Name, err)
+			}
+			rs[i].For = d
 		}
-		return 0
-	})
-	if len(rs) == 0 {
-		e.snap.Store(emptySnapshot)
-		return
 	}
-	e.snap.Store(buildSnapshot(rs, &e.zones, len(e.cfg.gens)))
+	return rs, nil
 }

@@ -31,7 +31,9 @@ type FiringQuery struct {
 // firing records), so a dashboard polling it costs memory in proportion
 // to what it shows. With q.ID it reads only that truck's stripe.
 func (e *Evaluator) FiringPage(q FiringQuery) (page []Alert, total int) {
-	sn := e.snap.Load()
+	e.evalMu.RLock()
+	defer e.evalMu.RUnlock()
+	sn := e.idx
 	stripes := e.stripes[:]
 	if q.ID != "" {
 		k := truckKey([]byte(q.ID))
@@ -43,11 +45,11 @@ func (e *Evaluator) FiringPage(q FiringQuery) (page []Alert, total int) {
 		s.mu.Lock()
 		for ri := range s.mu.recs {
 			rec := &s.mu.recs[ri]
-			if rec.idLen == 0 || int(rec.slot) >= len(sn.bySlot) {
+			if rec.key == 0 || int(rec.ref.slot()) >= len(sn.bySlot) {
 				continue
 			}
-			r := sn.bySlot[rec.slot]
-			if r == nil || r.gen != rec.gen {
+			r := sn.bySlot[rec.ref.slot()]
+			if r == nil || r.ref() != rec.ref {
 				continue // its rule is being deleted
 			}
 			if q.Rule != "" && r.name != q.Rule {

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -155,7 +156,10 @@ func ringOf(poly string) string {
 func TestIndexNeverSkips(t *testing.T) {
 	seed := testSeed(t)
 	r := rand.New(rand.NewPCG(seed, 2))
+	defer func(n int) { rebuildMinDead = n }(rebuildMinDead)
 	for round := range 8 {
+		// Odd rounds compact the index after a few deletions.
+		rebuildMinDead = []int{1024, 4}[round%2]
 		e, err := New(Options{Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
@@ -172,60 +176,114 @@ func TestIndexNeverSkips(t *testing.T) {
 			b := z.Box()
 			centres = append(centres, [2]float64{(b.MinLat + b.MaxLat) / 2, b.MinLon})
 		}
+		// Rules put one by one, then changed: replaced, deleted, added in
+		// bulk, their zones reshaped, so that every incremental path of
+		// the index (and its compaction) is checked against brute force.
 		for i := range 80 {
 			src := randomRule(r, names)
 			if _, err := e.PutRule(fmt.Sprintf("r%03d", i), RuleSpec{When: src}); err != nil {
 				t.Fatalf("%s: %v", src, err)
 			}
 		}
-		sn := e.snap.Load()
-		var in rules.Input
-		sc := &scratch{}
-		var brute uint64
-		for range 4000 {
-			c := centres[r.IntN(len(centres))]
-			lat, lon := c[0], c[1]
-			if r.IntN(4) == 0 {
-				lat, lon = (r.Float64()*2-1)*90, (r.Float64()*2-1)*180
-			}
-			lat, lon = geo.Destination(lat, lon, r.Float64()*360, r.ExpFloat64()*30_000)
-			in.State = rules.State{Lat: lat, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: 1_764_000_000 + int64(r.IntN(86400))}
-			in.HasPrev = r.IntN(5) > 0
-			in.Prev = rules.State{Lat: lat + r.NormFloat64()*0.01, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: in.TS - int64(r.IntN(10))}
-			if r.IntN(10) == 0 {
-				in.Speed = math.Round(in.Speed/10) * 10 // hit == and boundary constants
-			}
-			if r.IntN(50) == 0 {
-				in.Speed = []float64{math.NaN(), math.Inf(1), math.Inf(-1)}[r.IntN(3)]
-			}
-			e.evalUpdate(sn, &in, sc)
-			trues := slices.Sorted(slices.Values(sc.trues))
-			var want []int32
-			for i, lr := range sn.rules {
-				brute++
-				if lr.prog.Eval(&in, sn.zones) {
-					want = append(want, int32(i))
+		var brute, evals uint64
+		for phase := range 4 {
+			switch phase {
+			case 1: // replace and delete some, one by one
+				for i := range 80 {
+					name := fmt.Sprintf("r%03d", i)
+					switch r.IntN(3) {
+					case 0:
+						if _, err := e.PutRule(name, RuleSpec{When: randomRule(r, names)}); err != nil {
+							t.Fatal(err)
+						}
+					case 1:
+						if err := e.DeleteRule(name); err != nil && !errors.Is(err, ErrNotFound) {
+							t.Fatal(err)
+						}
+					}
+				}
+			case 2: // a bulk put over what is left, replacing some
+				var rs []NamedRule
+				for i := range 100 {
+					rs = append(rs, NamedRule{Name: fmt.Sprintf("r%03d", 40+i), RuleSpec: RuleSpec{When: randomRule(r, names)}})
+				}
+				if _, _, err := e.PutRules(rs); err != nil {
+					t.Fatal(err)
+				}
+			case 3: // reshape zones under their rules
+				for i := range 5 {
+					z := randomZone(t, r)
+					if _, err := e.PutZone(names[i], strings.NewReader(string(z.AppendGeoJSON(nil)))); err != nil {
+						t.Fatal(err)
+					}
+					b := z.Box()
+					centres[i] = [2]float64{(b.MinLat + b.MaxLat) / 2, b.MinLon}
 				}
 			}
-			if !slices.Equal(trues, want) {
-				t.Fatalf("round %d: update %+v: index found rules %v true, brute force %v\n%s",
-					round, in, ruleNames(sn, trues), ruleNames(sn, want), ruleNames(sn, nil))
+			sn := e.idx
+			var in rules.Input
+			sc := &scratch{}
+			for range 1000 {
+				c := centres[r.IntN(len(centres))]
+				lat, lon := c[0], c[1]
+				if r.IntN(4) == 0 {
+					lat, lon = (r.Float64()*2-1)*90, (r.Float64()*2-1)*180
+				}
+				lat, lon = geo.Destination(lat, lon, r.Float64()*360, r.ExpFloat64()*30_000)
+				in.State = rules.State{Lat: lat, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: 1_764_000_000 + int64(r.IntN(86400))}
+				in.HasPrev = r.IntN(5) > 0
+				in.Prev = rules.State{Lat: lat + r.NormFloat64()*0.01, Lon: lon, Speed: r.Float64() * 150, Heading: float64(r.IntN(360)), TS: in.TS - int64(r.IntN(10))}
+				if r.IntN(10) == 0 {
+					in.Speed = math.Round(in.Speed/10) * 10 // hit == and boundary constants
+				}
+				if r.IntN(50) == 0 {
+					in.Speed = []float64{math.NaN(), math.Inf(1), math.Inf(-1)}[r.IntN(3)]
+				}
+				e.evalUpdate(sn, &in, sc)
+				trues := slices.Sorted(slices.Values(sc.trues))
+				var want []int32
+				for i, lr := range sn.bySlot {
+					if lr == nil {
+						continue
+					}
+					brute++
+					if lr.prog.Eval(&in, sn.zones) {
+						want = append(want, int32(i))
+					}
+				}
+				if !slices.Equal(trues, want) {
+					t.Fatalf("round %d phase %d: update %+v: index found rules %v true, brute force %v\n%s",
+						round, phase, in, ruleNames(sn, trues), ruleNames(sn, want), ruleNames(sn, nil))
+				}
+			}
+			evals += sc.evals
+			if n := 0; true {
+				for _, lr := range sn.bySlot {
+					if lr != nil {
+						n++
+					}
+				}
+				if n != sn.n || n != len(e.Rules()) {
+					t.Fatalf("round %d phase %d: %d rules in slots, index counts %d, Rules lists %d", round, phase, n, sn.n, len(e.Rules()))
+				}
 			}
 		}
-		t.Logf("round %d: %d evaluations through the index, %d brute force", round, sc.evals, brute)
+		t.Logf("round %d: %d evaluations through the index, %d brute force", round, evals, brute)
 	}
 }
 
-func ruleNames(sn *snapshot, idx []int32) string {
+func ruleNames(sn *ruleIndex, idx []int32) string {
 	var b strings.Builder
 	if idx == nil {
-		for _, r := range sn.rules {
-			fmt.Fprintf(&b, "\t%s: %s\n", r.name, r.prog.Source())
+		for _, r := range sn.bySlot {
+			if r != nil {
+				fmt.Fprintf(&b, "\t%s: %s\n", r.name, r.prog.Source())
+			}
 		}
 		return b.String()
 	}
 	for _, i := range idx {
-		fmt.Fprintf(&b, "%s ", sn.rules[i].name)
+		fmt.Fprintf(&b, "%s ", sn.bySlot[i].name)
 	}
 	return b.String()
 }
@@ -302,7 +360,7 @@ func TestFarTrucksSkipZoneRules(t *testing.T) {
 	if _, err := e.PutRule("stopped", RuleSpec{When: "speed < 5 && prev.speed >= 5"}); err != nil {
 		t.Fatal(err)
 	}
-	sn := e.snap.Load()
+	sn := e.idx
 	sc := &scratch{}
 	in := rules.Input{State: rules.State{Lat: 48, Lon: 10, Speed: 50}}
 	e.evalUpdate(sn, &in, sc)
@@ -311,7 +369,7 @@ func TestFarTrucksSkipZoneRules(t *testing.T) {
 	}
 	in.Lat, in.Lon = 30.01, -119.99
 	e.evalUpdate(sn, &in, sc)
-	if sc.evals > 2 || len(sc.trues) != 1 || sn.rules[sc.trues[0]].name != "in-city-0" {
+	if sc.evals > 2 || len(sc.trues) != 1 || sn.bySlot[sc.trues[0]].name != "in-city-0" {
 		t.Fatalf("truck in city-0: %d evaluations, true %v", sc.evals, ruleNames(sn, sc.trues))
 	}
 }

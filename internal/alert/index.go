@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"sort"
 
 	"github.com/fleetd/fleetd/internal/fence"
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -33,14 +34,14 @@ func cellColEnd(lonB float64) int {
 	return int((int64(math.Round(lonB*geo.Scale)) + geo.MaxLonFixed) / grid.CellFixed)
 }
 
-// liveRule is a rule as the evaluator sees it: immutable, shared by
-// snapshots until the rule is replaced or deleted.
+// liveRule is a rule as the evaluator sees it: immutable once indexed,
+// until the rule is replaced or deleted.
 type liveRule struct {
 	name     string
 	spec     RuleSpec // as given, Severity defaulted
 	prog     *rules.Program
 	forSec   uint32 // For rounded up to whole seconds
-	slot     uint16
+	slot     uint32
 	gen      uint8
 	severity uint8          // index into severities
 	cnf      [][]rules.Atom // prog.Conditions()
@@ -50,6 +51,8 @@ type liveRule struct {
 	zoneID   int            // the guard's zone
 	radiusM  float64        // the guard's radius
 }
+
+func (r *liveRule) ref() ruleRef { return makeRef(r.slot, r.gen) }
 
 // newLiveRule fills in what the index needs of a compiled rule.
 func newLiveRule(name string, spec RuleSpec, prog *rules.Program, sev uint8) *liveRule {
@@ -62,22 +65,28 @@ func newLiveRule(name string, spec RuleSpec, prog *rules.Program, sev uint8) *li
 	return r
 }
 
-// ruleEval is what evalUpdate needs of one rule, flat in
-// snapshot.evals so that the walk does not chase the liveRule.
+// ruleEval is what evalUpdate needs of one rule, flat in ruleIndex.evals
+// so that the walk does not chase the liveRule.
 type ruleEval struct {
 	prog         *rules.Program
 	rest0, rest1 uint32 // clauses[rest0:rest1] are checked before evaluating
 	exact        bool   // clauses decide: true without Eval when they hold
 	multi        bool   // listed in several groups: evaluate once per update
+	listed       bool   // a zoned rule listed in the cells of reach
 }
 
 // clause is one clause of a rule's conditions: conds[start:end], at
 // least one of which holds when the rule is true.
 type clause struct{ start, end uint32 }
 
-// snapshot is the immutable evaluation state: the rules, how to find the
-// ones that can apply to an update, and the zones. Applied loads it once
-// per batch; writers build a new one and swap it in.
+// ruleIndex is the evaluation state: the rules, how to find the ones that
+// can apply to an update, and the zones. It is changed in place, one rule
+// at a time, by writers holding evalMu exclusively (so while no batch
+// reads it); Applied and Removed read it holding evalMu shared. A rule is
+// named by its slot everywhere (the index of bySlot, evals, reach), which
+// stays the same while the rule lives, so that adding or removing one
+// touches only its own entries: O(its clauses + its groups' lengths + its
+// cells), not O(rules).
 //
 // Indexing. Every rule that can be true is in exactly one of three places:
 //
@@ -89,8 +98,8 @@ type clause struct{ start, end uint32 }
 //	         prefix of the group, found by walking it until the first that
 //	         fails
 //	cells    rules with a zone guard, listed in every grid cell their
-//	         reach touches; rows row0..row0+nRows-1, all grid.Cols columns:
-//	         cellStart[i]..cellStart[i+1] index cellRules
+//	         reach touches; rows row0..row0+nRows-1, all grid.Cols
+//	         columns: cellHead[i] indexes cellLists (0 = none)
 //
 // and a rule found there is evaluated only if its other clauses (evals[i]
 // rest) hold, and not at all if its conditions are exact. A term's value
@@ -98,224 +107,373 @@ type clause struct{ start, end uint32 }
 // clause first needs it. So an update costs one step per group plus the
 // rules whose key atom holds, and one cell lookup plus a box test per
 // zone rule near it.
-type snapshot struct {
-	rules  []*liveRule // sorted by name
-	evals  []ruleEval  // parallel to rules
-	reach  []reach     // parallel to rules: where a zoned rule can be true
+//
+// Removing a rule leaves its clauses and conds (and terms) behind as
+// garbage; once they are more than half of clauses, rebuild compacts
+// everything, so the garbage costs O(1) amortised per change.
+type ruleIndex struct {
 	bySlot []*liveRule // slot → rule, nil for a free slot
-	slots  []slotRule  // slot → rule index and generation, for pairs
+	evals  []ruleEval  // by slot
+	reach  []reach     // by slot: where a zoned rule can be true
 	zones  *fence.Set
+	n      int // rules indexed
+	zoned  int // of which with a zone guard (Stats.ZoneRules)
 
 	// terms are the distinct terms of all conditions, the first
 	// rules.NumFastFields the fast fields (nil if unused; see
 	// scratch.termVal).
 	terms   []*rules.Term
+	termIdx map[string]uint32
 	clauses []clause // the rules' rest clauses, rule after rule
 	conds   []cond   // the clauses' atoms
+	dead    int      // clauses of removed rules
 
-	always []int32 // indices into rules
-
-	groups     []group
-	groupConst []float64 // per group, its rules' constants in walking order
-	groupRule  []int32   // parallel: indices into rules
+	always    []int32 // slots
+	groups    []group
+	groupIdx  map[gkey]int
+	zoneRules map[int][]int32 // zone ID → slots of the rules it guards
 
 	row0, nRows int
-	cellStart   []uint32 // nRows*grid.Cols + 1
-	cellRules   []int32  // indices into rules
+	cellHead    []uint32  // nRows*grid.Cols
+	cellLists   [][]int32 // slots; [0] unused
 }
 
-// slotRule is the rule in a slot: its index in snapshot.rules (-1 for a
-// free slot) and generation.
-type slotRule struct {
-	rule int32
-	gen  uint8
+// gkey names a group.
+type gkey struct {
+	term uint32
+	op   rules.Op
 }
 
-// ruleOf returns the index of the rule a pair belongs to, or -1 if that
-// rule is no longer in the snapshot (deleted or replaced).
-func (sn *snapshot) ruleOf(p pair) int32 {
-	if int(p.slot) >= len(sn.slots) {
-		return -1
-	}
-	sr := sn.slots[p.slot]
-	if sr.gen != p.gen {
-		return -1
-	}
-	return sr.rule
-}
-
-// group is one (term, operator) run of groupConst/groupRule.
+// group is one (term, operator) list: consts in walking order (the most
+// permissive first: descending for < and <=, else ascending) and the
+// rules' slots beside them. first is consts[0], NaN when empty (then no
+// comparison enters the group).
 type group struct {
-	first      float64 // groupConst[start]
-	term       uint32
-	op         rules.Op
-	start, end uint32
+	first  float64
+	term   uint32
+	op     rules.Op
+	consts []float64
+	rules  []int32
 }
 
-var emptySnapshot = &snapshot{}
+// before reports whether constant a walks before b in a group of op.
+func before(op rules.Op, a, b float64) bool {
+	if op == rules.LT || op == rules.LE {
+		return a > b
+	}
+	return a < b
+}
 
-// buildSnapshot indexes rs (sorted by name) for evaluation against zones.
-func buildSnapshot(rs []*liveRule, zones *fence.Set, maxSlot int) *snapshot {
-	sn := &snapshot{rules: rs, evals: make([]ruleEval, len(rs)), reach: make([]reach, len(rs)),
-		bySlot: make([]*liveRule, maxSlot), slots: make([]slotRule, maxSlot), zones: zones}
-	for i := range sn.slots {
-		sn.slots[i].rule = -1
+func newRuleIndex(zones *fence.Set) *ruleIndex {
+	return &ruleIndex{zones: zones, terms: make([]*rules.Term, rules.NumFastFields),
+		termIdx: map[string]uint32{}, groupIdx: map[gkey]int{}, zoneRules: map[int][]int32{},
+		cellLists: make([][]int32, 1)}
+}
+
+// ruleOf returns the slot of the rule a pair belongs to, or -1 if that
+// rule is no longer indexed (deleted or replaced).
+func (x *ruleIndex) ruleOf(p pair) int32 {
+	slot := p.ref.slot()
+	if slot >= uint32(len(x.bySlot)) {
+		return -1
 	}
-	// A fast field's term index is its index in rules.FastFields.
-	sn.terms = make([]*rules.Term, rules.NumFastFields)
-	termIdx := map[string]uint32{}
-	term := func(t *rules.Term) uint32 {
-		if f, ok := t.FastField(); ok {
-			sn.terms[f] = t
-			return uint32(f)
+	if r := x.bySlot[slot]; r == nil || r.gen != p.ref.gen() {
+		return -1
+	}
+	return int32(slot)
+}
+
+// term returns t's index in terms, adding it if new.
+func (x *ruleIndex) term(t *rules.Term) uint32 {
+	if f, ok := t.FastField(); ok {
+		x.terms[f] = t
+		return uint32(f)
+	}
+	k := t.String()
+	i, ok := x.termIdx[k]
+	if !ok {
+		i = uint32(len(x.terms))
+		x.termIdx[k] = i
+		x.terms = append(x.terms, t)
+	}
+	return i
+}
+
+// add indexes r in its slot. With sorted, each group entry goes to its
+// place (O(group)); without, it is appended and the caller sorts the
+// groups (sortGroups) before anyone reads the index.
+func (x *ruleIndex) add(r *liveRule, sorted bool) {
+	i := int32(r.slot)
+	if n := int(r.slot) + 1; n > len(x.bySlot) {
+		x.bySlot = append(x.bySlot, make([]*liveRule, n-len(x.bySlot))...)
+		x.evals = append(x.evals, make([]ruleEval, n-len(x.evals))...)
+		x.reach = append(x.reach, make([]reach, n-len(x.reach))...)
+	}
+	if x.bySlot[i] != nil {
+		panic("BUG: alert: indexing a rule in a used slot")
+	}
+	x.bySlot[i] = r
+	x.n++
+	if r.zoned {
+		x.zoned++
+	}
+	ev := &x.evals[i]
+	*ev = ruleEval{prog: r.prog, exact: r.exact}
+	key := r.key
+	if r.zoned {
+		key = -1 // the zone guard indexes it; check every clause
+	}
+	ev.rest0 = uint32(len(x.clauses))
+	for j, c := range r.cnf {
+		if j == key {
+			continue
 		}
-		i, ok := termIdx[t.String()]
-		if !ok {
-			i = uint32(len(sn.terms))
-			termIdx[t.String()] = i
-			sn.terms = append(sn.terms, t)
+		cl := clause{start: uint32(len(x.conds))}
+		for _, a := range c {
+			x.conds = append(x.conds, cond{c: a.C, term: x.term(a.Term), op: a.Op})
 		}
-		return i
+		cl.end = uint32(len(x.conds))
+		x.clauses = append(x.clauses, cl)
 	}
-	type gkey struct {
-		term uint32
-		op   rules.Op
+	ev.rest1 = uint32(len(x.clauses))
+	switch {
+	case never(r.cnf):
+		// Folded to false: never true, in no list.
+	case r.zoned:
+		x.zoneRules[r.zoneID] = append(x.zoneRules[r.zoneID], i)
+		x.listCells(i)
+	case key >= 0:
+		ev.multi = len(r.cnf[key]) > 1
+		for _, a := range r.cnf[key] {
+			x.groupAdd(gkey{x.term(a.Term), a.Op}, a.C, i, sorted)
+		}
+	default:
+		x.always = append(x.always, i)
 	}
+}
+
+// remove unindexes r (which must be indexed). Its slot stays allocated to
+// the caller.
+func (x *ruleIndex) remove(r *liveRule) {
+	i := int32(r.slot)
+	if int(i) >= len(x.bySlot) || x.bySlot[i] != r {
+		panic("BUG: alert: removing a rule that is not indexed")
+	}
+	ev := &x.evals[i]
+	x.dead += int(ev.rest1 - ev.rest0)
+	key := r.key
+	if r.zoned {
+		key = -1
+	}
+	switch {
+	case never(r.cnf):
+	case r.zoned:
+		x.unlistCells(i)
+		rest := slices.DeleteFunc(x.zoneRules[r.zoneID], func(v int32) bool { return v == i })
+		if len(rest) == 0 {
+			delete(x.zoneRules, r.zoneID)
+		} else {
+			x.zoneRules[r.zoneID] = rest
+		}
+	case key >= 0:
+		for _, a := range r.cnf[key] {
+			x.groupRemove(gkey{x.term(a.Term), a.Op}, a.C, i)
+		}
+	default:
+		x.always = slices.Delete(x.always, slices.Index(x.always, i), slices.Index(x.always, i)+1)
+	}
+	x.bySlot[i] = nil
+	*ev = ruleEval{}
+	x.reach[i] = reach{}
+	x.n--
+	if r.zoned {
+		x.zoned--
+	}
+	if x.dead > rebuildMinDead && 2*x.dead > len(x.clauses) {
+		x.rebuild()
+	}
+}
+
+// rebuildMinDead is how many dead clauses it takes, at least, for remove
+// to compact the index (a variable for tests).
+var rebuildMinDead = 1024
+
+// rebuild compacts the index: every rule indexed again from scratch,
+// O(rules).
+func (x *ruleIndex) rebuild() {
+	rs := x.bySlot
+	*x = *newRuleIndex(x.zones)
+	for _, r := range rs {
+		if r != nil {
+			x.add(r, false)
+		}
+	}
+	x.sortGroups()
+}
+
+// groupAdd lists slot i under constant c in group k.
+func (x *ruleIndex) groupAdd(k gkey, c float64, i int32, sorted bool) {
+	gi, ok := x.groupIdx[k]
+	if !ok {
+		gi = len(x.groups)
+		x.groupIdx[k] = gi
+		x.groups = append(x.groups, group{term: k.term, op: k.op})
+	}
+	g := &x.groups[gi]
+	at := len(g.consts)
+	if sorted {
+		// After the constants that walk before c or equal it, so that
+		// equal constants keep the order they were added in.
+		at = sort.Search(len(g.consts), func(j int) bool { return before(k.op, c, g.consts[j]) })
+	}
+	g.consts = slices.Insert(g.consts, at, c)
+	g.rules = slices.Insert(g.rules, at, i)
+	g.first = g.consts[0]
+}
+
+// groupRemove unlists slot i, listed under constant c, from group k.
+func (x *ruleIndex) groupRemove(k gkey, c float64, i int32) {
+	gi, ok := x.groupIdx[k]
+	if !ok {
+		panic("BUG: alert: removing a rule from a group that does not exist")
+	}
+	g := &x.groups[gi]
+	// The entries equal to c start where the first of them would go.
+	j := sort.Search(len(g.consts), func(j int) bool { return !before(k.op, g.consts[j], c) })
+	for j < len(g.rules) && g.rules[j] != i {
+		j++
+	}
+	if j == len(g.rules) {
+		panic("BUG: alert: rule missing from its group")
+	}
+	g.consts = slices.Delete(g.consts, j, j+1)
+	g.rules = slices.Delete(g.rules, j, j+1)
+	if len(g.consts) == 0 {
+		g.first = math.NaN()
+		return
+	}
+	g.first = g.consts[0]
+}
+
+// sortGroups puts every group in walking order (after adds without
+// sorted), keeping the order of equal constants.
+func (x *ruleIndex) sortGroups() {
 	type gent struct {
-		rule int32
 		c    float64
+		rule int32
 	}
-	byGroup := map[gkey][]gent{}
-	var zoned []int32
-	for i, r := range rs {
-		sn.bySlot[r.slot] = r
-		sn.slots[r.slot] = slotRule{rule: int32(i), gen: r.gen}
-		ev := &sn.evals[i]
-		ev.prog, ev.exact = r.prog, r.exact
-		key := r.key
-		if r.zoned {
-			key = -1 // the zone guard indexes it; check every clause
+	var ents []gent
+	for gi := range x.groups {
+		g := &x.groups[gi]
+		ents = ents[:0]
+		for j, c := range g.consts {
+			ents = append(ents, gent{c, g.rules[j]})
 		}
-		ev.rest0 = uint32(len(sn.clauses))
-		for j, c := range r.cnf {
-			if j == key {
-				continue
-			}
-			cl := clause{start: uint32(len(sn.conds))}
-			for _, a := range c {
-				sn.conds = append(sn.conds, cond{c: a.C, term: term(a.Term), op: a.Op})
-			}
-			cl.end = uint32(len(sn.conds))
-			sn.clauses = append(sn.clauses, cl)
-		}
-		ev.rest1 = uint32(len(sn.clauses))
-		switch {
-		case never(r.cnf):
-			// Folded to false: never true, in no list.
-		case r.zoned:
-			// The reach follows the zone's current shape.
-			if z := zones.Zone(r.zoneID); z != nil {
-				minLat, minLon, maxLat, maxLon := z.Bounds()
-				sn.reach[i] = zoneReach(minLat, minLon, maxLat, maxLon, r.radiusM)
-				zoned = append(zoned, int32(i))
-			}
-			// Else the zone has no shape (it cannot be deleted while a
-			// rule names it, so this does not happen): the rule can never
-			// be true and is in no list.
-		case key >= 0:
-			ev.multi = len(r.cnf[key]) > 1
-			for _, a := range r.cnf[key] {
-				k := gkey{term(a.Term), a.Op}
-				byGroup[k] = append(byGroup[k], gent{int32(i), a.C})
-			}
-		default:
-			sn.always = append(sn.always, int32(i))
-		}
-	}
-	keys := make([]gkey, 0, len(byGroup))
-	for k := range byGroup {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b gkey) int { return cmp.Or(cmp.Compare(a.term, b.term), cmp.Compare(a.op, b.op)) })
-	for _, k := range keys {
-		ents := byGroup[k]
-		// Walking order: the most permissive constant first, so the rules
-		// whose atom holds are a prefix (for ==, ascending).
+		op := g.op
 		slices.SortStableFunc(ents, func(a, b gent) int {
-			if k.op == rules.LT || k.op == rules.LE {
+			if op == rules.LT || op == rules.LE {
 				return cmp.Compare(b.c, a.c)
 			}
 			return cmp.Compare(a.c, b.c)
 		})
-		g := group{first: ents[0].c, term: k.term, op: k.op, start: uint32(len(sn.groupRule))}
-		for _, e := range ents {
-			sn.groupConst = append(sn.groupConst, e.c)
-			sn.groupRule = append(sn.groupRule, e.rule)
+		for j, e := range ents {
+			g.consts[j], g.rules[j] = e.c, e.rule
 		}
-		g.end = uint32(len(sn.groupRule))
-		sn.groups = append(sn.groups, g)
+		if len(g.consts) > 0 {
+			g.first = g.consts[0]
+		} else {
+			g.first = math.NaN()
+		}
 	}
-	sn.buildCells(zoned)
-	return sn
 }
 
-// buildCells lists each zone-guarded rule in the cells its reach touches.
-func (sn *snapshot) buildCells(zoned []int32) {
-	if len(zoned) == 0 {
+// rezone re-lists the rules guarded by zone id after its shape changed.
+func (x *ruleIndex) rezone(id int) {
+	for _, i := range x.zoneRules[id] {
+		x.unlistCells(i)
+		x.listCells(i)
+	}
+}
+
+// listCells computes zoned rule i's reach from its zone's current shape
+// and lists it in the cells the reach touches.
+func (x *ruleIndex) listCells(i int32) {
+	r := x.bySlot[i]
+	z := x.zones.Zone(r.zoneID)
+	if z == nil {
+		// The zone has no shape (it cannot be deleted while a rule names
+		// it, so this does not happen): the rule can never be true and is
+		// in no list.
 		return
 	}
-	r0, r1 := grid.Rows, -1
-	for _, i := range zoned {
-		rc := &sn.reach[i]
-		r0, r1 = min(r0, cellRow(rc.minLat)), max(r1, cellRow(rc.maxLat))
-	}
-	sn.row0, sn.nRows = r0, r1-r0+1
-	n := sn.nRows * grid.Cols
-	count := make([]uint32, n+1)
-	each := func(rc *reach, f func(cell int)) {
-		c0, c1 := 0, grid.Cols-1
-		if !rc.allLon {
-			// lonB may pass 180: its column is then >= grid.Cols and
-			// wraps round to the west end.
-			c0 = cellCol(rc.lonA)
-			c1 = min(cellColEnd(rc.lonB), c0+grid.Cols-1)
+	minLat, minLon, maxLat, maxLon := z.Bounds()
+	x.reach[i] = zoneReach(minLat, minLon, maxLat, maxLon, r.radiusM)
+	x.evals[i].listed = true
+	rc := &x.reach[i]
+	x.growRows(cellRow(rc.minLat), cellRow(rc.maxLat))
+	x.eachCell(rc, func(cell int) {
+		h := x.cellHead[cell]
+		if h == 0 {
+			h = uint32(len(x.cellLists))
+			x.cellLists = append(x.cellLists, nil)
+			x.cellHead[cell] = h
 		}
-		for r := cellRow(rc.minLat); r <= cellRow(rc.maxLat); r++ {
-			for c := c0; c <= c1; c++ {
-				f((r-r0)*grid.Cols + c%grid.Cols)
-			}
+		x.cellLists[h] = append(x.cellLists[h], i)
+	})
+}
+
+// unlistCells removes zoned rule i from the cells of its reach.
+func (x *ruleIndex) unlistCells(i int32) {
+	if !x.evals[i].listed {
+		return
+	}
+	x.evals[i].listed = false
+	x.eachCell(&x.reach[i], func(cell int) {
+		h := x.cellHead[cell]
+		l := x.cellLists[h]
+		j := slices.Index(l, i)
+		if h == 0 || j < 0 {
+			panic("BUG: alert: zone rule missing from a cell of its reach")
+		}
+		x.cellLists[h] = slices.Delete(l, j, j+1)
+	})
+}
+
+// growRows widens the cell window to hold rows r0..r1.
+func (x *ruleIndex) growRows(r0, r1 int) {
+	if x.nRows > 0 {
+		if r0 >= x.row0 && r1 < x.row0+x.nRows {
+			return
+		}
+		r0, r1 = min(r0, x.row0), max(r1, x.row0+x.nRows-1)
+	}
+	head := make([]uint32, (r1-r0+1)*grid.Cols)
+	if x.nRows > 0 {
+		copy(head[(x.row0-r0)*grid.Cols:], x.cellHead)
+	}
+	x.row0, x.nRows, x.cellHead = r0, r1-r0+1, head
+}
+
+// eachCell calls f with the window index of every cell rc touches; the
+// window holds rc's rows.
+func (x *ruleIndex) eachCell(rc *reach, f func(cell int)) {
+	c0, c1 := 0, grid.Cols-1
+	if !rc.allLon {
+		c0 = cellCol(rc.lonA)
+		c1 = min(cellColEnd(rc.lonB), c0+grid.Cols-1)
+	}
+	for r := cellRow(rc.minLat); r <= cellRow(rc.maxLat); r++ {
+		for c := c0; c <= c1; c++ {
+			f((r-x.row0)*grid.Cols + c%grid.Cols)
 		}
 	}
-	for _, i := range zoned {
-		each(&sn.reach[i], func(cell int) { count[cell]++ })
-	}
-	// Prefix sums: count[i] becomes the end of cell i-1's list.
-	var sum uint32
-	for i := range count {
-		c := count[i]
-		count[i] = sum
-		sum += c
-	}
-	sn.cellRules = make([]int32, sum)
-	fill := slices.Clone(count)
-	for _, i := range zoned {
-		each(&sn.reach[i], func(cell int) {
-			sn.cellRules[fill[cell]] = i
-			fill[cell]++
-		})
-	}
-	sn.cellStart = count
 }
 
 // cellRulesAt returns the zone-guarded rules listed in the point's cell.
-func (sn *snapshot) cellRulesAt(lat, lon float64) []int32 {
-	if sn.cellStart == nil {
+func (x *ruleIndex) cellRulesAt(lat, lon float64) []int32 {
+	r := cellRow(lat) - x.row0
+	if uint(r) >= uint(x.nRows) {
 		return nil
 	}
-	r := cellRow(lat) - sn.row0
-	if uint(r) >= uint(sn.nRows) {
-		return nil
-	}
-	i := r*grid.Cols + cellCol(lon)
-	return sn.cellRules[sn.cellStart[i]:sn.cellStart[i+1]]
+	return x.cellLists[x.cellHead[r*grid.Cols+cellCol(lon)]]
 }

@@ -93,7 +93,7 @@ func TestTransitionsMatchModel(t *testing.T) {
 				for _, mr := range mrules {
 					k := mkey{mr.name, id}
 					st, has := model[k]
-					if !mr.prog.Eval(&in, e.snap.Load().zones) {
+					if !mr.prog.Eval(&in, e.idx.zones) {
 						if has && st.firing {
 							want = append(want, format("resolved", mr.name, id, st.since, p.TS, ""))
 						}

@@ -35,14 +35,22 @@ func truckKey(id []byte) uint64 {
 // whose condition is currently true exist. A firing pair names its
 // record in the stripe's firing registry.
 //
-//	| since uint32 | rec uint32 | slot uint16 | gen uint8 | pad 1 |  = 12 bytes
+//	| since uint32 | rec uint32 | ref uint32 (slot << 8 | gen) |  = 12 bytes
 type pair struct {
-	since uint32 // ts of the first update of the current true run
-	rec   uint32 // index of its firingRec; 0 = not firing
-	slot  uint16 // the rule's slot
-	gen   uint8  // the slot's generation when the pair was made
-	_     uint8
+	since uint32  // ts of the first update of the current true run
+	rec   uint32  // index of its firingRec; 0 = not firing
+	ref   ruleRef // the rule's slot and the slot's generation when the pair was made
 }
+
+// ruleRef names a rule by its slot (< maxSlots) and the slot's generation.
+type ruleRef uint32
+
+// maxSlots bounds rule slots: 24 bits of a ruleRef.
+const maxSlots = 1 << 24
+
+func makeRef(slot uint32, gen uint8) ruleRef { return ruleRef(slot<<8 | uint32(gen)) }
+func (r ruleRef) slot() uint32               { return uint32(r) >> 8 }
+func (r ruleRef) gen() uint8                 { return uint8(r) }
 
 // pairsPerEntry is how many pairs an entry holds inline; a truck with
 // more chains overflow entries.
@@ -62,19 +70,18 @@ type entry struct {
 
 // firingRec is one firing alert, for Firing() and for resolving it
 // without an update: the truck's key and ID (in the stripe's ID arena),
-// when it became true, and the update that fired it. idLen == 0 marks a
-// free record.
+// when it became true, and the update that fired it. key == 0 marks a
+// free record. The ID is in the arena at idOff as a length byte and the
+// ID's bytes.
 //
-//	| key u64 | since u32 | ts u32 | lat i32 | lon i32 | idOff u32 | slot u16 | gen u8 | idLen u8 | = 32 bytes
+//	| key u64 | since u32 | ts u32 | lat i32 | lon i32 | idOff u32 | ref u32 | = 32 bytes
 type firingRec struct {
 	key      uint64
 	since    uint32
 	ts       uint32
 	lat, lon int32
 	idOff    uint32
-	slot     uint16
-	gen      uint8
-	idLen    uint8
+	ref      ruleRef
 }
 
 // Entry and record sizes, asserted at compile time (the index is out of
@@ -381,8 +388,8 @@ func (s *stripe) addFiringLocked(k uint64, p *pair, id []byte, pos fleet.Positio
 		s.mu.recs = append(s.mu.recs, firingRec{})
 	}
 	s.mu.recs[i] = firingRec{key: k, since: p.since, ts: pos.TS, lat: pos.Lat, lon: pos.Lon,
-		idOff: uint32(len(s.mu.ids)), slot: p.slot, gen: p.gen, idLen: uint8(len(id))}
-	s.mu.ids = append(s.mu.ids, id...)
+		idOff: uint32(len(s.mu.ids)), ref: p.ref}
+	s.mu.ids = append(append(s.mu.ids, byte(len(id))), id...)
 	s.mu.firing++
 	p.rec = i
 }
@@ -390,13 +397,14 @@ func (s *stripe) addFiringLocked(k uint64, p *pair, id []byte, pos fleet.Positio
 // recID returns a record's truck ID; it is valid until the stripe's lock
 // is released.
 func (s *stripe) recIDLocked(r *firingRec) []byte {
-	return s.mu.ids[r.idOff : r.idOff+uint32(r.idLen)]
+	n := uint32(s.mu.ids[r.idOff])
+	return s.mu.ids[r.idOff+1 : r.idOff+1+n]
 }
 
 // dropFiringLocked frees p's firing record (p.rec != 0) and clears p.rec.
 func (s *stripe) dropFiringLocked(p *pair) {
 	r := &s.mu.recs[p.rec]
-	s.mu.idGarbage += int(r.idLen)
+	s.mu.idGarbage += 1 + int(s.mu.ids[r.idOff])
 	*r = firingRec{}
 	s.mu.recFree = append(s.mu.recFree, p.rec)
 	s.mu.firing--
@@ -411,11 +419,12 @@ func (s *stripe) compactIDsLocked() {
 	ids := make([]byte, 0, len(s.mu.ids)-s.mu.idGarbage)
 	for i := range s.mu.recs {
 		r := &s.mu.recs[i]
-		if r.idLen == 0 {
+		if r.key == 0 {
 			continue
 		}
 		off := uint32(len(ids))
-		ids = append(ids, s.recIDLocked(r)...)
+		id := s.recIDLocked(r)
+		ids = append(append(ids, byte(len(id))), id...)
 		r.idOff = off
 	}
 	s.mu.ids, s.mu.idGarbage = ids, 0
@@ -527,27 +536,27 @@ func (s *stripe) checkLocked(si int) error {
 		if at := s.findLocked(k); at != ti {
 			return fmt.Errorf("alert: stripe %d: truck %x at slot %d is found at %d", si, k, ti, at)
 		}
-		slots := map[uint16]bool{}
+		slots := map[uint32]bool{}
 		for e, i := &tab[ti], uint32(0); e != nil; {
 			if e.key != k || e.n == 0 || e.n > pairsPerEntry {
 				return fmt.Errorf("alert: stripe %d: entry %d/%d has key %x (want %x) and %d pairs", si, ti, i, e.key, k, e.n)
 			}
 			for _, p := range e.pairs[:e.n] {
-				if slots[p.slot] {
-					return fmt.Errorf("alert: truck %x has two pairs for slot %d", k, p.slot)
+				if slots[p.ref.slot()] {
+					return fmt.Errorf("alert: truck %x has two pairs for slot %d", k, p.ref.slot())
 				}
-				slots[p.slot] = true
+				slots[p.ref.slot()] = true
 				if p.rec == 0 {
 					continue
 				}
 				if int(p.rec) >= len(s.mu.recs) || recUsed[p.rec] {
-					return fmt.Errorf("alert: truck %x slot %d: firing record %d out of range or shared", k, p.slot, p.rec)
+					return fmt.Errorf("alert: truck %x slot %d: firing record %d out of range or shared", k, p.ref.slot(), p.rec)
 				}
 				recUsed[p.rec] = true
 				r := &s.mu.recs[p.rec]
-				if r.key != k || r.slot != p.slot || r.gen != p.gen || r.since != p.since || r.idLen == 0 ||
-					int(r.idOff)+int(r.idLen) > len(s.mu.ids) || truckKey(s.recIDLocked(r)) != k {
-					return fmt.Errorf("alert: truck %x slot %d: firing record %+v does not match", k, p.slot, *r)
+				if r.key != k || r.ref != p.ref || r.since != p.since || int(r.idOff) >= len(s.mu.ids) ||
+					int(r.idOff)+1+int(s.mu.ids[r.idOff]) > len(s.mu.ids) || truckKey(s.recIDLocked(r)) != k {
+					return fmt.Errorf("alert: truck %x slot %d: firing record %+v does not match", k, p.ref.slot(), *r)
 				}
 			}
 			pairs += int(e.n)
@@ -587,7 +596,7 @@ func (s *stripe) checkLocked(si int) error {
 	}
 	live := 0
 	for _, r := range s.mu.recs {
-		if r.idLen != 0 {
+		if r.key != 0 {
 			live++
 		}
 	}

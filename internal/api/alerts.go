@@ -15,6 +15,10 @@ package api
 //	GET    /v1/rules/{name}    the rule; ?disasm=1 adds "disasm": the bytecode listing; 404 unknown
 //	DELETE /v1/rules/{name}    204; 404 unknown
 //	GET    /v1/rules           {"rules":[rule, …]} by name
+//	PUT    /v1/rules           {"rules":[{"name","when","for","severity"}, …]}, at most
+//	                           maxRulesBody: every rule stored (created or replaced), all or
+//	                           none → 200 {"rules":n,"replaced":m}; errors as for one rule,
+//	                           naming the rule; the other rules are kept
 //	GET    /v1/alerts          {"count":n,"alerts":[{"rule","id","state":"firing","severity","since","ts","lat","lon"}, …]}
 //	                           what fires now, sorted by rule then truck id: the first limit
 //	                           (default 1000, at most 10000) of the n that match; ?rule= and
@@ -73,6 +77,10 @@ func alertsQuery(r *http.Request) (alert.FiringQuery, error) {
 // 4096 bytes, escaped JSON at most six times that.
 const maxRuleBody = 64 << 10
 
+// maxRulesBody limits a bulk PUT /v1/rules body: alert.MaxRules rules of
+// about 100 bytes, with room to spare.
+const maxRulesBody = 64 << 20
+
 var geoJSONType = []string{"application/geo+json"}
 
 func (s *Server) alertRoutes() []route {
@@ -85,6 +93,7 @@ func (s *Server) alertRoutes() []route {
 		{"GET", "/v1/rules/{name}", "rule_get", false, s.getRule},
 		{"DELETE", "/v1/rules/{name}", "rule_delete", false, s.deleteRule},
 		{"GET", "/v1/rules", "rules", false, s.listRules},
+		{"PUT", "/v1/rules", "rules_put", false, s.putRules},
 		{"GET", "/v1/alerts", "alerts", false, s.listAlerts},
 	}
 }
@@ -263,6 +272,38 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, appendRule(nil, rl, false))
+}
+
+// putRules is PUT /v1/rules: many rules at once, all or none.
+func (s *Server) putRules(w http.ResponseWriter, r *http.Request) {
+	if !s.alertsEnabled(w, r) {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRulesBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.writeError(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("rules body exceeds %d bytes", maxRulesBody))
+			return
+		}
+		s.writeError(w, r, http.StatusBadRequest, "reading the rules body: "+err.Error())
+		return
+	}
+	rs, err := alert.DecodeRules(body)
+	if err != nil {
+		s.writeError(w, r, http.StatusBadRequest, err.Error()+` (want {"rules": [{"name": "…", "when": "<expr>", "for": "30s", "severity": "info|warning|critical"}, …]})`)
+		return
+	}
+	stored, replaced, err := s.alerts.PutRules(rs)
+	if err != nil {
+		s.alertError(w, r, err)
+		return
+	}
+	b := append(make([]byte, 0, 64), `{"rules":`...)
+	b = strconv.AppendInt(b, int64(len(stored)), 10)
+	b = append(b, `,"replaced":`...)
+	b = strconv.AppendInt(b, int64(replaced), 10)
+	writeJSON(w, http.StatusOK, append(b, '}'))
 }
 
 // getRule is GET /v1/rules/{name}[?disasm=1].

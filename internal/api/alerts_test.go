@@ -339,3 +339,41 @@ func FuzzPutRule(f *testing.F) {
 		}
 	})
 }
+
+// TestPutRulesBulk: PUT /v1/rules stores many rules at once, or, if one
+// is bad, none of them (the error names it).
+func TestPutRulesBulk(t *testing.T) {
+	f, al := newAlertFixture(t)
+	put := func(body string) *httptest.ResponseRecorder {
+		return f.do(req{method: "PUT", target: "/v1/rules", body: body})
+	}
+	wantJSON(t, f.do(req{method: "PUT", target: "/v1/rules/keep", body: `{"when":"speed > 1"}`}), http.StatusOK)
+	got := string(wantJSON(t, put(`{"rules":[{"name":"a","when":"speed > 90","for":"30s","severity":"critical"},{"name":"keep","when":"speed > 2"}]}`), http.StatusOK))
+	if got != `{"rules":2,"replaced":1}` {
+		t.Fatalf("bulk PUT: %s", got)
+	}
+	if r, ok := al.GetRule("a"); !ok || r.Severity != "critical" || r.For.Seconds() != 30 {
+		t.Fatalf("rule a: %+v", r)
+	}
+	if r, _ := al.GetRule("keep"); r.When != "speed > 2" {
+		t.Fatalf("rule keep: %+v", r)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"rules":[{"name":"b","when":"speed > 1"},{"name":"c","when":"sped > 1"}]}`, `unknown field \"sped\"`},
+		{`{"rules":[{"name":"b","when":"speed > 1"},{"name":"b","when":"speed > 2"}]}`, `rule \"b\" appears twice`},
+		{`{"rules":[{"name":"b","when":"speed > 1","for":"x"}]}`, `rule \"b\": \"for\"`},
+		{`{"rules":[{"name":"b b","when":"speed > 1"}]}`, `rule name \"b b\"`},
+		{`{"rules":[{"name":"b","when":"speed > 1","extra":1}]}`, `unknown field \"extra\"`},
+		{`{"rule":[]}`, `unknown field \"rule\"`},
+		{`{}`, `no \"rules\" array`},
+		{`[`, `alert: rules:`},
+	} {
+		w := put(tc.body)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("PUT %s: %d %s, want 400 with %s", tc.body, w.Code, w.Body, tc.want)
+		}
+	}
+	if _, ok := al.GetRule("b"); ok || len(al.Rules()) != 2 {
+		t.Fatalf("a refused bulk PUT stored rules: %d", len(al.Rules()))
+	}
+}

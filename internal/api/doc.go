@@ -19,6 +19,7 @@
 //	PUT    /v1/zones/{name}    GeoJSON Polygon/MultiPolygon; GET, DELETE (409 while a rule uses it),
 //	GET    /v1/zones           and the list (alerts.go)
 //	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules
+//	PUT    /v1/rules           {"rules":[{"name","when","for","severity"}, …]}: many at once, all or none
 //	GET    /v1/alerts          {"count":n,"alerts":[…]}: what fires now [?rule= &id= &limit=] (alerts.go)
 //	…      Options.Routes      more routes behind the same middleware: the live feed
 //	                           (/v1/stream, /v1/ws) and /v1/density, mounted by package server

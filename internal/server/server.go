@@ -128,5 +128,5 @@ func (s *Server) CloseStreams() { s.Feed.Close() }
 func (s *Server) Close() error {
 	gwErr := s.gw.close()
 	s.Feed.Close()
-	return errors.Join(gwErr, s.Engine.Close())
+	return errors.Join(gwErr, s.Engine.Close(), s.Alerts.Close())
 }
