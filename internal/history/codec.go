@@ -226,6 +226,9 @@ func predict(ps []Point, i int, prevD int64) int64 {
 	if sPrev == 0 || dtPrev == 0 || dtCur > 86400 || dtPrev > 86400 {
 		return prevD
 	}
-	// |prevD| < 2^33, speed·dt < 2^30: the product fits.
+	// For real trucks the product is far from 2^63 (|prevD| of a 30 s
+	// step is under 2^24, speed·dt under 2^27); corrupt or extreme input
+	// may wrap, which is defined in Go and the same when encoding and
+	// decoding, so the format stays lossless either way.
 	return prevD * (sCur * dtCur) / (sPrev * dtPrev)
 }

@@ -1,0 +1,111 @@
+package history
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+// validRun returns the bytes of a small run file.
+func validRun(tb testing.TB) []byte {
+	fs := vfs.NewMem()
+	w, err := createRun(fs, "/r.fhr", 490000, 7)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ids [][]byte
+	for i := range 5 {
+		ids = append(ids, fmt.Appendf(nil, "t%d", i))
+	}
+	slices.SortFunc(ids, func(a, b []byte) int { return cmp.Or(cmp.Compare(idHash(a), idHash(b)), bytes.Compare(a, b)) })
+	for i, id := range ids {
+		var ps []Point
+		for k := range 4 + i {
+			p := Point{Position: fleet.MakePosition(45+float64(k)*1e-3, 7, int64(490000*3600+k*30), float64(10*k), 90)}
+			if k%2 == 0 {
+				p.Attrs.Set(fleet.Altitude, int32(100*k))
+			}
+			ps = append(ps, p)
+		}
+		if err := w.Add(id, ps); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := w.Finish(); err != nil {
+		tb.Fatal(err)
+	}
+	b, err := vfs.ReadFile(fs, "/r.fhr")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// FuzzRun feeds arbitrary bytes to the run reader as a history file: it
+// must answer with points or an error, never panic, and never allocate
+// more than the file's size suggests.
+func FuzzRun(f *testing.F) {
+	good := validRun(f)
+	f.Add(good)
+	f.Add(good[:len(good)-1])
+	f.Add(good[:headerSize+trailerSize])
+	flipped := append([]byte(nil), good...)
+	flipped[headerSize+6] ^= 0x40
+	f.Add(flipped)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs := vfs.NewMem()
+		if err := vfs.WriteFile(fs, "/x.fhr", data); err != nil {
+			t.Fatal(err)
+		}
+		r, err := openRun(fs, "/x.fhr")
+		if err != nil {
+			return
+		}
+		defer r.release()
+		var buf []byte
+		var pts []Point
+		var blockErr error
+		_ = r.scan(func(_ int, e *entry) bool {
+			buf, _, pts, blockErr = r.block(e, buf, pts[:0])
+			for i := range pts {
+				if !pts[i].Valid() {
+					t.Fatalf("decoded an invalid point %+v", pts[i])
+				}
+			}
+			return blockErr == nil
+		})
+		for i := range 6 {
+			_, _, _ = r.find(fmt.Appendf(nil, "t%d", i), nil, nil)
+		}
+		_ = mergeRuns([]*run{r}, func([]byte, []Point) error { return nil })
+	})
+}
+
+// FuzzColumns decodes arbitrary column bytes (what a block holds past its
+// checksum): an error or valid points, and points that decode re-encode
+// to columns that decode to the same points.
+func FuzzColumns(f *testing.F) {
+	var ps []Point
+	for k := range 6 {
+		p := Point{Position: fleet.MakePosition(45+float64(k)*1e-3, 7-float64(k)*2e-3, int64(1_764_000_000+k*30), float64(10*k), 90)}
+		p.Attrs.Set(fleet.Altitude, int32(10*k))
+		ps = append(ps, p)
+	}
+	f.Add(appendColumns(nil, ps), len(ps))
+	f.Add(appendColumns(nil, ps[:1]), 1)
+	f.Fuzz(func(t *testing.T, src []byte, n int) {
+		got, err := decodeColumns(nil, src, n)
+		if err != nil {
+			return
+		}
+		again, err := decodeColumns(nil, appendColumns(nil, got), len(got))
+		if err != nil || !slices.Equal(again, got) {
+			t.Fatalf("re-encoding %d points: %v", len(got), err)
+		}
+	})
+}
