@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/mqtt"
 	"github.com/fleetd/fleetd/internal/osmand"
 	"github.com/fleetd/fleetd/internal/server"
 	"github.com/fleetd/fleetd/internal/teltonika"
@@ -29,6 +31,18 @@ const serveGatewayHelp = `  --teltonika ADDR   accept Teltonika trackers (Codec 
   --osmand-speed UNIT
                      unit of the speed parameter: kn (default, the
                      protocol's), mps, kmh or mph; the JSON variant is m/s
+  --mqtt URL         subscribe to an MQTT broker (tcp://host:1883, mqtt://,
+                     ssl://, ws://; user:password@ for credentials) at QoS 1
+                     on a persistent session, and apply what is published:
+                     OwnTracks JSON on owntracks/<user>/<device> (truck ID
+                     <user>:<device>), fleetd NDJSON lines on any other
+                     topic. A message is acknowledged only once durable;
+                     broker restarts are survived (reconnect with backoff)
+  --mqtt-topic FILTER
+                     a subscription filter (repeatable; default owntracks/#)
+  --mqtt-client-id ID
+                     the persistent session's client ID (default
+                     fleetd-<hostname>): keep it stable across restarts
                      Per-gateway counters: GET /v1/stats/gateways, /metrics
                      (fleetd_gateway_*{gateway="..."})
 `
@@ -38,6 +52,18 @@ type gatewayFlags struct {
 	teltonika, tkPrefix string
 	tkHandshake, tkIdle time.Duration
 	osmand, osmSpeed    string
+	mqtt, mqttClient    string
+	mqttTopics          listFlag
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
 }
 
 func (g *gatewayFlags) register(fs *flag.FlagSet) {
@@ -47,6 +73,9 @@ func (g *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.tkIdle, "teltonika-idle-timeout", teltonika.DefaultIdleTimeout, "close devices silent between packets")
 	fs.StringVar(&g.osmand, "osmand", "", "OsmAnd HTTP listen address")
 	fs.StringVar(&g.osmSpeed, "osmand-speed", "kn", "OsmAnd speed unit")
+	fs.StringVar(&g.mqtt, "mqtt", "", "MQTT broker URL")
+	fs.Var(&g.mqttTopics, "mqtt-topic", "MQTT subscription filter (repeatable)")
+	fs.StringVar(&g.mqttClient, "mqtt-client-id", "", "MQTT persistent session client ID")
 }
 
 // options checks the flags and makes the server's gateway options.
@@ -61,5 +90,9 @@ func (g *gatewayFlags) options() (server.Gateways, error) {
 	}
 	o.Teltonika = teltonika.Options{Addr: g.teltonika, IDPrefix: g.tkPrefix, HandshakeTimeout: g.tkHandshake, IdleTimeout: g.tkIdle}
 	o.OsmAnd = osmand.Options{Addr: g.osmand, Speed: unit}
+	if g.mqtt == "" && (len(g.mqttTopics) > 0 || g.mqttClient != "") {
+		return o, fmt.Errorf("--mqtt-topic and --mqtt-client-id need --mqtt URL")
+	}
+	o.MQTT = mqtt.Options{URL: g.mqtt, Topics: g.mqttTopics, ClientID: g.mqttClient}
 	return o, nil
 }

@@ -12,15 +12,18 @@ import (
 	"github.com/fleetd/fleetd/internal/api"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/gateway"
+	"github.com/fleetd/fleetd/internal/mqtt"
 	"github.com/fleetd/fleetd/internal/osmand"
 	"github.com/fleetd/fleetd/internal/teltonika"
 )
 
 // Gateways configures the device gateways; each is off while its
-// address is empty. MaxAhead defaults to the API's clock-skew limit.
+// address (MQTT: broker URL) is empty. MaxAhead defaults to the API's
+// clock-skew limit.
 type Gateways struct {
 	Teltonika teltonika.Options
 	OsmAnd    osmand.Options
+	MQTT      mqtt.Options
 }
 
 // gateways are the running device gateways and the committer they share.
@@ -28,11 +31,12 @@ type gateways struct {
 	com *gateway.Committer
 	tk  *teltonika.Server
 	osm *osmand.Server
+	mq  *mqtt.Client
 }
 
 // open starts the configured gateways on eng.
 func (g *gateways) open(o Gateways, eng *engine.Engine, skew time.Duration, log *slog.Logger) error {
-	if o.Teltonika.Addr == "" && o.OsmAnd.Addr == "" {
+	if o.Teltonika.Addr == "" && o.OsmAnd.Addr == "" && o.MQTT.URL == "" {
 		return nil
 	}
 	switch {
@@ -68,6 +72,18 @@ func (g *gateways) open(o Gateways, eng *engine.Engine, skew time.Duration, log 
 		g.osm = s
 		log.Info("gateway listening", "gateway", "osmand", "addr", s.Addr().String())
 	}
+	if a := o.MQTT; a.URL != "" {
+		a.Logger = log
+		if a.MaxAhead == 0 {
+			a.MaxAhead = skew
+		}
+		c, err := mqtt.Connect(a, g.com)
+		if err != nil {
+			g.close()
+			return err
+		}
+		g.mq = c
+	}
 	return nil
 }
 
@@ -80,6 +96,9 @@ func (g *gateways) close() error {
 	}
 	if g.osm != nil {
 		errs = append(errs, g.osm.Close())
+	}
+	if g.mq != nil {
+		g.mq.Close()
 	}
 	if g.com != nil {
 		g.com.Close()
@@ -94,6 +113,9 @@ func (g *gateways) each(f func(name string, st *gateway.Stats)) {
 	}
 	if g.osm != nil {
 		f("osmand", &g.osm.Stats)
+	}
+	if g.mq != nil {
+		f("mqtt", &g.mq.Stats)
 	}
 }
 
