@@ -8,7 +8,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,4 +163,76 @@ func checkHistory(t *testing.T, p *proc, acked map[histPoint]bool, from int64, m
 	if extra := len(got) - len(acked); extra < 0 || extra > maxExtra {
 		t.Fatalf("history holds %d points, %d were acknowledged", len(got), len(acked))
 	}
+}
+
+// TestHistoryCorruptFileRepair damages a history file of a stopped
+// server: the restarted server still serves, says which answers are
+// incomplete and counts the file; `fleetd repair` quarantines it and the
+// answers are complete again.
+func TestHistoryCorruptFileRepair(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	p := startData(t, data)
+	now := time.Now().Unix()
+	var body bytes.Buffer
+	for i := range 50 {
+		for k := range 6 {
+			fmt.Fprintf(&body, `{"id":"t%d","lat":%.5f,"lon":7,"ts":%d}`+"\n", i, 45+float64(k)/100, now-int64(k)*1800)
+		}
+	}
+	p.do("POST", "/v1/positions", body.String(), "Content-Type", "application/x-ndjson").want(t, 200)
+	if code := p.stop(sigterm); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	runs, _ := filepath.Glob(filepath.Join(data, "history", "*", "*.fhr"))
+	if len(runs) == 0 {
+		t.Fatal("no history files after a clean stop")
+	}
+	b, err := os.ReadFile(runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[40] ^= 0xff // inside the first block
+	if err := os.WriteFile(runs[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	export := func(p *proc) (points int, incomplete string) {
+		res, err := http.Get(p.url(fmt.Sprintf("/v1/history/export?from=%d", now-86400)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			points++
+		}
+		return points, res.Trailer.Get("Fleetd-Incomplete")
+	}
+	p = startData(t, data)
+	if n, inc := export(p); inc != "true" || n >= 300 {
+		t.Fatalf("export over a damaged file: %d points, incomplete %q", n, inc)
+	}
+	var st struct {
+		History struct {
+			Corrupt int `json:"corrupt_runs"`
+		}
+	}
+	if err := json.Unmarshal(p.do("GET", "/v1/stats", "").want(t, 200), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.History.Corrupt == 0 {
+		t.Fatal("/v1/stats does not count the damaged file")
+	}
+	if !strings.Contains(p.logText(), "history: a run failed a read") {
+		t.Fatalf("no log line about the damaged file:\n%s", p.logText())
+	}
+	p.stop(sigterm)
+	out, err := exec.Command(bin, "repair", "--data", data).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "moved to") {
+		t.Fatalf("repair: %v\n%s", err, out)
+	}
+	p = startData(t, data)
+	if n, inc := export(p); inc != "false" || n == 0 {
+		t.Fatalf("export after repair: %d points, incomplete %q", n, inc)
+	}
+	p.stop(sigterm)
 }

@@ -279,3 +279,76 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptRun damages one run: the queries that need it say their
+// answer is incomplete and the rest keeps serving; Repair moves it to the
+// quarantine, after which answers are complete again (without its points).
+func TestCorruptRun(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	o := Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }}
+	h, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for hour := range 3 {
+		var ups []fleet.Update
+		for i := range 20 {
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-int64(3-hour)*3600, 0, 0)})
+		}
+		h.Add(ups)
+		if err := h.Write(h.Seal(uint64(hour + 1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+	// Flip a byte inside the first block of the oldest hour's run.
+	dirs, _ := fs.List("/h")
+	slices.Sort(dirs)
+	runs, _ := fs.List("/h/" + dirs[0])
+	path := "/h/" + dirs[0] + "/" + runs[0]
+	b, _ := vfs.ReadFile(fs, path)
+	b[headerSize+8] ^= 0xff
+	if err := vfs.WriteFile(fs, path, b); err != nil {
+		t.Fatal(err)
+	}
+	h, err = Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := ""
+	for i := range 20 {
+		id := fmt.Sprintf("t%d", i)
+		got, ans, err := h.Trail([]byte(id), 0, ^uint32(0), nil)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case ans.Incomplete && len(got) == 2 && damaged == "":
+			damaged = id
+		case ans.Incomplete || len(got) != 3:
+			t.Fatalf("%s: %d points, incomplete %v", id, len(got), ans.Incomplete)
+		}
+	}
+	if damaged == "" || h.Stats().Corrupt == 0 {
+		t.Fatalf("the damaged block went unnoticed: %+v", h.Stats())
+	}
+	if _, ans, _ := h.Within(BoxRegion(geo.Box{MinLat: 44, MinLon: 6, MaxLat: 46, MaxLon: 8}), 0, ^uint32(0)); !ans.Incomplete {
+		t.Fatal("Within over the damaged run did not say it is incomplete")
+	}
+	h.Close()
+	rep, err := Repair(fs, "/h")
+	if err != nil || len(rep.Quarantined) != 1 || rep.Runs != 3 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	t.Logf("repair: %+v", rep)
+	if h, err = Open(o); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for i := range 20 {
+		got, ans, _ := h.Trail(fmt.Appendf(nil, "t%d", i), 0, ^uint32(0), nil)
+		if ans.Incomplete || len(got) != 2 {
+			t.Fatalf("after repair t%d: %d points, incomplete %v", i, len(got), ans.Incomplete)
+		}
+	}
+}

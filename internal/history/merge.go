@@ -20,7 +20,23 @@ type cursor struct {
 	done bool
 }
 
+// runError is a read failure of one run.
+type runError struct {
+	r   *run
+	err error
+}
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
 func (c *cursor) next() error {
+	if err := c.advance(); err != nil {
+		return &runError{c.r, err}
+	}
+	return nil
+}
+
+func (c *cursor) advance() error {
 	if c.i >= c.r.trucks {
 		c.done = true
 		return nil

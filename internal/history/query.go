@@ -2,6 +2,7 @@ package history
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"slices"
 
@@ -165,8 +166,11 @@ func releaseAll(rs []*run) {
 }
 
 func (h *History) noteCorrupt(r *run, err error) {
+	if r.bad.Swap(true) {
+		return // counted and logged once per run
+	}
 	h.corrupt.Add(1)
-	h.o.Logger.Error("history: a run failed a read; answers that need it are marked incomplete", "file", r.path, "err", err)
+	h.o.Logger.Error("history: a run failed a read; answers that need it are marked incomplete until 'fleetd repair' quarantines it", "file", r.path, "err", err)
 }
 
 // Region is the area of a Within query: a box, or a circle.
@@ -315,10 +319,11 @@ func (h *History) Export(from, to uint32, fn func(id []byte, ps []Point) error) 
 		if fnErr != nil {
 			return ans, fnErr
 		}
-		if err != nil {
-			h.corrupt.Add(1)
-			h.o.Logger.Error("history: a run failed a read during an export; the rest of its hour is missing from it", "hour", hourName(hour), "err", err)
-			ans.Incomplete = true
+		if re := (*runError)(nil); errors.As(err, &re) {
+			h.noteCorrupt(re.r, re.err)
+			ans.Incomplete = true // the rest of the hour is missing from the export
+		} else if err != nil {
+			return ans, err
 		}
 	}
 	return ans, nil

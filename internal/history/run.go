@@ -221,6 +221,7 @@ type run struct {
 	// dropped), so that a reader never loses a file under it.
 	refs     atomic.Int32
 	obsolete atomic.Bool
+	bad      atomic.Bool // a read failed its checks (counted once)
 	size     int64
 	hour     uint32
 	covers   uint64
