@@ -483,11 +483,7 @@ func (c *conn) applyPending() {
 		}
 	}
 	clear(c.pending) // drop the IDs' references to the read buffer
-	if cap(c.pending) > 4096 {
-		c.pending = nil
-	} else {
-		c.pending = c.pending[:0]
-	}
+	c.pending = c.pending[:0] // at most one read buffer's SETs: dropped with it when the pipeline drains
 }
 
 // get is GET key id [WITHFIELDS] [OBJECT|POINT].

@@ -79,8 +79,13 @@ func (c *conn) serve() {
 		if n > 0 {
 			c.process()
 			c.flush()
-			if full && len(c.in) < readBatch && c.w < len(c.in)/2 {
-				c.in = append(c.in[:len(c.in)], make([]byte, len(c.in))...) // pipelining: read more at a time
+			switch {
+			case full && len(c.in) < readBatch && c.w < len(c.in)/2:
+				// Pipelining: read more at a time, for larger engine batches.
+				c.in = append(c.in[:len(c.in)], make([]byte, len(c.in))...)
+			case len(c.in) > readInit && n < len(c.in)/8 && c.w == 0:
+				// The pipeline drained: give the memory back.
+				c.in, c.pending = make([]byte, readInit), nil
 			}
 		}
 		if err != nil {

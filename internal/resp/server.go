@@ -21,7 +21,7 @@ const (
 	DefaultMaxAhead   = 5 * time.Minute
 
 	readInit     = 4 << 10  // a connection's first read buffer
-	readBatch    = 64 << 10 // the read buffer grows to this while reads fill it (pipelining)
+	readBatch    = 1 << 20  // the read buffer grows to this while reads fill it (pipelining)
 	outFlush     = 64 << 10 // replies are written once this many are buffered
 	outRetain    = 1 << 20  // a reply buffer grown past this is dropped after use
 	writeTimeout = 30 * time.Second

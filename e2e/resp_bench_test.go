@@ -1,0 +1,457 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The RESP benchmarks run one fleetd with --resp, holding a fleet of
+// respBenchFleet trucks uniform over the continental US, and a bare
+// net/http server (testdata/floor) beside it. They report the server
+// process's own CPU per operation (utime+stime from /proc/PID/stat), so
+// the client's cost on the shared cores is not counted, and the client's
+// latency percentiles.
+const (
+	respBenchFleet   = 1_000_000
+	respBenchClients = 4
+	respBenchPoints  = 2000
+)
+
+type respBench struct {
+	cmd       *exec.Cmd
+	http, rsp string // addresses
+	dir       string
+	floor     *exec.Cmd
+	floorAddr string
+	points    [respBenchPoints][2]float64
+}
+
+var (
+	respBenchOnce sync.Once
+	respBenchSrv  *respBench
+	respBenchErr  error
+)
+
+var floorListening = regexp.MustCompile(`listening (\S+)`)
+
+// waitStderr reads a process's stderr until re matches, then drains it.
+func waitStderr(r io.Reader, re *regexp.Regexp, also string) ([]string, error) {
+	br := bufio.NewReader(r)
+	var seen []string
+	var m []string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		line, err := br.ReadString('\n')
+		seen = append(seen, line)
+		if mm := re.FindStringSubmatch(line); mm != nil {
+			m = append(m, mm[1])
+		}
+		if len(m) > 0 && (also == "" || strings.Contains(strings.Join(seen, ""), also)) {
+			go func() { _, _ = io.Copy(io.Discard, br) }()
+			return m, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%v: %s", err, strings.Join(seen, ""))
+		}
+	}
+	return nil, fmt.Errorf("timed out: %s", strings.Join(seen, ""))
+}
+
+func startRESPBench() (*respBench, error) {
+	dir, err := os.MkdirTemp("", "fleetd-respbench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &respBench{dir: dir}
+	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0")
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	addrs, err := waitStderr(stderr, regexp.MustCompile(`addr=(\S+)`), "resp listening")
+	if err != nil || len(addrs) < 2 {
+		s.stop()
+		return nil, fmt.Errorf("fleetd did not start: %v %v", addrs, err)
+	}
+	s.http, s.rsp = addrs[0], addrs[1]
+	floorBin := filepath.Join(dir, "floor")
+	build := exec.Command("go", "build", "-o", floorBin, "./testdata/floor")
+	if out, err := build.CombinedOutput(); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("building the floor server: %v\n%s", err, out)
+	}
+	s.floor = exec.Command(floorBin)
+	fe, _ := s.floor.StderrPipe()
+	if err := s.floor.Start(); err != nil {
+		s.stop()
+		return nil, err
+	}
+	fa, err := waitStderr(fe, floorListening, "")
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.floorAddr = fa[0]
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range s.points {
+		s.points[i] = [2]float64{25 + rng.Float64()*24, -124 + rng.Float64()*57}
+	}
+	// Load the fleet with pipelined SETs (what BenchmarkRESPIngest times).
+	if _, err := s.ingest(respBenchFleet, 1); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *respBench) stop() {
+	for _, c := range []*exec.Cmd{s.cmd, s.floor} {
+		if c != nil && c.Process != nil {
+			_ = c.Process.Signal(sigterm)
+			_ = c.Wait()
+		}
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+func getRESPBench(b *testing.B) *respBench {
+	respBenchOnce.Do(func() { respBenchSrv, respBenchErr = startRESPBench() })
+	if respBenchErr != nil {
+		b.Fatal(respBenchErr)
+	}
+	return respBenchSrv
+}
+
+// procCPU is a process's user+system CPU time (Linux /proc).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): state is 3,
+	// utime 14, stime 15 (1-based over the whole line).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// ingest pipelines n SETs (truck IDs 0..n-1, positions moved by pass)
+// over respBenchClients connections and waits for every +OK.
+func (s *respBench) ingest(n, pass int) (time.Duration, error) {
+	const chunk = 1000
+	per := n / respBenchClients
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*respBenchClients)
+	bodies := make([][]byte, respBenchClients)
+	for c := range respBenchClients {
+		rng := rand.New(rand.NewPCG(uint64(c), uint64(pass)))
+		var b []byte
+		for i := c * per; i < (c+1)*per; i++ {
+			lat := strconv.FormatFloat(25+rng.Float64()*24, 'f', 6, 64)
+			lon := strconv.FormatFloat(-124+rng.Float64()*57, 'f', 6, 64)
+			id := fmt.Sprintf("truck-%07d", i)
+			ts := strconv.Itoa(1_764_000_000 + pass)
+			b = fmt.Appendf(b, "*7\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$%d\r\n%s\r\n$5\r\nPOINT\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
+				len(id), id, len(lat), lat, len(lon), lon, len(ts), ts)
+		}
+		bodies[c] = b
+	}
+	start := time.Now()
+	for c := range respBenchClients {
+		nc, err := net.Dial("tcp", s.rsp)
+		if err != nil {
+			return 0, err
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := nc.Write(bodies[c]); err != nil {
+				errs <- err
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer nc.Close()
+			br := bufio.NewReaderSize(nc, 64<<10)
+			for range per {
+				line, err := br.ReadSlice('\n')
+				if err != nil || string(line) != "+OK\r\n" {
+					errs <- fmt.Errorf("SET reply %q: %v", line, err)
+					return
+				}
+			}
+		}()
+	}
+	_ = chunk
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// BenchmarkRESPIngest: pipelined SETs over 4 connections, the default
+// fsync policy (always). One op is one full pass over the 1M-truck fleet.
+func BenchmarkRESPIngest(b *testing.B) {
+	s := getRESPBench(b)
+	b.ReportAllocs()
+	var total time.Duration
+	cpu0 := procCPU(s.cmd.Process.Pid)
+	pass := 2
+	if f := os.Getenv("FLEETD_BENCH_PROFILE"); f != "" {
+		defer s.profile(b, f)()
+	}
+	for b.Loop() {
+		d, err := s.ingest(respBenchFleet, pass)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += d
+		pass++
+	}
+	cpu := procCPU(s.cmd.Process.Pid) - cpu0
+	ups := float64(b.N) * respBenchFleet
+	b.ReportMetric(ups/total.Seconds(), "updates/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/ups, "server-ns/update")
+}
+
+// profile takes a CPU profile of the server into file until the returned
+// func is called (FLEETD_BENCH_PROFILE=file).
+func (s *respBench) profile(b *testing.B, file string) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := http.Get("http://" + s.http + "/debug/pprof/profile?seconds=" + cmp.Or(os.Getenv("FLEETD_BENCH_PROFILE_S"), "8"))
+		if err != nil {
+			b.Log(err)
+			return
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		_ = os.WriteFile(file, body, 0o644)
+	}()
+	return func() { <-done }
+}
+
+// queryClient runs one kind of request against a server.
+type queryClient interface {
+	query(lat, lon float64) error
+	close()
+}
+
+type httpClient struct {
+	c   *http.Client
+	url string // with %v placeholders for lat and lon, or fixed
+	buf []byte
+}
+
+func (h *httpClient) query(lat, lon float64) error {
+	u := h.url
+	if strings.Contains(u, "%v") {
+		u = fmt.Sprintf(u, lat, lon)
+	}
+	res, err := h.c.Get(u)
+	if err != nil {
+		return err
+	}
+	h.buf, err = readAllInto(h.buf[:0], res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("%s: %d %s", u, res.StatusCode, h.buf)
+	}
+	return err
+}
+
+func (h *httpClient) close() {}
+
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+type respClient struct {
+	nc   net.Conn
+	br   *bufio.Reader
+	cmd  string // with %v placeholders, inline form
+	wbuf []byte
+}
+
+func (r *respClient) query(lat, lon float64) error {
+	r.wbuf = r.wbuf[:0]
+	cmd := r.cmd
+	if strings.Contains(cmd, "%v") {
+		cmd = fmt.Sprintf(cmd, lat, lon)
+	}
+	f := strings.Fields(cmd)
+	r.wbuf = fmt.Appendf(r.wbuf, "*%d\r\n", len(f))
+	for _, a := range f {
+		r.wbuf = fmt.Appendf(r.wbuf, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := r.nc.Write(r.wbuf); err != nil {
+		return err
+	}
+	return skipReply(r.br)
+}
+
+func (r *respClient) close() { _ = r.nc.Close() }
+
+// skipReply reads one RESP reply; an error reply is an error.
+func skipReply(br *bufio.Reader) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	switch line[0] {
+	case '-':
+		return fmt.Errorf("%s", line)
+	case '$':
+		n, _ := strconv.Atoi(string(line[1 : len(line)-2]))
+		if n >= 0 {
+			_, err = br.Discard(n + 2)
+		}
+		return err
+	case '*':
+		n, _ := strconv.Atoi(string(line[1 : len(line)-2]))
+		for range n {
+			if err := skipReply(br); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// runQueries runs b.N requests over clients connections, each cycling
+// through the query points, and reports the server's CPU per request
+// and the latency percentiles.
+func runQueries(b *testing.B, s *respBench, pid int, clients int, mk func() queryClient) {
+	cs := make([]queryClient, clients)
+	for i := range cs {
+		cs[i] = mk()
+		defer cs[i].close()
+		if err := cs[i].query(40, -100); err != nil { // warm the connection
+			b.Fatal(err)
+		}
+	}
+	lat := make([][]time.Duration, clients)
+	if f := os.Getenv("FLEETD_BENCH_PROFILE"); f != "" && pid == s.cmd.Process.Pid {
+		defer s.profile(b, f+"-"+strings.NewReplacer("/", "_", "=", "").Replace(b.Name()))()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := procCPU(pid)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range cs {
+		wg.Go(func() {
+			n := b.N / clients
+			if i < b.N%clients {
+				n++
+			}
+			ls := make([]time.Duration, 0, n)
+			for j := range n {
+				p := s.points[(i*7919+j)%respBenchPoints]
+				st := time.Now()
+				if err := cs[i].query(p[0], p[1]); err != nil {
+					errs <- err
+					return
+				}
+				ls = append(ls, time.Since(st))
+			}
+			lat[i] = ls
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	cpu := procCPU(pid) - cpu0
+	b.StopTimer()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-µs/op")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "queries/s")
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+func newHTTPClient(conns int, url string) func() queryClient {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	return func() queryClient { return &httpClient{c: c, url: url} }
+}
+
+func newRESPClient(b *testing.B, addr, cmd string) func() queryClient {
+	return func() queryClient {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &respClient{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), cmd: cmd}
+	}
+}
+
+// BenchmarkQueryCPU: kNN (k=10) and within 5 km over HTTP and RESP, the
+// round-trip floors (/healthz, PING) and a bare net/http handler, each at
+// 4 clients and at 1. Use -benchtime=20000x.
+func BenchmarkQueryCPU(b *testing.B) {
+	s := getRESPBench(b)
+	fleetd, floor := s.cmd.Process.Pid, 0
+	for _, clients := range []int{respBenchClients, 1} {
+		for _, bc := range []struct {
+			name string
+			pid  *int
+			mk   func() queryClient
+		}{
+			{"floor/net-http", &floor, newHTTPClient(clients, "http://"+s.floorAddr+"/")},
+			{"http/healthz", &fleetd, newHTTPClient(clients, "http://"+s.http+"/healthz")},
+			{"resp/ping", &fleetd, newRESPClient(b, s.rsp, "PING")},
+			{"http/knn10", &fleetd, newHTTPClient(clients, "http://"+s.http+"/v1/nearby?lat=%v&lon=%v&k=10")},
+			{"resp/knn10", &fleetd, newRESPClient(b, s.rsp, "NEARBY fleet LIMIT 10 POINT %v %v")},
+			{"http/within5km", &fleetd, newHTTPClient(clients, "http://"+s.http+"/v1/within?lat=%v&lon=%v&radius_m=5000")},
+			{"resp/within5km", &fleetd, newRESPClient(b, s.rsp, "WITHIN fleet CIRCLE %v %v 5000")},
+		} {
+			floor = s.floor.Process.Pid
+			b.Run(fmt.Sprintf("%s/clients=%d", bc.name, clients), func(b *testing.B) {
+				runQueries(b, s, *bc.pid, clients, bc.mk)
+			})
+		}
+	}
+}
