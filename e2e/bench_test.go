@@ -30,11 +30,12 @@ const (
 // every truck reports every 30 simulated seconds, having driven what its
 // speed says along its road. Alert rules see what they would see in
 // production: speeds of 0-100 km/h, stops at depots, headings along the
-// route.
-const (
-	benchEpoch      = 1_764_000_000
-	benchLapSeconds = 30
-)
+// route. The clock starts two hours before the benchmark, so that history
+// (on by default) keeps every point, and stays behind the server's clock
+// for 240 laps.
+const benchLapSeconds = 30
+
+var benchEpoch = time.Now().Add(-2 * time.Hour).Unix()
 
 // render returns the bodies of the server's next n batches.
 func (s *benchServer) render(n int) [][]byte {
@@ -74,13 +75,13 @@ var (
 	benchErr  error
 )
 
-func startBenchServer() (*benchServer, error) {
+func startBenchServer(args ...string) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "fleetd-bench-")
 	if err != nil {
 		return nil, err
 	}
 	s := &benchServer{dir: dir}
-	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0")
+	s.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0"}, args...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -133,6 +134,23 @@ func BenchmarkServeIngest(b *testing.B) {
 	}
 	ingestBench(b, benchSrv)
 }
+
+// BenchmarkServeIngestNoHistory is BenchmarkServeIngest against a server
+// that keeps no history (--history=false): compare the two updates/s
+// figures for what history costs on the whole ingest path.
+func BenchmarkServeIngestNoHistory(b *testing.B) {
+	benchNoHistOnce.Do(func() { benchNoHistSrv, benchNoHistErr = startBenchServer("--history=false") })
+	if benchNoHistErr != nil {
+		b.Fatal(benchNoHistErr)
+	}
+	ingestBench(b, benchNoHistSrv)
+}
+
+var (
+	benchNoHistOnce sync.Once
+	benchNoHistSrv  *benchServer
+	benchNoHistErr  error
+)
 
 // BenchmarkServeIngestRules is BenchmarkServeIngest against a server with
 // 100 alert rules, 10 of them on zones around US cities: compare the two
@@ -264,6 +282,11 @@ func ingestBench(b *testing.B, s *benchServer) {
 	b.ReportMetric(float64(st.RSS-s.emptyRSS)/benchFleet, "server_rss_over_empty_B/truck")
 	b.ReportMetric(st.Memory.GoHeap/benchFleet, "server_heap_B/truck")
 	b.ReportMetric(st.Memory.BytesPerTruck, "store_B/truck")
+	if h := st.History; h != nil {
+		b.ReportMetric(float64(h.Waits), "history_backpressure_waits")
+		b.ReportMetric(float64(h.Buffered), "history_backlog_points")
+		b.ReportMetric(h.PerPoint, "history_disk_B/point")
+	}
 }
 
 // profile records the server's CPU profile (its /debug/pprof/profile)
@@ -321,6 +344,12 @@ type serverStats struct {
 		BytesPerTruck float64 `json:"bytes_per_truck"`
 		GoHeap        float64 `json:"go_heap"`
 	} `json:"memory"`
+	History *struct {
+		Buffered  int     `json:"buffered"`
+		Waits     int64   `json:"backpressure_waits_total"`
+		PerPoint  float64 `json:"disk_bytes_per_point"`
+		StoredPts uint64  `json:"stored_points"`
+	} `json:"history"`
 }
 
 func (s *benchServer) stats() (serverStats, error) {

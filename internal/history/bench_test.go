@@ -37,7 +37,7 @@ func BenchmarkDiskBytesPerPoint(b *testing.B) {
 	var st Stats
 	for range b.N {
 		now := start.Add(hours * time.Hour)
-		h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }})
+		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -29,10 +29,20 @@ func comparePoints(a, b *Point) int {
 }
 
 // sortPoints sorts ps by ts and drops exact duplicates (resends, replayed
-// log records), returning the shortened slice.
+// log records), returning the shortened slice. Points usually arrive in
+// order (a truck's runs follow each other in time): then it only checks.
 func sortPoints(ps []Point) []Point {
-	slices.SortFunc(ps, func(a, b Point) int { return comparePoints(&a, &b) })
-	return slices.CompactFunc(ps, func(a, b Point) bool { return comparePoints(&a, &b) == 0 })
+	sorted := true
+	for i := 1; i < len(ps); i++ {
+		if ps[i].TS < ps[i-1].TS || ps[i].TS == ps[i-1].TS && comparePoints(&ps[i], &ps[i-1]) < 0 {
+			sorted = false
+			break
+		}
+	}
+	if !sorted {
+		slices.SortFunc(ps, func(a, b Point) int { return comparePoints(&a, &b) })
+	}
+	return slices.CompactFunc(ps, func(a, b Point) bool { return a.TS == b.TS && comparePoints(&a, &b) == 0 })
 }
 
 // errCorrupt is wrapped by every decoding error.

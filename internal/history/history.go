@@ -123,6 +123,7 @@ type History struct {
 		sync.Mutex
 		active  *buffer
 		sealed  []*buffer // oldest first, being written
+		spare   *buffer   // a written buffer's memory, for the next active one
 		parts   map[uint32]*partition
 		covered uint64
 		room    sync.Cond // signalled when the active buffer is sealed
@@ -301,7 +302,12 @@ func (h *History) Seal(covers uint64) *buffer {
 	defer h.mu.Unlock()
 	b := h.mu.active
 	b.covers = covers
-	h.mu.active = &buffer{}
+	next := h.mu.spare
+	if next == nil {
+		next = &buffer{}
+	}
+	h.mu.spare = nil
+	h.mu.active = next
 	h.mu.sealed = append(h.mu.sealed, b)
 	h.mu.room.Broadcast()
 	return b
@@ -324,6 +330,10 @@ func (h *History) Write(b *buffer) error {
 	}
 	h.mu.Lock()
 	h.mu.sealed = slices.DeleteFunc(h.mu.sealed, func(x *buffer) bool { return x == b })
+	// Readers copy out of buffers under mu and keep no references: the
+	// memory is free to reuse.
+	*b = buffer{pts: b.pts[:0], ids: b.ids[:0]}
+	h.mu.spare = b
 	h.mu.Unlock()
 	h.Housekeep()
 	return nil
@@ -338,8 +348,18 @@ func (h *History) write(b *buffer) error {
 	}
 	slices.SortFunc(ord, func(i, j uint32) int {
 		x, y := &b.pts[i], &b.pts[j]
-		return cmp.Or(cmp.Compare(x.TS/3600, y.TS/3600), cmp.Compare(x.hash, y.hash),
-			bytes.Compare(b.id(x), b.id(y)), comparePoints(&x.Point, &y.Point))
+		// Not cmp.Or, which evaluates every comparison: the ID and the
+		// points are compared only on ties.
+		if c := cmp.Compare(x.TS/3600, y.TS/3600); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.hash, y.hash); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(b.id(x), b.id(y)); c != 0 {
+			return c
+		}
+		return comparePoints(&x.Point, &y.Point)
 	})
 	at := func(k int) *bufPoint { return &b.pts[ord[k]] }
 	cutoff := h.retentionCutoff()

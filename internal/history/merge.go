@@ -56,7 +56,10 @@ func (c *cursor) advance() error {
 }
 
 func (c *cursor) compare(o *cursor) int {
-	return cmp.Or(cmp.Compare(c.e.hash, o.e.hash), bytes.Compare(c.id, o.id))
+	if c := cmp.Compare(c.e.hash, o.e.hash); c != 0 {
+		return c
+	}
+	return bytes.Compare(c.id, o.id)
 }
 
 // merge replaces runs of p (one level, oldest first) by one run of the
@@ -112,6 +115,7 @@ func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
 	}
 	var id []byte
 	var pts []Point
+	hit := make([]*cursor, 0, len(cs))
 	for {
 		var lo *cursor
 		for _, c := range cs {
@@ -124,17 +128,19 @@ func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
 		}
 		id = append(id[:0], lo.id...)
 		pts = pts[:0]
+		// In run order (oldest first), so that a truck's points are
+		// usually in ts order already.
+		hit = hit[:0]
 		for _, c := range cs {
-			if !c.done && c != lo && c.compare(lo) == 0 {
+			if !c.done && (c == lo || c.compare(lo) == 0) {
+				hit = append(hit, c)
 				pts = append(pts, c.pts...)
-				if err := c.next(); err != nil {
-					return err
-				}
 			}
 		}
-		pts = append(pts, lo.pts...)
-		if err := lo.next(); err != nil {
-			return err
+		for _, c := range hit {
+			if err := c.next(); err != nil {
+				return err
+			}
 		}
 		if err := fn(id, sortPoints(pts)); err != nil {
 			return err
@@ -152,5 +158,13 @@ func (h *History) compact(p *partition) error {
 	if len(runs) < 2 {
 		return nil
 	}
+	// Oldest data first: merged runs (higher levels) hold what came
+	// before the level-0 runs written since.
+	slices.SortFunc(runs, func(a, b *run) int {
+		if a.level != b.level {
+			return cmp.Compare(b.level, a.level)
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
 	return h.merge(p, runs)
 }

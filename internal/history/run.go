@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -299,7 +300,7 @@ func (r *run) entry(i int, buf []byte, e *entry) error {
 // block reads and checks the block of e, returning its ID and appending
 // its points to dst.
 func (r *run) block(e *entry, buf []byte, dst []Point) ([]byte, []byte, []Point, error) {
-	buf = append(buf[:0], make([]byte, e.length)...)
+	buf = slices.Grow(buf[:0], int(e.length))[:e.length]
 	if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
 		return buf, nil, dst, fmt.Errorf("history: %s: %w", r.path, err)
 	}
