@@ -67,12 +67,26 @@
 //
 // # Memory per connection
 //
-// One goroutine per connection, and between packets it holds only its
-// stack (a few small arrays: the 8-byte header, the ID), the net.Conn and
-// an entry in the server's connection set. The frame buffer, the decoded
+// On Linux (the default mode) the connections' sockets are kept out of
+// Go's netpoller, in an epoll set of the server's own with EPOLLONESHOT.
+// An idle connection is then a 120-byte pconn (its phase, deadline,
+// 8-byte header and the ID) and a map entry: no goroutine, no buffer.
+// When a socket is readable, a goroutine takes the connection (armed →
+// busy), reads what is there without blocking, acts on each complete
+// handshake or packet, and re-arms it (busy → armed); a sweeper closes
+// armed connections past their deadline. The frame buffer, the decoded
 // records and the updates come from a sync.Pool for the time of one
-// packet, so 100,000 idle devices do not hold 100,000 read buffers; a
-// device that begins a packet and stalls holds one until FrameTimeout.
+// packet, so 100,000 idle devices hold no read buffers; a device that
+// begins a packet and stalls holds one until FrameTimeout.
+//
+// With Options.Goroutines (the only mode off Linux) each connection has a
+// goroutine blocked in Read: its stack (2-8 KiB, as the runtime sizes
+// it) and a net.Conn, a few KiB per idle device.
+//
+// BenchmarkIdleConnections (9,500 idle connections, the RSS growth of the
+// process; the clients are raw sockets outside the Go runtime): about
+// 220 bytes per connection with the poller, 3.5-5.8 KiB with goroutines.
+// The kernel's socket buffers are not in the process's RSS.
 //
 // # Concurrency
 //

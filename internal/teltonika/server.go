@@ -1,13 +1,10 @@
 package teltonika
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -47,25 +44,27 @@ type Options struct {
 	// MaxAhead is how far a record's time may be ahead of the server's
 	// clock (0: no limit).
 	MaxAhead time.Duration
-	Logger   *slog.Logger
+	// Goroutines serves each connection with a goroutine of its own
+	// blocked in Read, instead of the poller (Linux only) that holds an
+	// idle connection in a few hundred bytes; doc.go compares them.
+	// Off Linux it is the only mode.
+	Goroutines bool
+	Logger     *slog.Logger
 }
 
 // Server accepts Teltonika devices on a TCP listener (doc.go).
 type Server struct {
 	o     Options
-	ln    net.Listener
 	com   *gateway.Committer
 	log   *slog.Logger
+	addr  net.Addr
 	Stats gateway.Stats
 
 	badLog, rejLog, errLog gateway.Limiter
 
-	mu struct {
-		sync.Mutex
-		conns  map[net.Conn]struct{}
-		closed bool
-	}
-	wg sync.WaitGroup
+	stop func() error // the mode's Close
+	once sync.Once
+	err  error
 }
 
 // Listen starts a server on o.Addr that commits through com.
@@ -95,83 +94,29 @@ func Listen(o Options, com *gateway.Committer) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("teltonika: %w", err)
 	}
-	s := &Server{o: o, ln: ln, com: com, log: o.Logger}
+	s := &Server{o: o, com: com, log: o.Logger, addr: ln.Addr()}
 	for _, l := range []*gateway.Limiter{&s.badLog, &s.rejLog, &s.errLog} {
 		l.Log = o.Logger
 	}
-	s.mu.conns = make(map[net.Conn]struct{})
-	s.wg.Add(1)
-	go s.accept()
+	if o.Goroutines || !havePoller {
+		s.stop = s.serveGoroutines(ln)
+		return s, nil
+	}
+	if s.stop, err = s.servePoller(ln); err != nil {
+		return nil, fmt.Errorf("teltonika: %w", err)
+	}
 	return s, nil
 }
 
 // Addr is the address the server listens on.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+func (s *Server) Addr() net.Addr { return s.addr }
 
 // Close stops accepting, closes every connection (a frame not yet
 // acknowledged stays unacknowledged: the device resends it) and waits for
-// their goroutines.
+// the goroutines working on them.
 func (s *Server) Close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	s.mu.closed = true
-	for c := range s.mu.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return err
-}
-
-func (s *Server) accept() {
-	defer s.wg.Done()
-	var delay time.Duration
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of descriptors and the like: back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.errLog.Warn("teltonika: accept failed; retrying", "error", err, "retry_in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		if !s.track(c) {
-			_ = c.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go s.serve(c)
-	}
-}
-
-// track registers c; false if the server is closed or full.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.closed {
-		return false
-	}
-	if len(s.mu.conns) >= s.o.MaxConns {
-		s.Stats.ConnsRefused.Add(1)
-		s.errLog.Warn("teltonika: connection limit reached; closing new connections", "max_conns", s.o.MaxConns, "remote", c.RemoteAddr().String())
-		return false
-	}
-	s.mu.conns[c] = struct{}{}
-	s.Stats.Connections.Add(1)
-	s.Stats.ConnectionsTotal.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.mu.conns, c)
-	s.mu.Unlock()
-	s.Stats.Connections.Add(-1)
-	_ = c.Close()
+	s.once.Do(func() { s.err = s.stop() })
+	return s.err
 }
 
 // scratch is the working memory of one frame, pooled between frames so
@@ -188,71 +133,37 @@ const retainBuf = 16 << 10
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{job: gateway.NewJob()} }}
 
-// serve runs one connection: the handshake, then frames until an error.
-// Its own state is a few dozen bytes on its stack; see doc.go for the
-// memory per connection.
-func (s *Server) serve(c net.Conn) {
-	defer s.wg.Done()
-	defer s.untrack(c)
-	var idBuf [fleet.MaxIDLen]byte
-	id, err := s.handshake(c, idBuf[:0])
-	if err != nil {
-		s.closing(c, nil, err)
-		return
-	}
-	var hdr [HeaderLen]byte
-	for {
-		// Idle: wait for the first byte of the next frame with nothing but
-		// this 8-byte array.
-		if err := readFull(c, hdr[:1], s.o.IdleTimeout); err != nil {
-			s.closing(c, id, err)
-			return
-		}
-		frameDeadline := time.Now().Add(s.o.FrameTimeout)
-		_ = c.SetReadDeadline(frameDeadline)
-		if _, err := io.ReadFull(c, hdr[1:]); err != nil {
-			s.closing(c, id, err)
-			return
-		}
-		n, err := ParseHeader(hdr[:], s.o.MaxDataLen)
-		if err != nil {
-			s.bad(c, id, err)
-			return
-		}
-		sc := scratchPool.Get().(*scratch)
-		ok := s.frame(c, id, sc, hdr[:], n)
-		sc.recs = sc.recs[:0]
-		clear(sc.job.Updates) // do not pin this connection's ID
-		sc.job.Updates = sc.job.Updates[:0]
-		if cap(sc.buf) > retainBuf {
-			sc.buf = nil
-		}
-		scratchPool.Put(sc)
-		if !ok {
-			return
-		}
-	}
-}
-
-// frame reads the rest of a frame whose header said n data bytes,
-// commits it and acknowledges it; false closes the connection.
-func (s *Server) frame(c net.Conn, id []byte, sc *scratch, hdr []byte, n int) bool {
-	size := HeaderLen + n + CRCLen
+func getScratch(size int) *scratch {
+	sc := scratchPool.Get().(*scratch)
 	if cap(sc.buf) < size {
 		sc.buf = make([]byte, size, max(size, 2048))
 	}
-	buf := sc.buf[:size]
-	copy(buf, hdr)
-	if _, err := io.ReadFull(c, buf[HeaderLen:]); err != nil {
-		s.closing(c, id, err)
-		return false
+	sc.buf = sc.buf[:size]
+	return sc
+}
+
+func putScratch(sc *scratch) {
+	sc.recs = sc.recs[:0]
+	clear(sc.job.Updates) // do not pin a connection's ID
+	sc.job.Updates = sc.job.Updates[:0]
+	if cap(sc.buf) > retainBuf {
+		sc.buf = nil
 	}
-	received := time.Now()
-	_, recs, err := Decode(buf, sc.recs[:0], s.o.MaxDataLen)
+	scratchPool.Put(sc)
+}
+
+// errBadFrame wraps a decoding error of process.
+var errBadFrame = errors.New("teltonika: bad frame")
+
+// process decodes the whole frame in sc.buf, checks its records and
+// commits the good ones. It returns the record count to acknowledge, or
+// an error: wrapping errBadFrame for a malformed frame, else the
+// committer's.
+func (s *Server) process(id []byte, sc *scratch, received time.Time) (int, error) {
+	_, recs, err := Decode(sc.buf, sc.recs[:0], s.o.MaxDataLen)
 	sc.recs = recs
 	if err != nil {
-		s.bad(c, id, err)
-		return false
+		return 0, fmt.Errorf("%w: %w", errBadFrame, err)
 	}
 	s.Stats.Frames.Add(1)
 	now := received.Unix()
@@ -266,7 +177,7 @@ func (s *Server) frame(c net.Conn, id []byte, sc *scratch, hdr []byte, n int) bo
 		if err != nil {
 			s.Stats.Rejected.Add(1)
 			s.rejLog.Warn("teltonika: record not applied (acknowledged: the device would resend it for ever)",
-				"imei", string(id[len(s.o.IDPrefix):]), "error", err)
+				"imei", imeiOf(id, s.o.IDPrefix), "error", err)
 			continue
 		}
 		ups = append(ups, u)
@@ -275,74 +186,49 @@ func (s *Server) frame(c net.Conn, id []byte, sc *scratch, hdr []byte, n int) bo
 	if err := s.com.Commit(sc.job); err != nil {
 		s.Stats.CommitErrors.Add(1)
 		s.errLog.Warn("teltonika: frame not acknowledged: the engine could not make it durable; closing so the device resends",
-			"imei", string(id[len(s.o.IDPrefix):]), "error", err)
-		return false
+			"imei", imeiOf(id, s.o.IDPrefix), "error", err)
+		return 0, err
 	}
 	s.Stats.Points.Add(int64(len(ups)))
-	var ack [4]byte
-	binary.BigEndian.PutUint32(ack[:], uint32(len(recs)))
-	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.Write(ack[:]); err != nil {
-		s.closing(c, id, err)
-		return false
-	}
-	s.Stats.Acks.Add(1)
-	s.Stats.AckLatency.Observe(time.Since(received))
-	return true
+	return len(recs), nil
 }
 
-// handshake reads the IMEI (2-byte length, ASCII digits), appends the ID
-// to dst and answers 01; a malformed one is answered 00.
-func (s *Server) handshake(c net.Conn, dst []byte) ([]byte, error) {
-	var b [2 + maxIMEILen]byte
-	if err := readFull(c, b[:2], s.o.HandshakeTimeout); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(b[:2]))
-	if n < 1 || n > maxIMEILen {
-		s.reject(c)
-		return nil, fmt.Errorf("%w: IMEI length %d, want 1 to %d", errHandshake, n, maxIMEILen)
-	}
-	if _, err := io.ReadFull(c, b[2:2+n]); err != nil {
-		return nil, err
-	}
-	imei := b[2 : 2+n]
-	for _, d := range imei {
-		if d < '0' || d > '9' {
-			s.reject(c)
-			return nil, fmt.Errorf("%w: IMEI %q is not all digits", errHandshake, imei)
-		}
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.Write([]byte{1}); err != nil {
-		return nil, err
-	}
-	dst = append(dst, s.o.IDPrefix...)
-	return append(dst, imei...), nil
+// acked counts an acknowledgement written.
+func (s *Server) acked(received time.Time) {
+	s.Stats.Acks.Add(1)
+	s.Stats.AckLatency.Observe(time.Since(received))
 }
 
 var errHandshake = errors.New("teltonika: bad handshake")
 
-func (s *Server) reject(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write([]byte{0})
+// imeiLen judges the handshake's 2-byte length.
+func imeiLen(n int) error {
+	if n < 1 || n > maxIMEILen {
+		return fmt.Errorf("%w: IMEI length %d, want 1 to %d", errHandshake, n, maxIMEILen)
+	}
+	return nil
+}
+
+// checkIMEI judges the handshake's digits.
+func checkIMEI(imei []byte) error {
+	for _, d := range imei {
+		if d < '0' || d > '9' {
+			return fmt.Errorf("%w: IMEI %q is not all digits", errHandshake, imei)
+		}
+	}
+	return nil
 }
 
 // bad counts and logs a malformed frame or handshake; the caller closes.
-func (s *Server) bad(c net.Conn, id []byte, err error) {
+func (s *Server) bad(remote func() string, id []byte, err error) {
 	s.Stats.BadFrames.Add(1)
-	s.badLog.Warn("teltonika: bad frame; closing the connection", "remote", c.RemoteAddr().String(), "imei", imeiOf(id, s.o.IDPrefix), "error", err)
+	s.badLog.Warn("teltonika: bad frame; closing the connection", "remote", remote(), "imei", imeiOf(id, s.o.IDPrefix), "error", err)
 }
 
-// closing sorts out why a connection ends: a silent device, a bad
-// handshake, or an ordinary disconnect (EOF, reset), which is not logged.
-func (s *Server) closing(c net.Conn, id []byte, err error) {
-	switch {
-	case errors.Is(err, errHandshake):
-		s.bad(c, id, err)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		s.Stats.Timeouts.Add(1)
-	}
+// refuse counts a connection over the limit; the caller closes it.
+func (s *Server) refuse(remote string) {
+	s.Stats.ConnsRefused.Add(1)
+	s.errLog.Warn("teltonika: connection limit reached; closing new connections", "max_conns", s.o.MaxConns, "remote", remote)
 }
 
 func imeiOf(id []byte, prefix string) string {
@@ -350,10 +236,4 @@ func imeiOf(id []byte, prefix string) string {
 		return ""
 	}
 	return string(id[len(prefix):])
-}
-
-func readFull(c net.Conn, b []byte, timeout time.Duration) error {
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	_, err := io.ReadFull(c, b)
-	return err
 }

@@ -46,8 +46,9 @@ func (e *fakeEngine) count() int {
 	return len(e.applied)
 }
 
-func startServer(t *testing.T, eng gateway.Engine, o Options) *Server {
+func startServer(t *testing.T, goroutines bool, eng gateway.Engine, o Options) *Server {
 	t.Helper()
+	o.Goroutines = goroutines
 	com := gateway.NewCommitter(eng, 0, 0)
 	o.Addr = "127.0.0.1:0"
 	o.Logger = slog.New(slog.DiscardHandler)
@@ -111,9 +112,11 @@ func recsAt(n int, ts int64) []Record {
 	return recs
 }
 
-func TestServerAcksAfterApply(t *testing.T) {
+func TestServerAcksAfterApply(t *testing.T) { eachMode(t, testServerAcksAfterApply) }
+
+func testServerAcksAfterApply(t *testing.T, goroutines bool) {
 	eng := &fakeEngine{gate: make(chan struct{})}
-	s := startServer(t, eng, Options{IDPrefix: "tk-"})
+	s := startServer(t, goroutines, eng, Options{IDPrefix: "tk-"})
 	c := dial(t, s, "356307042441013")
 	if _, err := c.Write(AppendFrame(nil, Codec8, recsAt(3, 1764000000))); err != nil {
 		t.Fatal(err)
@@ -143,9 +146,11 @@ func TestServerAcksAfterApply(t *testing.T) {
 	}
 }
 
-func TestServerClosesOnBadInput(t *testing.T) {
+func TestServerClosesOnBadInput(t *testing.T) { eachMode(t, testServerClosesOnBadInput) }
+
+func testServerClosesOnBadInput(t *testing.T, goroutines bool) {
 	eng := &fakeEngine{}
-	s := startServer(t, eng, Options{})
+	s := startServer(t, goroutines, eng, Options{})
 	good := AppendFrame(nil, Codec8Extended, recsAt(2, 1764000000))
 	badCRC := append([]byte(nil), good...)
 	badCRC[len(badCRC)-1] ^= 1
@@ -179,9 +184,11 @@ func TestServerClosesOnBadInput(t *testing.T) {
 	}
 }
 
-func TestServerNoAckOnEngineError(t *testing.T) {
+func TestServerNoAckOnEngineError(t *testing.T) { eachMode(t, testServerNoAckOnEngineError) }
+
+func testServerNoAckOnEngineError(t *testing.T, goroutines bool) {
 	eng := &fakeEngine{fail: errors.New("disk full")}
-	s := startServer(t, eng, Options{})
+	s := startServer(t, goroutines, eng, Options{})
 	c := dial(t, s, "356307042441013")
 	if _, err := c.Write(AppendFrame(nil, Codec16, recsAt(1, 1764000000))); err != nil {
 		t.Fatal(err)
@@ -192,8 +199,10 @@ func TestServerNoAckOnEngineError(t *testing.T) {
 	}
 }
 
-func TestServerTimeouts(t *testing.T) {
-	s := startServer(t, &fakeEngine{}, Options{HandshakeTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+func TestServerTimeouts(t *testing.T) { eachMode(t, testServerTimeouts) }
+
+func testServerTimeouts(t *testing.T, goroutines bool) {
+	s := startServer(t, goroutines, &fakeEngine{}, Options{HandshakeTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
 	c := dial(t, s, "")
 	wantClosed(t, c) // never sent the IMEI
 	c = dial(t, s, "356307042441013")
@@ -205,9 +214,11 @@ func TestServerTimeouts(t *testing.T) {
 
 // TestServerSplitWrites: a frame and its handshake dribbled a byte at a
 // time are acknowledged as a whole.
-func TestServerSplitWrites(t *testing.T) {
+func TestServerSplitWrites(t *testing.T) { eachMode(t, testServerSplitWrites) }
+
+func testServerSplitWrites(t *testing.T, goroutines bool) {
 	eng := &fakeEngine{}
-	s := startServer(t, eng, Options{})
+	s := startServer(t, goroutines, eng, Options{})
 	c := dial(t, s, "")
 	for _, b := range AppendIMEI(nil, "356307042441013") {
 		_, _ = c.Write([]byte{b})
@@ -225,12 +236,59 @@ func TestServerSplitWrites(t *testing.T) {
 	}
 }
 
-func TestServerConnLimit(t *testing.T) {
-	s := startServer(t, &fakeEngine{}, Options{MaxConns: 1})
+func TestServerConnLimit(t *testing.T) { eachMode(t, testServerConnLimit) }
+
+func testServerConnLimit(t *testing.T, goroutines bool) {
+	s := startServer(t, goroutines, &fakeEngine{}, Options{MaxConns: 1})
 	dial(t, s, "356307042441013")
 	c := dial(t, s, "")
 	wantClosed(t, c)
 	if s.Stats.ConnsRefused.Load() != 1 {
 		t.Fatal("not counted")
+	}
+}
+
+// eachMode runs a server test with the poller and with a goroutine per
+// connection.
+func eachMode(t *testing.T, f func(t *testing.T, goroutines bool)) {
+	for _, g := range []bool{false, true} {
+		name := "poller"
+		if g {
+			name = "goroutines"
+		}
+		t.Run(name, func(t *testing.T) { f(t, g) })
+	}
+}
+
+// TestServerPipelined: two frames in one write get two acks, in order;
+// Close with devices connected returns.
+func TestServerPipelined(t *testing.T) { eachMode(t, testServerPipelined) }
+
+func testServerPipelined(t *testing.T, goroutines bool) {
+	eng := &fakeEngine{}
+	s := startServer(t, goroutines, eng, Options{})
+	c := dial(t, s, "356307042441013")
+	b := AppendFrame(nil, Codec8, recsAt(2, 1764000000))
+	b = AppendFrame(b, Codec16, recsAt(3, 1764000100))
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if a := readN(t, c, 8); binary.BigEndian.Uint32(a) != 2 || binary.BigEndian.Uint32(a[4:]) != 3 {
+		t.Fatalf("acks % x", a)
+	}
+	dial(t, s, "356307042441014") // idle
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs with connections open")
+	}
+	wantClosed(t, c)
+	if n := s.Stats.Connections.Load(); n != 0 {
+		t.Fatalf("%d connections after Close", n)
 	}
 }
