@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -252,4 +253,108 @@ func raiseFileLimit(b *testing.B, n uint64) uint64 {
 		b.Fatal(err)
 	}
 	return l.Cur
+}
+
+// BenchmarkIdleFleet: the fleet shape at the machine's descriptor
+// limit: FLEETD_BENCH_CONNS connections (default 10,000, fewer if the
+// limit says so) that together send FLEETD_BENCH_RATE one-record packets
+// a second (default 3,300, which is 100,000 devices reporting every 30 s)
+// for FLEETD_BENCH_SECONDS (default 10), into an engine with a
+// write-ahead log fsynced before every ack. It reports the server's RSS
+// per connection under that load and the ack latency seen by the
+// devices (write → ack read).
+func BenchmarkIdleFleet(b *testing.B) {
+	n, rate, secs := envInt("FLEETD_BENCH_CONNS", 10_000), envInt("FLEETD_BENCH_RATE", 3300), envInt("FLEETD_BENCH_SECONDS", 10)
+	if lim := raiseFileLimit(b, uint64(2*n+1000)); lim < uint64(2*n+1000) {
+		n = int(lim-1000) / 2
+		b.Logf("descriptor limit %d (hard): %d connections", lim, n)
+	}
+	eng, err := engine.Open(engine.Options{DataDir: filepath.Join(b.TempDir(), "data"), Fsync: wal.FsyncAlways, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	com := gateway.NewCommitter(eng, 0, 0)
+	defer com.Close()
+	s, err := Listen(Options{Addr: "127.0.0.1:0", MaxConns: 2 * n, Logger: slog.New(slog.DiscardHandler)}, com)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	port := s.Addr().(*net.TCPAddr).Port
+	for b.Loop() {
+		rss0, _ := settle()
+		fds := make([]int, n)
+		for i := range fds {
+			if fds[i], err = rawDial(port, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		const senders = 64
+		var (
+			mu  sync.Mutex
+			lat []time.Duration
+			wg  sync.WaitGroup
+		)
+		start := time.Now()
+		end := start.Add(time.Duration(secs) * time.Second)
+		interval := time.Duration(float64(time.Second) * senders / float64(rate))
+		for w := range senders {
+			wg.Go(func() {
+				var mine []time.Duration
+				var ack [4]byte
+				next := start.Add(time.Duration(w) * interval / senders)
+				for k := w; time.Now().Before(end); k += senders {
+					time.Sleep(time.Until(next))
+					next = next.Add(interval)
+					fd := fds[k%n]
+					frame := AppendFrame(nil, Codec8, []Record{{TimeMs: time.Now().UnixMilli() - 1000, Lat: int32(400000000 + k), Lon: -740000000, Speed: 50}})
+					t0 := time.Now()
+					if _, err := syscall.Write(fd, frame); err != nil {
+						b.Error(err)
+						return
+					}
+					if m, err := io.ReadFull(fdReader(fd), ack[:]); m != 4 || err != nil {
+						b.Error(err)
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		el := time.Since(start)
+		rss1, _ := settle()
+		slices.Sort(lat)
+		if len(lat) == 0 {
+			b.Fatal("nothing sent")
+		}
+		b.ReportMetric(float64(len(lat))/el.Seconds(), "records/s")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ack-ms")
+		b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-bytes/conn")
+		for _, fd := range fds {
+			_ = syscall.Close(fd)
+		}
+	}
+}
+
+type fdReader int
+
+func (f fdReader) Read(b []byte) (int, error) {
+	n, err := syscall.Read(int(f), b)
+	if n == 0 && err == nil {
+		return 0, io.EOF
+	}
+	return max(n, 0), err
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
