@@ -1,7 +1,8 @@
 // Package server assembles a whole fleetd server from its parts — the
 // engine (store, durability, expiry), the alert rules, the live feed, the
-// HTTP API and the dashboard — so that `fleetd serve` and `fleetd soak`
-// run exactly the same wiring. It holds no logic of its own beyond the
+// HTTP API, the dashboard and the device gateways (Teltonika, OsmAnd,
+// MQTT: package gateway and its siblings) — so that `fleetd serve` and
+// `fleetd soak` run exactly the same wiring. It holds no logic of its own beyond the
 // glue: which observer sees the engine's changes, which handler serves
 // which route.
 //
