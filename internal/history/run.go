@@ -291,6 +291,11 @@ func (r *run) entry(i int, buf []byte, e *entry) error {
 		return fmt.Errorf("history: %s: %w", r.path, err)
 	}
 	e.get(buf)
+	return r.checkEntry(i, e)
+}
+
+// checkEntry checks that index entry i points inside the blocks.
+func (r *run) checkEntry(i int, e *entry) error {
 	if e.off < headerSize || int64(e.off)+int64(e.length) > r.idxOff || e.length > maxBlockSize || e.length < 4 {
 		return corrupt("%s: index entry %d points outside the blocks", r.path, i)
 	}
@@ -304,25 +309,32 @@ func (r *run) block(e *entry, buf []byte, dst []Point) ([]byte, []byte, []Point,
 	if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
 		return buf, nil, dst, fmt.Errorf("history: %s: %w", r.path, err)
 	}
+	id, dst, err := r.decodeBlock(e, buf, dst)
+	return buf, id, dst, err
+}
+
+// decodeBlock checks the block of e, read into buf, and returns its ID and
+// appends its points to dst.
+func (r *run) decodeBlock(e *entry, buf []byte, dst []Point) ([]byte, []Point, error) {
 	if binary.LittleEndian.Uint32(buf) != crc32.Checksum(buf[4:], castagnoli) {
-		return buf, nil, dst, corrupt("%s: block at %d fails its checksum", r.path, e.off)
+		return nil, dst, corrupt("%s: block at %d fails its checksum", r.path, e.off)
 	}
 	b := buf[4:]
 	l, n := binary.Uvarint(b)
 	if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
-		return buf, nil, dst, corrupt("%s: block at %d: bad ID", r.path, e.off)
+		return nil, dst, corrupt("%s: block at %d: bad ID", r.path, e.off)
 	}
 	id := b[n : n+int(l)]
 	b = b[n+int(l):]
 	np, n := binary.Uvarint(b)
 	if n <= 0 || np != uint64(e.points) {
-		return buf, nil, dst, corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, np, e.points)
+		return nil, dst, corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, np, e.points)
 	}
 	dst, err := decodeColumns(dst, b[n:], int(np))
 	if err != nil {
-		return buf, nil, dst, fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
+		return nil, dst, fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
 	}
-	return buf, id, dst, nil
+	return id, dst, nil
 }
 
 // find appends the points of id to dst.
