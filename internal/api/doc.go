@@ -21,6 +21,11 @@
 //	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules
 //	PUT    /v1/rules           {"rules":[{"name","when","for","severity"}, …]}: many at once, all or none
 //	GET    /v1/alerts          {"count":n,"alerts":[…]}: what fires now [?rule= &id= &limit=] (alerts.go)
+//	GET    /v1/trucks/{id}/history  ?from=&to=[&limit=][&format=json|ndjson|geojson[&simplify_m=]]
+//	                           the truck's points in ts order (history.go; see History below)
+//	GET    /v1/trucks/{id}/trips    ?from=&to=[&stop_radius_m=100][&stop_min_s=300] → trips and stops
+//	GET    /v1/history/within  ?bbox= or ?lat=&lon=&radius_m=, &from=&to=[&limit=] → who was inside
+//	GET    /v1/history/export  ?from=&to=[&format=ndjson|parquet] → every point, streamed
 //	…      Options.Routes      more routes behind the same middleware: the live feed
 //	                           (/v1/stream, /v1/ws) and /v1/density, mounted by package server
 //	GET    /metrics            Prometheus text format
@@ -125,6 +130,62 @@
 // then: {"results":[…],"count":n}. With Accept: application/x-ndjson each
 // hit is one line and there is no count. count is the number of results in
 // the response (at most limit). A client that goes away stops the scan.
+//
+// # History
+//
+// With history on (the default with a data directory; package history),
+// every accepted update is kept, late and stale ones included, exact
+// resends once. Times (from, to) are Unix seconds or RFC 3339, inclusive;
+// to defaults to now and from to 24 h before to (1 h for history/within);
+// from after to is a 400. An unknown truck has an empty history (trucks
+// expire, their history stays until the retention). Without history every
+// route below answers 404 {"error":"history is off …"}.
+//
+// GET /v1/trucks/{id}/history streams, in constant memory, a walk of the
+// truck's points one hour partition at a time:
+//
+//	{"id":"t1","from":F,"to":T,"points":[{"ts","lat","lon","speed","heading"[,"alt"]}, …],
+//	 "count":n,"truncated":false,"incomplete":false}
+//
+// at most limit points (default 100,000, at most 10,000,000; truncated says
+// more were there). format=ndjson, or Accept: application/x-ndjson, gives
+// one point per line. format=geojson answers application/geo+json, a
+// Feature whose geometry is a LineString of [lon, lat] (a Point for one
+// point, null for none) simplified with Douglas–Peucker so that no dropped
+// point is more than simplify_m metres (default 0: every point) from the
+// line, and whose properties hold id, from, to, points (before
+// simplification), simplify_m and times (the kept points' ts).
+//
+// GET /v1/trucks/{id}/trips splits the same points (package trip): a stop
+// is the truck staying within stop_radius_m (default 100, at most 10,000) of
+// where it stopped for at least stop_min_s (default 300), gaps in reporting
+// included; trips are what lies between stops.
+//
+//	{"id","from","to","stop_radius_m","stop_min_s",
+//	 "trips":[{"start_ts","end_ts","start_lat","start_lon","end_lat","end_lon","distance_m","duration_s","max_speed"}],
+//	 "stops":[{"start_ts","end_ts","lat","lon","duration_s"}],"truncated":false,"incomplete":false}
+//
+// GET /v1/history/within tests every stored point of the interval against
+// the box or circle (exact: no false positives or negatives) and answers
+// the trucks with at least one point inside, sorted by ID:
+//
+//	{"from","to","results":[{"id","first_ts","last_ts","points"}],"count":n,"incomplete":false}
+//
+// (count: all that matched; results: at most limit, default 10,000.)
+//
+// GET /v1/history/export writes history's buffer first (so that every
+// update accepted before the request is in it), then streams every point of
+// the interval, hour by hour and truck by truck: NDJSON lines
+// {"id","ts","lat","lon","speed","heading"[,"alt"]}, or with format=parquet
+// one Parquet file (ExportRow is its schema; written by parquet-go in row
+// groups of 128Ki rows, so memory stays bounded) that DuckDB, Spark and
+// pandas read directly.
+//
+// "incomplete": true means a damaged history file (a checksum failed) left
+// points out of the answer; the file is logged and counted in /v1/stats
+// (history.corrupt_runs) until `fleetd repair` quarantines it. Streamed
+// answers, whose body is written before the end is known, carry the same
+// flag in the HTTP trailer Fleetd-Incomplete: true|false.
 //
 // # Metrics
 //

@@ -12,6 +12,16 @@
 //     latest-wins by timestamp decides between batches. An update older
 //     than the stored position (stale) is still logged, counted and keeps
 //     its truck alive: it is data (for history), not an error.
+//   - With Options.History, every update Apply logs is added to history
+//     under the same shared lock, so that the history writer, which seals
+//     history's buffer at the log's last record under the exclusive lock,
+//     knows every record up to that mark is in the sealed buffer. The log
+//     is truncated only below both the oldest kept snapshot and history's
+//     covered mark, and recovery replays from the lower of the two: the
+//     store takes the records after its snapshot, history those after its
+//     mark. An acknowledged update is therefore in history after any
+//     crash. When history's writer falls behind, Apply waits for it before
+//     logging (history.WaitRoom), so history's memory stays bounded.
 //   - Expiry (Options.TTL) counts from when the engine last heard from a
 //     truck, by its own clock, in last-heard epochs of TTL/32 that the
 //     store keeps in each record: never sooner than the TTL, at most two

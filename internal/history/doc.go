@@ -14,8 +14,16 @@
 // one run file per hour partition, fsynced, each stamped "covers M". The
 // engine keeps the log from min(snapshot, Covered())+1, and on startup
 // replays that tail into history as well as into the store. So an
-// acknowledged point is either in a run file or in the log, and history's
-// memory is the buffer, whatever the fleet's size or the retention.
+// acknowledged point is either in a run file or in the log.
+//
+// Memory is bounded by Options.BufferBytes, whatever the fleet's size or
+// the retention: the active buffer is sealed at BufferBytes, one sealed
+// buffer is written at a time, and when the active one reaches twice
+// BufferBytes while the writer is still busy, WaitRoom (called by the
+// engine before each batch) holds ingest back until the writer catches up:
+// a slow disk slows ingest, it never grows memory. Stats.Waits counts
+// those waits, Stats.Buffered is the backlog. A written buffer's memory is
+// reused by the next one.
 //
 // Replay may give history points it already has (the tail after M
 // overlaps runs written later), and devices resend: a point equal to one
@@ -25,8 +33,10 @@
 //
 // # Files
 //
+//	<dir>/COVERED                          the log position written through
 //	<dir>/<YYYYMMDDHH>/<level>-<seq>.fhr   a run: points of that UTC hour
-//	<dir>/<YYYYMMDDHH>/<level>-<seq>.tmp   being written (deleted at open)
+//	<dir>/<YYYYMMDDHH>/*.tmp               being written (deleted at open)
+//	<dir>/quarantine/<YYYYMMDDHH>-<run>    damaged runs moved aside by Repair
 //
 // A partition holds the points whose ts falls in its hour, in runs. A run
 // of level 0 comes from one flush; once a partition has MergeFanIn runs of
@@ -58,18 +68,30 @@
 //
 // # Reads
 //
-// Trail merges the points of every run of the partitions that overlap the
-// range, and of the buffers not yet written, finding a truck's block by a
-// binary search of each index (read through ReadAt, never loaded whole).
-// Within reads the indexes of those partitions, skips the trucks whose
-// bounding box or time range misses the query, and tests every point of
-// the others: exact, no false positives or negatives. A run whose checksum
-// fails is reported (Stats.Corrupt, and the answer's Incomplete flag) and
-// skipped; the rest keeps serving.
+// Walk (and Trail, which collects it) goes through the range one hour
+// partition at a time: the truck's block in each run of the hour, found by
+// a binary search of the run's index (read through ReadAt, never loaded
+// whole), merged with the hour's buffered points, sorted, without
+// duplicates. Its memory is one hour of one truck, however long the range.
+// Within reads the indexes of the partitions in range, skips the trucks
+// whose bounding box or time range misses the query, and tests every point
+// of the others: exact, no false positives or negatives. Export merges an
+// hour's runs truck by truck (the merge's cursors), reading each run
+// sequentially.
+//
+// Readers take a reference to each run they read: a merge or a retention
+// drop that replaces a run only retires it, and its file is closed and
+// removed when the last reader lets go, so a slow client never holds up
+// the writer (and through it, ingest).
+//
+// A run whose checksum fails is logged and counted once (Stats.Corrupt),
+// every answer that needed it says so (Answer.Incomplete), and the rest
+// keeps serving. Repair, on a stopped server, checks every run whole and
+// moves the damaged ones to the quarantine.
 //
 // # Concurrency
 //
-// Add, Seal, Trail, Within and Stats are safe for concurrent use. Write and
-// the merges run on one background goroutine (the engine's); Close waits
-// for it.
+// Add, Seal, WaitRoom, Walk, Trail, Within, Export and Stats are safe for
+// concurrent use. Write, Housekeep and the merges run on one goroutine (the
+// engine's history writer); Close comes after it has stopped.
 package history
