@@ -255,3 +255,46 @@ func TestRenderBatch(t *testing.T) {
 		t.Fatal("truck-0999999 missing")
 	}
 }
+
+// BenchmarkWithin5km answers GET /v1/within for 5 km circles (JSON) over
+// a 100,000-truck fleet, the lean query path's second route.
+func BenchmarkWithin5km(b *testing.B) {
+	f := newFixture(b, Options{}, store.Options{})
+	f.post(string(renderBatch(nil, 0, 100_000, 0)), "")
+	w := &countingWriter{h: http.Header{}}
+	reqs := make([]*http.Request, 64)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest("GET", fmt.Sprintf("/v1/within?lat=%v&lon=%v&radius_m=5000", 30+float64(i%16), -120+float64(i)*0.8), nil)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		f.s.ServeHTTP(w, reqs[i%len(reqs)])
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+}
+
+// BenchmarkGetTruck answers GET /v1/trucks/{id}.
+func BenchmarkGetTruck(b *testing.B) {
+	f := newFixture(b, Options{}, store.Options{})
+	f.post(string(renderBatch(nil, 0, 100_000, 0)), "")
+	w := &countingWriter{h: http.Header{}}
+	reqs := make([]*http.Request, 64)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest("GET", fmt.Sprintf("/v1/trucks/truck-%07d", i*1000), nil)
+	}
+	rec := httptest.NewRecorder()
+	f.s.ServeHTTP(rec, reqs[1])
+	if rec.Code != http.StatusOK {
+		b.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		f.s.ServeHTTP(w, reqs[i%len(reqs)])
+		i++
+	}
+}

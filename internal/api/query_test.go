@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"slices"
 	"strconv"
@@ -481,4 +482,32 @@ func TestWithinOverHTTP(t *testing.T) {
 	_, _ = bufio.NewReader(resp.Body).ReadString('\n')
 	_ = resp.Body.Close()
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// FuzzRawQuery: for every query string plainQuery accepts, rawQuery reads
+// the same first values as url.ParseQuery (which must not fail on it).
+func FuzzRawQuery(f *testing.F) {
+	for _, s := range []string{"lat=1&lon=2&k=3", "lat=1&lat=2", "&&lat=&lon", "a=b=c&lat==1", "k&k=2", "=1&lat=x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if !plainQuery(raw) {
+			return
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			t.Fatalf("ParseQuery(%q) failed on a plain query: %v", raw, err)
+		}
+		names := []string{"lat", "lon", "k", "radius_m", "bbox", "limit", ""}
+		for k := range q {
+			names = append(names, k)
+		}
+		for _, name := range names {
+			want, wantOK := valuesSource(q).first(name)
+			got, ok := rawQuery(raw).first(name)
+			if got != want || ok != wantOK {
+				t.Fatalf("%q: first(%q) = %q, %v; ParseQuery: %q, %v", raw, name, got, ok, want, wantOK)
+			}
+		}
+	})
 }

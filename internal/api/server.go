@@ -95,6 +95,7 @@ type Server struct {
 	ingestFree chan *ingestScratch // see getIngest
 	hitPool    sync.Pool           // *[]store.Hit
 	streamPool sync.Pool           // *streamScratch
+	bufPool    sync.Pool           // *[]byte of a one-write answer (getTruck)
 }
 
 // New builds a Server.

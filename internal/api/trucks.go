@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"unsafe"
 
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -11,10 +13,15 @@ import (
 )
 
 // truckID reads and validates the {id} path value; on failure it has
-// answered 400.
+// answered 400. The bytes alias the request's path (see getTruck).
 func (s *Server) truckID(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	id := r.PathValue("id")
-	if !store.ValidID([]byte(id)) {
+	// SAFETY: the view is only read: by ValidID, by the store's lookup
+	// (which copies what it returns) and by the error messages, during
+	// the request; nothing writes through it, and callers that hand it on
+	// to something that may keep it (Delete) copy it first.
+	b := unsafe.Slice(unsafe.StringData(id), len(id))
+	if !store.ValidID(b) {
 		shown := id
 		if len(shown) > store.MaxIDLen {
 			shown = shown[:store.MaxIDLen] + "..."
@@ -23,7 +30,7 @@ func (s *Server) truckID(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 			fmt.Sprintf("invalid truck id %q: must be 1-%d bytes of [A-Za-z0-9_.:-]", shown, store.MaxIDLen))
 		return nil, false
 	}
-	return []byte(id), true
+	return b, true
 }
 
 func (s *Server) notFoundTruck(w http.ResponseWriter, r *http.Request, id []byte) {
@@ -42,8 +49,10 @@ func (s *Server) getTruck(w http.ResponseWriter, r *http.Request) {
 		s.notFoundTruck(w, r, id)
 		return
 	}
-	var buf [256]byte
-	writeJSON(w, http.StatusOK, appendTruck(buf[:0], id, &p, &attrs))
+	bp := s.getBuf()
+	*bp = appendTruck((*bp)[:0], id, &p, &attrs)
+	writeJSON(w, http.StatusOK, *bp) // a [256]byte on the stack escaped through Write: one allocation a request
+	s.putBuf(bp)
 }
 
 // deleteTruck is DELETE /v1/trucks/{id}.
@@ -52,6 +61,7 @@ func (s *Server) deleteTruck(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	id = bytes.Clone(id) // the engine's log and observers see it: not a view of the request
 	found, err := s.eng.Delete(id)
 	switch {
 	case errors.Is(err, engine.ErrClosed):
