@@ -154,7 +154,12 @@ func TestTeltonikaDefaults(t *testing.T) {
 			t.Fatalf("codec %#x: truck %d %+v", codec, code, tr)
 		}
 	}
+	// The ack counter moves just after the ack is written.
 	st := gatewayStats(t, p, "teltonika")
+	for deadline := time.Now().Add(5 * time.Second); st["acks"] < 3 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		st = gatewayStats(t, p, "teltonika")
+	}
 	if st["frames"] != 3 || st["points"] != 9 || st["acks"] != 3 || st["connections"] != 3 || st["bad_frames"] != 0 {
 		t.Fatalf("gateway stats %v", st)
 	}

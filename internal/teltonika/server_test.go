@@ -140,6 +140,10 @@ func testServerAcksAfterApply(t *testing.T, goroutines bool) {
 	if ack := readN(t, c, 4); binary.BigEndian.Uint32(ack) != 2 {
 		t.Fatalf("ack % x", ack)
 	}
+	// The ack counter moves just after the ack is written.
+	for deadline := time.Now().Add(5 * time.Second); s.Stats.Acks.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	st := s.Stats.Snapshot()
 	if st.Frames != 2 || st.Points != 3 || st.Rejected != 2 || st.Acks != 2 || st.Connections != 1 {
 		t.Fatalf("stats %+v", st)
