@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,9 +28,11 @@ const (
 	DefaultFlushEvery  = 10 * time.Second
 	// MergeFanIn runs of one level in a partition are merged into one.
 	MergeFanIn = 8
-	// CompactAfter is how long after its hour ends a partition's runs are
-	// merged into one (late points after that make new small runs, merged
-	// again later).
+	// CompactAfter is how long a partition whose hour is over must go
+	// without new points before its runs are merged into one. Until then
+	// (an hour still filling, or late points trickling in) only the tiered
+	// merges run, so that each point is rewritten a logarithmic number of
+	// times, never once per late point.
 	CompactAfter = 10 * time.Minute
 )
 
@@ -105,11 +108,12 @@ func (b *buffer) id(p *bufPoint) []byte { return b.ids[p.idOff : p.idOff+uint32(
 
 // partition is one hour's runs.
 type partition struct {
-	hour    uint32
-	runs    []*run
-	corrupt int // runs that could not be read
-	bytes   int64
-	nextSeq uint64
+	hour      uint32
+	lastWrite time.Time // of a level-0 run (open time for recovered partitions)
+	runs      []*run
+	corrupt   int // runs that could not be read
+	bytes     int64
+	nextSeq   uint64
 }
 
 // History is the on-disk history of every accepted update.
@@ -179,7 +183,7 @@ func (h *History) openPartition(hour uint32, dir string) error {
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	p := &partition{hour: hour}
+	p := &partition{hour: hour, lastWrite: h.o.Now()}
 	for _, n := range names {
 		path := filepath.Join(dir, n)
 		if strings.HasSuffix(n, ".tmp") {
@@ -383,6 +387,7 @@ func (h *History) write(b *buffer) error {
 		h.mu.Lock()
 		seq := p.nextSeq
 		p.nextSeq++
+		p.lastWrite = h.o.Now()
 		h.mu.Unlock()
 		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers)
 		if err != nil {
@@ -445,7 +450,7 @@ func (h *History) partition(hour uint32) *partition {
 	defer h.mu.Unlock()
 	p := h.mu.parts[hour]
 	if p == nil {
-		p = &partition{hour: hour}
+		p = &partition{hour: hour, lastWrite: h.o.Now()}
 		h.mu.parts[hour] = p
 	}
 	return p
@@ -494,9 +499,10 @@ func (h *History) Housekeep() {
 			}
 		}
 	}
-	done := uint32((h.o.Now().Add(-CompactAfter).Unix()) / 3600) // hours over for a while
+	now := h.o.Now()
+	done := uint32((now.Add(-CompactAfter).Unix()) / 3600) // hours over for a while
 	for _, p := range h.partitions() {
-		if p.hour < done && h.runCount(p) > 1 {
+		if p.hour < done && h.runCount(p) > 1 && now.Sub(h.lastWrite(p)) >= CompactAfter {
 			if err := h.compact(p); err != nil {
 				h.o.Logger.Error("history: compacting a finished hour failed; its runs stay as they are", "partition", hourName(p.hour), "err", err)
 			}
@@ -529,26 +535,41 @@ func (h *History) partitions() []*partition {
 	return ps
 }
 
+func (h *History) lastWrite(p *partition) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return p.lastWrite
+}
+
 func (h *History) runCount(p *partition) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(p.runs)
 }
 
+// mergeable returns MergeFanIn runs of p of about the same size (the
+// same tier: size within a factor of 4), oldest first, smallest tier
+// first, or nil. Merging by size rather than by level keeps a big run
+// from being rewritten for a few small late ones: each point is rewritten
+// about log8 of the partition's size over a flush's.
 func (h *History) mergeable(p *partition) []*run {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	byLevel := map[int][]*run{}
+	byTier := map[int][]*run{}
+	low := -1
 	for _, r := range p.runs {
-		byLevel[r.level] = append(byLevel[r.level], r)
-	}
-	for level := 0; level < 16; level++ {
-		if rs := byLevel[level]; len(rs) >= MergeFanIn {
-			slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
-			return rs[:MergeFanIn]
+		t := bits.Len64(uint64(r.size)) / 2
+		byTier[t] = append(byTier[t], r)
+		if len(byTier[t]) >= MergeFanIn && (low < 0 || t < low) {
+			low = t
 		}
 	}
-	return nil
+	if low < 0 {
+		return nil
+	}
+	rs := byTier[low]
+	slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
+	return rs[:MergeFanIn]
 }
 
 func (h *History) drop(p *partition, why string) {

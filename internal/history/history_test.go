@@ -352,3 +352,44 @@ func TestCorruptRun(t *testing.T) {
 		}
 	}
 }
+
+// TestLateTrickle: late points into a finished hour make small runs that
+// the tiered merges fold together; the hour's big run is not rewritten for
+// each of them, only once the hour has been quiet for CompactAfter.
+func TestLateTrickle(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	old := now.Unix() - 5*3600 // an hour long over
+	var ups []fleet.Update
+	for i := range 2000 {
+		ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, old+int64(i%3000), 0, 0)})
+	}
+	h.Add(ups)
+	if err := h.Write(h.Seal(1)); err != nil {
+		t.Fatal(err)
+	}
+	p := h.partitions()[0]
+	big := p.runs[0]
+	for i := range 20 {
+		now = now.Add(time.Minute / 4)
+		h.Add([]fleet.Update{{ID: []byte("late"), Position: fleet.MakePosition(45, 7, old+int64(i), 0, 0)}})
+		if err := h.Write(h.Seal(uint64(2 + i))); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(p.runs, big) {
+			t.Fatalf("late point %d rewrote the hour's big run", i)
+		}
+	}
+	now = now.Add(CompactAfter)
+	h.Housekeep()
+	if len(p.runs) != 1 || slices.Contains(p.runs, big) {
+		t.Fatalf("after a quiet CompactAfter: %d runs", len(p.runs))
+	}
+	if got, _, _ := h.Trail([]byte("late"), 0, ^uint32(0), nil); len(got) != 20 {
+		t.Fatalf("late points: %d", len(got))
+	}
+}
