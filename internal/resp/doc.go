@@ -21,7 +21,7 @@
 //	STATS fleet                  [[in_memory_size n num_objects n num_points n num_strings 0]]
 //	SERVER                       /v1/stats's figures as a flat name/value array
 //	INFO [section]               the same as Redis INFO text ("# fleetd", name:value lines)
-//	PING [msg], AUTH [user] <token>, OUTPUT [json|resp], QUIT
+//	PING [msg], ECHO msg, AUTH [user] <token>, OUTPUT [json|resp], QUIT
 //
 // Search replies have Tile38's shapes: [cursor, [item…]] with an item per
 // truck, [id, geojson] (OBJECTS, the default), [id, [lat, lon]] (POINTS)
@@ -61,8 +61,8 @@
 //
 // # Authentication
 //
-// With a keyring (--token-file) every command but PING, AUTH, OUTPUT and
-// QUIT needs AUTH with a token holding the command's scope, the scopes of
+// With a keyring (--token-file) every command but PING, ECHO, AUTH, OUTPUT and
+// QUIT (and ECHO) needs AUTH with a token holding the command's scope, the scopes of
 // the HTTP routes that do the same: SET ingest; GET, NEARBY, WITHIN, SCAN,
 // STATS, SERVER, INFO read; DEL admin. Without AUTH: "NOAUTH …"; a token
 // lacking the scope: "NOPERM token "name" has scopes …; SET needs ingest";
@@ -72,9 +72,10 @@
 //
 // # Pipelining, batching and durability
 //
-// A connection reads what the socket has (up to 64 KiB once pipelining
-// fills its reads), runs every complete command in it in order, and writes
-// the replies in one write. Consecutive SETs are collected and applied as
+// A connection reads what the socket has (its buffer doubles from 4 KiB up
+// to 1 MiB while reads fill it, and is dropped back once the pipeline
+// drains), runs every complete command in it in order, and writes the
+// replies in one write. Consecutive SETs are collected and applied as
 // one engine batch when anything else comes, or at the end of the read:
 // pipelined SETs cost one Engine.Apply (one WAL append, one shared fsync)
 // per read instead of one per SET. A SET's +OK is written only after that
@@ -98,7 +99,7 @@
 // One goroutine per connection, at most Options.MaxConns (default 1024)
 // at once; past that a connection gets "ERR max number of clients
 // reached" and is closed (counted, logged at most once a minute). A
-// connection owns its buffers: the read buffer (4 KiB, 64 KiB while
+// connection owns its buffers: the read buffer (4 KiB, up to 1 MiB while
 // pipelining, up to MaxCommand for one long command and then dropped),
 // the reply buffer (dropped after use past 1 MiB) and its hit slice;
 // nothing is pooled across connections. A write that does not complete in
