@@ -3,8 +3,10 @@ package teltonika
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -295,4 +297,72 @@ func testServerPipelined(t *testing.T, goroutines bool) {
 	if n := s.Stats.Connections.Load(); n != 0 {
 		t.Fatalf("%d connections after Close", n)
 	}
+}
+
+// TestServerRandomChunks: devices send their handshake and packets cut
+// into random pieces with random pauses, some ending with a corrupt
+// packet; every good packet is acknowledged with its count, in order, and
+// a corrupt one closes the connection after the acks before it.
+func TestServerRandomChunks(t *testing.T) { eachMode(t, testServerRandomChunks) }
+
+func testServerRandomChunks(t *testing.T, goroutines bool) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	eng := &fakeEngine{}
+	s := startServer(t, goroutines, eng, Options{})
+	var wg sync.WaitGroup
+	for dev := range 20 {
+		r := rand.New(rand.NewPCG(seed, uint64(dev)))
+		wg.Go(func() {
+			c, err := net.Dial("tcp", s.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			stream := AppendIMEI(nil, fmt.Sprintf("35000000000%04d", dev))
+			var want []uint32
+			for k := range 1 + r.IntN(8) {
+				n := 1 + r.IntN(30)
+				stream = AppendFrame(stream, []byte{Codec8, Codec8Extended, Codec16}[r.IntN(3)], recsAt(n, 1764000000+int64(k*100)))
+				want = append(want, uint32(n))
+			}
+			corrupt := r.IntN(3) == 0
+			if corrupt {
+				f := AppendFrame(nil, Codec8, recsAt(1, 1764100000))
+				f[len(f)-1] ^= 0xFF
+				stream = append(stream, f...)
+			}
+			go func() {
+				for len(stream) > 0 {
+					k := min(len(stream), 1+r.IntN(64))
+					if _, err := c.Write(stream[:k]); err != nil {
+						return
+					}
+					stream = stream[k:]
+					if r.IntN(4) == 0 {
+						time.Sleep(time.Duration(r.IntN(3)) * time.Millisecond)
+					}
+				}
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var b [4]byte
+			if _, err := io.ReadFull(c, b[:1]); err != nil || b[0] != 1 {
+				t.Errorf("device %d: handshake %x %v", dev, b[0], err)
+				return
+			}
+			for i, n := range want {
+				if _, err := io.ReadFull(c, b[:]); err != nil || binary.BigEndian.Uint32(b[:]) != n {
+					t.Errorf("device %d: ack %d: % x %v, want %d", dev, i, b, err, n)
+					return
+				}
+			}
+			if corrupt {
+				if m, err := c.Read(b[:]); m != 0 || err == nil || isTimeout(err) {
+					t.Errorf("device %d: after the corrupt packet: %d bytes, %v", dev, m, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
