@@ -482,7 +482,7 @@ func (c *conn) applyPending() {
 			}
 		}
 	}
-	clear(c.pending) // drop the IDs' references to the read buffer
+	clear(c.pending)          // drop the IDs' references to the read buffer
 	c.pending = c.pending[:0] // at most one read buffer's SETs: dropped with it when the pipeline drains
 }
 

@@ -62,7 +62,7 @@
 // # Authentication
 //
 // With a keyring (--token-file) every command but PING, ECHO, AUTH, OUTPUT and
-// QUIT (and ECHO) needs AUTH with a token holding the command's scope, the scopes of
+// QUIT needs AUTH with a token holding the command's scope, the scopes of
 // the HTTP routes that do the same: SET ingest; GET, NEARBY, WITHIN, SCAN,
 // STATS, SERVER, INFO read; DEL admin. Without AUTH: "NOAUTH …"; a token
 // lacking the scope: "NOPERM token "name" has scopes …; SET needs ingest";
