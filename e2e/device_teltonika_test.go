@@ -297,6 +297,25 @@ func TestTeltonikaResendAfterLostAck(t *testing.T) {
 	if s := after["stale_total"].(float64) - before["stale_total"].(float64); s < 1 {
 		t.Fatalf("resend counted %v stale", s)
 	}
+	// History (on by default with --data) holds each point once.
+	path := fmt.Sprintf("/v1/trucks/tk-356307042441013/history?from=%d&to=%d", now-100, now)
+	var h struct{ Count int }
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		r := p.do("GET", path, "")
+		if r.code != 200 {
+			t.Fatalf("history: %d %s", r.code, r.body)
+		}
+		if err := json.Unmarshal(r.body, &h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Count >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if h.Count != 2 {
+		t.Fatalf("history holds %d points of the resent packet's 2", h.Count)
+	}
 }
 
 // TestTeltonikaKill9 streams from many devices while fleetd is killed
