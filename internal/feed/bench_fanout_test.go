@@ -39,7 +39,7 @@ func BenchmarkFanoutSSE(b *testing.B) {
 }
 
 func benchFanout(b *testing.B, rng *rand.Rand, batches [][]fleet.Update, n int, rate float64) {
-	h, err := New(Options{MaxSubscribers: n})
+	h, err := New(Options{WideHz: -1, MaxSubscribers: n})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func BenchmarkPublishPositions(b *testing.B) {
 }
 
 func benchPublish(b *testing.B, rng *rand.Rand, batches [][]fleet.Update, n int, drained bool) {
-	h, err := New(Options{})
+	h, err := New(Options{WideHz: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func BenchmarkDeliveryDelaySSE(b *testing.B) {
 }
 
 func benchDelay(b *testing.B, flush time.Duration, perBatch int) {
-	h, err := New(Options{FlushInterval: flush})
+	h, err := New(Options{WideHz: -1, FlushInterval: flush})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func BenchmarkEncodePosition(b *testing.B) {
 // snapshot rebuilds) with 1,000 subscribers already on 1% bboxes.
 func BenchmarkSubscribe(b *testing.B) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	h, err := New(Options{MaxSubscribers: 1001})
+	h, err := New(Options{WideHz: -1, MaxSubscribers: 1001})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -36,6 +36,7 @@
 //	ids=a,b,c                          at most MaxIDs truck IDs (fleet.ValidID syntax)
 //	types=position,expired,alert,lag   default all
 //	max_hz=x                           0 < x ≤ 1000: at most x position events per truck per second
+//	                                   (for a wide subscriber, at most 10; see Conflation)
 //
 // Filters combine with AND. Positions and alerts pass bbox by their
 // coordinates, expired events by the truck's last position (the event
@@ -52,6 +53,53 @@
 // more than 4 trucks of a subscriber share a set, the one sent longest ago
 // is forgotten and its next position goes through early. Collisions can
 // thus over-send slightly, never under-send.
+//
+// # Conflation: wide subscribers
+//
+// A subscriber is wide when it names no ids and has no bbox or one over
+// more than 1024 1° cells (a continent), and wants positions. Copying
+// every update to every wide subscriber would make each one cost the
+// ingest path a share of the whole fleet's rate, so wide subscribers are
+// conflated instead: they get each truck's newest position at most
+// max_hz times a second (Options.WideHz, default 1, when they give no
+// max_hz; at most 10: a wide subscriber asking for more gets 10).
+//
+//   - Each distinct frame period (1/max_hz rounded up to a multiple of
+//     100 ms) is a class. A publish adds its batch once to each class's
+//     builder, under the class's mutex, keeping only the newest position
+//     of each truck (keyed by a 64-bit hash of the ID; two IDs colliding
+//     in one period would lose one, with odds of about n²/2⁶⁵), encoded
+//     once: the ingest path does O(classes) work per update whatever the
+//     number of wide subscribers.
+//   - Every period a loop (one goroutine, running while a wide
+//     subscriber exists) seals the builder into an immutable frame and
+//     wakes the class's subscribers; each writes the frame out from the
+//     shared bytes, filtering by its bbox if it has one. So an extra wide
+//     subscriber costs the bytes written to its socket.
+//   - Semantics: you may miss intermediate positions, never the newest —
+//     as long as you keep up. A truck that did not move in a period is not
+//     in its frame. A subscriber still writing a frame when more are
+//     sealed skips to the newest and is told {"type":"lag","dropped":n},
+//     n being the records of the frames it skipped; a frame full at
+//     Options.FrameTrucks (default 262,144) refuses further trucks until
+//     the next period, counted in Stats.FrameTrucksDropped and reported
+//     as lag too. After a lag, re-read GET /v1/within if exact state
+//     matters. Stall applies to frame writes as to any.
+//   - Order: a frame is written before the control events (expired,
+//     alert) taken in the same pass, and an expiry removes the truck from
+//     the frame being built, so a frame does not bring back a truck after
+//     its expiry. Positions are not otherwise ordered with alerts.
+//   - Narrow subscribers (ids, or a bbox of at most 1024 cells) keep
+//     per-update delivery (with max_hz as below). Options.WideHz < 0
+//     turns conflation off: every subscriber gets per-update delivery.
+//
+// Memory: a wide subscriber has no max_hz table and its position ring
+// stays at its first 64 entries (6 KiB). Each class holds its builder
+// (up to FrameTrucks records of 14 B plus their JSON, about 94 B each,
+// and a map entry; garbage from trucks updated twice in a period is
+// compacted past half) and the newest frame, plus any older frame a slow
+// subscriber is still writing: about 2 × 27 MiB per class at the default
+// FrameTrucks with a fleet that fills it, shared by all its subscribers.
 //
 // # Memory bounds (per subscriber, defaults in brackets)
 //

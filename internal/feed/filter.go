@@ -37,6 +37,7 @@ type match struct {
 	hasIDs                         bool
 	types                          uint8
 	hzMs                           uint32 // max_hz as a minimum interval in ms; 0 = unthrottled
+	wide                           bool   // conflated (see Hub.widePeriod); set by subscribe
 }
 
 // inBox reports whether the point passes the bbox filter (true without one).

@@ -38,6 +38,15 @@ type Options struct {
 	// WebSocket (see websocket.AcceptOptions); same-origin is always
 	// allowed.
 	OriginPatterns []string
+	// WideHz is the max_hz of a wide subscriber (no ids, and no bbox or
+	// one over more than 1024 1° cells) that asks for none: such
+	// subscribers get conflated frames (see doc.go) at most this many
+	// times a second (default 1, at most 10). Negative turns conflation
+	// off: every subscriber gets per-update delivery.
+	WideHz float64
+	// FrameTrucks caps the trucks in one conflated frame (default
+	// 262,144); more in one period are refused and reported as lag.
+	FrameTrucks int
 }
 
 const (
@@ -67,6 +76,10 @@ type Stats struct {
 	// or for a write not completing within Stall.
 	StallDisconnects uint64
 	Rejected         uint64 // subscriptions refused at MaxSubscribers
+	// Wide subscribers (conflated) connected now, frames sealed, and
+	// trucks refused by full frames.
+	WideSubscribers            int
+	Frames, FrameTrucksDropped uint64
 }
 
 // Hub fans published events out to subscribers. It is safe for concurrent
@@ -81,6 +94,7 @@ type Hub struct {
 	clock    func() int64 // ns since start (monotonic); replaced by tests
 	quit     chan struct{}
 	subsWG   sync.WaitGroup // one per subscriber until it is unsubscribed
+	loopWG   sync.WaitGroup // the conflation loop, while it runs
 
 	snap     atomic.Pointer[snapshot] // nil when nobody is subscribed
 	scratch  sync.Pool                // *pubScratch
@@ -88,6 +102,7 @@ type Hub struct {
 	changed  sync.Pool                // *[]fleet.Update, Applied's changed updates
 
 	published, delivered, invalid, stalls, rejected atomic.Uint64
+	frames, frameDropped                            atomic.Uint64
 
 	// mu guards subscription changes and the master ID index.
 	mu struct {
@@ -99,6 +114,9 @@ type Hub struct {
 		byID    map[string][]uint32 // master ID index; slices are copy-on-write
 		idsDirt bool                // byID changed since the last snapshot
 		retired subCounters         // counts of unsubscribed subscribers
+		classes map[int64]*class    // conflation classes by period, while they have subscribers
+		wide    int                 // wide subscribers
+		looping bool                // conflateLoop runs (from the first wide subscriber until none is left)
 		// Scratch of publishSnapshotLocked, kept between rebuilds.
 		gridScratch, nextScratch []uint32
 	}
@@ -138,6 +156,18 @@ func New(o Options) (*Hub, error) {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = defaultFlushInterval
 	}
+	if o.WideHz == 0 {
+		o.WideHz = defaultWideHz
+	}
+	if o.WideHz > 1/frameTick.Seconds() || o.WideHz != o.WideHz {
+		return nil, fmt.Errorf("feed: WideHz %v is more than %v", o.WideHz, 1/frameTick.Seconds())
+	}
+	if o.FrameTrucks < 0 {
+		return nil, fmt.Errorf("feed: FrameTrucks %d is negative", o.FrameTrucks)
+	}
+	if o.FrameTrucks == 0 {
+		o.FrameTrucks = defaultFrameTrucks
+	}
 	posMax := 1 << bits.Len(uint(o.Buffer-1))
 	h := &Hub{
 		opt:      o,
@@ -150,6 +180,7 @@ func New(o Options) (*Hub, error) {
 	}
 	h.clock = func() int64 { return int64(time.Since(h.start)) }
 	h.mu.byID = map[string][]uint32{}
+	h.mu.classes = map[int64]*class{}
 	return h, nil
 }
 
@@ -177,7 +208,28 @@ func (h *Hub) subscribe(f *filter) (*subscriber, error) {
 		h.rejected.Add(1)
 		return nil, tooManyError{h.opt.MaxSubscribers}
 	}
+	if ticks := h.widePeriod(f); ticks > 0 {
+		f.m.wide = true
+		c := h.mu.classes[ticks]
+		if c == nil {
+			c = newClass(ticks)
+			h.mu.classes[ticks] = c
+		}
+		c.subs++
+		h.mu.wide++
+		if !h.mu.looping {
+			h.mu.looping = true
+			h.loopWG.Add(1)
+			go h.conflateLoop()
+		}
+	}
 	s := newSubscriber(f, h.posMax, h.posBytes, h.ctlMax)
+	if s.m.wide {
+		s.cls = h.mu.classes[h.widePeriod(f)]
+		if cur := s.cls.cur.Load(); cur != nil {
+			s.sentSeq, s.sentTotal = cur.seq, cur.total // earlier frames are not owed
+		}
+	}
 	if k := len(h.mu.free); k > 0 {
 		s.slot = h.mu.free[k-1]
 		h.mu.free = h.mu.free[:k-1]
@@ -216,6 +268,12 @@ func (h *Hub) unsubscribe(s *subscriber) {
 		}
 		h.mu.idsDirt = true
 	}
+	if s.cls != nil {
+		h.mu.wide--
+		if s.cls.subs--; s.cls.subs == 0 {
+			delete(h.mu.classes, s.cls.periodTicks)
+		}
+	}
 	c := s.close()
 	h.mu.retired.queued += c.queued
 	h.mu.retired.dropped += c.dropped
@@ -234,7 +292,7 @@ func (h *Hub) unsubscribe(s *subscriber) {
 // Stats returns the hub's counts.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
-	st := Stats{Subscribers: h.mu.n}
+	st := Stats{Subscribers: h.mu.n, WideSubscribers: h.mu.wide}
 	c := h.mu.retired
 	for _, s := range h.mu.subs {
 		if s != nil {
@@ -251,6 +309,7 @@ func (h *Hub) Stats() Stats {
 	st.Invalid = h.invalid.Load()
 	st.StallDisconnects = h.stalls.Load()
 	st.Rejected = h.rejected.Load()
+	st.Frames, st.FrameTrucksDropped = h.frames.Load(), h.frameDropped.Load()
 	return st
 }
 
@@ -269,6 +328,7 @@ func (h *Hub) Close() {
 	}
 	h.mu.Unlock()
 	h.subsWG.Wait()
+	h.loopWG.Wait()
 }
 
 // snapshot is an immutable index of the subscribers' filters, replaced
@@ -294,8 +354,10 @@ type snapshot struct {
 	cellStart []uint32      // CSR over win, row-major: cell k's subscribers are cellSubs[cellStart[k]:cellStart[k+1]]; nil if no one uses the grid
 	cellSubs  []uint32
 	every     []uint32            // no ids, no bbox or a large one
+	everyPos  []uint32            // those of every that get positions one by one (not wide)
 	byID      map[string][]uint32 // nil if no subscriber has ids; shared read-only with the master while unchanged
-	anyHz     bool                // some subscriber uses max_hz
+	anyHz     bool                // some subscriber uses max_hz (not counting wide ones)
+	classes   []*class            // conflation classes with subscribers
 }
 
 // The routing grid: fleet.Grid's mapping with whole-degree cells (a point
@@ -413,7 +475,7 @@ func (h *Hub) publishSnapshotLocked() {
 		}
 		sl := uint32(slot)
 		sn.filt[slot] = s.m
-		sn.anyHz = sn.anyHz || s.m.hzMs != 0
+		sn.anyHz = sn.anyHz || s.m.hzMs != 0 && !s.m.wide
 		if s.m.hasIDs {
 			continue
 		}
@@ -424,6 +486,9 @@ func (h *Hub) publishSnapshotLocked() {
 		}
 		if !s.m.hasBox || n > gridMaxCells {
 			sn.every = append(sn.every, sl)
+			if s.m.types&typePosition != 0 && !s.m.wide {
+				sn.everyPos = append(sn.everyPos, sl)
+			}
 			continue
 		}
 		for _, r := range rs[:nr] {
@@ -481,6 +546,9 @@ func (h *Hub) publishSnapshotLocked() {
 		} else {
 			sn.byID = old.byID
 		}
+	}
+	for _, c := range h.mu.classes {
+		sn.classes = append(sn.classes, c)
 	}
 	h.mu.idsDirt = false
 	h.snap.Store(sn)

@@ -33,9 +33,16 @@ func (h *Hub) PublishPositions(ups []fleet.Update) {
 	if sn.cellStart == nil && len(sn.every) == 0 && sn.byID == nil {
 		return // nobody to send to
 	}
+	if sn.cellStart == nil && len(sn.everyPos) == 0 && sn.byID == nil && len(sn.classes) == 0 {
+		return // nobody wants positions
+	}
 	sc, _ := h.scratch.Get().(*pubScratch)
 	if sc == nil {
 		sc = new(pubScratch)
+	}
+	if len(sn.classes) > 0 {
+		// Wide subscribers: once per batch, whatever their number.
+		h.publishWide(sn, ups, sc)
 	}
 	pairs := sc.pairs[:0]
 	var invalid uint64
@@ -55,8 +62,8 @@ func (h *Hub) PublishPositions(ups []fleet.Update) {
 				}
 			}
 		}
-		for _, sl := range sn.every {
-			if m := &sn.filt[sl]; m.types&typePosition != 0 && m.inBox(u.Lat, u.Lon) {
+		for _, sl := range sn.everyPos {
+			if m := &sn.filt[sl]; m.inBox(u.Lat, u.Lon) {
 				pairs = append(pairs, uint64(sl)<<32|key)
 			}
 		}
@@ -159,6 +166,12 @@ func (h *Hub) PublishExpired(id []byte, lat, lon int32, ts uint32) {
 	var ev ctlEntry
 	ev.kind, ev.ts = kindExpired, ts
 	ev.idLen = uint8(copy(ev.id[:], id))
+	if len(sn.classes) > 0 {
+		hash := maphash.Bytes(h.seed, id)
+		for _, c := range sn.classes {
+			c.remove(hash)
+		}
+	}
 	h.route(sn, &ev, typeExpired, string(id), lat, lon)
 }
 

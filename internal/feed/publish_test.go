@@ -251,7 +251,7 @@ func randomPoint(rng *rand.Rand) (lat, lon int32) {
 func TestRoutingBruteForce(t *testing.T) {
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 2))
-	h, err := New(Options{Buffer: 1 << 16})
+	h, err := New(Options{WideHz: -1, Buffer: 1 << 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func publishN(h *Hub, n int, id func(i int) string) []fleet.Update {
 // positions, the next delivery starts with a lag event carrying the exact
 // count, and every truck's newest position survives.
 func TestDropOldest(t *testing.T) {
-	h, err := New(Options{Buffer: 8})
+	h, err := New(Options{WideHz: -1, Buffer: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestDropOldest(t *testing.T) {
 // of MaxIDLen bytes, fewer than Buffer events fit in Buffer ×
 // posPayloadBudget bytes, and the oldest go first.
 func TestDropOldestByBytes(t *testing.T) {
-	h, err := New(Options{Buffer: 8})
+	h, err := New(Options{WideHz: -1, Buffer: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func TestDropOldestByBytes(t *testing.T) {
 
 	// A one-event ring still holds the longest position there is: an ID
 	// of MaxIDLen bytes that each escape to six.
-	h1, _ := New(Options{Buffer: 1})
+	h1, _ := New(Options{WideHz: -1, Buffer: 1})
 	defer h1.Close()
 	s1, _ := h1.subscribe(&f)
 	defer h1.unsubscribe(s1)
@@ -499,7 +499,7 @@ func TestDropOldestByBytes(t *testing.T) {
 // TestLagNotRequested checks that a subscriber without "lag" in types
 // loses events silently but still gets the newest.
 func TestLagNotRequested(t *testing.T) {
-	h, _ := New(Options{Buffer: 4})
+	h, _ := New(Options{WideHz: -1, Buffer: 4})
 	defer h.Close()
 	f, _ := parseFilter("types=position")
 	s, _ := h.subscribe(&f)
@@ -514,7 +514,7 @@ func TestLagNotRequested(t *testing.T) {
 // TestControlTakeSplit puts more control events between positions than one
 // take holds and checks that order survives the split.
 func TestControlTakeSplit(t *testing.T) {
-	h, _ := New(Options{Buffer: 1 << 13}) // a control ring of 512
+	h, _ := New(Options{WideHz: -1, Buffer: 1 << 13}) // a control ring of 512
 	defer h.Close()
 	f, _ := parseFilter("")
 	s, _ := h.subscribe(&f)
@@ -574,7 +574,7 @@ func TestHzTableNeverUnderSends(t *testing.T) {
 // TestPublishNoSubscribers checks the idle path: no accounting, no
 // allocation.
 func TestPublishNoSubscribers(t *testing.T) {
-	h, _ := New(Options{})
+	h, _ := New(Options{WideHz: -1})
 	defer h.Close()
 	ups := []fleet.Update{{ID: []byte("t1")}}
 	allocs := testing.AllocsPerRun(100, func() {
@@ -596,7 +596,7 @@ func TestPublishAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under the race detector")
 	}
-	h, _ := New(Options{Buffer: 64})
+	h, _ := New(Options{WideHz: -1, Buffer: 64})
 	defer h.Close()
 	for _, q := range []string{"", "bbox=-10,-10,10,10", "ids=t1,t2&max_hz=1", "types=alert,expired"} {
 		f, err := parseFilter(q)
@@ -648,7 +648,7 @@ func TestPublishAllocs(t *testing.T) {
 // race detector; then checks that everything is released.
 func TestConcurrentChurn(t *testing.T) {
 	seed := testSeed(t)
-	h, _ := New(Options{Buffer: 128, FlushInterval: time.Millisecond, MaxSubscribers: 8})
+	h, _ := New(Options{WideHz: -1, Buffer: 128, FlushInterval: time.Millisecond, MaxSubscribers: 8})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for g := range 3 {

@@ -145,6 +145,14 @@ func (p *pump) run(ctx context.Context) endReason {
 func (p *pump) drain(ctx context.Context) (wrote bool, r endReason) {
 	stall := int64(p.h.opt.Stall)
 	p.wrote = false
+	// A wide subscriber's frame first, then its control events: an expiry
+	// removes the truck from frames still being built, so a frame never
+	// brings back a truck after its expiry was written.
+	if p.s.cls != nil {
+		if err := p.writeFrame(); err != nil {
+			return p.wrote, p.writeFailed(err)
+		}
+	}
 	for {
 		got, behind := p.s.take(p.t)
 		if got {

@@ -201,7 +201,7 @@ func checkPerTruckOrder(t *testing.T, evs []event) {
 const e2eQuery = "bbox=-80,30,-70,45"
 
 func TestSSEEndToEnd(t *testing.T) {
-	ts := newTestServer(t, Options{Buffer: 1 << 14, FlushInterval: 5 * time.Millisecond})
+	ts := newTestServer(t, Options{WideHz: -1, Buffer: 1 << 14, FlushInterval: 5 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, r := dialSSE(t, ctx, ts, e2eQuery)
@@ -229,7 +229,7 @@ func TestSSEEndToEnd(t *testing.T) {
 }
 
 func TestWSEndToEnd(t *testing.T) {
-	ts := newTestServer(t, Options{Buffer: 1 << 14, FlushInterval: 5 * time.Millisecond})
+	ts := newTestServer(t, Options{WideHz: -1, Buffer: 1 << 14, FlushInterval: 5 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, ts.wsURL(e2eQuery), nil)
@@ -269,7 +269,7 @@ func TestWSEndToEnd(t *testing.T) {
 
 // TestHTTPErrors checks the 400 and 503 answers of both endpoints.
 func TestHTTPErrors(t *testing.T) {
-	ts := newTestServer(t, Options{MaxSubscribers: 2})
+	ts := newTestServer(t, Options{WideHz: -1, MaxSubscribers: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	get := func(path string) (int, string) {
@@ -327,7 +327,7 @@ func TestHTTPErrors(t *testing.T) {
 // resumes it must account for every event (delivered + reported dropped)
 // and end with each truck's newest position.
 func TestSlowSubscriberDoesNotBlockPublish(t *testing.T) {
-	ts := newTestServer(t, Options{Stall: time.Minute})
+	ts := newTestServer(t, Options{WideHz: -1, Stall: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	slow := rawSSE(t, ts, "")
@@ -411,7 +411,7 @@ func TestStallDisconnect(t *testing.T) {
 	const stall = 300 * time.Millisecond
 	for _, transport := range []string{"sse", "ws"} {
 		t.Run(transport, func(t *testing.T) {
-			ts := newTestServer(t, Options{Stall: stall, Buffer: 256})
+			ts := newTestServer(t, Options{WideHz: -1, Stall: stall, Buffer: 256})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if transport == "sse" {
@@ -462,7 +462,7 @@ func (k slowSink) ping() error        { return nil }
 // Stall.
 func TestStallBehind(t *testing.T) {
 	const stall = 150 * time.Millisecond
-	h, _ := New(Options{Stall: stall, Buffer: 64, FlushInterval: time.Millisecond})
+	h, _ := New(Options{WideHz: -1, Stall: stall, Buffer: 64, FlushInterval: time.Millisecond})
 	defer h.Close()
 	f, _ := parseFilter("")
 	s, _ := h.subscribe(&f)
@@ -502,7 +502,7 @@ func TestStallBehind(t *testing.T) {
 // TestAbruptDisconnect closes client TCP connections without any goodbye
 // and checks that the subscriber's slot and goroutines are freed.
 func TestAbruptDisconnect(t *testing.T) {
-	ts := newTestServer(t, Options{})
+	ts := newTestServer(t, Options{WideHz: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -554,7 +554,7 @@ func TestAbruptDisconnect(t *testing.T) {
 // the handlers, refuses new subscribers and leaves no goroutine behind.
 func TestCloseDisconnectsAll(t *testing.T) {
 	before := goleak.IgnoreCurrent()
-	ts := newTestServer(t, Options{})
+	ts := newTestServer(t, Options{WideHz: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -624,7 +624,7 @@ func TestCloseDisconnectsAll(t *testing.T) {
 // TestHeartbeat checks that idle streams get SSE ping comments and
 // WebSocket pings, and that events still flow after.
 func TestHeartbeat(t *testing.T) {
-	ts := newTestServer(t, Options{Heartbeat: 30 * time.Millisecond})
+	ts := newTestServer(t, Options{WideHz: -1, Heartbeat: 30 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, r := dialSSE(t, ctx, ts, "")
@@ -685,7 +685,7 @@ func (k *countSink) ping() error          { return nil }
 // loses events (and is told so) but is not behind.
 func TestBurstIsNotStall(t *testing.T) {
 	const stall = 100 * time.Millisecond
-	h, _ := New(Options{Stall: stall, Buffer: 64, FlushInterval: 10 * time.Millisecond})
+	h, _ := New(Options{WideHz: -1, Stall: stall, Buffer: 64, FlushInterval: 10 * time.Millisecond})
 	defer h.Close()
 	f, _ := parseFilter("")
 	s, _ := h.subscribe(&f)
@@ -732,7 +732,7 @@ func (k *gateSink) ping() error  { return nil }
 // Stall, stays connected.
 func TestBehindThenIdleIsNotStall(t *testing.T) {
 	const stall = 100 * time.Millisecond
-	h, _ := New(Options{Stall: stall, Heartbeat: 3 * stall, Buffer: 8, FlushInterval: time.Millisecond})
+	h, _ := New(Options{WideHz: -1, Stall: stall, Heartbeat: 3 * stall, Buffer: 8, FlushInterval: time.Millisecond})
 	defer h.Close()
 	f, _ := parseFilter("")
 	s, _ := h.subscribe(&f)
@@ -771,7 +771,7 @@ func TestBehindThenIdleIsNotStall(t *testing.T) {
 // library's close handshake gives up, seconds later): a new subscriber
 // fits under MaxSubscribers=1 straight away.
 func TestWSSlotFreedOnClose(t *testing.T) {
-	ts := newTestServer(t, Options{MaxSubscribers: 1})
+	ts := newTestServer(t, Options{WideHz: -1, MaxSubscribers: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := range 3 {

@@ -3,6 +3,7 @@ package feed
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // Sizes of a subscriber's fixed structures.
@@ -34,6 +35,12 @@ type subscriber struct {
 	posBytes int
 	ctlMax   int           // control ring limit (a power of two)
 	wake     chan struct{} // capacity 1: publisher → consumer, "events are waiting"
+	// A wide subscriber's conflation class (nil for others), and what its
+	// consumer has written of it: the last frame's seq and total. The
+	// class's loop sets frameReady when it seals a frame.
+	cls                *class
+	sentSeq, sentTotal uint64
+	frameReady         atomic.Bool
 
 	// mu guards everything below. Publishers hold it while they queue a
 	// batch's events; the consumer holds it while it copies a chunk out.
@@ -67,7 +74,7 @@ func newSubscriber(f *filter, posMax, posBytes, ctlMax int) *subscriber {
 	s.mu.pos.lens = make([]uint16, min(minRing, posMax))
 	s.mu.pos.buf = make([]byte, min(minRing*posPayloadBudget, posBytes))
 	s.mu.ctl.buf = make([]ctlEntry, min(minRing/4, ctlMax))
-	if f.m.hzMs != 0 {
+	if f.m.hzMs != 0 && !f.m.wide { // a wide one's max_hz is its frame period
 		s.mu.hz = make([]hzSlot, hzSets*hzWays)
 	}
 	s.mu.wakeAt = noWake
@@ -262,7 +269,7 @@ func (s *subscriber) sleep() (pending bool, behindSince int64) {
 	s.mu.passDrops = 0
 	behindSince = s.mu.behindSince
 	n := s.mu.pos.len() + s.mu.ctl.len()
-	pending = n != 0 || s.mu.lag != 0
+	pending = n != 0 || s.mu.lag != 0 || s.frameReady.Load()
 	if pending {
 		s.mu.wakeAt = max(s.posMax/2, 1)
 	} else {

@@ -1,0 +1,278 @@
+package feed
+
+import (
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+)
+
+// Conflation of wide subscribers (see doc.go): each distinct frame period
+// is a class; every position published while a class has subscribers is
+// written into the class's builder once (the newest per truck kept), and
+// every period the builder is sealed into an immutable frame that all the
+// class's subscribers write out from.
+const (
+	// frameTick is the conflation clock: frame periods are multiples of
+	// it, so wide subscribers get at most 1/frameTick frames a second.
+	frameTick = 100 * time.Millisecond
+	// defaultWideHz is Options.WideHz's default.
+	defaultWideHz = 1
+	// defaultFrameTrucks is Options.FrameTrucks's default: frames of about
+	// 25 MiB with IDs like truck-0000042.
+	defaultFrameTrucks = 1 << 18
+)
+
+// frameRec is one truck's newest position in a builder or frame: its
+// encoded payload at enc[off:off+n] (after posPrefix) and its position,
+// for bbox filtering.
+type frameRec struct {
+	off      uint32
+	n        uint16
+	lat, lon int32
+}
+
+// frame is a sealed, immutable period of positions: the newest of each
+// truck published during the period, in the order the trucks first
+// appeared in it.
+type frame struct {
+	seq     uint64 // 1, 2, … per class
+	recs    []frameRec
+	enc     []byte
+	dropped uint64 // trucks refused during the period: the frame was full
+	total   uint64 // records in every frame of the class up to this one
+}
+
+// class is the conflation state of one frame period.
+type class struct {
+	periodTicks int64
+	subs        int // subscribers, guarded by Hub.mu
+	cur         atomic.Pointer[frame]
+
+	// mu guards the builder. Publishers hold it to add a batch; the
+	// sealing tick to swap the builder out.
+	mu struct {
+		sync.Mutex
+		at      map[uint64]int32 // ID hash → index in recs
+		recs    []frameRec
+		enc     []byte
+		garbage int // bytes of enc no record points at
+		dropped uint64
+		seq     uint64
+		total   uint64
+	}
+}
+
+func newClass(periodTicks int64) *class {
+	c := &class{periodTicks: periodTicks}
+	c.mu.at = map[uint64]int32{}
+	return c
+}
+
+// add writes ups (hashes[i] = maphash of ups[i].ID) into the builder,
+// replacing a truck's earlier position of the period. Past limit trucks a
+// new truck is refused and counted.
+func (c *class) add(ups []fleet.Update, hashes []uint64, limit int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ups {
+		u := &ups[i]
+		if n := len(u.ID); n == 0 || n > MaxIDLen {
+			continue
+		}
+		j, ok := c.mu.at[hashes[i]]
+		if !ok && len(c.mu.recs) >= limit {
+			c.mu.dropped++
+			continue
+		}
+		off := len(c.mu.enc)
+		c.mu.enc = appendPositionPayload(c.mu.enc, u.ID, &u.Position)
+		r := frameRec{off: uint32(off), n: uint16(len(c.mu.enc) - off), lat: u.Lat, lon: u.Lon}
+		if ok {
+			c.mu.garbage += int(c.mu.recs[j].n)
+			c.mu.recs[j] = r
+		} else {
+			c.mu.at[hashes[i]] = int32(len(c.mu.recs))
+			c.mu.recs = append(c.mu.recs, r)
+		}
+	}
+	if c.mu.garbage > 1<<20 && 2*c.mu.garbage > len(c.mu.enc) {
+		c.compactLocked()
+	}
+}
+
+// remove forgets a truck's position of the period (it expired: a frame
+// must not bring it back).
+func (c *class) remove(hash uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, ok := c.mu.at[hash]
+	if !ok {
+		return
+	}
+	c.mu.garbage += int(c.mu.recs[j].n)
+	c.mu.recs[j].n = 0 // a hole, skipped when sealed
+	delete(c.mu.at, hash)
+}
+
+// compactLocked rewrites enc with only the records' bytes.
+func (c *class) compactLocked() {
+	enc := make([]byte, 0, len(c.mu.enc)-c.mu.garbage+c.mu.garbage/4)
+	for j := range c.mu.recs {
+		r := &c.mu.recs[j]
+		off := len(enc)
+		enc = append(enc, c.mu.enc[r.off:r.off+uint32(r.n)]...)
+		r.off = uint32(off)
+	}
+	c.mu.enc, c.mu.garbage = enc, 0
+}
+
+// seal turns the builder into the class's next frame and starts an empty
+// one. It returns false (and publishes nothing) if the period had no
+// position and dropped none. Frames are never reused: a subscriber still
+// writing an older frame keeps it alive, and the garbage collector frees
+// it after (frames are two slices of pointer-free data).
+func (c *class) seal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.mu.recs) == 0 && c.mu.dropped == 0 {
+		return false
+	}
+	recs := make([]frameRec, 0, len(c.mu.recs))
+	for _, r := range c.mu.recs {
+		if r.n != 0 { // holes: removed trucks
+			recs = append(recs, r)
+		}
+	}
+	c.mu.seq++
+	c.mu.total += uint64(len(recs))
+	f := &frame{seq: c.mu.seq, recs: recs, enc: c.mu.enc, dropped: c.mu.dropped, total: c.mu.total}
+	c.mu.enc = make([]byte, 0, len(c.mu.enc)-c.mu.garbage)
+	c.mu.recs = c.mu.recs[:0]
+	clear(c.mu.at)
+	c.mu.garbage, c.mu.dropped = 0, 0
+	c.cur.Store(f)
+	return true
+}
+
+// widePeriod returns the frame period, in frameTicks, of a subscriber with
+// filter f if it is wide (conflated), else 0.
+func (h *Hub) widePeriod(f *filter) int64 {
+	if h.opt.WideHz < 0 || f.m.hasIDs || f.m.types&typePosition == 0 {
+		return 0
+	}
+	if f.m.hasBox && f.m.boxCells(nil) <= gridMaxCells {
+		return 0
+	}
+	ms := 1000 / h.opt.WideHz
+	if f.m.hzMs != 0 {
+		ms = float64(f.m.hzMs)
+	}
+	return max(1, int64(math.Ceil(ms/float64(frameTick.Milliseconds()))))
+}
+
+// conflateLoop seals each class's frame every period, on a frameTick
+// clock, and wakes the class's subscribers. It runs from the first wide
+// subscriber's subscribe until a tick finds none left (or Close).
+func (h *Hub) conflateLoop() {
+	defer h.loopWG.Done()
+	t := time.NewTicker(frameTick)
+	defer t.Stop()
+	var tick int64
+	for {
+		select {
+		case <-h.quit:
+			h.mu.Lock()
+			h.mu.looping = false
+			h.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		tick++
+		h.mu.Lock()
+		if len(h.mu.classes) == 0 {
+			h.mu.looping = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		sn := h.snap.Load()
+		if sn == nil {
+			continue
+		}
+		for _, c := range sn.classes {
+			if tick%c.periodTicks != 0 || !c.seal() {
+				continue
+			}
+			h.frames.Add(1)
+			if f := c.cur.Load(); f.dropped != 0 {
+				h.frameDropped.Add(f.dropped)
+			}
+			for _, s := range sn.subs {
+				if s != nil && s.cls == c {
+					s.frameReady.Store(true)
+					s.signal()
+				}
+			}
+		}
+	}
+}
+
+// publishWide adds a batch to every conflation class.
+func (h *Hub) publishWide(sn *snapshot, ups []fleet.Update, sc *pubScratch) {
+	sc.hashes = growTo(sc.hashes, len(ups))
+	for i := range ups {
+		sc.hashes[i] = maphash.Bytes(h.seed, ups[i].ID)
+	}
+	for _, c := range sn.classes {
+		c.add(ups, sc.hashes, h.opt.FrameTrucks)
+	}
+}
+
+// writeFrame writes the class's newest frame, if the subscriber has not
+// written it yet: first a lag notice for the records of frames it skipped
+// (it was slower than the period) and the trucks the frame refused, then
+// the positions its bbox (if any) passes.
+func (p *pump) writeFrame() error {
+	s := p.s
+	s.frameReady.Store(false)
+	f := s.cls.cur.Load()
+	if f == nil || f.seq == s.sentSeq {
+		return nil
+	}
+	lost := f.total - uint64(len(f.recs)) - s.sentTotal + f.dropped
+	s.sentSeq, s.sentTotal = f.seq, f.total
+	queued := uint64(0)
+	if lost != 0 && s.m.types&typeLag != 0 {
+		p.open()
+		p.buf = appendLag(p.buf, lost)
+		if err := p.end(false); err != nil {
+			return err
+		}
+	}
+	for _, r := range f.recs {
+		if s.m.hasBox && !s.m.inBox(r.lat, r.lon) {
+			continue
+		}
+		if p.ws {
+			p.open()
+			p.buf = append(p.buf, posPrefix...)
+		} else {
+			p.buf = append(p.buf, "data: "+posPrefix...)
+			p.nitems++
+		}
+		p.buf = append(p.buf, f.enc[r.off:r.off+uint32(r.n)]...)
+		queued++
+		if err := p.end(true); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.mu.queued += queued
+	s.mu.dropped += lost
+	s.mu.Unlock()
+	return nil
+}
