@@ -84,7 +84,9 @@ func TestEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/v1/stream?types=position,alert", nil)
+	// A bbox (around the yard) makes a narrow subscriber, which gets every
+	// update in order; a wide one would get conflated frames (feed's doc).
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/v1/stream?types=position,alert&bbox=-75,40,-73,41", nil)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("stream: %v %v", err, res)
