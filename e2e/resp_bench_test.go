@@ -75,16 +75,16 @@ func waitStderr(r io.Reader, re *regexp.Regexp, also string) ([]string, error) {
 	return nil, fmt.Errorf("timed out: %s", strings.Join(seen, ""))
 }
 
-// startRESPBench starts the server (with --fsync fsync), the floor server
+// startRESPBench starts the server (with more flags), the floor server
 // and loads the fleet (one pass).
-func startRESPBench(fsync string) (*respBench, error) {
+func startRESPBench(flags ...string) (*respBench, error) {
 	dir, err := os.MkdirTemp("", "fleetd-respbench-")
 	if err != nil {
 		return nil, err
 	}
 	s := &respBench{dir: dir}
-	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0",
-		"--fsync", fsync)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0"},
+		flags...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -143,7 +143,7 @@ func (s *respBench) stop() {
 }
 
 func getRESPBench(b *testing.B) *respBench {
-	respBenchOnce.Do(func() { respBenchSrv, respBenchErr = startRESPBench("always") })
+	respBenchOnce.Do(func() { respBenchSrv, respBenchErr = startRESPBench() })
 	if respBenchErr != nil {
 		b.Fatal(respBenchErr)
 	}
@@ -240,14 +240,19 @@ func (s *respBench) rss() (int64, error) {
 // after the load and the timed passes: run with -benchtime=2x or more
 // (the load plus two passes is the README's "after three passes"), so
 // that memory an fsync policy retains shows (issue 17: interval=1s held
-// 125 B/truck, always 62).
+// 125 B/truck, always 62). history=false is the default policy without
+// the history store, the RESP path's own ceiling.
 func BenchmarkRESPIngest(b *testing.B) {
-	for _, fsync := range []string{"always", "interval=1s", "never"} {
-		b.Run("fsync="+fsync, func(b *testing.B) {
+	for _, flags := range [][]string{nil, {"--fsync", "interval=1s"}, {"--fsync", "never"}, {"--history=false"}} {
+		name := "fsync=always"
+		if flags != nil {
+			name = strings.TrimPrefix(strings.Join(flags, "="), "--")
+		}
+		b.Run(name, func(b *testing.B) {
 			s := getRESPBench(b)
-			if fsync != "always" {
+			if flags != nil {
 				var err error
-				if s, err = startRESPBench(fsync); err != nil {
+				if s, err = startRESPBench(flags...); err != nil {
 					b.Fatal(err)
 				}
 				defer s.stop()

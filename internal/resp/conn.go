@@ -36,6 +36,7 @@ type conn struct {
 	// applied as one engine batch before anything else is answered.
 	pending []store.Update
 	started time.Time // when the first pending SET was parsed (JSON elapsed)
+	now     int64     // the clock in Unix seconds for this read's SETs (0: not read yet)
 
 	hits  []store.Hit // Nearest's result
 	items []byte      // search results encoded before their count is known
@@ -119,6 +120,7 @@ func (c *conn) compact() {
 // process runs every complete command in the read buffer, SETs batched.
 func (c *conn) process() {
 	c.refreshAuth()
+	c.now = 0
 	for c.r < c.w && !c.quit {
 		args, n, err := Parse(c.in[c.r:c.w], c.args)
 		c.args = args[:0]

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"math"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +174,24 @@ func FuzzCommand(f *testing.F) {
 		c.exec([][]byte{[]byte("PING")})
 		if string(c.out) != "+PONG\r\n" && !c.quit {
 			t.Fatalf("%q: then PING: %q", cmd, c.out)
+		}
+	})
+}
+
+// FuzzFastFloat: whatever fastFloat accepts, it parses exactly as
+// strconv.ParseFloat does.
+func FuzzFastFloat(f *testing.F) {
+	for _, s := range []string{"40.7128", "-74.006", "0", "-0", "180", "1.", ".5", "123456789012345", "1234567890123456", "-0.0000001", "9.99999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := fastFloat([]byte(s))
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || v != want || math.Signbit(v) != math.Signbit(want) {
+			t.Fatalf("fastFloat(%q) = %v; ParseFloat: %v, %v", s, v, want, err)
 		}
 	})
 }
