@@ -57,9 +57,13 @@ func (r *simRate) Set(s string) error {
 
 // simOptions is what the flags decide besides sim.Config.
 type simOptions struct {
-	cfg    sim.Config
-	asJSON bool
+	cfg      sim.Config
+	asJSON   bool
+	protocol string // http (sim.Run), or a device protocol (sim_protocol.go)
 }
+
+// simDefaultTarget is --target's default.
+const simDefaultTarget = "http://127.0.0.1:8080"
 
 func runSim(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -77,6 +81,9 @@ func simMain(ctx context.Context, args []string, stdout, stderr io.Writer, tty b
 	}
 	if err != nil {
 		return 2
+	}
+	if opts.protocol != "http" {
+		return simDevices(ctx, opts, stdout, stderr)
 	}
 	pp := &simProgress{w: stderr, tty: tty}
 	sum, err := sim.Run(ctx, opts.cfg, pp.update)
@@ -110,11 +117,13 @@ func parseSimFlags(args []string, stderr io.Writer) (*simOptions, error) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), simUsage)
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), simProtocolHelp)
 	}
 	o := &simOptions{}
 	var rate simRate
 	var tokenFile, region string
-	fs.StringVar(&o.cfg.Target, "target", "http://127.0.0.1:8080", "base URL of the fleetd server")
+	fs.StringVar(&o.cfg.Target, "target", simDefaultTarget, "base URL of the fleetd server (a gateway's address with --protocol)")
+	fs.StringVar(&o.protocol, "protocol", "http", "http (NDJSON POSTs), or a device protocol: teltonika, osmand, mqtt")
 	fs.IntVar(&o.cfg.Trucks, "trucks", 10000, "number of simulated trucks")
 	fs.Var(&rate, "rate", "updates per second in total, e.g. 50000 or 50000/s; 0 = as fast as the server takes them")
 	fs.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "how long to send; 0 = until interrupted")
@@ -147,6 +156,8 @@ func parseSimFlags(args []string, stderr io.Writer) (*simOptions, error) {
 		return bad("--duration %v: want >= 0", o.cfg.Duration)
 	case o.cfg.ReadyTimeout <= 0:
 		return bad("--ready-timeout %v: want > 0", o.cfg.ReadyTimeout)
+	case o.protocol != "http" && o.protocol != "teltonika" && o.protocol != "osmand" && o.protocol != "mqtt":
+		return bad("--protocol %q: want http, teltonika, osmand or mqtt", o.protocol)
 	}
 	var err error
 	if o.cfg.Region, err = sim.ParseRegion(region); err != nil {

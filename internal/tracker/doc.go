@@ -1,0 +1,26 @@
+// Package tracker simulates GPS trackers that speak the device protocols
+// fleetd's gateways take — Teltonika over TCP, OsmAnd over HTTP, NDJSON
+// over MQTT — to load a server the way a fleet of devices does (fleetd sim
+// --protocol). The trucks and their motion are package sim's Fleet.
+//
+// # Shape of the load
+//
+//	teltonika  one TCP connection per truck, IMEI 35 followed by the truck
+//	           index in 13 digits; each report is a one-record Codec 8
+//	           packet, and the latency is packet written → 4-byte ack read
+//	osmand     Workers keep-alive HTTP connections, one GET a report,
+//	           speed in knots; latency is request → 200
+//	mqtt       Workers publishers at QoS 1 on topic Topic, one NDJSON line
+//	           a report with the sim's truck ID; latency is publish → the
+//	           broker's PUBACK (fleetd's own ack goes to the broker)
+//
+// Rate reports a second are spread evenly over the trucks (each Teltonika
+// truck reports every Trucks/Rate seconds); Workers goroutines each own a
+// disjoint range of trucks and send one report at a time, so at most
+// Workers reports are in flight.
+//
+// # Concurrency
+//
+// Run blocks until the duration ends or ctx is done; it is safe to run
+// several at once.
+package tracker
