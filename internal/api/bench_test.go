@@ -298,3 +298,16 @@ func BenchmarkGetTruck(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkHealthz is the API's fixed cost per request: routing,
+// authentication check, metrics, status recording, and the smallest
+// answer.
+func BenchmarkHealthz(b *testing.B) {
+	f := newFixture(b, Options{}, store.Options{})
+	w := &countingWriter{h: http.Header{}}
+	r := httptest.NewRequest("GET", "/healthz", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.s.ServeHTTP(w, r)
+	}
+}
