@@ -113,8 +113,12 @@ func (s *Server) alertError(w http.ResponseWriter, r *http.Request, err error) {
 	var rerr *rules.Error
 	switch {
 	case errors.As(err, &rerr):
+		msg := rerr.Error()
+		if r.PathValue("name") == "" {
+			msg = err.Error() // a bulk PUT: the message names the rule
+		}
 		b := append(make([]byte, 0, 256), `{"error":`...)
-		b = wire.AppendString(b, rerr.Error())
+		b = wire.AppendString(b, msg)
 		b = append(b, `,"detail":`...)
 		b = wire.AppendString(b, rerr.Detail())
 		b = append(b, `,"line":`...)
