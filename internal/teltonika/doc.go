@@ -69,15 +69,17 @@
 //
 // On Linux (the default mode) the connections' sockets are kept out of
 // Go's netpoller, in an epoll set of the server's own with EPOLLONESHOT.
-// An idle connection is then a 120-byte pconn (its phase, deadline,
+// An idle connection is then a 128-byte pconn (its phase, deadline,
 // 8-byte header and the ID) and a map entry: no goroutine, no buffer.
 // When a socket is readable, a goroutine takes the connection (armed →
 // busy), reads what is there without blocking, acts on each complete
 // handshake or packet, and re-arms it (busy → armed); a sweeper closes
 // armed connections past their deadline. The frame buffer, the decoded
 // records and the updates come from a sync.Pool for the time of one
-// packet, so 100,000 idle devices hold no read buffers; a device that
-// begins a packet and stalls holds one until FrameTimeout.
+// packet, so 100,000 idle devices hold no read buffers. A frame's buffer
+// starts at 2 KiB and doubles as its bytes arrive, so a device that
+// announces a 64 KiB packet and stalls holds what it sent (at least 2 KiB)
+// until FrameTimeout, not what it announced.
 //
 // With Options.Goroutines (the only mode off Linux) each connection has a
 // goroutine blocked in Read: its stack (2-8 KiB, as the runtime sizes

@@ -124,8 +124,8 @@ func (g *goroutines) serve(c net.Conn) {
 			s.bad(remote, id, err)
 			return
 		}
-		sc := getScratch(HeaderLen + n + CRCLen)
-		ok := g.frame(c, remote, id, sc, hdr[:])
+		sc := getScratch()
+		ok := g.frame(c, remote, id, sc, hdr[:], HeaderLen+n+CRCLen)
 		putScratch(sc)
 		if !ok {
 			return
@@ -135,12 +135,16 @@ func (g *goroutines) serve(c net.Conn) {
 
 // frame reads the rest of a frame, commits it and acknowledges it; false
 // closes the connection.
-func (g *goroutines) frame(c net.Conn, remote func() string, id []byte, sc *scratch, hdr []byte) bool {
+func (g *goroutines) frame(c net.Conn, remote func() string, id []byte, sc *scratch, hdr []byte, size int) bool {
 	s := g.s
-	copy(sc.buf, hdr)
-	if _, err := io.ReadFull(c, sc.buf[HeaderLen:]); err != nil {
-		g.closing(remote, id, err)
-		return false
+	got := copy(sc.window(0, size), hdr)
+	for got < size {
+		n, err := io.ReadFull(c, sc.window(got, size))
+		got += n
+		if err != nil {
+			g.closing(remote, id, err)
+			return false
+		}
 	}
 	received := time.Now()
 	n, err := s.process(id, sc, received)

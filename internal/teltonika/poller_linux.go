@@ -51,7 +51,7 @@ const (
 	phBody           // the rest of the frame, into scratch
 )
 
-// pconn is one connection: 120 bytes (with the 64-byte ID) while idle.
+// pconn is one connection: 128 bytes (with the 64-byte ID) while idle.
 type pconn struct {
 	fd       int32
 	state    atomic.Int32
@@ -63,7 +63,8 @@ type pconn struct {
 	hdr      [HeaderLen]byte
 	id       [fleet.MaxIDLen]byte
 	sc       *scratch // the frame in progress, nil between frames
-	bodyGot  int
+	bodyGot  int32
+	size     int32 // of the frame in progress
 }
 
 func (s *Server) servePoller(ln net.Listener) (func() error, error) {
@@ -324,7 +325,7 @@ func (p *poller) input(c *pconn) bool {
 		case phHeader:
 			buf = c.hdr[c.got:HeaderLen]
 		case phBody:
-			buf = c.sc.buf[c.bodyGot:]
+			buf = c.sc.window(int(c.bodyGot), int(c.size))
 		}
 		n, ok := read(c.fd, buf)
 		if !ok {
@@ -373,11 +374,12 @@ func (p *poller) input(c *pconn) bool {
 				s.bad(remote, c.id[:c.idLen], err)
 				return false
 			}
-			c.sc = getScratch(HeaderLen + l + CRCLen)
-			copy(c.sc.buf, c.hdr[:])
+			c.size = int32(HeaderLen + l + CRCLen)
+			c.sc = getScratch()
+			copy(c.sc.window(0, int(c.size)), c.hdr[:])
 			c.phase, c.bodyGot = phBody, HeaderLen
 		case phBody:
-			if c.bodyGot += n; c.bodyGot < len(c.sc.buf) {
+			if c.bodyGot += int32(n); c.bodyGot < c.size {
 				continue
 			}
 			received := time.Now()

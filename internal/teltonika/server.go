@@ -133,13 +133,35 @@ const retainBuf = 16 << 10
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{job: gateway.NewJob()} }}
 
-func getScratch(size int) *scratch {
+func getScratch() *scratch {
 	sc := scratchPool.Get().(*scratch)
-	if cap(sc.buf) < size {
-		sc.buf = make([]byte, size, max(size, 2048))
-	}
-	sc.buf = sc.buf[:size]
+	sc.buf = sc.buf[:0]
 	return sc
+}
+
+// growStep is the first size of a newly allocated frame buffer, which
+// then doubles as bytes arrive: a frame's memory follows what the device
+// has sent, not what its header announced (a device that announces 64 KiB
+// and stalls holds 2 KiB).
+const growStep = 2048
+
+// window returns where the next bytes of a size-byte frame go, got bytes
+// being in: the rest of sc.buf, grown when it is full.
+func (sc *scratch) window(got, size int) []byte {
+	if got == len(sc.buf) {
+		n := size
+		if cap(sc.buf) < size {
+			n = min(size, max(2*len(sc.buf), growStep))
+		}
+		if cap(sc.buf) >= n {
+			sc.buf = sc.buf[:n]
+		} else {
+			nb := make([]byte, n)
+			copy(nb, sc.buf[:got])
+			sc.buf = nb
+		}
+	}
+	return sc.buf[got:]
 }
 
 func putScratch(sc *scratch) {
@@ -155,7 +177,8 @@ func putScratch(sc *scratch) {
 // errBadFrame wraps a decoding error of process.
 var errBadFrame = errors.New("teltonika: bad frame")
 
-// process decodes the whole frame in sc.buf, checks its records and
+// process decodes the whole frame in sc.buf (complete: its length is the
+// frame's), checks its records and
 // commits the good ones. It returns the record count to acknowledge, or
 // an error: wrapping errBadFrame for a malformed frame, else the
 // committer's.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -324,6 +325,9 @@ func testServerRandomChunks(t *testing.T, goroutines bool) {
 			var want []uint32
 			for k := range 1 + r.IntN(8) {
 				n := 1 + r.IntN(30)
+				if r.IntN(4) == 0 {
+					n = 1 + r.IntN(255) // up to ~11 KB: the frame buffer grows while it arrives
+				}
 				stream = AppendFrame(stream, []byte{Codec8, Codec8Extended, Codec16}[r.IntN(3)], recsAt(n, 1764000000+int64(k*100)))
 				want = append(want, uint32(n))
 			}
@@ -365,4 +369,34 @@ func testServerRandomChunks(t *testing.T, goroutines bool) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestScratchWindow: a fresh frame buffer starts at growStep and doubles
+// as bytes arrive, never past the frame; a pooled one large enough is
+// used whole at once.
+func TestScratchWindow(t *testing.T) {
+	sc := &scratch{}
+	const size = 10000
+	got := 0
+	var lens []int
+	for got < size {
+		w := sc.window(got, size)
+		lens = append(lens, len(sc.buf))
+		for i := range w {
+			w[i] = byte(got + i)
+		}
+		got += len(w)
+	}
+	if want := []int{2048, 4096, 8192, 10000}; !reflect.DeepEqual(lens, want) {
+		t.Fatalf("buffer lengths %v, want %v", lens, want)
+	}
+	for i, b := range sc.buf {
+		if b != byte(i) {
+			t.Fatalf("byte %d lost in a move", i)
+		}
+	}
+	sc.buf = sc.buf[:0]
+	if w := sc.window(0, 9000); len(w) != 9000 {
+		t.Fatalf("a 10000-byte pooled buffer gives %d of 9000", len(w))
+	}
 }
