@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// wideSubscribers is how many unfiltered live-feed subscribers
+// BenchmarkServeIngestWide connects.
+const wideSubscribers = 100
+
+var (
+	benchWideOnce sync.Once
+	benchWideSrv  *benchServer
+	benchWideErr  error
+	wideRead      atomic.Int64 // bytes the subscribers have read
+	wideRSS       int64        // server RSS growth from connecting them
+)
+
+// BenchmarkServeIngestWide is BenchmarkServeIngest with 100 unfiltered
+// SSE subscribers (/v1/stream?max_hz=1, the whole fleet) connected and
+// reading as fast as they can in this process: compare its updates/s with
+// BenchmarkServeIngest's (run both with -benchtime=200x). It also reports
+// the server's RSS growth per subscriber right after they connect, and
+// the MB/s they read.
+func BenchmarkServeIngestWide(b *testing.B) {
+	benchWideOnce.Do(func() {
+		benchWideSrv, benchWideErr = startBenchServer()
+		if benchWideErr != nil {
+			return
+		}
+		before, err := benchWideSrv.stats()
+		if err != nil {
+			benchWideErr = err
+			return
+		}
+		for range wideSubscribers {
+			res, err := http.Get("http://" + benchWideSrv.addr + "/v1/stream?max_hz=1")
+			if err != nil || res.StatusCode != 200 {
+				benchWideErr = fmt.Errorf("subscribe: %v %v", err, res)
+				return
+			}
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := res.Body.Read(buf)
+					wideRead.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(500 * time.Millisecond)
+		after, err := benchWideSrv.stats()
+		benchWideErr = err
+		wideRSS = after.RSS - before.RSS
+	})
+	if benchWideErr != nil {
+		b.Fatal(benchWideErr)
+	}
+	read0, t0 := wideRead.Load(), time.Now()
+	ingestBench(b, benchWideSrv)
+	b.ReportMetric(float64(wideRSS)/wideSubscribers/(1<<20), "server_rss_MiB/subscriber")
+	b.ReportMetric(float64(wideRead.Load()-read0)/time.Since(t0).Seconds()/1e6/wideSubscribers, "read_MB/s/subscriber")
+}
+
+// putJSON sends a PUT and fails unless it answers 200.
+func putJSON(b *testing.B, cl *http.Client, url, body string) {
+	req, _ := http.NewRequest("PUT", url, strings.NewReader(body))
+	res, err := cl.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		b.Fatalf("PUT %s: %d %s", url, res.StatusCode, msg)
+	}
+}
+
+// benchRuleBody is the i-th rule of the configuration benchmarks, as
+// JSON without its name; a fifth of them on one of zones zones.
+func benchRuleBody(i, zones int) string {
+	switch {
+	case zones > 0 && i%5 == 0:
+		return fmt.Sprintf(`"when":"inside(\"zone-%05d\") && speed > %d","for":"30s"`, i%zones, 5+i%50)
+	case i%3 == 0:
+		return fmt.Sprintf(`"when":"speed > %d && dt < %d","severity":"critical"`, 60+i%100, 30+i%90)
+	}
+	return fmt.Sprintf(`"when":"(hour() >= %d || hour() < 4) && speed > %d","severity":"info"`, 18+i%6, 10+i%40)
+}
+
+// startConfigServer starts a fleetd on dir with its defaults.
+func startConfigServer(b *testing.B, dir string) (*benchServer, time.Duration) {
+	t0 := time.Now()
+	s, err := startBenchServerIn(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, time.Since(t0)
+}
+
+// BenchmarkServeRulePUTs defines 10,000 rules one PUT /v1/rules/{name} at
+// a time, sequentially, through the real binary (each fsynced before its
+// 200): one op is the whole 10,000.
+func BenchmarkServeRulePUTs(b *testing.B) {
+	cl := &http.Client{}
+	for range b.N {
+		s, _ := startConfigServer(b, b.TempDir())
+		start := time.Now()
+		for i := range 10_000 {
+			putJSON(b, cl, fmt.Sprintf("http://%s/v1/rules/rule-%06d", s.addr, i), "{"+benchRuleBody(i, 0)+"}")
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "s/10k-rules")
+		s.stopKeep()
+	}
+}
+
+// BenchmarkServeRulesBulk defines 100,000 rules in one PUT /v1/rules
+// through the real binary: one op is the whole 100,000.
+func BenchmarkServeRulesBulk(b *testing.B) {
+	cl := &http.Client{}
+	var body bytes.Buffer
+	body.WriteString(`{"rules":[`)
+	for i := range 100_000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"name":"rule-%06d",%s}`, i, benchRuleBody(i, 0))
+	}
+	body.WriteString("]}")
+	for range b.N {
+		s, _ := startConfigServer(b, b.TempDir())
+		start := time.Now()
+		putJSON(b, cl, "http://"+s.addr+"/v1/rules", body.String())
+		b.ReportMetric(time.Since(start).Seconds(), "s/100k-rules")
+		s.stopKeep()
+	}
+}
+
+// BenchmarkServeRestartConfig restarts the real binary on a data
+// directory holding 10,000 zones and 100,000 rules (defined as a client
+// would: zones one PUT at a time, rules in one bulk PUT): one op is one
+// restart, from exec until it logs msg=ready and answers.
+func BenchmarkServeRestartConfig(b *testing.B) {
+	dir := b.TempDir()
+	cl := &http.Client{}
+	s, _ := startConfigServer(b, dir)
+	for i := range 10_000 {
+		lat, lon := 25+float64(i%200)*0.12, -125+float64(i/200)*1.1
+		putJSON(b, cl, fmt.Sprintf("http://%s/v1/zones/zone-%05d", s.addr, i),
+			fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]v,%[1]v],[%[4]v,%[1]v],[%[4]v,%[3]v],[%[2]v,%[1]v]]]}`, lat, lon, lat+0.05, lon+0.05))
+	}
+	var body bytes.Buffer
+	body.WriteString(`{"rules":[`)
+	for i := range 100_000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"name":"rule-%06d",%s}`, i, benchRuleBody(i, 10_000))
+	}
+	body.WriteString("]}")
+	putJSON(b, cl, "http://"+s.addr+"/v1/rules", body.String())
+	s.stopKeep()
+	b.ResetTimer()
+	for range b.N {
+		s, took := startConfigServer(b, dir)
+		b.ReportMetric(took.Seconds(), "s/restart")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.addr+"/v1/rules/rule-099999", nil)
+		res, err := cl.Do(req)
+		cancel()
+		if err != nil || res.StatusCode != 200 {
+			b.Fatalf("rule after restart: %v %v", err, res)
+		}
+		res.Body.Close()
+		s.stopKeep()
+	}
+}
+
+// startBenchServerIn starts `fleetd serve` with its defaults on
+// dir/data (kept by stopKeep, so that the next start recovers it) and
+// waits until it is ready.
+func startBenchServerIn(dir string) (*benchServer, error) {
+	s := &benchServer{dir: dir}
+	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, 4096)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		tmp := make([]byte, 1024)
+		n, err := stderr.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
+			s.addr = string(m[1])
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return s, nil
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	return nil, fmt.Errorf("fleetd did not start: %s", buf)
+}
+
+// stopKeep stops the server and keeps its data directory.
+func (s *benchServer) stopKeep() {
+	_ = s.cmd.Process.Signal(sigterm)
+	_ = s.cmd.Wait()
+}
