@@ -218,16 +218,17 @@ func (e *Evaluator) putRulesLocked(rs []*liveRule, save bool) (olds []*liveRule,
 	}
 	e.evalMu.Lock()
 	// Many rules at once (a bulk PUT, a load) are indexed in one pass,
-	// sorting each group once, rather than each inserted in its place.
-	bulk := len(rs) > 64 && len(rs) > e.idx.n/4
-	for _, old := range olds {
-		e.idx.remove(old)
-	}
-	for _, r := range rs {
-		e.idx.add(r, !bulk)
-	}
-	if bulk {
-		e.idx.sortGroups()
+	// sorting each group once, rather than each inserted in (or removed
+	// from) its place: O(rules) rather than O(rs × group).
+	if len(rs) > 64 && len(rs) > e.idx.n/4 {
+		e.idx.replace(olds, rs)
+	} else {
+		for _, old := range olds {
+			e.idx.remove(old)
+		}
+		for _, r := range rs {
+			e.idx.add(r, true)
+		}
 	}
 	e.publishLocked(rs)
 	e.evalMu.Unlock()

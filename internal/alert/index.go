@@ -311,6 +311,27 @@ func (x *ruleIndex) rebuild() {
 	x.sortGroups()
 }
 
+// replace removes olds and adds news by indexing every rule again:
+// O(rules), for changes too large to make one by one.
+func (x *ruleIndex) replace(olds, news []*liveRule) {
+	for _, r := range olds {
+		if int(r.slot) >= len(x.bySlot) || x.bySlot[r.slot] != r {
+			panic("BUG: alert: replacing a rule that is not indexed")
+		}
+		x.bySlot[r.slot] = nil
+	}
+	for _, r := range news {
+		if n := int(r.slot) + 1; n > len(x.bySlot) {
+			x.bySlot = append(x.bySlot, make([]*liveRule, n-len(x.bySlot))...)
+		}
+		if x.bySlot[r.slot] != nil {
+			panic("BUG: alert: indexing a rule in a used slot")
+		}
+		x.bySlot[r.slot] = r
+	}
+	x.rebuild()
+}
+
 // groupAdd lists slot i under constant c in group k.
 func (x *ruleIndex) groupAdd(k gkey, c float64, i int32, sorted bool) {
 	gi, ok := x.groupIdx[k]
