@@ -3,9 +3,13 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -83,4 +87,58 @@ func TestOsmAndSpeedUnit(t *testing.T) {
 	if tr, code := getTruck(t, p, "car"); res.StatusCode != 200 || code != 200 || tr.Speed != 55.5 {
 		t.Fatalf("%d %d %+v", res.StatusCode, code, tr)
 	}
+}
+
+// TestOsmAndKill9: phones reporting over OsmAnd while fleetd is killed
+// with SIGKILL; after a restart every answered (200) position is there.
+func TestOsmAndKill9(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 5))
+	data := filepath.Join(t.TempDir(), "data")
+	var (
+		mu    sync.Mutex
+		acked = map[string]ackedPos{}
+		clock atomic.Int64
+	)
+	clock.Store(time.Now().Unix() - 30*86400)
+	for round := 0; round < 2; round++ {
+		p := startData(t, data, "--osmand", "127.0.0.1:0")
+		checkAcked(t, p, acked)
+		base := "http://" + gatewayAddr(t, p, "osmand")
+		var wg sync.WaitGroup
+		for ph := range 8 {
+			pseed := r.Uint64()
+			wg.Go(func() {
+				rr := rand.New(rand.NewPCG(pseed, 6))
+				c := &http.Client{Timeout: 10 * time.Second}
+				id := fmt.Sprintf("phone-%d", ph)
+				for {
+					u := ackedPos{lat: 25 + rr.Float64()*24, lon: -124 + rr.Float64()*57, ts: clock.Add(1)}
+					res, err := c.Get(fmt.Sprintf("%s/?id=%s&lat=%.7f&lon=%.7f&timestamp=%d", base, id, u.lat, u.lon, u.ts))
+					if err != nil {
+						return // killed
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != 200 {
+						return
+					}
+					mu.Lock()
+					acked[id] = u
+					mu.Unlock()
+				}
+			})
+		}
+		time.Sleep(time.Duration(300+r.IntN(500)) * time.Millisecond)
+		if err := p.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		p.wait()
+	}
+	if len(acked) == 0 {
+		t.Fatal("nothing was acknowledged")
+	}
+	checkAcked(t, startData(t, data, "--osmand", "127.0.0.1:0"), acked)
 }
