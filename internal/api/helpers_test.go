@@ -38,7 +38,8 @@ func testSeed(t testing.TB) int64 {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	closeLoopback() // the benchmarks' shared server
+	closeLoopback()      // the benchmarks' shared server
+	closeHistoryServer() // and the history benchmarks' one
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
