@@ -44,6 +44,55 @@ type frame struct {
 	enc     []byte
 	dropped uint64 // trucks refused during the period: the frame was full
 	total   uint64 // records in every frame of the class up to this one
+
+	// The whole frame framed for subscribers without a bbox, built once
+	// by the first that needs it: SSE records one after the other, and
+	// WebSocket messages (JSON arrays of at most about wsBatchBytes) with
+	// their ends.
+	sseOnce, wsOnce sync.Once
+	sse, ws         []byte
+	wsEnds          []uint32
+}
+
+// framedSSE returns the frame as SSE records.
+func (f *frame) framedSSE() []byte {
+	f.sseOnce.Do(func() {
+		b := make([]byte, 0, len(f.enc)+len(f.recs)*(len("data: \n\n")+len(posPrefix)))
+		for _, r := range f.recs {
+			b = append(b, "data: "+posPrefix...)
+			b = append(append(b, f.enc[r.off:r.off+uint32(r.n)]...), '\n', '\n')
+		}
+		f.sse = b
+	})
+	return f.sse
+}
+
+// framedWS returns the frame as WebSocket messages: ws[ends[i-1]:ends[i]].
+func (f *frame) framedWS() ([]byte, []uint32) {
+	f.wsOnce.Do(func() {
+		b := make([]byte, 0, len(f.enc)+len(f.recs)*(1+len(posPrefix))+len(f.enc)/wsBatchBytes+2)
+		var ends []uint32
+		start := 0
+		for _, r := range f.recs {
+			if len(b) == start {
+				b = append(b, '[')
+			} else {
+				b = append(b, ',')
+			}
+			b = append(append(b, posPrefix...), f.enc[r.off:r.off+uint32(r.n)]...)
+			if len(b)-start >= wsBatchBytes {
+				b = append(b, ']')
+				start = len(b)
+				ends = append(ends, uint32(start))
+			}
+		}
+		if len(b) > start {
+			b = append(b, ']')
+			ends = append(ends, uint32(len(b)))
+		}
+		f.ws, f.wsEnds = b, ends
+	})
+	return f.ws, f.wsEnds
 }
 
 // class is the conflation state of one frame period.
@@ -253,8 +302,24 @@ func (p *pump) writeFrame() error {
 			return err
 		}
 	}
+	if !s.m.hasBox && len(f.recs) > 0 {
+		// The shared framing: written as it is, no copy per subscriber.
+		if len(p.buf) > 0 {
+			if err := p.send(); err != nil {
+				return err
+			}
+		}
+		if err := p.writeShared(f); err != nil {
+			return err
+		}
+		queued = uint64(len(f.recs))
+		p.h.delivered.Add(queued)
+	}
 	for _, r := range f.recs {
-		if s.m.hasBox && !s.m.inBox(r.lat, r.lon) {
+		if !s.m.hasBox {
+			break
+		}
+		if !s.m.inBox(r.lat, r.lon) {
 			continue
 		}
 		if p.ws {
@@ -274,5 +339,31 @@ func (p *pump) writeFrame() error {
 	s.mu.queued += queued
 	s.mu.dropped += lost
 	s.mu.Unlock()
+	return nil
+}
+
+// writeShared writes the whole frame from its shared framing: SSE in
+// writes of at most sseBatchBytes, WebSocket one message per batch.
+func (p *pump) writeShared(f *frame) error {
+	if p.ws {
+		b, ends := f.framedWS()
+		start := uint32(0)
+		for _, end := range ends {
+			if err := p.k.write(b[start:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+	} else {
+		b := f.framedSSE()
+		for len(b) > 0 {
+			n := min(len(b), sseBatchBytes)
+			if err := p.k.write(b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+	}
+	p.wrote = true
 	return nil
 }

@@ -2,11 +2,14 @@ package feed
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 )
@@ -205,5 +208,55 @@ func TestNewOptionsWide(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
+	}
+}
+
+// TestConflationWS: a wide WebSocket subscriber gets frames as JSON
+// arrays (the shared framing), each truck's newest position.
+func TestConflationWS(t *testing.T) {
+	ts := newTestServer(t, Options{WideHz: 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.wsURL(""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	waitFor(t, 2*time.Second, "the subscription", func() bool { return ts.h.Stats().WideSubscribers == 1 })
+	var ups []fleet.Update
+	for k := range 3 {
+		for i := range 600 { // over one 16 KiB message
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "truck-%04d", i), Position: fleet.MakePosition(1, 2, 1_764_000_000+int64(k), 3, 4)})
+		}
+	}
+	ts.h.PublishPositions(ups)
+	last := map[string]uint32{}
+	msgs := 0
+	for len(last) < 600 {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %d messages, %d trucks: %v", msgs, len(last), err)
+		}
+		msgs++
+		var evs []event
+		if err := json.Unmarshal(data, &evs); err != nil {
+			t.Fatalf("message %q: %v", data, err)
+		}
+		for _, ev := range evs {
+			if ev.Type == "position" {
+				if _, dup := last[ev.ID]; dup {
+					t.Fatalf("%s twice", ev.ID)
+				}
+				last[ev.ID] = ev.TS
+			}
+		}
+	}
+	for id, ts := range last {
+		if ts != 1_764_000_002 {
+			t.Fatalf("%s: ts %d, want the newest", id, ts)
+		}
+	}
+	if msgs < 2 {
+		t.Fatalf("%d messages for 600 positions", msgs)
 	}
 }

@@ -74,8 +74,11 @@
 //   - Every period a loop (one goroutine, running while a wide
 //     subscriber exists) seals the builder into an immutable frame and
 //     wakes the class's subscribers; each writes the frame out from the
-//     shared bytes, filtering by its bbox if it has one. So an extra wide
-//     subscriber costs the bytes written to its socket.
+//     shared bytes, filtering by its bbox if it has one. Without a bbox it
+//     writes the frame's shared framing (SSE records, or WebSocket
+//     messages), built once by the first that needs it, as it is: no copy
+//     per subscriber. So an extra wide subscriber costs the bytes written
+//     to its socket.
 //   - Semantics: you may miss intermediate positions, never the newest —
 //     as long as you keep up. A truck that did not move in a period is not
 //     in its frame. A subscriber still writing a frame when more are
@@ -97,9 +100,10 @@
 // stays at its first 64 entries (6 KiB). Each class holds its builder
 // (up to FrameTrucks records of 14 B plus their JSON, about 94 B each,
 // and a map entry; garbage from trucks updated twice in a period is
-// compacted past half) and the newest frame, plus any older frame a slow
-// subscriber is still writing: about 2 × 27 MiB per class at the default
-// FrameTrucks with a fleet that fills it, shared by all its subscribers.
+// compacted past half) and the newest frame with its shared framings,
+// plus any older frame a slow subscriber is still writing: about 100 MiB
+// per class at the default FrameTrucks with a fleet that fills it, shared
+// by all its subscribers.
 //
 // # Memory bounds (per subscriber, defaults in brackets)
 //
