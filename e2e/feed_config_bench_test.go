@@ -19,61 +19,79 @@ import (
 // BenchmarkServeIngestWide connects.
 const wideSubscribers = 100
 
-var (
-	benchWideOnce sync.Once
-	benchWideSrv  *benchServer
-	benchWideErr  error
-	wideRead      atomic.Int64 // bytes the subscribers have read
-	wideRSS       int64        // server RSS growth from connecting them
-)
+// wideBench is one fleetd with wideSubscribers unfiltered subscribers.
+type wideBench struct {
+	once sync.Once
+	srv  *benchServer
+	err  error
+	read atomic.Int64 // bytes the subscribers have read
+	rss  int64        // server RSS growth from connecting them
+}
+
+var wideReading, wideIdle wideBench
+
+// start starts the server and connects the subscribers, which read as
+// fast as they can or, if !reading, never.
+func (w *wideBench) start(reading bool) {
+	w.srv, w.err = startBenchServer()
+	if w.err != nil {
+		return
+	}
+	before, err := w.srv.stats()
+	if err != nil {
+		w.err = err
+		return
+	}
+	for range wideSubscribers {
+		res, err := http.Get("http://" + w.srv.addr + "/v1/stream?max_hz=1")
+		if err != nil || res.StatusCode != 200 {
+			w.err = fmt.Errorf("subscribe: %v %v", err, res)
+			return
+		}
+		if !reading {
+			continue // the response stays open, unread, until the process ends
+		}
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := res.Body.Read(buf)
+				w.read.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	after, err := w.srv.stats()
+	w.err = err
+	w.rss = after.RSS - before.RSS
+}
+
+func (w *wideBench) run(b *testing.B, reading bool) {
+	w.once.Do(func() { w.start(reading) })
+	if w.err != nil {
+		b.Fatal(w.err)
+	}
+	read0, t0 := w.read.Load(), time.Now()
+	ingestBench(b, w.srv)
+	b.ReportMetric(float64(w.rss)/wideSubscribers/(1<<20), "server_rss_MiB/subscriber")
+	if reading {
+		b.ReportMetric(float64(w.read.Load()-read0)/time.Since(t0).Seconds()/1e6/wideSubscribers, "read_MB/s/subscriber")
+	}
+}
 
 // BenchmarkServeIngestWide is BenchmarkServeIngest with 100 unfiltered
 // SSE subscribers (/v1/stream?max_hz=1, the whole fleet) connected and
 // reading as fast as they can in this process: compare its updates/s with
 // BenchmarkServeIngest's (run both with -benchtime=200x). It also reports
 // the server's RSS growth per subscriber right after they connect, and
-// the MB/s they read.
-func BenchmarkServeIngestWide(b *testing.B) {
-	benchWideOnce.Do(func() {
-		benchWideSrv, benchWideErr = startBenchServer()
-		if benchWideErr != nil {
-			return
-		}
-		before, err := benchWideSrv.stats()
-		if err != nil {
-			benchWideErr = err
-			return
-		}
-		for range wideSubscribers {
-			res, err := http.Get("http://" + benchWideSrv.addr + "/v1/stream?max_hz=1")
-			if err != nil || res.StatusCode != 200 {
-				benchWideErr = fmt.Errorf("subscribe: %v %v", err, res)
-				return
-			}
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := res.Body.Read(buf)
-					wideRead.Add(int64(n))
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-		time.Sleep(500 * time.Millisecond)
-		after, err := benchWideSrv.stats()
-		benchWideErr = err
-		wideRSS = after.RSS - before.RSS
-	})
-	if benchWideErr != nil {
-		b.Fatal(benchWideErr)
-	}
-	read0, t0 := wideRead.Load(), time.Now()
-	ingestBench(b, benchWideSrv)
-	b.ReportMetric(float64(wideRSS)/wideSubscribers/(1<<20), "server_rss_MiB/subscriber")
-	b.ReportMetric(float64(wideRead.Load()-read0)/time.Since(t0).Seconds()/1e6/wideSubscribers, "read_MB/s/subscriber")
-}
+// the MB/s each reads.
+func BenchmarkServeIngestWide(b *testing.B) { wideReading.run(b, true) }
+
+// BenchmarkServeIngestWideIdle is BenchmarkServeIngestWide with
+// subscribers that never read (dashboards in background tabs).
+func BenchmarkServeIngestWideIdle(b *testing.B) { wideIdle.run(b, false) }
 
 // putJSON sends a PUT and fails unless it answers 200.
 func putJSON(b *testing.B, cl *http.Client, url, body string) {

@@ -53,6 +53,11 @@ func TestMain(m *testing.M) {
 	if benchRulesSrv != nil {
 		benchRulesSrv.stop()
 	}
+	for _, w := range []*wideBench{&wideReading, &wideIdle} {
+		if w.srv != nil {
+			w.srv.stop()
+		}
+	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
