@@ -236,3 +236,33 @@ func TestHistoryCorruptFileRepair(t *testing.T) {
 	}
 	p.stop(sigterm)
 }
+
+// TestSimHistory loads a fleet's past with `fleetd sim --history` into a
+// server with default flags: every truck's points every 30 s over the
+// window are in history, in the trail and in the export.
+func TestSimHistory(t *testing.T) {
+	p := start(t)
+	before := time.Now().Unix()
+	out, err := exec.Command(bin, "sim", "--target", "http://"+p.addr, "--trucks", "50", "--history", "30m", "--duration", "1ms", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sim: %v\n%s", err, out)
+	}
+	var tr struct {
+		Points []struct{ TS int64 }
+		Count  int
+	}
+	if err := json.Unmarshal(p.do("GET", fmt.Sprintf("/v1/trucks/truck-0000007/history?from=%d", before-3600), "").want(t, 200), &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Count < 60 || tr.Count > 62 {
+		t.Fatalf("truck-0000007 has %d points, want 60 (every 30 s over 30 min) and at most a live one or two", tr.Count)
+	}
+	for i := 1; i < 60; i++ {
+		if d := tr.Points[i].TS - tr.Points[i-1].TS; d != 30 {
+			t.Fatalf("points %d and %d are %d s apart", i-1, i, d)
+		}
+	}
+	if first := tr.Points[0].TS; first < before-1800-2 || first > before-1800+2 {
+		t.Fatalf("the past starts at %d, want about %d", first, before-1800)
+	}
+}

@@ -34,6 +34,7 @@ otherwise); a summary goes to stdout at the end, also on Ctrl-C.
 Examples:
   fleetd sim --trucks 1000000 --rate 1000000/s --duration 60s
   fleetd sim --target http://10.0.0.5:8080 --token-file token.txt --json
+  fleetd sim --trucks 100000 --history 2h --duration 1s   # load two hours of history
 
 Exit status: 0 when the server accepted updates; 1 when it accepted none,
 could not be reached or refused the requests (4xx); 2 on bad flags.
@@ -127,6 +128,7 @@ func parseSimFlags(args []string, stderr io.Writer) (*simOptions, error) {
 	fs.IntVar(&o.cfg.Trucks, "trucks", 10000, "number of simulated trucks")
 	fs.Var(&rate, "rate", "updates per second in total, e.g. 50000 or 50000/s; 0 = as fast as the server takes them")
 	fs.DurationVar(&o.cfg.Duration, "duration", 30*time.Second, "how long to send; 0 = until interrupted")
+	fs.DurationVar(&o.cfg.History, "history", 0, "first post the fleet's past: every truck every 30 s over this long before now (e.g. 2h), as fast as the server takes it; then run live until --duration (counted from the start)")
 	fs.IntVar(&o.cfg.Batch, "batch", sim.DefaultBatch, "updates per POST, at most")
 	fs.IntVar(&o.cfg.Conns, "conns", sim.DefaultConns, "concurrent connections (one request in flight on each)")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the bearer token, if the server requires one")
@@ -154,6 +156,10 @@ func parseSimFlags(args []string, stderr io.Writer) (*simOptions, error) {
 		return bad("--conns %d: want 1..1024", o.cfg.Conns)
 	case o.cfg.Duration < 0:
 		return bad("--duration %v: want >= 0", o.cfg.Duration)
+	case o.cfg.History < 0:
+		return bad("--history %v: want >= 0", o.cfg.History)
+	case o.cfg.History > 0 && o.protocol != "http":
+		return bad("--history is for --protocol http (a device sends its past as it happens)")
 	case o.cfg.ReadyTimeout <= 0:
 		return bad("--ready-timeout %v: want > 0", o.cfg.ReadyTimeout)
 	case o.protocol != "http" && o.protocol != "teltonika" && o.protocol != "osmand" && o.protocol != "mqtt":

@@ -29,6 +29,12 @@ type Config struct {
 	Token    string        // bearer token; empty = no Authorization header
 	Seed     int64         // fleet seed
 	Region   Region        // places the trucks drive between
+	// History, when > 0, first posts the fleet's past, unpaced: every
+	// truck every HistoryEvery from History before the start up to it, on
+	// a virtual clock, as fast as the server takes it (a server's history
+	// loaded in minutes). The past is always posted whole; the live run
+	// (Rate) follows until Duration, which counts from the start.
+	History time.Duration
 
 	ReadyTimeout   time.Duration // how long to wait for GET /healthz; default 30 s
 	RequestTimeout time.Duration // per-request limit; default 30 s
@@ -40,6 +46,8 @@ const (
 	DefaultConns          = 4
 	DefaultReadyTimeout   = 30 * time.Second
 	DefaultRequestTimeout = 30 * time.Second
+	// HistoryEvery is how often each truck reports in the posted past.
+	HistoryEvery = 30 * time.Second
 
 	// maxPaceLag: how far a paced run may fall behind its schedule and
 	// still catch up (see pacer).
@@ -154,6 +162,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (Summary, err
 	defer cancel(nil)
 	g.cancel = cancel
 	start := time.Now()
+	g.started = start
 	g.lastAnswer.Store(start.UnixNano())
 	if cfg.Duration > 0 {
 		g.deadline = start.Add(cfg.Duration)
@@ -267,6 +276,7 @@ type generator struct {
 	url      string
 	auth     string
 	deadline time.Time // zero: none
+	started  time.Time // the run's start: the posted past ends there
 	pacer    *pacer    // nil: unpaced
 	cancel   context.CancelCauseFunc
 
@@ -296,6 +306,32 @@ func (g *generator) work(ctx context.Context, f *Fleet, batch int) {
 	body := make([]byte, 0, batch*lineBytesEstimate)
 	var respBuf bytes.Buffer
 	gate := newBodyGate()
+	send := func(at time.Time, n int) bool {
+		updates = f.Next(updates[:0], n, at)
+		body = AppendNDJSON(body[:0], updates, f.IDWidth())
+		pause := g.post(ctx, gate, body, len(updates), &respBuf)
+		if !gate.wait(ctx, g.cfg.RequestTimeout) {
+			if ctx.Err() != nil {
+				return false
+			}
+			// The transport still holds a reader over body; leave
+			// the buffer to it.
+			body = make([]byte, 0, cap(body))
+		}
+		return pause == 0 || SleepUntil(ctx, time.Now().Add(pause))
+	}
+	if g.cfg.History > 0 {
+		// Lap by lap over this worker's trucks: a lap's updates share
+		// its time, and the fleet's round-robin cursor walks the lap.
+		start := g.started
+		for at := start.Add(-g.cfg.History); at.Before(start); at = at.Add(HistoryEvery) {
+			for left := f.Len(); left > 0; left -= batch {
+				if ctx.Err() != nil || !send(at, min(batch, left)) {
+					return
+				}
+			}
+		}
+	}
 	for ctx.Err() == nil {
 		if g.pacer != nil {
 			at, ok := g.pacer.reserve(batch, g.deadline)
@@ -305,18 +341,7 @@ func (g *generator) work(ctx context.Context, f *Fleet, batch int) {
 		} else if !g.deadline.IsZero() && !time.Now().Before(g.deadline) {
 			return
 		}
-		updates = f.Next(updates[:0], batch, time.Now())
-		body = AppendNDJSON(body[:0], updates, f.IDWidth())
-		pause := g.post(ctx, gate, body, len(updates), &respBuf)
-		if !gate.wait(ctx, g.cfg.RequestTimeout) {
-			if ctx.Err() != nil {
-				return
-			}
-			// The transport still holds a reader over body; leave
-			// the buffer to it.
-			body = make([]byte, 0, cap(body))
-		}
-		if pause > 0 && !SleepUntil(ctx, time.Now().Add(pause)) {
+		if !send(time.Now(), batch) {
 			return
 		}
 	}
