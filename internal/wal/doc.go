@@ -74,8 +74,9 @@
 //	    the data); a power cut or kernel crash can lose up to d (plus one
 //	    fsync duration) of acknowledged records.
 //	FsyncNever ("never"): Append returns after write(2); fsync only at
-//	    segment rotation, Close and every 4 MiB written (maxRetained). kill -9 loses nothing; a power cut can
-//	    lose everything written since the last rotation.
+//	    segment rotation, Close and every 4 MiB written (maxRetained).
+//	    kill -9 loses nothing; a power cut can lose everything written
+//	    since the last of those fsyncs.
 //
 // # Crash safety: why an acknowledged record survives (FsyncAlways)
 //
