@@ -243,10 +243,11 @@ func (s *respBench) rss() (int64, error) {
 // 125 B/truck, always 62). history=false is the default policy without
 // the history store, the RESP path's own ceiling.
 func BenchmarkRESPIngest(b *testing.B) {
-	for _, flags := range [][]string{nil, {"--fsync", "interval=1s"}, {"--fsync", "never"}, {"--history=false"}} {
+	for _, flags := range [][]string{nil, {"--fsync=interval=1s"}, {"--fsync=never"}, {"--history=false"},
+		{"--fsync=interval=1s", "--history=false"}} {
 		name := "fsync=always"
 		if flags != nil {
-			name = strings.TrimPrefix(strings.Join(flags, "="), "--")
+			name = strings.ReplaceAll(strings.Join(flags, ","), "--", "")
 		}
 		b.Run(name, func(b *testing.B) {
 			s := getRESPBench(b)
