@@ -103,7 +103,12 @@
 // compacted past half) and the newest frame with its shared framings,
 // plus any older frame a slow subscriber is still writing: about 100 MiB
 // per class at the default FrameTrucks with a fleet that fills it, shared
-// by all its subscribers.
+// by all its subscribers. A subscriber blocked in a write keeps the frame
+// it is writing alive until the write completes or times out (Stall), so
+// at most min(wide subscribers, Stall/period + 1) older frames are
+// pinned; measured with 100 whole-fleet subscribers that never read, on
+// a 1M-truck fleet posting about 300k updates/s: +130 MB of Go heap,
+// shared, and 0.04 MiB of RSS per subscriber (BenchmarkServeIngestWideIdle).
 //
 // # Memory bounds (per subscriber, defaults in brackets)
 //
