@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/fleetd/fleetd/internal/rules"
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
@@ -202,5 +203,49 @@ func TestImportConfigJSON(t *testing.T) {
 	sameConfig(t, e, e2)
 	if r, ok := e2.GetRule("r"); !ok || r.Severity != "info" || r.For.Seconds() != 30 {
 		t.Fatalf("imported rule %+v", r)
+	}
+}
+
+// TestRuleLimit: MaxRules rules fit (so slots go past 16 bits), one more
+// is refused with ErrLimit and changes nothing, in bulk or alone.
+func TestRuleLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("defines 100,000 rules")
+	}
+	e, err := New(Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := make([]NamedRule, MaxRules+1)
+	for i := range rs {
+		rs[i] = NamedRule{Name: fmt.Sprintf("r%06d", i), RuleSpec: RuleSpec{When: fmt.Sprintf("speed > %d", i%500)}}
+	}
+	if _, _, err := e.PutRules(rs); !errors.Is(err, ErrLimit) || len(e.Rules()) != 0 {
+		t.Fatalf("PutRules(MaxRules+1): %v, %d rules", err, len(e.Rules()))
+	}
+	if _, _, err := e.PutRules(rs[:MaxRules]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutRule("one-more", RuleSpec{When: "speed > 1"}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("PutRule past MaxRules: %v", err)
+	}
+	// Replacing one at the limit is fine, and the index still finds rules
+	// in slots past 65535.
+	if _, err := e.PutRule("r099999", RuleSpec{When: "speed > 1000"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Stats(); st.Rules != MaxRules {
+		t.Fatalf("stats %+v", st)
+	}
+	var in rules.Input
+	in.Speed = 1001
+	sc := &scratch{}
+	e.evalUpdate(e.idx, &in, sc)
+	found := false
+	for _, i := range sc.trues {
+		found = found || e.idx.bySlot[i].name == "r099999"
+	}
+	if !found || len(sc.trues) != MaxRules {
+		t.Fatalf("speed 1001: %d rules true, r099999 among them: %v", len(sc.trues), found)
 	}
 }
