@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,25 @@ func TestSimProtocols(t *testing.T) {
 	// 300 Teltonika trucks (IMEIs) and 300 OsmAnd ones (truck-…).
 	if n := stats(t, p)["trucks"].(float64); n != 600 {
 		t.Fatalf("%v trucks, want 600", n)
+	}
+}
+
+// TestGatewayBadFlags: wrong gateway flags are refused before anything
+// starts, with exit status 2 and the reason.
+func TestGatewayBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		frag string
+	}{
+		{[]string{"--mqtt", "ftp://broker"}, "scheme must be tcp"},
+		{[]string{"--mqtt-topic", "owntracks/#"}, "need --mqtt URL"},
+		{[]string{"--osmand-speed", "furlongs"}, "want kn, mps, kmh or mph"},
+		{[]string{"--teltonika-idle-timeout", "0s"}, "must be positive"},
+	} {
+		cmd := exec.Command(bin, append([]string{"serve", "--data", ""}, tt.args...)...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), tt.frag) {
+			t.Errorf("%v: %v\n%s", tt.args, err, out)
+		}
 	}
 }

@@ -93,6 +93,11 @@ func (g *gatewayFlags) options() (server.Gateways, error) {
 	if g.mqtt == "" && (len(g.mqttTopics) > 0 || g.mqttClient != "") {
 		return o, fmt.Errorf("--mqtt-topic and --mqtt-client-id need --mqtt URL")
 	}
+	if g.mqtt != "" {
+		if _, err := mqtt.ParseURL(g.mqtt); err != nil {
+			return o, fmt.Errorf("--mqtt: %w", err)
+		}
+	}
 	o.MQTT = mqtt.Options{URL: g.mqtt, Topics: g.mqttTopics, ClientID: g.mqttClient}
 	return o, nil
 }

@@ -65,16 +65,9 @@ type Client struct {
 // backoff up to 10 s, so a broker that is down at startup is not an
 // error.
 func Connect(o Options, com *gateway.Committer) (*Client, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("mqtt: broker URL %q: want e.g. tcp://127.0.0.1:1883", o.URL)
-	}
-	switch u.Scheme {
-	case "mqtt":
-		u.Scheme = "tcp"
-	case "tcp", "ssl", "tls", "ws", "wss":
-	default:
-		return nil, fmt.Errorf("mqtt: broker URL %q: scheme must be tcp, mqtt, ssl, tls, ws or wss", o.URL)
+	u, err := ParseURL(o.URL)
+	if err != nil {
+		return nil, err
 	}
 	if len(o.Topics) == 0 {
 		o.Topics = []string{DefaultTopic}
@@ -128,6 +121,23 @@ func Connect(o Options, com *gateway.Committer) (*Client, error) {
 	go c.run()
 	o.Logger.Info("mqtt connecting", "broker", u.String(), "client_id", o.ClientID, "topics", o.Topics)
 	return c, nil
+}
+
+// ParseURL checks a broker URL (Options.URL) and returns it as Paho takes
+// it (mqtt:// becomes tcp://).
+func ParseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt: broker URL %q: want e.g. tcp://127.0.0.1:1883", s)
+	}
+	switch u.Scheme {
+	case "mqtt":
+		u.Scheme = "tcp"
+	case "tcp", "ssl", "tls", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("mqtt: broker URL %q: scheme must be tcp, mqtt, ssl, tls, ws or wss", s)
+	}
+	return u, nil
 }
 
 // connected subscribes (again) to every filter at QoS 1.

@@ -223,3 +223,16 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatalf("connections %d: the restart was not seen", c.Stats.ConnectionsTotal.Load())
 	}
 }
+
+func TestParseURL(t *testing.T) {
+	for s, want := range map[string]string{"tcp://b:1883": "tcp://b:1883", "mqtt://u:p@b:1883": "tcp://u:p@b:1883", "wss://b/mqtt": "wss://b/mqtt"} {
+		if u, err := ParseURL(s); err != nil || u.String() != want {
+			t.Errorf("ParseURL(%q) = %v, %v", s, u, err)
+		}
+	}
+	for _, s := range []string{"ftp://b", "b:1883", "", "tcp://"} {
+		if _, err := ParseURL(s); err == nil || !strings.HasPrefix(err.Error(), "mqtt: ") {
+			t.Errorf("ParseURL(%q): %v", s, err)
+		}
+	}
+}
