@@ -81,16 +81,16 @@ func (o *Options) fill() {
 
 // bufPoint is a buffered point: the ID is in the buffer's arena.
 type bufPoint struct {
-	hash  uint64
 	idOff uint32
 	idLen uint8
 	Point
 }
 
 // pointBytes is what a buffered point costs, for BufferBytes: the point
-// (40 bytes with one attribute column), and its ID in the arena, counted
-// at 16 bytes (appends grow both by up to 2x; BufferBytes is a budget, not
-// an exact figure).
+// (32 bytes with one attribute column: ID offset and length, position,
+// attributes), and its ID in the arena, counted at 16 bytes (appends grow
+// both by up to 2x; BufferBytes is a budget, not an exact figure). The
+// ID's hash is computed by the writer, off the ingest path.
 const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
 
 // Sealed is a buffer sealed at a log position, for Write.
@@ -248,7 +248,7 @@ func (h *History) Add(ups []fleet.Update) {
 	}
 	for i := range ups {
 		u := &ups[i]
-		b.pts = append(b.pts, bufPoint{hash: idHash(u.ID), idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
+		b.pts = append(b.pts, bufPoint{idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
 			Point: Point{Position: u.Position, Attrs: u.Attrs}})
 		b.ids = append(b.ids, u.ID...)
 	}
@@ -347,8 +347,10 @@ func (h *History) write(b *buffer) error {
 	// Readers scan sealed buffers until they are written: sort an order,
 	// never the points.
 	ord := make([]uint32, len(b.pts))
+	hash := make([]uint64, len(b.pts)) // computed here, off the ingest path
 	for i := range ord {
 		ord[i] = uint32(i)
+		hash[i] = idHash(b.id(&b.pts[i]))
 	}
 	slices.SortFunc(ord, func(i, j uint32) int {
 		x, y := &b.pts[i], &b.pts[j]
@@ -357,7 +359,7 @@ func (h *History) write(b *buffer) error {
 		if c := cmp.Compare(x.TS/3600, y.TS/3600); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(x.hash, y.hash); c != 0 {
+		if c := cmp.Compare(hash[i], hash[j]); c != 0 {
 			return c
 		}
 		if c := bytes.Compare(b.id(x), b.id(y)); c != 0 {

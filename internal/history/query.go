@@ -47,13 +47,12 @@ func (h *History) runsIn(from, to uint32) ([]*run, bool) {
 
 // buffered appends the buffered points of id in [from, to].
 func (h *History) buffered(id []byte, from, to uint32, dst []Point) []Point {
-	hash := idHash(id)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
 		for i := range b.pts {
 			p := &b.pts[i]
-			if p.hash == hash && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
+			if int(p.idLen) == len(id) && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
 				dst = append(dst, p.Point)
 			}
 		}
