@@ -79,12 +79,6 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Topic = DefaultTopic
 	}
 	r := &run{cfg: cfg}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if cfg.Duration > 0 {
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
-	}
 	workers := make([]*worker, cfg.Workers)
 	per := (cfg.Trucks + cfg.Workers - 1) / cfg.Workers
 	for w := range workers {
@@ -109,6 +103,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			}
 			return sum, err
 		}
+	}
+	// The duration counts from when every tracker is connected.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if cfg.Duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
