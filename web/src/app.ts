@@ -11,6 +11,8 @@
 //	                                   redrawn at most every FLUSH_MS
 //	every second                       GET /v1/stats → vital signs
 //	selected truck, every second       GET /v1/trucks/{id} → details
+//	selected truck, every 15 s         GET /v1/trucks/{id}/history (GeoJSON) and /trips
+//	                                   → its trail, the playback slider, trips and stops
 //	with the server's zones / alerts   GET /v1/zones, GET /v1/alerts
 //
 // window.__fleetd exposes the map and a few figures for the browser test
@@ -31,6 +33,7 @@ import { LiveFeed, type FeedStatus } from './feed';
 import { fmtAge, fmtBytes, fmtCount, fmtHeading, fmtMs, fmtRate } from './format';
 import { bboxContains, bboxParam, padBBox, toBBox, type BBox } from './geo';
 import { parseTruck, SPEED_STOPS, TruckSet, type Truck } from './trucks';
+import { fmtDuration, parseTrail, parseTrips, positionAt, trailPath, tripsPath, type Stop, type Trail, type Trip } from './trail';
 import { History, parseStats, type Charted, type Vitals } from './vitals';
 
 /** Show trucks one by one when the view holds at most this many. */
@@ -44,6 +47,10 @@ const STATS_MS = 1000;
 /** ALERTS_PAGE is how many firing alerts the panel asks for. */
 const ALERTS_PAGE = 500;
 const DETAILS_MS = 1000;
+/** Refresh the selected truck's trail this often. */
+const TRAIL_MS = 15000;
+/** A playback of the whole trail lasts this long. */
+const PLAY_MS = 10000;
 /** Truck ID labels (HTML, no glyphs needed) from this zoom, for at most LABEL_MAX trucks. */
 const LABEL_ZOOM = 12;
 const LABEL_MAX = 120;
@@ -203,6 +210,8 @@ export class App {
     m.addSource('density', { type: 'geojson', data: empty, buffer: 0, tolerance: 0 });
     m.addSource('trucks', { type: 'geojson', data: empty, buffer: 16 });
     m.addSource('selected', { type: 'geojson', data: empty });
+    m.addSource('trail', { type: 'geojson', data: empty });
+    m.addSource('trail-head', { type: 'geojson', data: empty });
     m.addLayer({ id: 'zones-fill', type: 'fill', source: 'zones', paint: { 'fill-color': '#a78bfa', 'fill-opacity': 0.08 } });
     m.addLayer({ id: 'zones-line', type: 'line', source: 'zones', paint: { 'line-color': '#a78bfa', 'line-width': 1.5, 'line-dasharray': [3, 2] } });
     m.addLayer({
@@ -214,6 +223,27 @@ export class App {
         'fill-opacity': 0.78,
         'fill-antialias': false,
       },
+    });
+    m.addLayer({
+      id: 'trail',
+      type: 'line',
+      source: 'trail',
+      filter: ['==', ['geometry-type'], 'LineString'],
+      layout: { 'line-join': 'round', 'line-cap': 'round' },
+      paint: { 'line-color': '#38bdf8', 'line-width': 3, 'line-opacity': 0.85 },
+    });
+    m.addLayer({
+      id: 'trail-stops',
+      type: 'circle',
+      source: 'trail',
+      filter: ['==', ['geometry-type'], 'Point'],
+      paint: { 'circle-radius': 6, 'circle-color': '#f59e0b', 'circle-stroke-color': '#0b1220', 'circle-stroke-width': 1.5 },
+    });
+    m.addLayer({
+      id: 'trail-head',
+      type: 'circle',
+      source: 'trail-head',
+      paint: { 'circle-radius': 7, 'circle-color': '#38bdf8', 'circle-stroke-color': '#ffffff', 'circle-stroke-width': 2 },
     });
     m.addLayer({
       id: 'selected',
@@ -434,11 +464,127 @@ export class App {
     $('details').hidden = id === null;
     $('details-msg').textContent = '';
     this.markSelected(null);
+    this.clearTrail();
     if (id === null) return;
     $('details-id').textContent = id;
     const t = known ?? this.trucks.get(id);
     if (t) this.showDetails(t);
     this.fetchDetails();
+    this.fetchTrail();
+  }
+
+  // ---- the selected truck's trail, trips and stops ----
+
+  /** trail of the selected truck, with its trips and stops (browser test) */
+  trail: Trail | null = null;
+  trips: Trip[] = [];
+  stops: Stop[] = [];
+  trailWindow = 3600;
+  private lastTrailFetch = 0;
+  private playing = 0; // the playback's interval timer, 0 when stopped
+
+  private clearTrail(): void {
+    this.stopPlay();
+    this.trail = null;
+    this.trips = [];
+    this.stops = [];
+    this.map.getSource<GeoJSONSource>('trail')?.setData({ type: 'FeatureCollection', features: [] });
+    this.map.getSource<GeoJSONSource>('trail-head')?.setData({ type: 'FeatureCollection', features: [] });
+    const slider = $<HTMLInputElement>('trail-slider');
+    slider.min = slider.max = slider.value = '0';
+    slider.disabled = true;
+    $('trail-time').textContent = '';
+    $('trail-summary').textContent = '';
+    $('trail-summary').dataset.value = '0';
+    $('trail-stops').replaceChildren();
+  }
+
+  private async fetchTrail(): Promise<void> {
+    const id = this.selectedID;
+    if (!id) return;
+    this.lastTrailFetch = performance.now();
+    const now = Date.now() / 1000;
+    try {
+      const [g, tr] = await Promise.all([this.api.json(trailPath(id, this.trailWindow, now)), this.api.json(tripsPath(id, this.trailWindow, now))]);
+      if (id !== this.selectedID) return;
+      const trail = parseTrail(g);
+      const ts = parseTrips(tr);
+      if (!trail || !ts) throw new Error('unexpected answer');
+      this.showTrail(trail, ts.trips, ts.stops);
+      $('trail-msg').textContent = '';
+    } catch (e) {
+      if (id !== this.selectedID) return;
+      $('trail-msg').textContent = e instanceof HttpError && e.status === 404 ? 'no history on this server' : `trail: ${e instanceof Error ? e.message : e}`;
+    }
+  }
+
+  private showTrail(trail: Trail, trips: Trip[], stops: Stop[]): void {
+    const slider = $<HTMLInputElement>('trail-slider');
+    const atEnd = !this.trail || Number(slider.value) >= Number(slider.max);
+    this.trail = trail;
+    this.trips = trips;
+    this.stops = stops;
+    const features: GeoJSON.Feature[] = [];
+    if (trail.coords.length >= 2) features.push({ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: trail.coords } });
+    for (const s of stops) features.push({ type: 'Feature', properties: { start: s.start, end: s.end }, geometry: { type: 'Point', coordinates: [s.lon, s.lat] } });
+    this.map.getSource<GeoJSONSource>('trail')?.setData({ type: 'FeatureCollection', features });
+    const n = trail.times.length;
+    slider.disabled = n < 2;
+    if (n > 0) {
+      slider.min = String(trail.times[0]);
+      slider.max = String(trail.times[n - 1]);
+      if (atEnd) slider.value = slider.max;
+    }
+    this.moveHead();
+    const km = trips.reduce((sum, t) => sum + t.distanceM, 0) / 1000;
+    const sum = $('trail-summary');
+    sum.textContent = `${fmtCount(trail.points)} points · ${trips.length} trip${trips.length === 1 ? '' : 's'}, ${km.toFixed(1)} km · ${stops.length} stop${stops.length === 1 ? '' : 's'}`;
+    sum.dataset.value = String(trail.points);
+    const list = $('trail-stops');
+    list.replaceChildren();
+    for (const s of stops.slice(-5).reverse()) {
+      const li = document.createElement('li');
+      const hm = (t: number) => new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      li.textContent = `stopped ${hm(s.start)}–${hm(s.end)} (${fmtDuration(s.end - s.start)})`;
+      list.append(li);
+    }
+  }
+
+  /** moveHead puts the playback marker where the slider's time says. */
+  private moveHead(): void {
+    const src = this.map.getSource<GeoJSONSource>('trail-head');
+    const slider = $<HTMLInputElement>('trail-slider');
+    const at = Number(slider.value);
+    const p = this.trail && positionAt(this.trail, at);
+    src?.setData({ type: 'FeatureCollection', features: p ? [{ type: 'Feature', properties: { t: at }, geometry: { type: 'Point', coordinates: p } }] : [] });
+    const el = $('trail-time');
+    el.textContent = p ? new Date(at * 1000).toLocaleTimeString() : '';
+    el.dataset.value = p ? `${at},${p[1]},${p[0]}` : '';
+  }
+
+  private togglePlay(): void {
+    if (this.playing) {
+      this.stopPlay();
+      return;
+    }
+    const slider = $<HTMLInputElement>('trail-slider');
+    if (!this.trail || slider.disabled) return;
+    const [lo, hi] = [Number(slider.min), Number(slider.max)];
+    if (Number(slider.value) >= hi) slider.value = String(lo);
+    const step = Math.max(1, (hi - lo) / (PLAY_MS / 50));
+    $('trail-play').textContent = '⏸';
+    this.playing = window.setInterval(() => {
+      const v = Math.min(hi, Number(slider.value) + step);
+      slider.value = String(v);
+      this.moveHead();
+      if (v >= hi) this.stopPlay();
+    }, 50);
+  }
+
+  private stopPlay(): void {
+    window.clearInterval(this.playing);
+    this.playing = 0;
+    $('trail-play').textContent = '▶';
   }
 
   private async fetchDetails(): Promise<void> {
@@ -459,6 +605,7 @@ export class App {
   private lastDetailsFetch = 0;
   private tickDetails(): void {
     if (!this.selectedID) return;
+    if (performance.now() - this.lastTrailFetch >= TRAIL_MS && !document.hidden && !this.playing) this.fetchTrail();
     if (this.selected) this.renderAge(this.selected);
     const now = performance.now();
     if (now - this.lastDetailsFetch >= DETAILS_MS && !document.hidden) {
@@ -541,6 +688,15 @@ export class App {
       this.find($<HTMLInputElement>('search-input').value);
     });
     $('details-close').addEventListener('click', () => this.select(null));
+    $('trail-slider').addEventListener('input', () => {
+      this.stopPlay();
+      this.moveHead();
+    });
+    $('trail-play').addEventListener('click', () => this.togglePlay());
+    $('trail-window').addEventListener('change', (e) => {
+      this.trailWindow = Number((e.target as HTMLSelectElement).value);
+      this.fetchTrail();
+    });
     $('token-form').addEventListener('submit', (e) => {
       e.preventDefault();
       const input = $<HTMLInputElement>('token-input');
