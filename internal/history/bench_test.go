@@ -37,6 +37,7 @@ func BenchmarkDiskBytesPerPoint(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var st Stats
+	var moving, stopped float64
 	for range b.N {
 		now := start.Add(hours * time.Hour)
 		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }})
@@ -62,9 +63,12 @@ func BenchmarkDiskBytesPerPoint(b *testing.B) {
 			}
 		}
 		st = h.Stats()
+		moving, stopped = blockCost(b, h)
 		h.Close()
 	}
 	b.ReportMetric(float64(st.DiskBytes)/float64(points), "disk_B/point")
+	b.ReportMetric(moving, "moving_B/point")
+	b.ReportMetric(stopped, "parked_B/point")
 	b.ReportMetric(float64(points)*float64(b.N)/b.Elapsed().Seconds(), "points/s")
 	if st.StoredPts != uint64(points) {
 		b.Fatal(fmt.Sprintf("stored %d points, posted %d", st.StoredPts, points))
@@ -132,4 +136,35 @@ func BenchmarkWithin1km(b *testing.B) {
 		found += len(vs)
 	}
 	b.ReportMetric(float64(found)/float64(b.N), "trucks/answer")
+}
+
+// blockCost splits the bytes of h's runs (blocks and their index entries)
+// between truck-hours that moved and truck-hours parked throughout (every
+// point at speed 0), per point of each.
+func blockCost(b *testing.B, h *History) (moving, parked float64) {
+	var bytes, pts [2]float64
+	var buf []byte
+	var ps []Point
+	for _, p := range h.partitions() {
+		for _, r := range p.runs {
+			var blockErr error
+			err := r.scan(func(_ int, e *entry) bool {
+				buf, _, ps, blockErr = r.block(e, buf, ps[:0])
+				k := 1
+				for i := range ps {
+					if ps[i].Speed != 0 {
+						k = 0
+						break
+					}
+				}
+				bytes[k] += float64(e.length + entrySize)
+				pts[k] += float64(len(ps))
+				return blockErr == nil
+			})
+			if err != nil || blockErr != nil {
+				b.Fatal(err, blockErr)
+			}
+		}
+	}
+	return bytes[0] / pts[0], bytes[1] / pts[1]
 }
