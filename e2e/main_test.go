@@ -53,6 +53,9 @@ func TestMain(m *testing.M) {
 	if benchRulesSrv != nil {
 		benchRulesSrv.stop()
 	}
+	if respBenchSrv != nil {
+		respBenchSrv.stop()
+	}
 	for _, w := range []*wideBench{&wideReading, &wideIdle} {
 		if w.srv != nil {
 			w.srv.stop()
