@@ -89,7 +89,7 @@ Flags:
                      take more than SIZE (default 4GiB)
   --history-buffer SIZE
                      points are buffered in memory up to SIZE before they
-                     are written (default 4MiB); history's memory stays
+                     are written (default 2MiB); history's memory stays
                      under 4x SIZE whatever the fleet and the retention:
                      when the disk falls behind, ingest waits for it
   --snapshot-every SIZE

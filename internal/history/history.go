@@ -24,7 +24,7 @@ import (
 const (
 	DefaultRetention   = 7 * 24 * time.Hour
 	DefaultMaxDisk     = 4 << 30 // a demo fleet must not fill a laptop
-	DefaultBufferBytes = 4 << 20
+	DefaultBufferBytes = 2 << 20
 	DefaultFlushEvery  = 10 * time.Second
 	// MergeFanIn runs of one level in a partition are merged into one.
 	MergeFanIn = 8
@@ -93,6 +93,14 @@ type bufPoint struct {
 // ID's hash is computed by the writer, off the ingest path.
 const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
 
+// newBuffer returns an empty buffer with room for what WaitRoom lets in
+// (2·BufferBytes), allocated once: growing by appends would double past
+// it and keep the slack.
+func (h *History) newBuffer() *buffer {
+	n := 2 * h.o.BufferBytes / pointBytes
+	return &buffer{pts: make([]bufPoint, 0, n), ids: make([]byte, 0, n*16)}
+}
+
 // Sealed is a buffer sealed at a log position, for Write.
 type Sealed = buffer
 
@@ -150,7 +158,7 @@ func Open(o Options) (*History, error) {
 	}
 	h := &History{o: o, kick: make(chan struct{}, 1)}
 	h.mu.room.L = &h.mu.Mutex
-	h.mu.active = &buffer{}
+	h.mu.active = h.newBuffer()
 	h.mu.parts = map[uint32]*partition{}
 	if b, err := vfs.ReadFile(o.FS, filepath.Join(o.Dir, coveredFile)); err == nil {
 		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
@@ -308,7 +316,7 @@ func (h *History) Seal(covers uint64) *buffer {
 	b.covers = covers
 	next := h.mu.spare
 	if next == nil {
-		next = &buffer{}
+		next = h.newBuffer()
 	}
 	h.mu.spare = nil
 	h.mu.active = next
