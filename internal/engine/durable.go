@@ -52,6 +52,7 @@ type durable struct {
 	// its writers; pending is a sealed buffer whose write failed, retried
 	// first.
 	hist      *history.History
+	histKick  chan struct{} // a write happened: housekeep
 	histMu    sync.Mutex
 	pending   *history.Sealed
 	replayUps []store.Update // recovery's scratch for history

@@ -126,6 +126,7 @@ func Open(o Options) (*Engine, error) {
 	}
 	if e.dur != nil && e.dur.hist != nil {
 		e.bg.Go(e.historyWriter)
+		e.bg.Go(e.historyKeeper)
 	}
 	e.ready.Store(true)
 	return e, nil
@@ -395,7 +396,10 @@ func (e *Engine) Close() error {
 	if d := e.dur; d != nil {
 		var herr error
 		if d.hist != nil {
-			if herr = e.flushHistory(); herr != nil {
+			if herr = e.flushHistory(); herr == nil {
+				herr = d.hist.SyncCovered() // before the final snapshot cuts the log
+			}
+			if herr != nil {
 				e.opts.Logger.Error("final history write failed; the write-ahead log still has its points", "err", herr)
 			}
 		}

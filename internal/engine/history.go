@@ -35,6 +35,7 @@ func (d *durable) openHistory(o *Options) error {
 		return fmt.Errorf("engine: opening history: %w", err)
 	}
 	d.hist = h
+	d.histKick = make(chan struct{}, 1)
 	return nil
 }
 
@@ -85,13 +86,16 @@ func (d *durable) replayHistory(lsn wal.LSN, payload []byte) error {
 	d.hist.Add(d.replayUps)
 	clear(d.replayUps)
 	if d.hist.ShouldSeal() {
-		return d.hist.Write(d.hist.Seal(uint64(lsn)))
+		if err := d.hist.Write(d.hist.Seal(uint64(lsn))); err != nil {
+			return err
+		}
+		d.hist.Housekeep() // the replay of a long log must not pile up runs
 	}
 	return nil
 }
 
 // historyWriter seals and writes history's buffers until Close: when one
-// is full, or old (history.Options.FlushEvery), and housekeeps when idle.
+// is full, or old (history.Options.FlushEvery).
 func (e *Engine) historyWriter() {
 	d := e.dur
 	t := time.NewTicker(histIdleEvery)
@@ -103,7 +107,6 @@ func (e *Engine) historyWriter() {
 		case <-d.hist.Full():
 		case <-t.C:
 			if !d.hist.ShouldSeal() {
-				d.hist.Housekeep()
 				continue
 			}
 		}
@@ -114,13 +117,44 @@ func (e *Engine) historyWriter() {
 				return
 			case <-time.After(time.Second):
 			}
+			continue
+		}
+		select { // merges and the durable mark, off the flush path
+		case d.histKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// historyKeeper merges and compacts history's runs, applies its retention,
+// makes its covered mark durable and then lets the log go of what history
+// and the snapshots both cover: after each write, and once every
+// histIdleEvery. It runs beside historyWriter so that a merge never holds
+// up a flush (and through it, ingest).
+func (e *Engine) historyKeeper() {
+	d := e.dur
+	t := time.NewTicker(histIdleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-d.histKick:
+		case <-t.C:
+		}
+		d.hist.Housekeep()
+		if err := d.hist.SyncCovered(); err != nil {
+			e.opts.Logger.Error("history's covered mark could not be made durable; the write-ahead log is kept until it is", "err", err)
+			continue
+		}
+		if err := d.truncateLog(); err != nil {
+			e.opts.Logger.Error("truncating the write-ahead log failed; it is retried", "err", err)
 		}
 	}
 }
 
 // flushHistory seals the active buffer at the log's last record — under
-// the apply lock, so every record up to it has been added — writes it,
-// and lets the log go of what history and the snapshots both cover.
+// the apply lock, so every record up to it has been added — and writes it.
 func (e *Engine) flushHistory() error {
 	d := e.dur
 	d.histMu.Lock()
@@ -135,7 +169,7 @@ func (e *Engine) flushHistory() error {
 		return err // kept pending: retried, in order, before anything newer
 	}
 	d.pending = nil
-	return d.truncateLog()
+	return nil
 }
 
 // truncateLog drops the log segments that neither a kept snapshot nor
@@ -145,7 +179,7 @@ func (d *durable) truncateLog() error {
 	defer d.truncMu.Unlock()
 	keep := d.keepWALFrom
 	if d.hist != nil {
-		keep = min(keep, wal.LSN(d.hist.Covered())+1)
+		keep = min(keep, wal.LSN(d.hist.DurableCovered())+1)
 	}
 	if keep == 0 {
 		return nil
@@ -173,5 +207,12 @@ func (e *Engine) FlushHistory() error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
-	return e.flushHistory()
+	if err := e.flushHistory(); err != nil {
+		return err
+	}
+	select {
+	case e.dur.histKick <- struct{}{}:
+	default:
+	}
+	return nil
 }

@@ -49,12 +49,12 @@ func BenchmarkDiskBytesPerPoint(b *testing.B) {
 			lsn++
 			h.Add(batch)
 			if h.ShouldSeal() {
-				if err := h.Write(h.Seal(lsn)); err != nil {
+				if err := writeAll(h, h.Seal(lsn)); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
-		if err := h.Write(h.Seal(lsn)); err != nil {
+		if err := writeAll(h, h.Seal(lsn)); err != nil {
 			b.Fatal(err)
 		}
 		for _, p := range h.partitions() { // as a partition is once its hour is over
@@ -113,7 +113,7 @@ func BenchmarkWithin1km(b *testing.B) {
 		}
 		h.Add(batch)
 	}
-	if err := h.Write(h.Seal(1)); err != nil {
+	if err := writeAll(h, h.Seal(1)); err != nil {
 		b.Fatal(err)
 	}
 	for _, p := range h.partitions() {

@@ -137,7 +137,8 @@ type History struct {
 		sealed  []*buffer // oldest first, being written
 		spare   *buffer   // a written buffer's memory, for the next active one
 		parts   map[uint32]*partition
-		covered uint64
+		covered uint64    // written through (COVERED renamed into place)
+		durable uint64    // ... and fsynced: what the log may be cut at
 		room    sync.Cond // signalled when the active buffer is sealed
 	}
 	kick chan struct{} // a buffer is full: seal it
@@ -163,9 +164,12 @@ func Open(o Options) (*History, error) {
 	if b, err := vfs.ReadFile(o.FS, filepath.Join(o.Dir, coveredFile)); err == nil {
 		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("history: %s: %w", coveredFile, err)
+			// Its last rename was not fsynced before a crash: replaying
+			// the whole log is safe (duplicates are dropped).
+			o.Logger.Warn("history: the covered mark is unreadable; the whole write-ahead log will be replayed into history", "file", coveredFile, "err", err)
+			v = 0
 		}
-		h.mu.covered = v
+		h.mu.covered, h.mu.durable = v, v
 	}
 	names, err := o.FS.List(o.Dir)
 	if err != nil {
@@ -326,11 +330,51 @@ func (h *History) Seal(covers uint64) *buffer {
 }
 
 // Covered is the log position up to which every point is in a durable
-// run: the engine keeps the log after it.
+// run, as far as this process knows; recovery replays the log after it.
 func (h *History) Covered() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.mu.covered
+}
+
+// DurableCovered is Covered as the disk knows it after a crash: the
+// engine keeps the log after it. SyncCovered advances it.
+func (h *History) DurableCovered() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.durable
+}
+
+// SyncCovered makes the covered mark durable (one fsync of the mark and
+// one of the directory), if it moved. Write leaves that to it, so that a
+// flush costs the run's fsyncs only; the engine calls it before it cuts
+// the log.
+func (h *History) SyncCovered() error {
+	h.mu.Lock()
+	v := h.mu.covered
+	moved := v > h.mu.durable
+	h.mu.Unlock()
+	if !moved {
+		return nil
+	}
+	f, err := h.o.FS.Open(filepath.Join(h.o.Dir, coveredFile))
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = h.o.FS.SyncDir(h.o.Dir)
+	}
+	if err != nil {
+		return fmt.Errorf("history: syncing the covered mark: %w", err)
+	}
+	h.mu.Lock()
+	h.mu.durable = max(h.mu.durable, v)
+	h.mu.Unlock()
+	return nil
 }
 
 // Write makes a sealed buffer durable: one run per hour it touches, then
@@ -347,7 +391,6 @@ func (h *History) Write(b *buffer) error {
 	*b = buffer{pts: b.pts[:0], ids: b.ids[:0]}
 	h.mu.spare = b
 	h.mu.Unlock()
-	h.Housekeep()
 	return nil
 }
 
@@ -378,6 +421,7 @@ func (h *History) write(b *buffer) error {
 	at := func(k int) *bufPoint { return &b.pts[ord[k]] }
 	cutoff := h.retentionCutoff()
 	var ps []Point
+	newDirs := false
 	for i := 0; i < len(ord); {
 		hour := at(i).TS / 3600
 		j := i
@@ -389,7 +433,8 @@ func (h *History) write(b *buffer) error {
 			i = j
 			continue
 		}
-		p := h.partition(hour)
+		p, created := h.partition(hour)
+		newDirs = newDirs || created
 		dir := filepath.Join(h.o.Dir, hourName(hour))
 		if err := h.o.FS.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("history: %w", err)
@@ -426,8 +471,10 @@ func (h *History) write(b *buffer) error {
 		}
 		i = j
 	}
-	if err := h.o.FS.SyncDir(h.o.Dir); err != nil {
-		return fmt.Errorf("history: %w", err)
+	if newDirs { // a new hour's directory entry
+		if err := h.o.FS.SyncDir(h.o.Dir); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 	}
 	// The mark last: a crash before it replays the buffer's log records
 	// into history again, and the duplicates are dropped.
@@ -437,15 +484,22 @@ func (h *History) write(b *buffer) error {
 	return nil
 }
 
+// setCovered renames a new covered mark into place, without fsyncs (see
+// SyncCovered): the runs it covers are durable already.
 func (h *History) setCovered(v uint64) error {
 	tmp := filepath.Join(h.o.Dir, coveredFile+".tmp")
-	if err := vfs.WriteFile(h.o.FS, tmp, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
+	f, err := h.o.FS.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	_, err = f.Write([]byte(strconv.FormatUint(v, 10) + "\n"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	if err := h.o.FS.Rename(tmp, filepath.Join(h.o.Dir, coveredFile)); err != nil {
-		return fmt.Errorf("history: %w", err)
-	}
-	if err := h.o.FS.SyncDir(h.o.Dir); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	h.mu.Lock()
@@ -454,16 +508,17 @@ func (h *History) setCovered(v uint64) error {
 	return nil
 }
 
-// partition returns hour's partition, creating it.
-func (h *History) partition(hour uint32) *partition {
+// partition returns hour's partition, creating it (created: it was new).
+func (h *History) partition(hour uint32) (p *partition, created bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.mu.parts[hour]
+	p = h.mu.parts[hour]
 	if p == nil {
 		p = &partition{hour: hour, lastWrite: h.o.Now()}
 		h.mu.parts[hour] = p
+		created = true
 	}
-	return p
+	return p, created
 }
 
 // install opens a new run of p and removes the runs it replaces.
@@ -493,9 +548,11 @@ func (h *History) retentionCutoff() uint32 {
 	return uint32(max(c, 0))
 }
 
-// Housekeep merges partitions with MergeFanIn runs of one level, compacts
-// finished hours and drops partitions past the retention or the disk
-// limit. Write calls it; the writer's goroutine also calls it when idle.
+// Housekeep merges partitions with MergeFanIn runs of one size tier,
+// compacts finished hours and drops partitions past the retention or the
+// disk limit. It may run concurrently with Write (the engine runs it on a
+// goroutine of its own, so that merges never delay a flush), not with
+// itself.
 func (h *History) Housekeep() {
 	for _, p := range h.partitions() {
 		for {

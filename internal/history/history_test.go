@@ -119,7 +119,7 @@ func TestModel(t *testing.T) {
 		checkModel(t, r, h, m, round)
 	}
 	// Export, once everything is written, equals the model.
-	if err := h.Write(h.Seal(lsn)); err != nil {
+	if err := writeAll(h, h.Seal(lsn)); err != nil {
 		t.Fatal(err)
 	}
 	exported := map[string][]Point{}
@@ -209,7 +209,7 @@ func TestRetention(t *testing.T) {
 	}
 	h.Add(at(now.Unix() - 3600))
 	h.Add(at(now.Unix() - 5*3600)) // past the retention already
-	if err := h.Write(h.Seal(1)); err != nil {
+	if err := writeAll(h, h.Seal(1)); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ := h.Trail([]byte("a"), 0, ^uint32(0), nil)
@@ -218,7 +218,7 @@ func TestRetention(t *testing.T) {
 	}
 	now = now.Add(3 * time.Hour)
 	h.Add(at(now.Unix()))
-	if err := h.Write(h.Seal(2)); err != nil {
+	if err := writeAll(h, h.Seal(2)); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ = h.Trail([]byte("a"), 0, ^uint32(0), nil)
@@ -250,7 +250,7 @@ func TestConcurrentReads(t *testing.T) {
 			})
 			added.Add(1)
 			if i%40 == 39 {
-				if err := h.Write(h.Seal(uint64(i))); err != nil {
+				if err := writeAll(h, h.Seal(uint64(i))); err != nil {
 					t.Error(err)
 					return
 				}
@@ -297,7 +297,7 @@ func TestCorruptRun(t *testing.T) {
 			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-int64(3-hour)*3600, 0, 0)})
 		}
 		h.Add(ups)
-		if err := h.Write(h.Seal(uint64(hour + 1))); err != nil {
+		if err := writeAll(h, h.Seal(uint64(hour+1))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -369,7 +369,7 @@ func TestLateTrickle(t *testing.T) {
 		ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, old+int64(i%3000), 0, 0)})
 	}
 	h.Add(ups)
-	if err := h.Write(h.Seal(1)); err != nil {
+	if err := writeAll(h, h.Seal(1)); err != nil {
 		t.Fatal(err)
 	}
 	p := h.partitions()[0]
@@ -377,7 +377,7 @@ func TestLateTrickle(t *testing.T) {
 	for i := range 20 {
 		now = now.Add(time.Minute / 4)
 		h.Add([]fleet.Update{{ID: []byte("late"), Position: fleet.MakePosition(45, 7, old+int64(i), 0, 0)}})
-		if err := h.Write(h.Seal(uint64(2 + i))); err != nil {
+		if err := writeAll(h, h.Seal(uint64(2+i))); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Contains(p.runs, big) {
@@ -392,4 +392,14 @@ func TestLateTrickle(t *testing.T) {
 	if got, _, _ := h.Trail([]byte("late"), 0, ^uint32(0), nil); len(got) != 20 {
 		t.Fatalf("late points: %d", len(got))
 	}
+}
+
+// writeAll writes a sealed buffer and housekeeps, as the engine's writer
+// and housekeeper do between them.
+func writeAll(h *History, b *Sealed) error {
+	if err := h.Write(b); err != nil {
+		return err
+	}
+	h.Housekeep()
+	return h.SyncCovered()
 }
