@@ -43,6 +43,10 @@ func TestRouteScopes(t *testing.T) {
 		{req{method: "GET", target: "/v1/rules"}, auth.Read},
 		{req{method: "DELETE", target: "/v1/rules/nope"}, auth.Admin},
 		{req{method: "GET", target: "/v1/alerts"}, auth.Read},
+		{req{method: "GET", target: "/v1/trucks/a/history"}, auth.Read},
+		{req{method: "GET", target: "/v1/trucks/a/trips"}, auth.Read},
+		{req{method: "GET", target: "/v1/history/within?bbox=0,0,1,1"}, auth.Read},
+		{req{method: "GET", target: "/v1/history/export"}, auth.Read},
 		{req{method: "GET", target: "/no/such/route"}, 0},
 		{req{method: "PUT", target: "/v1/positions"}, 0},
 	} {
