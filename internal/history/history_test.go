@@ -403,3 +403,36 @@ func writeAll(h *History, b *Sealed) error {
 	h.Housekeep()
 	return h.SyncCovered()
 }
+
+// TestFindManyTrucks looks trucks up in runs larger than the fence's
+// stride: every truck is found with its points, absent ones are not.
+func TestFindManyTrucks(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, BufferBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	const trucks = 3*fenceEvery + 17
+	for round := range 2 {
+		var ups []fleet.Update
+		for i := range trucks {
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-3600+int64(round), float64(i%100), 0)})
+		}
+		h.Add(ups)
+		if err := writeAll(h, h.Seal(uint64(round+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range trucks {
+		got, ans, err := h.Trail(fmt.Appendf(nil, "t%d", i), 0, ^uint32(0), nil)
+		if err != nil || ans.Incomplete || len(got) != 2 || got[0].Speed != uint16(i%100*10) {
+			t.Fatalf("t%d: %v %v %+v", i, err, ans, got)
+		}
+	}
+	for _, id := range []string{"t-1", "nobody", fmt.Sprintf("t%d", trucks)} {
+		if got, _, _ := h.Trail([]byte(id), 0, ^uint32(0), nil); len(got) != 0 {
+			t.Fatalf("%s: %d points", id, len(got))
+		}
+	}
+}

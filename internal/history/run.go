@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -223,15 +225,23 @@ type run struct {
 	refs     atomic.Int32
 	obsolete atomic.Bool
 	bad      atomic.Bool // a read failed its checks (counted once)
-	size     int64
-	hour     uint32
-	covers   uint64
-	trucks   int
-	points   uint64
-	idxOff   int64
-	idxCRC   uint32
-	level    int
-	seq      uint64
+
+	// fence holds every fenceEvery-th index entry's hash, loaded by the
+	// first find, so that a lookup reads one slice of the index instead
+	// of binary-searching it a pread at a time. 8 bytes per 1,024 trucks:
+	// 8 KiB for a 1M-truck hour.
+	fenceOnce sync.Once
+	fence     []uint64
+	fenceErr  error
+	size      int64
+	hour      uint32
+	covers    uint64
+	trucks    int
+	points    uint64
+	idxOff    int64
+	idxCRC    uint32
+	level     int
+	seq       uint64
 }
 
 // openRun opens a run and checks its header and trailer; blocks and the
@@ -337,41 +347,64 @@ func (r *run) decodeBlock(e *entry, buf []byte, dst []Point) ([]byte, []Point, e
 	return id, dst, nil
 }
 
-// find appends the points of id to dst.
+// fenceEvery is the stride of a run's fence.
+const fenceEvery = 1024
+
+// loadFence reads the index once, in large reads, checking its checksum.
+func (r *run) loadFence() {
+	fence := make([]uint64, 0, (r.trucks+fenceEvery-1)/fenceEvery)
+	r.fenceErr = r.scan(func(i int, e *entry) bool {
+		if i%fenceEvery == 0 {
+			fence = append(fence, e.hash)
+		}
+		return true
+	})
+	r.fence = fence
+}
+
+// find appends the points of id to dst: the fence narrows the index to
+// one slice of at most fenceEvery+1 entries, read at once.
 func (r *run) find(id []byte, buf []byte, dst []Point) ([]byte, []Point, error) {
-	h := idHash(id)
-	var e entry
-	var eb [entrySize]byte
-	var err error
-	lo, hi := 0, r.trucks
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if err = r.entry(m, eb[:], &e); err != nil {
-			return buf, dst, err
-		}
-		if e.hash < h {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+	r.fenceOnce.Do(r.loadFence)
+	if r.fenceErr != nil {
+		return buf, dst, r.fenceErr
 	}
-	for i := lo; i < r.trucks; i++ {
-		if err = r.entry(i, eb[:], &e); err != nil {
-			return buf, dst, err
+	h := idHash(id)
+	k := sort.Search(len(r.fence), func(k int) bool { return r.fence[k] >= h })
+	// Entries with hash h lie after fence[k-1] (< h) and, but for equal
+	// hashes, at or before fence[k].
+	var e entry
+	chunk := make([]byte, 0, (fenceEvery+1)*entrySize)
+	for i := max(k-1, 0) * fenceEvery; i < r.trucks; {
+		n := min(fenceEvery+1, r.trucks-i)
+		chunk = chunk[:n*entrySize]
+		if _, err := r.f.ReadAt(chunk, r.idxOff+int64(i)*entrySize); err != nil {
+			return buf, dst, fmt.Errorf("history: %s: %w", r.path, err)
 		}
-		if e.hash != h {
-			break
+		for j := range n {
+			e.get(chunk[j*entrySize:])
+			if err := r.checkEntry(i+j, &e); err != nil {
+				return buf, dst, err
+			}
+			if e.hash < h {
+				continue
+			}
+			if e.hash > h {
+				return buf, dst, nil
+			}
+			m := len(dst)
+			var got []byte
+			var err error
+			buf, got, dst, err = r.block(&e, buf, dst)
+			if err != nil {
+				return buf, dst[:m], err
+			}
+			if bytes.Equal(got, id) {
+				return buf, dst, nil
+			}
+			dst = dst[:m]
 		}
-		n := len(dst)
-		var got []byte
-		buf, got, dst, err = r.block(&e, buf, dst)
-		if err != nil {
-			return buf, dst[:n], err
-		}
-		if bytes.Equal(got, id) {
-			return buf, dst, nil
-		}
-		dst = dst[:n]
+		i += n
 	}
 	return buf, dst, nil
 }
