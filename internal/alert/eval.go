@@ -172,8 +172,8 @@ func (e *Evaluator) evalUpdate(sn *ruleIndex, in *rules.Input, sc *scratch) {
 	for _, i := range sn.always {
 		sc.try(sn, in, i)
 	}
-	for gi := range sn.groups {
-		g := &sn.groups[gi]
+	for gi := range sn.heads {
+		g := &sn.heads[gi]
 		if g.term >= numFast && sc.tAt[g.term] != sc.stamp { // see termVal
 			sc.termVal(sn, in, g.term)
 		}
@@ -194,8 +194,9 @@ func (e *Evaluator) evalUpdate(sn *ruleIndex, in *rules.Input, sc *scratch) {
 		if !enter {
 			continue
 		}
-		idx := g.rules
-		for j, c := range g.consts {
+		grp := &sn.groups[gi]
+		idx := grp.rules
+		for j, c := range grp.consts {
 			var ok bool
 			switch g.op {
 			case rules.GT:
