@@ -50,6 +50,9 @@ func TestMain(m *testing.M) {
 	if benchSrv != nil {
 		benchSrv.stop()
 	}
+	if benchNoHistSrv != nil {
+		benchNoHistSrv.stop()
+	}
 	if benchRulesSrv != nil {
 		benchRulesSrv.stop()
 	}
