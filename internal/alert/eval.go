@@ -135,10 +135,10 @@ func (e *Evaluator) evalRange(sn *ruleIndex, b *fleet.Batch, lo, hi int, sc *scr
 			}
 			changed++
 			u := &b.Updates[i]
-			setState(&in.State, &u.Position)
+			in.State.Set(&u.Position)
 			in.HasPrev = b.HadPrev[i]
 			if in.HasPrev {
-				setState(&in.Prev, &b.Prev[i])
+				in.Prev.Set(&b.Prev[i])
 			} else {
 				in.Prev = rules.State{}
 			}
@@ -158,11 +158,6 @@ func (e *Evaluator) evalRange(sn *ruleIndex, b *fleet.Batch, lo, hi int, sc *scr
 
 // prefetchChunk is how many updates evalRange looks ahead.
 const prefetchChunk = 32
-
-// setState converts a stored position into what rules read.
-func setState(s *rules.State, p *fleet.Position) {
-	*s = rules.State{Lat: p.LatDeg(), Lon: p.LonDeg(), Speed: p.SpeedKmh(), Heading: float64(p.Heading), TS: int64(p.TS)}
-}
 
 // evalUpdate sets sc.trues to the indices of the rules true for in; see
 // ruleIndex for how the candidates are found.

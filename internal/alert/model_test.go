@@ -85,10 +85,10 @@ func TestTransitionsMatchModel(t *testing.T) {
 				}
 				last[id] = p
 				var in rules.Input
-				setState(&in.State, &p)
+				in.State.Set(&p)
 				in.HasPrev = had
 				if had {
-					setState(&in.Prev, &prev)
+					in.Prev.Set(&prev)
 				}
 				for _, mr := range mrules {
 					k := mkey{mr.name, id}

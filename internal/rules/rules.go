@@ -1,10 +1,18 @@
 package rules
 
+import "github.com/fleetd/fleetd/internal/fleet"
+
 // State is a truck's last known position report, as the store keeps it.
 type State struct {
 	Lat, Lon       float64 // degrees, WGS84
 	Speed, Heading float64 // km/h, degrees clockwise from north
 	TS             int64   // Unix seconds
+}
+
+// Set sets s from a stored position (package fleet's fixed point): the
+// one conversion between what the engine keeps and what rules read.
+func (s *State) Set(p *fleet.Position) {
+	*s = State{Lat: p.LatDeg(), Lon: p.LonDeg(), Speed: p.SpeedKmh(), Heading: float64(p.Heading), TS: int64(p.TS)}
 }
 
 // Input is what a rule sees for one GPS update: the new report (the
