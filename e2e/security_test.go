@@ -94,7 +94,9 @@ func TestSecurityScopes(t *testing.T) {
 	p := start(t, "--token-file", file)
 	nd := []string{"Content-Type", ndjson}
 	body := `{"id":"truck-0000001","lat":1,"lon":1,"ts":1764000000}`
-	bearer := func(tok string, h ...string) []string { return append([]string{"Authorization", "Bearer " + tok}, h...) }
+	bearer := func(tok string, h ...string) []string {
+		return append([]string{"Authorization", "Bearer " + tok}, h...)
+	}
 
 	p.do("POST", "/v1/positions", body, bearer("dev-7f3a", nd...)...).want(t, 200)
 	p.do("POST", "/v1/positions", body, bearer("wall-91c2", nd...)...).wantErr(t, 403, `token "wall" has scope read; POST /v1/positions needs ingest`)
