@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 )
@@ -55,28 +57,42 @@ func corrupt(format string, args ...any) error {
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
+// The five position columns, in order; a block's header says which of
+// them are run-length encoded (bits 0-4) above the attribute mask.
+const (
+	colTS = iota
+	colSpeed
+	colHeading
+	colLat
+	colLon
+	numCols
+)
+
+// colScratch holds the varints of a block's position columns while
+// appendColumns chooses their encoding.
+var colScratch = sync.Pool{New: func() any { return new([numCols][]uint64) }}
+
 // appendColumns appends the column encoding of ps (sorted, without
-// duplicates; see doc.go), starting with the union of their attribute
-// masks.
+// duplicates; see doc.go): a header with the union of their attribute
+// masks and which columns are run-length encoded, then the columns.
 func appendColumns(dst []byte, ps []Point) []byte {
 	var mask uint32
 	for i := range ps {
 		mask |= ps[i].Attrs.Mask
 	}
-	dst = binary.AppendUvarint(dst, uint64(mask))
-	prevTS := uint32(0)
-	for i := range ps {
-		dst = binary.AppendUvarint(dst, uint64(ps[i].TS-prevTS))
-		prevTS = ps[i].TS
+	cols := colScratch.Get().(*[numCols][]uint64)
+	defer colScratch.Put(cols)
+	for c := range cols {
+		cols[c] = cols[c][:0]
 	}
+	prevTS := uint32(0)
 	var prevSpeed, prevHeading int64
 	for i := range ps {
-		dst = binary.AppendUvarint(dst, zigzag(int64(ps[i].Speed)-prevSpeed))
-		prevSpeed = int64(ps[i].Speed)
-	}
-	for i := range ps {
-		dst = binary.AppendUvarint(dst, zigzag(int64(ps[i].Heading)-prevHeading))
-		prevHeading = int64(ps[i].Heading)
+		p := &ps[i]
+		cols[colTS] = append(cols[colTS], uint64(p.TS-prevTS))
+		cols[colSpeed] = append(cols[colSpeed], zigzag(int64(p.Speed)-prevSpeed))
+		cols[colHeading] = append(cols[colHeading], zigzag(int64(p.Heading)-prevHeading))
+		prevTS, prevSpeed, prevHeading = p.TS, int64(p.Speed), int64(p.Heading)
 	}
 	for c := range 2 {
 		var prev, prevD int64
@@ -86,9 +102,19 @@ func appendColumns(dst []byte, ps []Point) []byte {
 				v = int64(ps[i].Lon)
 			}
 			d := v - prev
-			dst = binary.AppendUvarint(dst, zigzag(d-predict(ps, i, prevD)))
+			cols[colLat+c] = append(cols[colLat+c], zigzag(d-predict(ps, i, prevD)))
 			prev, prevD = v, d
 		}
+	}
+	var rle uint64
+	for c := range cols {
+		if rleLen(cols[c]) < plainLen(cols[c]) {
+			rle |= 1 << c
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(mask)<<numCols|rle)
+	for c := range cols {
+		dst = appendColumn(dst, cols[c], rle&(1<<c) != 0)
 	}
 	for a := range fleet.Attr(fleet.NumAttrs) {
 		if mask&(1<<a) == 0 {
@@ -104,6 +130,50 @@ func appendColumns(dst []byte, ps []Point) []byte {
 				prev = int64(v)
 			}
 		}
+	}
+	return dst
+}
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+func plainLen(us []uint64) int {
+	n := 0
+	for _, u := range us {
+		n += uvarintLen(u)
+	}
+	return n
+}
+
+// rleLen is the size of us as runs: (value, length-1) pairs.
+func rleLen(us []uint64) int {
+	n := 0
+	for i := 0; i < len(us); {
+		j := i + 1
+		for j < len(us) && us[j] == us[i] {
+			j++
+		}
+		n += uvarintLen(us[i]) + uvarintLen(uint64(j-i-1))
+		i = j
+	}
+	return n
+}
+
+// appendColumn appends us as varints, or as runs of equal ones.
+func appendColumn(dst []byte, us []uint64, rle bool) []byte {
+	if !rle {
+		for _, u := range us {
+			dst = binary.AppendUvarint(dst, u)
+		}
+		return dst
+	}
+	for i := 0; i < len(us); {
+		j := i + 1
+		for j < len(us) && us[j] == us[i] {
+			j++
+		}
+		dst = binary.AppendUvarint(dst, us[i])
+		dst = binary.AppendUvarint(dst, uint64(j-i-1))
+		i = j
 	}
 	return dst
 }
@@ -127,40 +197,92 @@ func (r *columnReader) uvarint(what string) uint64 {
 	return v
 }
 
+// column reads one column's n varints, plain or as runs.
+type column struct {
+	rle  bool
+	what string
+	v    uint64
+	left int // of the current run
+	rest int // values not read yet, runs included
+}
+
+func (c *column) next(r *columnReader) uint64 {
+	if !c.rle {
+		return r.uvarint(c.what)
+	}
+	if c.left == 0 {
+		c.v = r.uvarint(c.what)
+		run := r.uvarint(c.what)
+		if run >= uint64(c.rest) {
+			if r.err == nil {
+				r.err = corrupt("a run of %d %s values past the column's end", run+1, c.what)
+			}
+			return 0
+		}
+		c.left = int(run) + 1
+	}
+	c.left--
+	c.rest--
+	return c.v
+}
+
+// maxBlockPoints bounds a block's point count (a truck's hour), so that
+// a damaged or hostile count cannot make the decoder allocate without
+// bound (runs let a few bytes stand for many points).
+const maxBlockPoints = 1 << 20
+
 // decodeColumns decodes n points from the columns in src (as appendColumns
 // wrote them) and appends them to dst.
 func decodeColumns(dst []Point, src []byte, n int) ([]Point, error) {
-	// Each point takes at least five bytes (one per column).
-	if n < 0 || n > len(src)/5 {
-		return dst, corrupt("%d points in %d bytes", n, len(src))
+	if n < 0 || n > maxBlockPoints {
+		return dst, corrupt("%d points in a block", n)
 	}
 	r := columnReader{b: src}
-	mask := r.uvarint("attribute mask")
-	if mask>>fleet.NumAttrs != 0 {
+	head := r.uvarint("block header")
+	mask := head >> numCols
+	if mask>>fleet.NumAttrs != 0 || r.err != nil {
 		return dst, corrupt("unknown attributes %#x", mask)
+	}
+	// A plain column takes at least a byte a point, runs two bytes: check
+	// before allocating the points.
+	least := 0
+	for c := range numCols {
+		if head&(1<<c) != 0 {
+			least += 2
+		} else {
+			least += n
+		}
+	}
+	if len(r.b) < least {
+		return dst, corrupt("%d points in %d bytes", n, len(src))
+	}
+	col := func(c int, what string) column {
+		return column{rle: head&(1<<c) != 0, what: what, rest: n}
 	}
 	base := len(dst)
 	dst = slices.Grow(dst, n)[:base+n]
 	ps := dst[base:]
 	clear(ps)
 	ts := uint64(0)
+	tsc := col(colTS, "ts")
 	for i := range ps {
-		ts += r.uvarint("ts")
+		ts += tsc.next(&r)
 		if ts > math.MaxUint32 {
 			return dst[:base], corrupt("ts past 2106")
 		}
 		ps[i].TS = uint32(ts)
 	}
 	var speed, heading int64
+	sc, hc := col(colSpeed, "speed"), col(colHeading, "heading")
 	for i := range ps {
-		speed += unzigzag(r.uvarint("speed"))
+		speed += unzigzag(sc.next(&r))
 		if speed < 0 || speed > math.MaxUint16 {
 			return dst[:base], corrupt("speed out of range")
 		}
 		ps[i].Speed = uint16(speed)
 	}
 	for i := range ps {
-		heading += unzigzag(r.uvarint("heading"))
+		heading += unzigzag(hc.next(&r))
 		if heading < 0 || heading > math.MaxUint16 {
 			return dst[:base], corrupt("heading out of range")
 		}
@@ -168,8 +290,9 @@ func decodeColumns(dst []Point, src []byte, n int) ([]Point, error) {
 	}
 	for c := range 2 {
 		var prev, prevD int64
+		cc := col(colLat+c, "coordinate")
 		for i := range ps {
-			d := predict(ps, i, prevD) + unzigzag(r.uvarint("coordinate"))
+			d := predict(ps, i, prevD) + unzigzag(cc.next(&r))
 			v := prev + d
 			if v < math.MinInt32 || v > math.MaxInt32 {
 				return dst[:base], corrupt("coordinate out of range")

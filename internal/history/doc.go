@@ -51,7 +51,7 @@
 //	header, 32 bytes
 //	| "FLEETHST" | version u32 = 1 | hour u32 (Unix hours) | covers u64 (LSN) | trucks u32 | CRC u32 of 0..27 |
 //	blocks, one per truck, in index order
-//	| CRC u32 of the rest | uvarint idLen | id | uvarint n | uvarint attrMask | columns |
+//	| CRC u32 of the rest | uvarint idLen | id | uvarint n | uvarint attrMask<<5 | runs | columns |
 //	index, trucks × 48 bytes, sorted by (hash, id)
 //	| hash u64 (FNV-1a of the ID) | offset u64 | length u32 | points u32 |
 //	| minTS u32 | maxTS u32 | minLat i32 | minLon i32 | maxLat i32 | maxLon i32 |
@@ -60,11 +60,17 @@
 //
 // A block's points are sorted by ts (ties by the other fields), without
 // exact duplicates, and stored as columns of varints, so that similar
-// values sit together: ts as deltas; lat and lon as deltas of deltas (a
-// truck moving steadily costs about one byte per coordinate, a parked one
-// exactly one); speed and heading as deltas; for each attribute present in
-// the block (attrMask), a presence bit column then its values as deltas.
-// Every stored field round-trips exactly.
+// values sit together: ts as deltas; speed and heading as deltas (zigzag);
+// lat and lon as residuals against the delta predicted from the previous
+// one scaled by speed·dt (a truck moving steadily costs about one byte per
+// coordinate, a parked one zero); for each attribute present in the block
+// (attrMask), a presence bit column then its values as deltas. Each of the
+// five position columns (ts, speed, heading, lat, lon) is written either
+// as n varints or, when that is smaller (bit c of runs), as runs —
+// (varint value, varint length-1) pairs — so that a parked truck reporting
+// on a steady period costs a few bytes a block whatever its length. Every
+// stored field round-trips exactly. On the simulator's fleet: 3.9 bytes a
+// point moving, 0.9 parked (BenchmarkDiskBytesPerPoint).
 //
 // # Reads
 //
