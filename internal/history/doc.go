@@ -51,7 +51,7 @@
 //	header, 32 bytes
 //	| "FLEETHST" | version u32 = 1 | hour u32 (Unix hours) | covers u64 (LSN) | trucks u32 | CRC u32 of 0..27 |
 //	blocks, one per truck, in index order
-//	| CRC u32 of the rest | uvarint idLen | id | uvarint n | uvarint attrMask<<5 | runs | columns |
+//	| CRC u32 of the rest | uvarint idLen | id | uvarint n | uvarint attrMask<<5 + runs | columns |
 //	index, trucks × 48 bytes, sorted by (hash, id)
 //	| hash u64 (FNV-1a of the ID) | offset u64 | length u32 | points u32 |
 //	| minTS u32 | maxTS u32 | minLat i32 | minLon i32 | maxLat i32 | maxLon i32 |
