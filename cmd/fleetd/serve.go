@@ -79,7 +79,7 @@ Flags:
                      DIR/history (default true; needs --data): trails,
                      trips and stops, "who was here" and export under
                      /v1/trucks/{id}/history, /trips, /v1/history/…, at
-                     about 6 bytes a point on disk. --history=false keeps
+                     about 4 bytes a point on disk. --history=false keeps
                      the latest position only
   --history-retention D
                      drop history hours older than D (default 7d; D takes
