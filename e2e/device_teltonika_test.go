@@ -30,14 +30,21 @@ func gatewayAddr(t *testing.T, p *proc, name string) string {
 	return m[1]
 }
 
-// gatewayStats reads GET /v1/stats/gateways for one gateway.
+// gatewayStats reads GET /v1/stats/gateways for one gateway, and checks
+// that /v1/stats shows the gateway too.
 func gatewayStats(t *testing.T, p *proc, name string) map[string]float64 {
 	t.Helper()
-	var out struct {
+	var out, all struct {
 		Gateways map[string]map[string]float64 `json:"gateways"`
 	}
 	if err := json.Unmarshal(p.do("GET", "/v1/stats/gateways", "").want(t, 200), &out); err != nil {
 		t.Fatal(err)
+	}
+	if err := json.Unmarshal(p.do("GET", "/v1/stats", "").want(t, 200), &all); err != nil {
+		t.Fatal(err)
+	}
+	if all.Gateways[name] == nil {
+		t.Fatalf("/v1/stats has no gateways.%s", name)
 	}
 	return out.Gateways[name]
 }

@@ -15,7 +15,8 @@
 //	GET    /v1/within          ?bbox=minLon,minLat,maxLon,maxLat or ?lat=&lon=&radius_m=,
 //	                           [&limit=] → {"results":[hit, …],"count":n}, or NDJSON rows
 //	                           when the Accept header names application/x-ndjson
-//	GET    /v1/stats           engine, store and runtime figures (see statsResponse)
+//	GET    /v1/stats           engine, store and runtime figures (see statsResponse), history's
+//	                           and, when any runs, the device gateways' counters
 //	PUT    /v1/zones/{name}    GeoJSON Polygon/MultiPolygon; GET, DELETE (409 while a rule uses it),
 //	GET    /v1/zones           and the list (alerts.go)
 //	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules

@@ -66,6 +66,9 @@ type Options struct {
 	Routes []Route
 	// Subscribers, if set, reports live-feed subscribers for /v1/stats.
 	Subscribers func() int
+	// Gateways, if set, reports the device gateways' counters for
+	// /v1/stats ("gateways"; nil: none runs).
+	Gateways func() any
 	// Alerts serves the zone, rule and alert endpoints (alerts.go); nil
 	// answers them 404.
 	Alerts *alert.Evaluator
@@ -76,6 +79,7 @@ type Options struct {
 type Server struct {
 	extra       []Route
 	subscribers func() int
+	gateways    func() any
 	eng         *engine.Engine
 	st          *store.Store
 	alerts      *alert.Evaluator // nil: alert endpoints answer 404
@@ -125,6 +129,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		extra:       o.Routes,
 		subscribers: o.Subscribers,
+		gateways:    o.Gateways,
 		eng:         o.Engine,
 		st:          o.Engine.Store(),
 		alerts:      o.Alerts,

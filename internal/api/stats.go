@@ -38,7 +38,8 @@ type statsResponse struct {
 	Subscribers   int         `json:"subscribers"`   // live-feed subscribers connected now
 	AlertsFiring  int64       `json:"alerts_firing"`
 	Durability    *durability `json:"durability,omitempty"`
-	History       *histStats  `json:"history,omitempty"` // absent when history is off
+	History       *histStats  `json:"history,omitempty"`  // absent when history is off
+	Gateways      any         `json:"gateways,omitempty"` // per device gateway, when any runs
 }
 
 // histStats is the history part of /v1/stats: history.Stats and the disk
@@ -199,6 +200,9 @@ func (s *Server) StatsJSON() []byte {
 	resp.FutureTotal, resp.MillisTotal = s.ts.future.Load(), s.ts.millis.Load()
 	if s.subscribers != nil {
 		resp.Subscribers = s.subscribers()
+	}
+	if s.gateways != nil {
+		resp.Gateways = s.gateways()
 	}
 	if h := es.History; h != nil {
 		resp.History = &histStats{Stats: *h}

@@ -119,6 +119,17 @@ func (g *gateways) each(f func(name string, st *gateway.Stats)) {
 	}
 }
 
+// snapshot is each running gateway's counters by name (nil when none
+// runs): /v1/stats's "gateways" and GET /v1/stats/gateways.
+func (g *gateways) snapshot() any {
+	out := map[string]gateway.Snapshot{}
+	g.each(func(name string, st *gateway.Stats) { out[name] = st.Snapshot() })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // serveStats is GET /v1/stats/gateways: each running gateway's counters.
 func (g *gateways) serveStats(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]gateway.Snapshot{}

@@ -75,6 +75,7 @@ func Open(o Options) (*Server, error) {
 	gw := &gateways{}
 	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
 	o.API.Subscribers = func() int { return hub.Stats().Subscribers }
+	o.API.Gateways = gw.snapshot
 	o.API.Routes = append(o.API.Routes,
 		api.Route{Method: "GET", Path: "/v1/stream", Name: "stream", Handler: http.HandlerFunc(hub.ServeSSE)},
 		api.Route{Method: "GET", Path: "/v1/ws", Name: "ws", Handler: http.HandlerFunc(hub.ServeWS)},
