@@ -175,6 +175,13 @@ Flags:
                      (or whose writes do not complete) for D (default 30s);
                      one that falls behind briefly loses its oldest
                      position events and is told so ({"type":"lag"})
+  --stream-wide-hz N a subscriber to the whole fleet (no ids, and no bbox or
+                     one over 1024 1° cells) that gives no max_hz gets each
+                     truck's newest position at most N times a second (default
+                     1, at most 10), in frames built once for all such
+                     subscribers: it may miss intermediate positions, never
+                     the newest. -1 sends them every update, as narrow
+                     subscribers get
   --basemap-style URL
                      the dashboard's map style (a MapLibre style JSON URL);
                      default: built-in offline country and state outlines
@@ -326,6 +333,7 @@ type serveConfig struct {
 	maxSkew       time.Duration
 	maxSubs       int
 	stall         time.Duration
+	wideHz        float64
 	basemap       string
 	origins       string
 	hosts         string
@@ -387,6 +395,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.maxSkew, "max-clock-skew", api.DefaultMaxClockSkew, "reject ts further ahead of the server clock")
 	fs.IntVar(&c.maxSubs, "max-subscribers", 1000, "live-feed subscriber limit")
 	fs.DurationVar(&c.stall, "stream-stall", 30*time.Second, "disconnect subscribers behind for this long")
+	fs.Float64Var(&c.wideHz, "stream-wide-hz", 1, "whole-fleet subscribers' default max_hz (conflated; -1: every update)")
 	fs.StringVar(&c.basemap, "basemap-style", "", "dashboard map style URL")
 	fs.StringVar(&c.origins, "allowed-origins", "", "web origins that may change state")
 	fs.StringVar(&c.hosts, "allowed-hosts", "", "more Host names to serve")
@@ -430,6 +439,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.histRetention <= 0 {
 		fmt.Fprintf(stderr, "fleetd serve: --history-retention %v: want a positive duration\n", c.histRetention.String())
 		return nil, errors.New("bad --history-retention")
+	}
+	if !(c.wideHz == -1 || c.wideHz > 0 && c.wideHz <= 10) {
+		fmt.Fprintf(stderr, "fleetd serve: --stream-wide-hz %v: want a rate in (0, 10], or -1 for every update\n", c.wideHz)
+		return nil, errors.New("bad --stream-wide-hz")
 	}
 	if c.shards < 0 || c.shards > 256 {
 		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
@@ -587,7 +600,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			MetricsPrivate: !c.metricsPublic},
 		Guard: auth.GuardOptions{Loopback: serveIsLoopback(ln.Addr()), AllowedHosts: splitList(c.hosts),
 			AllowedOrigins: splitList(c.origins)},
-		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall},
+		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall, WideHz: c.wideHz},
 		BasemapStyle: c.basemap,
 		Logger:       log,
 	}

@@ -107,6 +107,12 @@ func TestParseServeFlags(t *testing.T) {
 		{args: []string{"--demo=0"}, wantErrOutput: "invalid truck count"},
 		{args: []string{"--max-body", "big"}, wantErrOutput: `invalid size "big"`},
 		{args: []string{"--shards", "-1"}, wantErrOutput: "--shards -1"},
+		{args: []string{"--stream-wide-hz", "0"}, wantErrOutput: "--stream-wide-hz 0"},
+		{args: []string{"--stream-wide-hz", "11"}, wantErrOutput: "--stream-wide-hz 11"},
+		{args: []string{"--stream-wide-hz", "-1"}, addr: "127.0.0.1:8080", maxBody: 64 << 20},
+		{args: []string{"--history-retention", "1d12h"}, addr: "127.0.0.1:8080", maxBody: 64 << 20},
+		{args: []string{"--history-retention", "0"}, wantErrOutput: "--history-retention 0s"},
+		{args: []string{"--history-retention", "week"}, wantErrOutput: "want a duration such as 7d"},
 		{args: []string{"extra"}, wantErrOutput: `unexpected argument "extra"`},
 		{args: []string{"--help"}, wantErrOutput: "Usage: fleetd serve"},
 	} {
