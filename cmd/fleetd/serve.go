@@ -85,8 +85,9 @@ Flags:
                      drop history hours older than D (default 7d; D takes
                      d for days, or h, m, s), whole, logged and counted
   --history-max-disk SIZE
-                     drop the oldest history hours while history's files
-                     take more than SIZE (default 4GiB)
+                     when history's files take more than SIZE (default
+                     4GiB), compact the hours, then drop the oldest whole
+                     (logged, counted); the current hour is kept
   --history-buffer SIZE
                      points are buffered in memory up to SIZE before they
                      are written (default 2MiB); history's memory stays

@@ -43,8 +43,12 @@
 // one level they are merged into one run of the next (the inputs are
 // removed only after the output is durable; a crash in between leaves
 // duplicates that reads and the next merge drop). Partitions older than
-// Options.Retention, and the oldest ones while the total exceeds
-// Options.MaxDisk, are removed whole, logged and counted.
+// Options.Retention are removed whole, logged and counted. Over
+// Options.MaxDisk, partitions are compacted first (an hour still being
+// filled takes many times its final size: its first runs hold about one
+// point per truck at a million trucks; the newest is compacted at most
+// once a minute for it), then the oldest removed whole, logged and
+// counted; the newest is never removed.
 //
 // # Run format (integers little-endian; CRCs are CRC-32C)
 //

@@ -436,3 +436,53 @@ func TestFindManyTrucks(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskLimit: over MaxDisk, partitions are compacted first (a hour
+// still being filled shrinks several times), then the oldest dropped
+// whole and counted; the newest is kept and stays complete.
+func TestDiskLimit(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, MaxDisk: 400 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	add := func(ts int64, round int) {
+		var ups []fleet.Update
+		for i := range 2000 {
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45+float64(i)/1e4, 7, ts+int64(round), 0, 0)})
+		}
+		h.Add(ups)
+		if err := h.Write(h.Seal(uint64(round + 1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := range 6 { // an older hour, sparse runs
+		add(now.Unix()-2*3600, r)
+	}
+	for r := range 6 { // the current one
+		add(now.Unix()-60, 10+r)
+	}
+	before := h.Stats()
+	if before.DiskBytes <= 400<<10 || before.Runs < 10 {
+		t.Fatalf("set-up: %+v", before)
+	}
+	h.Housekeep()
+	after := h.Stats()
+	t.Logf("before %d bytes in %d runs, after %d bytes in %d runs, %d points dropped", before.DiskBytes, before.Runs, after.DiskBytes, after.Runs, after.Dropped)
+	if after.DiskBytes > 400<<10 && after.Partitions > 1 {
+		t.Fatalf("still over the limit with %d partitions: %+v", after.Partitions, after)
+	}
+	// Tighter: compacted, it is still over, so the oldest hour goes.
+	h.o.MaxDisk = after.DiskBytes - 1
+	h.Housekeep()
+	if st := h.Stats(); st.Partitions != 1 || st.Dropped != 6*2000 {
+		t.Fatalf("at a tighter limit: %+v", st)
+	}
+	for i := range 2000 {
+		got, _, _ := h.Trail(fmt.Appendf(nil, "t%d", i), 0, ^uint32(0), nil)
+		if len(got) != 6 || got[0].TS < uint32(now.Unix()-600) {
+			t.Fatalf("t%d: %d points, want the newest hour's 6", i, len(got))
+		}
+	}
+}
