@@ -86,8 +86,8 @@ Flags:
                      d for days, or h, m, s), whole, logged and counted
   --history-max-disk SIZE
                      when history's files take more than SIZE (default
-                     4GiB), compact the hours, then drop the oldest whole
-                     (logged, counted); the current hour is kept
+                     4GiB), compact past hours, then drop the oldest whole
+                     (logged, counted); the current hour is always kept
   --history-buffer SIZE
                      points are buffered in memory up to SIZE before they
                      are written (default 2MiB); history's memory stays

@@ -44,11 +44,12 @@
 // removed only after the output is durable; a crash in between leaves
 // duplicates that reads and the next merge drop). Partitions older than
 // Options.Retention are removed whole, logged and counted. Over
-// Options.MaxDisk, partitions are compacted first (an hour still being
-// filled takes many times its final size: its first runs hold about one
-// point per truck at a million trucks; the newest is compacted at most
-// once a minute for it), then the oldest removed whole, logged and
-// counted; the newest is never removed.
+// Options.MaxDisk (checked after every write and merge), the older
+// partitions are compacted first (an hour still being filled takes many
+// times its final size: its first runs hold about one point per truck at
+// a million trucks), then the oldest removed whole, logged and counted.
+// The newest is never compacted for it nor removed: an hour that alone
+// takes more than MaxDisk is logged, and stays until it can be.
 //
 // # Run format (integers little-endian; CRCs are CRC-32C)
 //

@@ -123,13 +123,12 @@ func (b *buffer) id(p *bufPoint) []byte { return b.ids[p.idOff : p.idOff+uint32(
 
 // partition is one hour's runs.
 type partition struct {
-	hour            uint32
-	lastWrite       time.Time // of a level-0 run (open time for recovered partitions)
-	pressureCompact time.Time // last compaction for the disk limit
-	runs            []*run
-	corrupt         int // runs that could not be read
-	bytes           int64
-	nextSeq         uint64
+	hour      uint32
+	lastWrite time.Time // of a level-0 run (open time for recovered partitions)
+	runs      []*run
+	corrupt   int // runs that could not be read
+	bytes     int64
+	nextSeq   uint64
 }
 
 // History is the on-disk history of every accepted update.
@@ -578,6 +577,9 @@ func (h *History) Housekeep() {
 				h.o.Logger.Error("history: merging runs failed; they stay as they are", "partition", hourName(p.hour), "err", err)
 				break
 			}
+			// Merges can go on as long as new runs arrive: the disk
+			// limit is not left waiting for them.
+			h.enforceDisk()
 		}
 	}
 	now := h.o.Now()
@@ -598,40 +600,25 @@ func (h *History) Housekeep() {
 	h.enforceDisk()
 }
 
-// pressureCompactEvery is how often the newest partition may be compacted
-// because the disk limit is reached (compacting a partition still being
-// filled rewrites it whole).
-const pressureCompactEvery = time.Minute
-
 // enforceDisk keeps the run files under MaxDisk. A partition still being
 // filled takes many times its final size (its first runs hold about one
-// point per truck at a million trucks), so it compacts first, oldest
-// partitions first, and then drops whole partitions, oldest first. The
-// newest partition is compacted at most every pressureCompactEvery and
-// never dropped.
+// point per truck at a million trucks), so the older partitions are
+// compacted first, oldest first, and then dropped whole, oldest first.
+// The newest partition is neither compacted for it (that would rewrite an
+// hour still growing) nor dropped: if it alone is over the limit, that is
+// logged once.
 func (h *History) enforceDisk() {
 	if h.diskBytes.Load() <= h.o.MaxDisk {
+		h.overLogged.Store(false)
 		return
 	}
 	ps := h.partitions()
-	now := h.o.Now()
-	for i, p := range ps {
+	for _, p := range ps[:max(len(ps)-1, 0)] {
 		if h.diskBytes.Load() <= h.o.MaxDisk {
 			return
 		}
 		if h.runCount(p) < 2 {
 			continue
-		}
-		if i == len(ps)-1 {
-			h.mu.Lock()
-			recent := now.Sub(p.pressureCompact) < pressureCompactEvery
-			if !recent {
-				p.pressureCompact = now
-			}
-			h.mu.Unlock()
-			if recent {
-				continue
-			}
 		}
 		if err := h.compact(p); err != nil {
 			h.o.Logger.Error("history: compacting at the disk limit failed; dropping old hours instead", "partition", hourName(p.hour), "err", err)
@@ -642,13 +629,13 @@ func (h *History) enforceDisk() {
 		ps := h.partitions()
 		if len(ps) <= 1 {
 			if !h.overLogged.Swap(true) {
-				h.o.Logger.Warn("history: the current hour alone is over --history-max-disk; it is kept, compacted once a minute", "disk_bytes", h.diskBytes.Load(), "max_disk", h.o.MaxDisk)
+				h.o.Logger.Warn("history: the current hour alone is over --history-max-disk; it is kept until it can be compacted or dropped",
+					"disk_bytes", h.diskBytes.Load(), "max_disk", h.o.MaxDisk)
 			}
 			return
 		}
 		h.drop(ps[0], "over the disk limit")
 	}
-	h.overLogged.Store(false)
 }
 
 // partitions lists the partitions, oldest first.

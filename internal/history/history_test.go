@@ -437,8 +437,8 @@ func TestFindManyTrucks(t *testing.T) {
 	}
 }
 
-// TestDiskLimit: over MaxDisk, partitions are compacted first (a hour
-// still being filled shrinks several times), then the oldest dropped
+// TestDiskLimit: over MaxDisk, older partitions are compacted first (an
+// hour still being filled shrinks several times), then the oldest dropped
 // whole and counted; the newest is kept and stays complete.
 func TestDiskLimit(t *testing.T) {
 	now := time.Unix(1_764_000_000, 0)
