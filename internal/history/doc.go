@@ -90,6 +90,10 @@
 // hour's runs truck by truck (the merge's cursors), reading each run
 // sequentially.
 //
+// No answer holds a point older than the retention (the start of the
+// hour Options.Retention ago), whether it is still buffered, in a run not
+// yet dropped, or arrived late: the range is clipped there.
+//
 // Readers take a reference to each run they read: a merge or a retention
 // drop that replaces a run only retires it, and its file is closed and
 // removed when the last reader lets go, so a slow client never holds up

@@ -75,6 +75,7 @@ func (h *History) Trail(id []byte, from, to uint32, dst []Point) ([]Point, Answe
 // one hour of one truck, however long the range. ps is valid only during
 // the call; an error from fn stops the walk and is returned.
 func (h *History) Walk(id []byte, from, to uint32, fn func(ps []Point) error) (Answer, error) {
+	from = max(from, h.retentionCutoff()*3600)
 	if from > to {
 		return Answer{}, nil
 	}
@@ -235,6 +236,10 @@ type Visit struct {
 // (exact), trucks whose run block lies outside by its bounding box or
 // time range skipped unread.
 func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
+	from = max(from, h.retentionCutoff()*3600)
+	if from > to {
+		return nil, Answer{}, nil
+	}
 	rs, bad := h.runsIn(from, to)
 	defer releaseAll(rs)
 	ans := Answer{Incomplete: bad}
@@ -292,6 +297,7 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 // its buffer first. Memory: one block per run of an hour. ps is valid only
 // during the call; an error from fn stops the export and is returned.
 func (h *History) Export(from, to uint32, fn func(id []byte, ps []Point) error) (Answer, error) {
+	from = max(from, h.retentionCutoff()*3600)
 	if from > to {
 		return Answer{}, nil
 	}
