@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"errors"
 	"math"
 	"net/http"
 	"net/url"
@@ -233,8 +234,8 @@ func (s *Server) truckHistory(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(incompleteTrailer, strconv.FormatBool(ans.Incomplete))
 }
 
-// errStop ends a walk early.
-var errStop = badRequest("stop")
+// errStop ends a walk early (a limit reached); never shown to a client.
+var errStop = errors.New("api: walk stopped")
 
 // trailGeoJSON answers a trail as a GeoJSON Feature: a LineString (a
 // Point for one point, no geometry for none) simplified to simplify
