@@ -5,9 +5,21 @@ import "math"
 // Attr names an optional attribute of an update.
 type Attr uint8
 
-// The attributes. Each one's name, unit and range are in attrTable.
+// The attributes. Each one's name, unit and range are in attrTable. An
+// attribute's number is its bit in Attrs.Mask, which the log and the
+// history files store: attributes are only ever appended, never
+// renumbered or removed.
 const (
-	Altitude Attr = iota // metres above sea level, in 0.1 m
+	Altitude       Attr = iota // "alt": metres above sea level, in 0.1 m
+	Ignition                   // "ignition": 1 on, 0 off
+	Motion                     // "motion": 1 moving, 0 still (the device's own judgement: Teltonika's movement)
+	Odometer                   // "odometer": the device's total distance, in whole metres
+	ExtVoltage                 // "ext_voltage": external (vehicle) power in volts, in mV
+	BatteryVoltage             // "battery_voltage": the device's own battery in volts, in mV
+	BatteryLevel               // "battery_level": the device's battery charge in whole percent
+	Accuracy                   // "accuracy": horizontal accuracy radius in metres, in 0.1 m
+	HDOP                       // "hdop": horizontal dilution of precision, in 0.1
+	Satellites                 // "satellites": satellites in use
 
 	// NumAttrs is how many attributes an Attrs holds.
 	NumAttrs = iota
@@ -22,7 +34,16 @@ type attrInfo struct {
 }
 
 var attrTable = [NumAttrs]attrInfo{
-	Altitude: {name: "alt", scale: 10, min: -20_000 * 10, max: 100_000 * 10}, // -20 km … 100 km
+	Altitude:       {name: "alt", scale: 10, min: -20_000 * 10, max: 100_000 * 10},  // -20 km … 100 km
+	Ignition:       {name: "ignition", scale: 1, min: 0, max: 1},                    // a flag: 0 or 1
+	Motion:         {name: "motion", scale: 1, min: 0, max: 1},                      // a flag: 0 or 1
+	Odometer:       {name: "odometer", scale: 1, min: 0, max: math.MaxInt32},        // 0 … 2,147,483 km
+	ExtVoltage:     {name: "ext_voltage", scale: 1000, min: 0, max: 100 * 1000},     // 0 … 100 V
+	BatteryVoltage: {name: "battery_voltage", scale: 1000, min: 0, max: 100 * 1000}, // 0 … 100 V
+	BatteryLevel:   {name: "battery_level", scale: 1, min: 0, max: 100},             // 0 … 100 %
+	Accuracy:       {name: "accuracy", scale: 10, min: 0, max: 100_000 * 10},        // 0 … 100 km
+	HDOP:           {name: "hdop", scale: 10, min: 0, max: 100 * 10},                // 0 … 100
+	Satellites:     {name: "satellites", scale: 1, min: 0, max: 255},                // 0 … 255
 }
 
 // Name is the attribute's JSON field name.
@@ -90,3 +111,6 @@ func (s *Attrs) Valid() bool {
 	}
 	return true
 }
+
+// Attrs.Mask has a bit per attribute.
+var _ [32 - NumAttrs]struct{}

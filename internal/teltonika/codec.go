@@ -21,6 +21,8 @@ const (
 	IOTotalOdometer  = 16  // 4 bytes, metres
 	IOExtVoltage     = 66  // 2 bytes, mV
 	IOBatteryVoltage = 67  // 2 bytes, mV
+	IOBatteryLevel   = 113 // 1 byte, %
+	IOHDOP           = 182 // 2 bytes, 0.1 (GNSS HDOP)
 )
 
 // Bits of IO.Mask.
@@ -30,6 +32,8 @@ const (
 	HasOdometer
 	HasExtVoltage
 	HasBatteryVoltage
+	HasBatteryLevel
+	HasHDOP
 )
 
 // IO holds the IO elements a record carried that fleetd keeps.
@@ -40,6 +44,8 @@ type IO struct {
 	Odometer       uint32 // metres
 	ExtVoltage     uint16 // mV
 	BatteryVoltage uint16 // mV
+	BatteryLevel   uint8  // %
+	HDOP           uint16 // 0.1
 }
 
 // Record is one AVL record as the device sent it.
@@ -299,6 +305,12 @@ func (io *IO) keep(id uint16, v uint64) {
 	case IOBatteryVoltage:
 		io.Mask |= HasBatteryVoltage
 		io.BatteryVoltage = uint16(min(v, 1<<16-1))
+	case IOBatteryLevel:
+		io.Mask |= HasBatteryLevel
+		io.BatteryLevel = uint8(min(v, 1<<8-1))
+	case IOHDOP:
+		io.Mask |= HasHDOP
+		io.HDOP = uint16(min(v, 1<<16-1))
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -135,9 +137,9 @@ func TestHandBuiltCodec8(t *testing.T) {
 		"0B"+ // 11 satellites
 		"0058"+ // speed 88 km/h
 		"EF"+ // event IO 239 (ignition)
-		"05"+ // 5 elements
-		"02 EF01 F000"+ // N1: ignition on, movement off
-		"02 4230D4 430FA0"+ // N2: external voltage 12500 mV, battery 4000 mV
+		"07"+ // 7 elements
+		"03 EF01 F000 715F"+ // N1: ignition on, movement off, battery level 95 %
+		"03 4230D4 430FA0 B6000C"+ // N2: external voltage 12500 mV, battery 4000 mV, HDOP 1.2
 		"01 10 0001E240"+ // N4: odometer 123456 m
 		"00"+ // N8
 		"01")
@@ -150,8 +152,8 @@ func TestHandBuiltCodec8(t *testing.T) {
 	}
 	want := Record{TimeMs: 0x1935A3C1B00, Priority: 1, Lon: -739989080, Lat: 407284192, Altitude: 18, Angle: 350,
 		Satellites: 11, Speed: 88, EventID: 239,
-		IO: IO{Mask: HasIgnition | HasMovement | HasExtVoltage | HasBatteryVoltage | HasOdometer,
-			Ignition: true, ExtVoltage: 12500, BatteryVoltage: 4000, Odometer: 123456}}
+		IO: IO{Mask: HasIgnition | HasMovement | HasExtVoltage | HasBatteryVoltage | HasOdometer | HasBatteryLevel | HasHDOP,
+			Ignition: true, ExtVoltage: 12500, BatteryVoltage: 4000, Odometer: 123456, BatteryLevel: 95, HDOP: 12}}
 	if len(recs) != 1 || recs[0] != want {
 		t.Fatalf("got %+v\nwant %+v", recs, want)
 	}
@@ -165,8 +167,13 @@ func TestHandBuiltCodec8(t *testing.T) {
 	if u.LatDeg() != 40.7284192 || u.LonDeg() != -73.998908 || u.Speed != 880 || u.Heading != 350 || u.TS != 0x1935A3C1B00/1000 {
 		t.Fatalf("update %+v", u)
 	}
-	if v, ok := u.Attrs.Get(0); !ok || v != 180 {
-		t.Fatalf("altitude %d %v", v, ok)
+	var wantAttrs fleet.Attrs
+	for a, v := range map[fleet.Attr]int32{fleet.Altitude: 180, fleet.Satellites: 11, fleet.Ignition: 1, fleet.Motion: 0,
+		fleet.Odometer: 123456, fleet.ExtVoltage: 12500, fleet.BatteryVoltage: 4000, fleet.BatteryLevel: 95, fleet.HDOP: 12} {
+		wantAttrs.Set(a, v)
+	}
+	if u.Attrs != wantAttrs {
+		t.Fatalf("attributes %+v, want %+v", u.Attrs, wantAttrs)
 	}
 }
 
@@ -270,7 +277,7 @@ func randRecord(r *rand.Rand, codec byte) Record {
 		rec.Generation = uint8(r.IntN(8))
 	}
 	io := &rec.IO
-	io.Mask = uint8(r.IntN(32))
+	io.Mask = uint8(r.IntN(128))
 	if io.Mask&HasIgnition != 0 {
 		io.Ignition = r.IntN(2) == 1
 	}
@@ -285,6 +292,12 @@ func randRecord(r *rand.Rand, codec byte) Record {
 	}
 	if io.Mask&HasBatteryVoltage != 0 {
 		io.BatteryVoltage = uint16(r.IntN(5000))
+	}
+	if io.Mask&HasBatteryLevel != 0 {
+		io.BatteryLevel = uint8(r.IntN(101))
+	}
+	if io.Mask&HasHDOP != 0 {
+		io.HDOP = uint16(r.IntN(500))
 	}
 	return rec
 }
@@ -314,6 +327,24 @@ func TestMakeUpdate(t *testing.T) {
 	r.Speed = 1001
 	if u, _ := MakeUpdate([]byte("x"), &r); u.Position.Valid() {
 		t.Error("1001 km/h is valid")
+	}
+	// IO values past an attribute's range are left out, the others kept.
+	r = base
+	r.IO = IO{Mask: HasOdometer | HasHDOP | HasBatteryLevel | HasExtVoltage | HasMovement,
+		Odometer: 1 << 31, HDOP: 1001, BatteryLevel: 101, ExtVoltage: 65535, Movement: true}
+	u, err = MakeUpdate([]byte("x"), &r)
+	if err != nil || !u.Attrs.Valid() {
+		t.Fatalf("%+v %v", u.Attrs, err)
+	}
+	for a, want := range map[fleet.Attr]int32{fleet.ExtVoltage: 65535, fleet.Motion: 1, fleet.Satellites: 0} {
+		if v, ok := u.Attrs.Get(a); !ok || v != want {
+			t.Errorf("%s: %d %v, want %d", a.Name(), v, ok, want)
+		}
+	}
+	for _, a := range []fleet.Attr{fleet.Odometer, fleet.HDOP, fleet.BatteryLevel, fleet.Ignition, fleet.BatteryVoltage} {
+		if u.Attrs.Has(a) {
+			t.Errorf("%s kept", a.Name())
+		}
 	}
 }
 

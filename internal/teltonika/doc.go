@@ -44,11 +44,22 @@
 //	  Codec 16:  event ID 2, generation type 1, total 1, then for widths
 //	             1, 2, 4, 8 bytes: count 1 and count × (ID 2, value)
 //
-// IO elements kept (Record.IO), whatever width they come in: ignition
-// (239), movement (240), total odometer (16, m), external voltage (66,
-// mV), battery voltage (67, mV); all others are skipped by their width.
-// fleet's attribute table has only altitude today, so the kept IO
-// elements are decoded and tested but not yet carried into the update.
+// IO elements kept (Record.IO), whatever width they come in, and the
+// fleet attribute (JSON name) each becomes in the update:
+//
+//	record field / IO element     unit     attribute
+//	altitude                      m        alt
+//	satellites                    count    satellites
+//	239 ignition                  0/1      ignition
+//	240 movement                  0/1      motion
+//	 16 total odometer            m        odometer (up to 2,147,483 km)
+//	 66 external voltage          mV       ext_voltage (V)
+//	 67 battery voltage           mV       battery_voltage (V)
+//	113 battery level             %        battery_level (up to 100)
+//	182 GNSS HDOP                 0.1      hdop (up to 100.0)
+//
+// All other elements are skipped by their width. A kept value outside its
+// attribute's range is left out of the update; the point is still kept.
 //
 // # Faults
 //

@@ -13,8 +13,8 @@ func AppendIMEI(dst []byte, imei string) []byte {
 }
 
 // AppendFrame appends a whole AVL data packet of recs in codec, with each
-// kept IO element of r.IO in its usual width (ignition and movement 1
-// byte, voltages 2, odometer 4), as a device sends it. It is what fleetd
+// kept IO element of r.IO in its usual width (ignition, movement and
+// battery level 1 byte, voltages and HDOP 2, odometer 4), as a device sends it. It is what fleetd
 // sim and the tests send; len(recs) must be 1 to 255.
 func AppendFrame(dst []byte, codec byte, recs []Record) []byte {
 	if len(recs) == 0 || len(recs) > 255 {
@@ -47,7 +47,7 @@ func appendRecord(b []byte, codec byte, r *Record) []byte {
 	b = binary.BigEndian.AppendUint16(b, r.Angle)
 	b = append(b, r.Satellites)
 	b = binary.BigEndian.AppendUint16(b, r.Speed)
-	var els [5]ioElem
+	var els [7]ioElem
 	n := 0
 	add := func(has uint8, id uint16, width int, v uint64) {
 		if r.IO.Mask&has != 0 {
@@ -57,8 +57,10 @@ func appendRecord(b []byte, codec byte, r *Record) []byte {
 	}
 	add(HasIgnition, IOIgnition, 1, b2u(r.IO.Ignition))
 	add(HasMovement, IOMovement, 1, b2u(r.IO.Movement))
+	add(HasBatteryLevel, IOBatteryLevel, 1, uint64(r.IO.BatteryLevel))
 	add(HasExtVoltage, IOExtVoltage, 2, uint64(r.IO.ExtVoltage))
 	add(HasBatteryVoltage, IOBatteryVoltage, 2, uint64(r.IO.BatteryVoltage))
+	add(HasHDOP, IOHDOP, 2, uint64(r.IO.HDOP))
 	add(HasOdometer, IOTotalOdometer, 4, uint64(r.IO.Odometer))
 	wide := codec == Codec8Extended
 	putN := func(v int) []byte {
