@@ -32,8 +32,16 @@ func TestOwnTracks(t *testing.T) {
 	if want := fleet.MakePosition(40.7128, -74.006, 1764000000, 54, 271); u.Position != want || string(u.ID) != "jane:phone" {
 		t.Fatalf("%+v, want %+v", u, want)
 	}
-	if a, ok := u.Attrs.Get(fleet.Altitude); !ok || a != 120 {
-		t.Fatalf("alt %d %v", a, ok)
+	var want fleet.Attrs
+	want.Set(fleet.Altitude, 120)
+	want.Set(fleet.Accuracy, 50)
+	want.Set(fleet.BatteryLevel, 81)
+	if u.Attrs != want {
+		t.Fatalf("attributes %+v, want %+v", u.Attrs, want)
+	}
+	// acc and batt out of range (OwnTracks' -1 is unknown) are left out.
+	if u, err := DecodeOwnTracks("x", []byte(`{"_type":"location","lat":1,"lon":2,"acc":-1,"batt":101}`), 9); err != nil || u.Attrs != (fleet.Attrs{}) {
+		t.Fatalf("acc -1, batt 101: %+v %v", u.Attrs, err)
 	}
 	if u, err := DecodeOwnTracks("x", []byte(`{"_type":"location","lat":1,"lon":2,"vel":-1,"cog":-1}`), 99); err != nil || u.TS != 99 || u.Speed != 0 {
 		t.Fatalf("defaults: %+v %v", u, err)
@@ -55,6 +63,7 @@ func TestOwnTracks(t *testing.T) {
 
 func FuzzOwnTracks(f *testing.F) {
 	f.Add([]byte(`{"_type":"location","lat":40.7128,"lon":-74.006,"tst":1764000000,"vel":54,"cog":271,"alt":12}`))
+	f.Add([]byte(`{"_type":"location","lat":1,"lon":2,"acc":5,"batt":81}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u, err := DecodeOwnTracks("x", b, 1764000000)
 		if err != nil {

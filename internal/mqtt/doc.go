@@ -31,8 +31,11 @@
 //	                            "<user>:<device>". _type "location" is a
 //	                            position: lat, lon (required), tst (Unix s,
 //	                            default now), vel (km/h), cog (degrees),
-//	                            alt (m, fleet.Altitude); acc, batt and the
-//	                            rest are skipped. Other _types (transition,
+//	                            alt (m, fleet.Altitude), acc (m, kept as
+//	                            accuracy) and batt (%, kept as
+//	                            battery_level; an acc or batt out of range
+//	                            is left out, the position kept); the rest
+//	                            is skipped. Other _types (transition,
 //	                            waypoint, lwt, card...) are acknowledged and
 //	                            ignored
 //	any other topic             fleetd's NDJSON, one or more lines as

@@ -41,6 +41,8 @@ type ownTracks struct {
 	Vel  *float64 `json:"vel"`
 	Cog  *float64 `json:"cog"`
 	Alt  *float64 `json:"alt"`
+	Acc  *float64 `json:"acc"`
+	Batt *float64 `json:"batt"`
 }
 
 // DecodeOwnTracks decodes an OwnTracks location (doc.go) of truck id; now
@@ -88,6 +90,18 @@ func DecodeOwnTracks(id string, payload []byte, now int64) (fleet.Update, error)
 			return u, fmt.Errorf("%w: alt %v out of range", ErrPayload, *m.Alt)
 		}
 		u.Attrs.Set(fleet.Altitude, a)
+	}
+	// Accuracy and battery are kept where in range, and otherwise left
+	// out: a phone's odd battery reading does not cost its position.
+	if m.Acc != nil {
+		if v, ok := fleet.Accuracy.Fixed(*m.Acc); ok {
+			u.Attrs.Set(fleet.Accuracy, v)
+		}
+	}
+	if m.Batt != nil {
+		if v, ok := fleet.BatteryLevel.Fixed(*m.Batt); ok {
+			u.Attrs.Set(fleet.BatteryLevel, v)
+		}
 	}
 	return u, nil
 }

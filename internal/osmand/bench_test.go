@@ -1,12 +1,15 @@
 package osmand
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -16,42 +19,56 @@ import (
 	"github.com/fleetd/fleetd/internal/wal"
 )
 
+// BenchmarkParse: one query with every usual parameter, scanned and
+// parsed as a request's are.
 func BenchmarkParse(b *testing.B) {
-	v, _ := url.ParseQuery("id=phone-1&lat=40.7128&lon=-74.006&timestamp=1763999000&speed=10&bearing=90&altitude=12&batt=80&accuracy=5")
+	const q = "id=phone-1&lat=40.7128&lon=-74.006&timestamp=1763999000&speed=10&bearing=90&altitude=12&batt=80&accuracy=5&hdop=1.1"
+	var p Params
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Parse(v, Knots, now); err != nil {
+		p.Reset()
+		p.Add(q)
+		if _, err := Parse(&p, Knots, now); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkServer: 64 keep-alive clients sending GET positions into a
-// real engine, in memory and with fsync before every 200. Clients and
-// server share the machine.
+// benchServer starts a Server on a real engine, in memory or with fsync
+// before every 200.
+func benchServer(b *testing.B, durable bool) *Server {
+	o := engine.Options{Logger: slog.New(slog.DiscardHandler)}
+	if durable {
+		o.DataDir, o.Fsync = filepath.Join(b.TempDir(), "data"), wal.FsyncAlways
+	}
+	eng, err := engine.Open(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { eng.Close() })
+	com := gateway.NewCommitter(eng, 0, 0)
+	b.Cleanup(com.Close)
+	s, err := Listen(Options{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, com)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+var durability = []struct {
+	name    string
+	durable bool
+}{{"memory", false}, {"fsync-always", true}}
+
+// BenchmarkServer: 64 keep-alive clients (net/http's) sending GET
+// positions into a real engine, in memory and with fsync before every
+// 200. Clients and server share the machine: net/http's client costs
+// about as much CPU as the server (see BenchmarkServerRaw).
 func BenchmarkServer(b *testing.B) {
-	for _, durable := range []bool{false, true} {
-		name := "memory"
-		if durable {
-			name = "fsync-always"
-		}
-		b.Run(name, func(b *testing.B) {
-			o := engine.Options{Logger: slog.New(slog.DiscardHandler)}
-			if durable {
-				o.DataDir, o.Fsync = filepath.Join(b.TempDir(), "data"), wal.FsyncAlways
-			}
-			eng, err := engine.Open(o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer eng.Close()
-			com := gateway.NewCommitter(eng, 0, 0)
-			defer com.Close()
-			s, err := Listen(Options{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, com)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+	for _, d := range durability {
+		b.Run(d.name, func(b *testing.B) {
+			s := benchServer(b, d.durable)
 			const clients = 64
 			tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 			defer tr.CloseIdleConnections()
@@ -85,4 +102,89 @@ func BenchmarkServer(b *testing.B) {
 			b.ReportMetric(float64(s.Stats.AckLatency.Quantile(0.99).Microseconds())/1000, "p99-ack-ms")
 		})
 	}
+}
+
+// BenchmarkServerRaw is BenchmarkServer with a lean client: each
+// connection writes a GET built in a reused buffer and reads the answer
+// with a bufio.Reader, so most of the CPU is the server's; conns
+// keep-alive connections, each with one request in flight (as a phone
+// sends).
+func BenchmarkServerRaw(b *testing.B) {
+	for _, conns := range []int{64, 512} {
+		for _, d := range durability {
+			b.Run(fmt.Sprintf("conns=%d/%s", conns, d.name), func(b *testing.B) {
+				s := benchServer(b, d.durable)
+				ts := time.Now().Unix() - 3600
+				cs := make([]net.Conn, conns)
+				for i := range cs {
+					c, err := net.Dial("tcp", s.Addr().String())
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer c.Close()
+					cs[i] = c
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				per := (b.N + conns - 1) / conns
+				for w, c := range cs {
+					wg.Go(func() {
+						br := bufio.NewReader(c)
+						var req []byte
+						for k := range per {
+							req = append(req[:0], "GET /?id=phone-"...)
+							req = strconv.AppendInt(req, int64(w), 10)
+							req = append(req, "&lat=40."...)
+							req = strconv.AppendInt(req, int64(k), 10)
+							req = append(req, "&lon=-74&timestamp="...)
+							req = strconv.AppendInt(req, ts+int64(k), 10)
+							req = append(req, "&speed=10 HTTP/1.1\r\nHost: fleetd\r\n\r\n"...)
+							if _, err := c.Write(req); err != nil {
+								b.Error(err)
+								return
+							}
+							if err := readAnswer(br); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(per*conns)/time.Since(start).Seconds(), "requests/s")
+				b.ReportMetric(float64(s.Stats.AckLatency.Quantile(0.99).Microseconds())/1000, "p99-ack-ms")
+			})
+		}
+	}
+}
+
+// readAnswer reads one HTTP response and fails unless it is a 200.
+func readAnswer(br *bufio.Reader) error {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+		return fmt.Errorf("answer %q", line)
+	}
+	n := -1
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(h) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(h, []byte("Content-Length: ")); ok {
+			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if n < 0 {
+		return fmt.Errorf("answer without Content-Length")
+	}
+	_, err = br.Discard(n)
+	return err
 }

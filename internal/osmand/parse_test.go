@@ -3,9 +3,11 @@ package osmand
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 )
@@ -47,12 +49,15 @@ func TestParse(t *testing.T) {
 		{"id=t1&lat=1&lon=2&speed=600", Knots, fleet.Position{}, -1, "speed 1111.2 km/h out of range"},
 		{"id=t1&lat=1&lon=2&bearing=361", Knots, fleet.Position{}, -1, "bearing 361 out of range"},
 		{"id=t1&lat=1&lon=2&altitude=1e6", Knots, fleet.Position{}, -1, "altitude 1e+06 out of range"},
+		{"id=t1&lat=%zz&lon=2", Knots, fleet.Position{}, -1, `lat "%zz": invalid URL escape`},
+		{"id=t%2&lat=1&lon=2", Knots, fleet.Position{}, -1, `id "t%2": invalid URL escape`},
+		{"id=t1&lat=1&lon=2&timestamp=2025-11-24T15:40:00%zz", Knots, fleet.Position{}, -1, "invalid URL escape"},
+		{"id=&deviceid=t1&lat=1&lon=2", Knots, fleet.MakePosition(1, 2, now, 0, 0), -1, ""},
+		{"id=t1&lat=1&lon=2&lat=3&bearing=&heading=7", Knots, fleet.MakePosition(1, 2, now, 0, 7), -1, ""},
+		{"%69d=t1&l%61t=1&lon=2&junk&=x&y=", Knots, fleet.MakePosition(1, 2, now, 0, 0), -1, ""},
+		{"id=t1&lat=+1&lon=2%2E5", Knots, fleet.MakePosition(1, 2.5, now, 0, 0), -1, ""},
 	} {
-		v, err := url.ParseQuery(tt.query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := Parse(v, tt.unit, now)
+		u, err := ParseQuery(tt.query, tt.unit, now)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) || !errors.Is(err, ErrSyntax) {
 				t.Errorf("%s: error %v, want %q", tt.query, err, tt.err)
@@ -131,9 +136,92 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("invalid update %+v", u)
 			}
 		}
-		if v, err := url.ParseQuery(query); err == nil {
-			check(Parse(v, Knots, now))
-		}
+		check(ParseQuery(query, Knots, now))
+		var p Params
+		p.AddBytes(body) // a form body, then the query
+		p.Add(query)
+		check(Parse(&p, Knots, now))
 		check(ParseJSON(body, now))
 	})
+}
+
+// TestParseAttrs: accuracy, hdop, batt, ignition, motion and odometer are
+// kept as fleet attributes when they are numbers (or true/false for the
+// flags) in range, and left out otherwise without refusing the point.
+func TestParseAttrs(t *testing.T) {
+	attrs := func(kv ...int32) (a fleet.Attrs) {
+		for i := 0; i < len(kv); i += 2 {
+			a.Set(fleet.Attr(kv[i]), kv[i+1])
+		}
+		return a
+	}
+	for _, tt := range []struct {
+		query string
+		want  fleet.Attrs
+	}{
+		{"accuracy=4.25&hdop=1.2&batt=80&ignition=true&motion=0&odometer=123456.4",
+			attrs(int32(fleet.Accuracy), 43, int32(fleet.HDOP), 12, int32(fleet.BatteryLevel), 80,
+				int32(fleet.Ignition), 1, int32(fleet.Motion), 0, int32(fleet.Odometer), 123456)},
+		{"ignition=false&motion=true&altitude=10", attrs(int32(fleet.Ignition), 0, int32(fleet.Motion), 1, int32(fleet.Altitude), 100)},
+		{"ignition=1&batt=100", attrs(int32(fleet.Ignition), 1, int32(fleet.BatteryLevel), 100)},
+		// Unknown (-1), out of range, not a number, a bad escape: left out.
+		{"accuracy=-1&hdop=101&batt=150&ignition=2&motion=yes&odometer=-5", fleet.Attrs{}},
+		{"accuracy=x&hdop=NaN&batt=%zz&ignition=on&odometer=1e10", fleet.Attrs{}},
+	} {
+		u, err := ParseQuery("id=t1&lat=1&lon=2&"+tt.query, Knots, now)
+		if err != nil || u.Attrs != tt.want {
+			t.Errorf("%s: %+v %v, want %+v", tt.query, u.Attrs, err, tt.want)
+		}
+	}
+	body := `{"device_id":"p","location":{"coords":{"latitude":1,"longitude":2,"accuracy":5.5},
+		"is_moving":false,"odometer":1234.6,"battery":{"level":0.87}}}`
+	u, err := ParseJSON([]byte(body), now)
+	want := attrs(int32(fleet.Accuracy), 55, int32(fleet.Motion), 0, int32(fleet.Odometer), 1235, int32(fleet.BatteryLevel), 87)
+	if err != nil || u.Attrs != want {
+		t.Fatalf("JSON: %+v %v, want %+v", u.Attrs, err, want)
+	}
+	u, err = ParseJSON([]byte(`{"device_id":"p","location":{"coords":{"latitude":1,"longitude":2,"accuracy":-1},"battery":{"level":-1}}}`), now)
+	if err != nil || u.Attrs != (fleet.Attrs{}) {
+		t.Fatalf("JSON unknowns: %+v %v", u.Attrs, err)
+	}
+}
+
+// TestParamsMatchesURL: for queries without empty or repeated values,
+// Params reads what url.ParseQuery does (seeded, random queries of the
+// keys, escaped at random).
+func TestParamsMatchesURL(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	alphabet := "0123456789.-+ %&=,:TZabc"
+	for range 2000 {
+		var q strings.Builder
+		want := map[key]string{}
+		for k := range numKeys {
+			if r.IntN(3) == 0 {
+				continue
+			}
+			var v strings.Builder
+			for range 1 + r.IntN(8) {
+				v.WriteByte(alphabet[r.IntN(len(alphabet))])
+			}
+			want[k] = v.String()
+			if q.Len() > 0 {
+				q.WriteByte('&')
+			}
+			q.WriteString(keyName[k] + "=" + url.QueryEscape(v.String()))
+		}
+		var p Params
+		p.Add(q.String())
+		uv, err := url.ParseQuery(q.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range numKeys {
+			got, err := p.value(k)
+			if err != nil || string(got) != want[k] || uv.Get(keyName[k]) != want[k] {
+				t.Fatalf("%s: %s = %q %v, url %q, want %q", q.String(), keyName[k], got, err, uv.Get(keyName[k]), want[k])
+			}
+		}
+	}
 }

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +48,21 @@ type Server struct {
 	done           chan struct{}
 }
 
-var jobs = sync.Pool{New: func() any { return gateway.NewJob() }}
+// request is the scratch of one request, pooled: the parameters, the
+// body and the job that carries the point to the committer. Nothing of it
+// outlives the request (the committer only reads the job's updates until
+// Commit returns).
+type request struct {
+	p    Params
+	body []byte
+	job  *gateway.Job
+}
+
+var requests = sync.Pool{New: func() any { return &request{job: gateway.NewJob()} }}
+
+// maxPooledBody is the largest body buffer put back in the pool: a rare
+// big body is not kept for ever.
+const maxPooledBody = 4 << 10
 
 // Listen starts a server on o.Addr that commits through com.
 func Listen(o Options, com *gateway.Committer) (*Server, error) {
@@ -103,68 +116,107 @@ func (s *Server) Close() error {
 // ServeHTTP answers one position (doc.go).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
-	var v url.Values
+	rq := requests.Get().(*request)
+	defer rq.release()
+	rq.p.Reset()
 	switch r.Method {
 	case http.MethodGet:
-		v = r.URL.Query()
 	case http.MethodPost:
-		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
-		if rerr != nil {
-			if mbe := (*http.MaxBytesError)(nil); errors.As(rerr, &mbe) {
-				s.answer(w, http.StatusRequestEntityTooLarge, "osmand: body larger than "+strconv.FormatInt(s.o.MaxBody, 10)+" bytes")
+		var err error
+		if rq.body, err = readBody(rq.body[:0], r.Body, s.o.MaxBody); err != nil {
+			if errors.Is(err, errTooLarge) {
 				s.Stats.BadFrames.Add(1)
+				w.Header().Set("Connection", "close") // the rest of the body is not read
+				s.answer(w, http.StatusRequestEntityTooLarge, "osmand: body larger than "+strconv.FormatInt(s.o.MaxBody, 10)+" bytes")
 				return
 			}
-			s.answer(w, http.StatusBadRequest, "osmand: reading the body: "+rerr.Error())
+			s.answer(w, http.StatusBadRequest, "osmand: reading the body: "+err.Error())
 			return
 		}
-		if ct == "application/json" {
-			s.commit(w, r, received, func(now int64) (u updateOrErr) { u.u, u.err = ParseJSON(body, now); return })
+		if isJSON(r.Header["Content-Type"]) {
+			now := received.Unix()
+			u, err := ParseJSON(rq.body, now)
+			s.commit(w, r, rq, received, u, err)
 			return
 		}
-		// A form body, or none: the parameters may also be in the query.
-		v = r.URL.Query()
-		if len(body) > 0 {
-			form, perr := url.ParseQuery(string(body))
-			if perr != nil {
-				s.bad(w, r, fmt.Errorf("%w: form body: %v", ErrSyntax, perr))
-				return
-			}
-			for k, vs := range form {
-				v[k] = append(vs, v[k]...)
-			}
-		}
+		// A form body, or none: the parameters may also be in the
+		// query, and the body's win (scanned first).
+		rq.p.AddBytes(rq.body)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		s.answer(w, http.StatusMethodNotAllowed, "osmand: use GET or POST")
 		return
 	}
-	s.commit(w, r, received, func(now int64) (u updateOrErr) { u.u, u.err = Parse(v, s.o.Speed, now); return })
+	rq.p.Add(r.URL.RawQuery)
+	u, err := Parse(&rq.p, s.o.Speed, received.Unix())
+	s.commit(w, r, rq, received, u, err)
 }
 
-type updateOrErr struct {
-	u   fleet.Update
-	err error
-}
-
-// commit decodes with parse, checks, commits and answers.
-func (s *Server) commit(w http.ResponseWriter, r *http.Request, received time.Time, parse func(now int64) updateOrErr) {
-	now := received.Unix()
-	p := parse(now)
-	if p.err == nil {
-		p.err = gateway.Check(&p.u, now, int64(s.o.MaxAhead/time.Second))
+func (rq *request) release() {
+	if cap(rq.body) > maxPooledBody {
+		rq.body = nil
 	}
-	if p.err != nil {
-		s.bad(w, r, p.err)
+	if cap(rq.p.raw) > maxPooledBody {
+		rq.p = Params{}
+	}
+	requests.Put(rq)
+}
+
+var errTooLarge = errors.New("osmand: body too large")
+
+// readBody appends r's bytes to dst, up to max bytes (errTooLarge past
+// them).
+func readBody(dst []byte, r io.Reader, max int64) ([]byte, error) {
+	if r == nil || r == http.NoBody {
+		return dst, nil
+	}
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		room := dst[len(dst):cap(dst)]
+		if rest := max + 1 - int64(len(dst)); int64(len(room)) > rest {
+			room = room[:rest]
+		}
+		n, err := r.Read(room)
+		dst = dst[:len(dst)+n]
+		if int64(len(dst)) > max {
+			return dst, errTooLarge
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// isJSON reports whether a Content-Type header is application/json (any
+// parameters, any case).
+func isJSON(ct []string) bool {
+	if len(ct) == 0 {
+		return false
+	}
+	t, _, _ := strings.Cut(ct[0], ";")
+	return strings.EqualFold(strings.TrimSpace(t), "application/json")
+}
+
+// commit checks the parsed point, commits it and answers.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, rq *request, received time.Time, u fleet.Update, err error) {
+	now := received.Unix()
+	if err == nil {
+		err = gateway.Check(&u, now, int64(s.o.MaxAhead/time.Second))
+	}
+	if err != nil {
+		s.bad(w, r, err)
 		return
 	}
 	s.Stats.Frames.Add(1)
-	j := jobs.Get().(*gateway.Job)
-	j.Updates = append(j.Updates[:0], p.u)
-	err := s.com.Commit(j)
-	clear(j.Updates)
-	jobs.Put(j)
+	j := rq.job
+	j.Updates = append(j.Updates[:0], u)
+	err = s.com.Commit(j)
+	clear(j.Updates) // do not pin the ID's buffer
 	if err != nil {
 		s.Stats.CommitErrors.Add(1)
 		s.errLog.Warn("osmand: position not acknowledged: the engine could not make it durable", "error", err)
@@ -184,14 +236,27 @@ func (s *Server) bad(w http.ResponseWriter, r *http.Request, err error) {
 	s.answer(w, http.StatusBadRequest, err.Error())
 }
 
+// The headers of every answer, shared: net/http only reads a header's
+// values, and setting the map entry to these saves the slices Set would
+// allocate for each request.
+var (
+	jsonType = []string{"application/json"}
+	okLength = []string{strconv.Itoa(len(okBody))}
+)
+
+const okBody = `{"ok":true}`
+
 // answer writes {"ok":true} or {"error":msg}.
 func (s *Server) answer(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
+	h := w.Header()
+	h["Content-Type"] = jsonType
 	if code == http.StatusOK {
-		_, _ = io.WriteString(w, `{"ok":true}`)
+		h["Content-Length"] = okLength
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, okBody)
 		return
 	}
+	w.WriteHeader(code)
 	b, _ := json.Marshal(msg) // a string always marshals
 	_, _ = w.Write(append(append([]byte(`{"error":`), b...), '}'))
 }

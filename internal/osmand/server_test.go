@@ -2,6 +2,7 @@ package osmand
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,7 +74,7 @@ func TestServer(t *testing.T) {
 		{"GET", "/?id=tr%20uck&lat=1&lon=2", "", "", 400, "invalid id"},
 		{"GET", "/?lat=1&lon=2", "", "", 400, "missing id"},
 		{"POST", "/", "application/json", `{"device_id":`, 400, "invalid JSON"},
-		{"POST", "/", "application/x-www-form-urlencoded", "id=c&lat=%zz", 400, "form body"},
+		{"POST", "/", "application/x-www-form-urlencoded", "id=c&lat=%zz", 400, "invalid URL escape"},
 		{"POST", "/", "application/json", strings.Repeat(" ", DefaultMaxBody+1), 413, "larger"},
 		{"DELETE", "/", "", "", 405, "GET or POST"},
 	} {
@@ -92,5 +93,65 @@ func TestServer(t *testing.T) {
 	eng.fail = errors.New("disk full")
 	if code, body := do("GET", "/?id=a&lat=1&lon=2", "", ""); code != 503 || !strings.Contains(body, "disk full") {
 		t.Fatalf("engine failure: %d %s", code, body)
+	}
+}
+
+// TestServerParams: a form body's parameters win over the query's, a JSON
+// Content-Type may carry parameters, and the attributes reach the engine;
+// many requests on one keep-alive connection reuse the pooled scratch
+// without mixing their IDs.
+func TestServerParams(t *testing.T) {
+	eng := &fakeEngine{}
+	com := gateway.NewCommitter(eng, 0, 0)
+	defer com.Close()
+	s, err := Listen(Options{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}, com)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := "http://" + s.Addr().String()
+	post := func(path, ct, body string) int {
+		t.Helper()
+		res, err := http.Post(base+path, ct, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if c := post("/?id=query&lat=9&lon=9&batt=50", "application/x-www-form-urlencoded", "id=body&lat=1&lon=2&ignition=true"); c != 200 {
+		t.Fatalf("form: %d", c)
+	}
+	if c := post("/", "Application/JSON; charset=utf-8", `{"device_id":"j","location":{"coords":{"latitude":3,"longitude":4,"accuracy":7}}}`); c != 200 {
+		t.Fatalf("json: %d", c)
+	}
+	for i := range 50 {
+		res, err := http.Get(fmt.Sprintf("%s/?id=k%d&lat=1&lon=%d", base, i, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	if len(eng.applied) != 52 {
+		t.Fatalf("%d applied", len(eng.applied))
+	}
+	u := eng.applied[0]
+	if ign, _ := u.Attrs.Get(fleet.Ignition); string(u.ID) != "body" || u.LatDeg() != 1 || ign != 1 {
+		t.Fatalf("form: %+v", u)
+	}
+	if bl, ok := u.Attrs.Get(fleet.BatteryLevel); !ok || bl != 50 { // only in the query: still read
+		t.Fatalf("form: battery %d %v", bl, ok)
+	}
+	if acc, _ := eng.applied[1].Attrs.Get(fleet.Accuracy); string(eng.applied[1].ID) != "j" || acc != 70 {
+		t.Fatalf("json: %+v", eng.applied[1])
+	}
+	for i, u := range eng.applied[2:] {
+		if string(u.ID) != fmt.Sprintf("k%d", i) || u.LonDeg() != float64(i) {
+			t.Fatalf("request %d: %s %v", i, u.ID, u.LonDeg())
+		}
 	}
 }
