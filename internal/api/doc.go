@@ -9,7 +9,10 @@
 //	GET    /healthz            200 {"status":"ok"} once engine.Ready, else 503 {"status":"starting"}
 //	POST   /v1/positions       NDJSON (application/x-ndjson, or no Content-Type) or a
 //	                           JSON array (application/json) of updates; see below
-//	GET    /v1/trucks/{id}     {"id","lat","lon","ts","speed","heading"[,"alt"]}; 404 unknown, 400 bad id
+//	GET    /v1/trucks/{id}     {"id","lat","lon","ts","speed","heading"[,attributes]}; 404 unknown, 400 bad id
+//	                           (attributes: those the truck's latest position carried, in package fleet's
+//	                           order and units: alt, ignition, motion, odometer, ext_voltage,
+//	                           battery_voltage, battery_level, accuracy, hdop, satellites)
 //	DELETE /v1/trucks/{id}     204; 404 unknown, 400 bad id
 //	GET    /v1/nearby          ?lat=&lon=[&k=10][&radius_m=] → {"results":[hit, …]}, nearest first
 //	GET    /v1/within          ?bbox=minLon,minLat,maxLon,maxLat or ?lat=&lon=&radius_m=,
@@ -145,7 +148,7 @@
 // GET /v1/trucks/{id}/history streams, in constant memory, a walk of the
 // truck's points one hour partition at a time:
 //
-//	{"id":"t1","from":F,"to":T,"points":[{"ts","lat","lon","speed","heading"[,"alt"]}, …],
+//	{"id":"t1","from":F,"to":T,"points":[{"ts","lat","lon","speed","heading"[,attributes]}, …],
 //	 "count":n,"truncated":false,"incomplete":false}
 //
 // at most limit points (default 100,000, at most 10,000,000; truncated says
@@ -177,7 +180,7 @@
 // GET /v1/history/export writes history's buffer first (so that every
 // update accepted before the request is in it), then streams every point of
 // the interval, hour by hour and truck by truck: NDJSON lines
-// {"id","ts","lat","lon","speed","heading"[,"alt"]}, or with format=parquet
+// {"id","ts","lat","lon","speed","heading"[,attributes]}, or with format=parquet
 // one Parquet file (ExportRow is its schema; written by parquet-go in row
 // groups of 128Ki rows, so memory stays bounded) that DuckDB, Spark and
 // pandas read directly.

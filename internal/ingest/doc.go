@@ -27,6 +27,15 @@
 //	heading  number, degrees        0 ≤ heading < 360                         0
 //	alt      number, metres above   -20000 ≤ alt ≤ 100000, kept to 0.1 m      none (Update.Attrs)
 //	         sea level
+//	ignition number, 1 on, 0 off    0 ≤ ignition ≤ 1                          none (Update.Attrs)
+//	motion   number, 1 moving       0 ≤ motion ≤ 1                            none (Update.Attrs)
+//	odometer number, metres         0 ≤ odometer ≤ 2147483647, whole metres   none (Update.Attrs)
+//	ext_voltage, battery_voltage    0 ≤ v ≤ 100, kept to 1 mV                 none (Update.Attrs)
+//	         number, volts
+//	battery_level  number, %        0 ≤ battery_level ≤ 100, whole percent    none (Update.Attrs)
+//	accuracy number, metres         0 ≤ accuracy ≤ 100000, kept to 0.1 m      none (Update.Attrs)
+//	hdop     number                 0 ≤ hdop ≤ 100, kept to 0.1               none (Update.Attrs)
+//	satellites  number              0 ≤ satellites ≤ 255                      none (Update.Attrs)
 //
 // alt and any later optional attribute come from package fleet's attribute
 // table (name, unit, range); they are judged after the fields above.
