@@ -1,0 +1,107 @@
+// Package cluster runs fleetd as several nodes on NATS JetStream: any node
+// takes writes, JetStream replicates them, and every node applies every
+// write, in stream order, to its own engine and serves every query from
+// its own memory. No replication protocol of fleetd's own: the stream is
+// the log, its replicas (R3 in the tests) the durability, and each node a
+// deterministic reader of it.
+//
+// # Write path
+//
+// A node decodes and validates a batch exactly as a single node does
+// (package ingest), then Publish groups the updates by partition
+// (Partition: FNV-1a of the truck ID mod the partition count, the same on
+// every node), encodes each group as one message (many updates, split
+// only past maxMessageUpdates or the server's max_payload), publishes the
+// messages asynchronously to <stream>.p.<partition> with a Nats-Msg-Id
+// header, and returns only once JetStream has acknowledged every one:
+// stored on a quorum of the stream's replicas, on their disks. That is
+// what a 200 means in cluster mode. A message not acknowledged within
+// 2 s is republished with the same ID (through another server, after a
+// reconnect) until Options.PublishTimeout; then the request fails (503)
+// and the client retries.
+//
+// The message ID is the first 128 bits of SHA-256 of the message, so a
+// client's retry of the same body within the stream's duplicate window
+// (DefaultDuplicates) publishes the same messages with the same IDs and
+// JetStream keeps one copy. A retry after the window is applied again,
+// which is harmless: identical updates do not move a truck and history
+// keeps a point once.
+//
+// # Message format
+//
+//	message := version=1 (1 byte) | partition (uvarint) | batch
+//	batch   := package wal's update batch codec (wal/doc.go): count,
+//	           base ts, entries prefix-compressed against the previous ID
+//
+// Entries of one message are sorted by ID, stably (a truck's updates keep
+// their order), which shortens the shared-prefix IDs: about 16.5 bytes an
+// update for IDs like "truck-00042" (TestNodesConverge logs it), plus
+// JetStream's per-message overhead (subject, headers, ~100 bytes) shared
+// by the message's updates. A delete is an entry of kind delete. The
+// decoder validates the whole message (codec, the store's ranges, every
+// ID in the subject's partition) before delivering any entry; a malformed
+// message is skipped, counted and logged, the same way on every node.
+//
+// # Apply path
+//
+// Each node runs one ordered consumer per partition (ephemeral, flow
+// controlled, recreated by the client library after a server loss, from
+// the last sequence it delivered). A partition's applier gathers what has
+// been delivered (up to applyMaxMessages messages) into one
+// engine.Apply, so partitions apply in parallel on the store's shards
+// while each truck's updates (all in one partition) apply in stream order.
+// A failed Apply (disk error) is retried: skipping would lose what every
+// other node has. Expiry (the TTL) runs on each node by its own clock.
+//
+// # Positions file and restart
+//
+// After engine.Apply returns (the updates are durable in the node's local
+// write-ahead log per --fsync), the partition's applied sequence advances;
+// once a second the sequences are written to <dir>/positions-<stream>:
+//
+//	+-------+---------+-------------+-------------+----------------+--------+
+//	| FLCP  | version | created     | n (uvarint) | seq × n        | CRC32C |
+//	| 4 B   | 1 B = 1 | int64 LE ns |             | uint64 LE each | 4 B LE |
+//	+-------+---------+-------------+-------------+----------------+--------+
+//
+// written to a temporary file, fsynced, renamed and the directory fsynced.
+// created is the stream's creation time: a positions file of a recreated
+// stream is refused. On restart the engine recovers its snapshot and log,
+// and each partition resumes after its saved sequence. The local state
+// may hold more than the file says (applied after the last save), so a
+// suffix of each partition is applied again. That converges to the state
+// of applying the stream once (TestReapplySuffix, with ties and deletes):
+// latest wins by ts and a tie goes to the update applied last, and
+// re-applying a suffix in order ends with the same last update per truck;
+// a delete removes whatever came before it. History keeps a re-applied
+// point once. Without a data directory the node keeps no file and
+// replays the whole stream at start.
+//
+// With --fsync interval or never, a power cut (not kill -9) can leave the
+// positions file ahead of the local log; the default (always) cannot.
+//
+// # Retention
+//
+// The stream keeps every message (limits retention, no age or size
+// limit): a new or wiped node rebuilds by reading the stream from the
+// start. Bounding the stream needs snapshots published where a new node
+// can fetch them (not built yet; see the package's open items in the
+// README).
+//
+// # Read your writes
+//
+// Publish returns a Token: for each partition the write touched, the
+// stream sequence of its message ("3:1042,7:1045"). Await blocks until
+// every mark is applied on this node, at most Options.WaitMax (default
+// 2 s), so a client can read its writes on any node; past the bound it
+// fails with ErrNotReached (the API answers 503 with where the node is).
+//
+// # Concurrency
+//
+// Every exported method is safe for concurrent use. Publish calls run
+// concurrently (the connection's asynchronous publisher carries them);
+// one applier goroutine per partition; one goroutine looks at the stream
+// each second (Stats' behind_messages), one saves positions. Close stops
+// the consumers and appliers, saves the positions and closes the
+// connection; the engine is closed after it by the caller.
+package cluster

@@ -1,0 +1,508 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+// Defaults of Options.
+const (
+	DefaultStream         = "fleetd"
+	DefaultReplicas       = 3
+	DefaultPartitions     = 8
+	DefaultWaitMax        = 2 * time.Second
+	DefaultPublishTimeout = 10 * time.Second
+	// DefaultDuplicates is the stream's deduplication window: a client
+	// retry of the same body within it publishes nothing new.
+	DefaultDuplicates = 2 * time.Minute
+)
+
+// metaPartitions is the stream metadata key that records the partition
+// count, so that every node hashes trucks the same way.
+const metaPartitions = "fleetd-partitions"
+
+// Options configures a Node.
+type Options struct {
+	// URLs are the NATS servers (nats://host:port), any of the cluster's.
+	// Required.
+	URLs []string
+	// Stream is the JetStream stream's name (default DefaultStream); its
+	// subjects are <Stream>.p.<partition>.
+	Stream string
+	// Replicas is the stream's replication factor when this node creates
+	// it (default DefaultReplicas); an existing stream keeps its own.
+	Replicas int
+	// Partitions is the number of partitions (subjects, and ordered
+	// consumers per node). 0 takes the existing stream's, or
+	// DefaultPartitions when this node creates it; a value that differs
+	// from the stream's is an error.
+	Partitions int
+	// Engine applies what the stream carries. Required.
+	Engine *engine.Engine
+	// Dir holds the positions file (positions-<Stream>). Empty keeps none:
+	// the node then replays the whole stream at every start, which is
+	// right for an engine without a data directory.
+	Dir string
+	// FS is the filesystem of Dir (default the real one).
+	FS vfs.FS
+	// Name is this node's name in the cluster's stats and as its NATS
+	// connection name (default host name and process ID).
+	Name string
+	// WaitMax bounds how long Await waits for a token (default
+	// DefaultWaitMax).
+	WaitMax time.Duration
+	// PublishTimeout bounds how long Publish retries a message that
+	// JetStream has not acknowledged (default DefaultPublishTimeout).
+	PublishTimeout time.Duration
+	// SaveEvery is how often the positions file is rewritten when the
+	// node has applied more (default 1s).
+	SaveEvery time.Duration
+	Logger    *slog.Logger
+}
+
+// Node is one fleetd of a cluster: it publishes writes to the stream and
+// applies every partition of it to its engine. Safe for concurrent use.
+type Node struct {
+	opts    Options
+	log     *slog.Logger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	subj    string // "<stream>.p."
+	created int64  // the stream's creation time, for the positions file
+	posPath string // "" without Dir
+	parts   []*partition
+
+	pub pubCounters
+	app applyCounters
+	lag lagRing
+
+	// changed is closed (and replaced) whenever a partition's applied
+	// sequence advances, waking Await; guarded by mu.
+	mu      sync.Mutex
+	changed chan struct{}
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// partition is one partition's consumer and the sequence applied so far.
+type partition struct {
+	n       int
+	applied atomic.Uint64 // last stream sequence applied and durable in the engine
+	pending atomic.Uint64 // messages the consumer had not delivered at the last one applied
+	last    atomic.Uint64 // last sequence the stream holds on the subject (refreshed each second)
+	msgs    chan jetstream.Msg
+	cc      jetstream.ConsumeContext
+}
+
+// Open connects to NATS, creates the stream if it does not exist, and
+// starts applying every partition from the positions file's sequences
+// (the beginning of the stream without one).
+func Open(o Options) (*Node, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("cluster: no NATS URL")
+	}
+	if o.Engine == nil {
+		return nil, errors.New("cluster: Options.Engine is nil")
+	}
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if strings.ContainsAny(o.Stream, ".*> \t") {
+		return nil, fmt.Errorf("cluster: stream name %q has '.', '*', '>' or a space", o.Stream)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = DefaultReplicas
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		return nil, fmt.Errorf("cluster: %d replicas: want 1..5", o.Replicas)
+	}
+	if o.Partitions < 0 || o.Partitions > maxPartitions {
+		return nil, fmt.Errorf("cluster: %d partitions: want 1..%d", o.Partitions, maxPartitions)
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Name == "" {
+		h, _ := os.Hostname()
+		o.Name = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	if o.WaitMax <= 0 {
+		o.WaitMax = DefaultWaitMax
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.SaveEvery <= 0 {
+		o.SaveEvery = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	n := &Node{opts: o, log: o.Logger.With("component", "cluster"), subj: o.Stream + ".p.",
+		changed: make(chan struct{}), stop: make(chan struct{})}
+	n.lag.init()
+	var err error
+	n.nc, err = nats.Connect(strings.Join(o.URLs, ","), nats.Name("fleetd "+o.Name), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond), nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if !c.IsClosed() {
+				n.log.Warn("disconnected from NATS; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connecting to NATS %s: %w", strings.Join(o.URLs, ","), err)
+	}
+	n.js, err = jetstream.New(n.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err == nil {
+		err = n.openStream()
+	}
+	if err == nil {
+		err = n.loadPositions()
+	}
+	if err != nil {
+		n.nc.Close()
+		return nil, err
+	}
+	for _, p := range n.parts {
+		n.wg.Go(func() { n.applyLoop(p) })
+	}
+	n.wg.Go(n.watch)
+	if n.posPath != "" {
+		n.wg.Go(n.saveLoop)
+	}
+	for _, p := range n.parts {
+		if err := n.consume(p); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	n.log.Info("cluster node started", "name", o.Name, "stream", o.Stream, "partitions", len(n.parts),
+		"server", n.nc.ConnectedUrlRedacted(), "applied", Token(n.appliedMarks()).String())
+	return n, nil
+}
+
+// openStream finds or creates the stream and settles the partition count.
+func (n *Node) openStream() error {
+	giveUp := time.Now().Add(30 * time.Second)
+	o := &n.opts
+	want := o.Partitions
+	if want == 0 {
+		want = DefaultPartitions
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        o.Stream,
+		Description: "fleetd position updates (package cluster)",
+		Subjects:    []string{o.Stream + ".p.*"},
+		Replicas:    o.Replicas,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  DefaultDuplicates,
+		Metadata:    map[string]string{metaPartitions: strconv.Itoa(want)},
+	}
+	var err error
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n.stream, err = n.js.Stream(ctx, o.Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			n.stream, err = n.js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				cancel()
+				continue // another node created it meanwhile
+			}
+			if err == nil {
+				n.log.Info("created the stream", "stream", o.Stream, "replicas", o.Replicas, "partitions", want)
+			}
+		}
+		cancel()
+		// JetStream may still be electing its meta leader just after the
+		// servers start: retry for a while.
+		if err != nil && time.Now().Before(giveUp) && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) &&
+			(errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+				errors.Is(err, nats.ErrNoResponders) || strings.Contains(err.Error(), "unavailable")) {
+			time.Sleep(250 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "insufficient resources") || strings.Contains(err.Error(), "replicas") {
+			hint = fmt.Sprintf(" (a stream of %d replicas needs as many JetStream servers; --nats-replicas 1 for one server)", o.Replicas)
+		}
+		return fmt.Errorf("cluster: opening the stream %q: %w%s", o.Stream, err, hint)
+	}
+	info := n.stream.CachedInfo()
+	have, err := strconv.Atoi(info.Config.Metadata[metaPartitions])
+	if err != nil || have < 1 || have > maxPartitions {
+		return fmt.Errorf("cluster: the stream %q has no valid %s metadata (%q): it was not created by fleetd", o.Stream, metaPartitions, info.Config.Metadata[metaPartitions])
+	}
+	if o.Partitions != 0 && o.Partitions != have {
+		return fmt.Errorf("cluster: --nats-partitions %d, but the stream %q has %d partitions", o.Partitions, o.Stream, have)
+	}
+	n.created = info.Created.UnixNano()
+	n.parts = make([]*partition, have)
+	for i := range n.parts {
+		n.parts[i] = &partition{n: i, msgs: make(chan jetstream.Msg, consumeBuffer)}
+	}
+	return nil
+}
+
+// loadPositions starts every partition where the positions file says.
+func (n *Node) loadPositions() error {
+	if n.opts.Dir == "" {
+		return nil
+	}
+	if err := n.opts.FS.MkdirAll(n.opts.Dir, 0o755); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	n.posPath = filepath.Join(n.opts.Dir, "positions-"+n.opts.Stream)
+	p, err := loadPositions(n.opts.FS, n.posPath)
+	if err != nil {
+		return err
+	}
+	if p.seqs == nil {
+		if t := n.opts.Engine.Store().Len(); t > 0 {
+			n.log.Warn("the engine holds trucks but no stream positions: they were not written through this cluster and other nodes will not have them", "trucks", t)
+		}
+		return nil
+	}
+	if p.created != n.created {
+		return fmt.Errorf("cluster: %s belongs to a stream %q created at %s, but the stream now was created at %s: the data directory holds another stream's fleet; move it away to rejoin",
+			n.posPath, n.opts.Stream, time.Unix(0, p.created).UTC().Format(time.RFC3339Nano), time.Unix(0, n.created).UTC().Format(time.RFC3339Nano))
+	}
+	if len(p.seqs) != len(n.parts) {
+		return fmt.Errorf("cluster: %s has %d partitions, the stream %d", n.posPath, len(p.seqs), len(n.parts))
+	}
+	for i, s := range p.seqs {
+		n.parts[i].applied.Store(s)
+	}
+	return nil
+}
+
+// consume starts partition p's ordered consumer after its applied sequence.
+func (n *Node) consume(p *partition) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{n.subj + strconv.Itoa(p.n)}}
+	if s := p.applied.Load(); s > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s+1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := n.js.OrderedConsumer(ctx, n.opts.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("cluster: consumer of partition %d: %w", p.n, err)
+	}
+	p.cc, err = cons.Consume(func(m jetstream.Msg) {
+		select {
+		case p.msgs <- m:
+		case <-n.stop:
+		}
+	}, jetstream.PullMaxBytes(consumeMaxBytes), jetstream.PullHeartbeat(time.Second), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		n.app.consumeErrors.Add(1)
+		n.app.rateLog(n.log, "partition consumer error (the ordered consumer recovers by itself)", "partition", p.n, "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("cluster: consuming partition %d: %w", p.n, err)
+	}
+	return nil
+}
+
+// Partitions is the stream's partition count.
+func (n *Node) Partitions() int { return len(n.parts) }
+
+// appliedMarks is every partition's applied sequence.
+func (n *Node) appliedMarks() []Mark {
+	t := make([]Mark, len(n.parts))
+	for i, p := range n.parts {
+		t[i] = Mark{i, p.applied.Load()}
+	}
+	return t
+}
+
+// advanced wakes every Await after a partition's applied sequence moved.
+func (n *Node) advanced() {
+	n.mu.Lock()
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// Reached reports whether every mark of t is applied on this node.
+func (n *Node) Reached(t Token) bool {
+	for _, m := range t {
+		if m.Partition >= len(n.parts) || n.parts[m.Partition].applied.Load() < m.Seq {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrNotReached is returned by Await when the node has not applied the
+// token within Options.WaitMax.
+var ErrNotReached = errors.New("cluster: this node has not applied the token's writes yet")
+
+// CheckToken parses a token's text form (an error wraps ErrBadToken).
+func (n *Node) CheckToken(s string) error {
+	_, err := ParseToken(s, len(n.parts))
+	return err
+}
+
+// Await waits until the node has applied the token's writes, for at most
+// Options.WaitMax: nil once they are, an error wrapping ErrBadToken for a
+// malformed token, or ErrNotReached (with how far the node is) after the
+// bound or when ctx ends.
+func (n *Node) Await(ctx context.Context, s string) error {
+	t, err := ParseToken(s, len(n.parts))
+	if err != nil {
+		return err
+	}
+	if n.Reached(t) {
+		return nil
+	}
+	timer := time.NewTimer(n.opts.WaitMax)
+	defer timer.Stop()
+	for {
+		n.mu.Lock()
+		ch := n.changed
+		n.mu.Unlock()
+		if n.Reached(t) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			n.app.awaitTimeouts.Add(1)
+			return fmt.Errorf("%w: waited %v; applied here: %s (connected to NATS: %v)", ErrNotReached, n.opts.WaitMax,
+				Token(n.appliedMarks()).String(), n.nc.IsConnected())
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReached, ctx.Err())
+		case <-n.stop:
+			return fmt.Errorf("%w: the node is shutting down", ErrNotReached)
+		}
+	}
+}
+
+// watch refreshes, once a second, the last sequence the stream holds on
+// each partition's subject: how far behind this node is.
+func (n *Node) watch() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		n.refresh()
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) refresh() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ok := true
+	for _, p := range n.parts {
+		m, err := n.stream.GetLastMsgForSubject(ctx, n.subj+strconv.Itoa(p.n))
+		switch {
+		case err == nil:
+			p.last.Store(m.Sequence)
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			p.last.Store(0)
+		default:
+			ok = false
+		}
+	}
+	if ok {
+		n.app.refreshedAt.Store(time.Now().UnixNano())
+	}
+}
+
+// saveLoop rewrites the positions file when the node has applied more.
+func (n *Node) saveLoop() {
+	t := time.NewTicker(n.opts.SaveEvery)
+	defer t.Stop()
+	var saved []uint64
+	var buf []byte
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		saved, buf = n.save(saved, buf)
+	}
+}
+
+// save writes the positions file if it would change. Every sequence it
+// records was applied by engine.Apply, which returned only once the
+// updates were durable per the engine's fsync policy.
+func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
+	cur := make([]uint64, len(n.parts))
+	for i, p := range n.parts {
+		cur[i] = p.applied.Load()
+	}
+	if slicesEqual(cur, saved) {
+		return saved, buf
+	}
+	buf, err := savePositions(n.opts.FS, n.posPath, positions{created: n.created, seqs: cur}, buf)
+	if err != nil {
+		n.app.saveErrors.Add(1)
+		n.app.rateLog(n.log, "could not save the stream positions; a restart re-applies more of the stream (harmless, slower)", "err", err)
+		return saved, buf
+	}
+	return cur, buf
+}
+
+func slicesEqual(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the consumers and the appliers, saves the positions and
+// closes the NATS connection. The engine is the caller's to close, after.
+func (n *Node) Close() error {
+	if n.closed.Swap(true) {
+		return nil
+	}
+	for _, p := range n.parts {
+		if p.cc != nil {
+			p.cc.Stop()
+		}
+	}
+	close(n.stop)
+	n.wg.Wait()
+	if n.posPath != "" {
+		n.save(nil, nil)
+	}
+	n.nc.Close()
+	return nil
+}
+
+func contextTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetd/fleetd/internal/store"
+	"github.com/fleetd/fleetd/internal/wal"
+)
+
+const (
+	// consumeBuffer is how many delivered messages wait for a partition's
+	// applier; consumeMaxBytes bounds what the consumer pulls ahead.
+	consumeBuffer   = 64
+	consumeMaxBytes = 8 << 20
+	// applyMaxMessages is how many delivered messages the applier gathers
+	// into one engine.Apply.
+	applyMaxMessages = 32
+)
+
+// applyCounters are the applying side's counters.
+type applyCounters struct {
+	messages, updates, deletes, malformed  atomic.Int64
+	applyErrors, consumeErrors, saveErrors atomic.Int64
+	awaitTimeouts                          atomic.Int64
+	refreshedAt                            atomic.Int64 // Unix ns of the last successful look at the stream
+
+	logMu  sync.Mutex
+	logged time.Time
+	quiet  int // lines not logged since
+}
+
+// rateLog logs at most one warning a second; the others are counted in the
+// next line.
+func (c *applyCounters) rateLog(log *slog.Logger, msg string, args ...any) {
+	c.logMu.Lock()
+	now := time.Now()
+	if now.Sub(c.logged) < time.Second {
+		c.quiet++
+		c.logMu.Unlock()
+		return
+	}
+	q := c.quiet
+	c.logged, c.quiet = now, 0
+	c.logMu.Unlock()
+	log.Warn(msg, append(args, "similar_lines_not_logged", q)...)
+}
+
+// applyBatch is an applier's scratch: updates gathered from several
+// messages, their IDs copied into an arena (decoders reuse their memory).
+type applyBatch struct {
+	ups   []store.Update
+	arena []byte
+}
+
+// gather decodes a message of partition part (of parts) into b. A delete
+// first has apply called (to apply the updates b holds, which come before
+// it), then del.
+func (b *applyBatch) gather(msg []byte, part, parts int, apply func(), del func(id []byte)) error {
+	return DecodeMessage(msg, part, parts, func(e *wal.Entry) {
+		if e.Kind == wal.KindDelete {
+			apply()
+			del(e.ID)
+			return
+		}
+		start := len(b.arena)
+		b.arena = append(b.arena, e.ID...)
+		u := e.Update()
+		u.ID = b.arena[start:len(b.arena):len(b.arena)]
+		b.ups = append(b.ups, u)
+	})
+}
+
+// applyLoop applies partition p's messages in stream order until Close.
+// It gathers what has already been delivered into one engine.Apply; a
+// delete is applied between the updates around it. A malformed message
+// is skipped (counted and logged): every node skips it the same way.
+func (n *Node) applyLoop(p *partition) {
+	var b applyBatch
+	var ms []jetstream.Msg
+	for {
+		var m jetstream.Msg
+		select {
+		case m = <-p.msgs:
+		case <-n.stop:
+			return
+		}
+		ms = append(ms[:0], m)
+	gather:
+		for len(ms) < applyMaxMessages {
+			select {
+			case m := <-p.msgs:
+				ms = append(ms, m)
+			default:
+				break gather
+			}
+		}
+		var lastSeq, pending uint64
+		var stamp time.Time
+		for _, m := range ms {
+			md, err := m.Metadata()
+			if err != nil {
+				n.app.malformed.Add(1)
+				n.app.rateLog(n.log, "message without JetStream metadata skipped", "partition", p.n, "err", err)
+				continue
+			}
+			seq := md.Sequence.Stream
+			if seq <= p.applied.Load() || seq <= lastSeq {
+				continue // delivered again after a consumer reset
+			}
+			lastSeq, pending, stamp = seq, md.NumPending, md.Timestamp
+			err = b.gather(m.Data(), p.n, len(n.parts), func() { n.flush(p, &b) }, func(id []byte) { n.deleteOne(p, id) })
+			if err != nil {
+				n.app.malformed.Add(1)
+				n.app.rateLog(n.log, "malformed message skipped", "partition", p.n, "seq", seq, "err", err)
+				continue
+			}
+			n.app.messages.Add(1)
+		}
+		if !n.flush(p, &b) {
+			return
+		}
+		if lastSeq > 0 {
+			p.applied.Store(lastSeq)
+			p.pending.Store(pending)
+			n.lag.add(time.Since(stamp))
+			n.advanced()
+		}
+		clear(ms)
+	}
+}
+
+// flush applies the gathered updates. The engine's error (a failed fsync,
+// a full disk) is retried until it succeeds or the node closes: skipping
+// would leave this node without updates every other node has. It
+// returns false when the node closed first.
+func (n *Node) flush(p *partition, b *applyBatch) bool {
+	if len(b.ups) == 0 {
+		return true
+	}
+	for {
+		_, err := n.opts.Engine.Apply(b.ups)
+		if err == nil {
+			break
+		}
+		n.app.applyErrors.Add(1)
+		n.app.rateLog(n.log, "could not apply the stream's updates; retrying (this partition waits)", "partition", p.n, "err", err)
+		select {
+		case <-n.stop:
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+	n.app.updates.Add(int64(len(b.ups)))
+	clear(b.ups)
+	b.ups, b.arena = b.ups[:0], b.arena[:0]
+	return true
+}
+
+// deleteOne applies a published delete.
+func (n *Node) deleteOne(p *partition, id []byte) {
+	for {
+		_, err := n.opts.Engine.Delete(id)
+		if err == nil {
+			n.app.deletes.Add(1)
+			return
+		}
+		n.app.applyErrors.Add(1)
+		n.app.rateLog(n.log, "could not apply a delete from the stream; retrying", "partition", p.n, "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// lagRing keeps the last apply lags (stream store time to applied), for
+// the quantiles in Stats.
+type lagRing struct {
+	mu   sync.Mutex
+	ms   []float32
+	next int
+	full bool
+}
+
+const lagSamples = 4096
+
+func (r *lagRing) init() { r.ms = make([]float32, lagSamples) }
+
+func (r *lagRing) add(d time.Duration) {
+	r.mu.Lock()
+	r.ms[r.next] = float32(d.Seconds() * 1000)
+	r.next++
+	if r.next == len(r.ms) {
+		r.next, r.full = 0, true
+	}
+	r.mu.Unlock()
+}
+
+// quantile is the q-quantile of the kept lags in milliseconds (NaN: none).
+func (r *lagRing) quantile(q float64) float64 {
+	r.mu.Lock()
+	n := r.next
+	if r.full {
+		n = len(r.ms)
+	}
+	s := slices.Clone(r.ms[:n])
+	r.mu.Unlock()
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(s)
+	return float64(s[min(len(s)-1, int(q*float64(len(s))))])
+}

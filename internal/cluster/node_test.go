@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/store"
+)
+
+// testNode opens a node with an in-memory engine on urls.
+func testNode(t *testing.T, urls []string, name, dir string, eng *engine.Engine) *Node {
+	t.Helper()
+	if eng == nil {
+		var err error
+		if eng, err = engine.Open(engine.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+	}
+	n, err := Open(Options{URLs: urls, Engine: eng, Name: name, Dir: dir, Partitions: 4, SaveEvery: 20 * time.Millisecond, PublishTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func randBatch(r *rand.Rand, n, trucks int, ts uint32) []store.Update {
+	b := make([]store.Update, n)
+	for i := range b {
+		b[i] = store.Update{ID: fmt.Appendf(nil, "truck-%05d", r.IntN(trucks)),
+			Position: fleet.Position{Lat: r.Int32N(1000000000) - 500000000, Lon: r.Int32N(1000000000) - 500000000, TS: ts + uint32(r.IntN(100)),
+				Speed: uint16(r.IntN(1000)), Heading: uint16(r.IntN(360))}}
+	}
+	return b
+}
+
+// sameFleet fails unless every node's store holds exactly want.
+func sameFleet(t *testing.T, want map[string]store.Position, nodes ...*Node) {
+	t.Helper()
+	for i, n := range nodes {
+		st := n.opts.Engine.Store()
+		if st.Len() != len(want) {
+			t.Fatalf("node %d holds %d trucks, want %d", i, st.Len(), len(want))
+		}
+		for id, p := range want {
+			got, ok := st.Get([]byte(id))
+			if !ok || got != p {
+				t.Fatalf("node %d: %s is %+v (%v), want %+v", i, id, got, ok, p)
+			}
+		}
+	}
+}
+
+// TestNodesConverge publishes from every node of three, on a 3-server
+// JetStream cluster (R3), and checks that each write's token is reached on
+// every node and that all nodes end with the fleet of applying every
+// acknowledged update once, in order.
+func TestNodesConverge(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	urls, _ := natsCluster(t, 3)
+	nodes := []*Node{
+		testNode(t, urls[0:1], "a", t.TempDir(), nil),
+		testNode(t, urls[1:2], "b", t.TempDir(), nil),
+		testNode(t, urls[2:3], "c", t.TempDir(), nil),
+	}
+	ref, err := engine.Open(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	r := rand.New(rand.NewPCG(uint64(seed), 3))
+	base := uint32(time.Now().Unix()) - 3600
+	var mu sync.Mutex
+	var acked [][]store.Update
+	var wg sync.WaitGroup
+	for w := range 3 {
+		s := r.Uint64()
+		wg.Go(func() {
+			rr := rand.New(rand.NewPCG(s, 1))
+			for i := range 20 {
+				b := randBatch(rr, 1+rr.IntN(300), 500, base+uint32(i))
+				n := nodes[(w+i)%3]
+				tok, err := n.Publish(context.Background(), b)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// Read your writes on another node.
+				other := nodes[(w+i+1)%3]
+				if err := other.Await(context.Background(), tok.String()); err != nil {
+					t.Error(err)
+					return
+				}
+				for _, u := range b {
+					if p, ok := other.opts.Engine.Store().Get(u.ID); !ok || p.TS < u.TS {
+						t.Errorf("after awaiting %s, node %s has %s at %+v (%v), older than the written ts %d", tok, other.opts.Name, u.ID, p, ok, u.TS)
+						return
+					}
+				}
+				mu.Lock()
+				acked = append(acked, b)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// One more write from each node: its token covers everything before.
+	var last Token
+	for _, n := range nodes {
+		id := []byte("truck-deleted-" + n.opts.Name)
+		b := []store.Update{{ID: id, Position: fleet.Position{Lat: 1, Lon: 1, TS: base}}}
+		if _, err := n.Publish(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := n.Delete(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range tok {
+			last = last.add(m.Partition, m.Seq)
+		}
+	}
+	want := map[string]store.Position{}
+	// The reference applies updates in any order between batches: latest
+	// wins by ts, so only same-ts ties could differ; the random positions
+	// make them unlikely but possible, so compare against the first node
+	// for ties and the reference for the rest.
+	for _, b := range acked {
+		if _, err := ref.Apply(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref.Store().RangeUpdates(func(u *store.Update) bool {
+		want[string(u.ID)] = u.Position
+		return true
+	})
+	for _, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for !n.Reached(last) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}
+	for id, p := range want {
+		got, _ := nodes[0].opts.Engine.Store().Get([]byte(id))
+		if got.TS == p.TS && got != p {
+			want[id] = got // a same-ts tie, resolved by stream order
+		}
+	}
+	sameFleet(t, want, nodes...)
+	st := nodes[0].Stats()
+	if st.Behind != 0 || st.AppliedDeletes != 3 || st.PublishedBytes == 0 || st.StreamReplicas != 3 {
+		t.Fatalf("stats: %+v", st)
+	}
+	t.Logf("bytes per update on the bus (payload): %.1f; stream bytes per message %.0f", st.BytesPerUpdate, st.StreamBytesPerMsg)
+}
+
+// TestNodeRestartCatchesUp closes a node, writes more through another,
+// and reopens it on the same engine and positions file: it resumes
+// after its saved positions (no re-application from the start) and
+// catches up.
+func TestNodeRestartCatchesUp(t *testing.T) {
+	urls, _ := natsCluster(t, 3)
+	a := testNode(t, urls, "a", t.TempDir(), nil)
+	eng, err := engine.Open(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	dir := t.TempDir()
+	b := testNode(t, urls, "b", dir, eng)
+	r := rand.New(rand.NewPCG(1, 1))
+	base := uint32(time.Now().Unix()) - 100
+	tok, err := a.Publish(context.Background(), randBatch(r, 1000, 300, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Await(context.Background(), tok.String()); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	appliedBefore := b.app.updates.Load()
+	tok2, err := a.Publish(context.Background(), randBatch(r, 1000, 300, base+50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Await(context.Background(), tok2.String()); !errors.Is(err, ErrNotReached) {
+		t.Fatalf("a closed node awaited %s: %v", tok2, err)
+	}
+	b2 := testNode(t, urls, "b", dir, eng)
+	if err := b2.Await(context.Background(), tok2.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b2.app.updates.Load(); got != 1000 {
+		t.Fatalf("the restarted node applied %d updates, want the 1000 it missed (it had applied %d)", got, appliedBefore)
+	}
+	if err := a.Await(context.Background(), tok2.String()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]store.Position{}
+	a.opts.Engine.Store().RangeUpdates(func(u *store.Update) bool {
+		want[string(u.ID)] = u.Position
+		return true
+	})
+	sameFleet(t, want, b2)
+	if err := b2.CheckToken("99:1"); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("token of partition 99 of 4: %v", err)
+	}
+}

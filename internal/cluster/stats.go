@@ -1,0 +1,192 @@
+package cluster
+
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats is the node's part of /v1/stats ("cluster").
+type Stats struct {
+	Node       string `json:"node"`
+	Stream     string `json:"stream"`
+	Partitions int    `json:"partitions"`
+	Connected  bool   `json:"nats_connected"`
+	Server     string `json:"nats_server,omitempty"`
+	// Servers is every NATS server the connection knows of.
+	Servers []string `json:"nats_servers"`
+	// Applied is the text form of a token of everything applied here;
+	// Behind counts the messages the stream holds past it (as of the last
+	// look at the stream, at most a second old; StreamCheckedS ago).
+	Applied        string          `json:"applied"`
+	Behind         uint64          `json:"behind_messages"`
+	StreamCheckedS float64         `json:"stream_checked_s_ago"`
+	PartitionsInfo []PartitionInfo `json:"partition_positions"`
+	// ApplyLagP50Ms and ApplyLagP99Ms are over the last 4,096 applied
+	// batches: from JetStream storing a message to this node's engine
+	// having applied it.
+	ApplyLagP50Ms float64 `json:"apply_lag_p50_ms"`
+	ApplyLagP99Ms float64 `json:"apply_lag_p99_ms"`
+
+	PublishedMessages   int64   `json:"published_messages"`
+	PublishedUpdates    int64   `json:"published_updates"`
+	PublishedBytes      int64   `json:"published_bytes"` // message payloads
+	BytesPerUpdate      float64 `json:"published_bytes_per_update"`
+	PublishRetries      int64   `json:"publish_retries"`
+	PublishFailures     int64   `json:"publish_failures"`
+	PublishDuplicates   int64   `json:"publish_duplicates"` // acknowledged as already stored (retries)
+	AppliedMessages     int64   `json:"applied_messages"`
+	AppliedUpdates      int64   `json:"applied_updates"`
+	AppliedDeletes      int64   `json:"applied_deletes"`
+	MalformedMessages   int64   `json:"malformed_messages"`
+	ApplyErrors         int64   `json:"apply_errors"`
+	ConsumerErrors      int64   `json:"consumer_errors"`
+	PositionSaveErrors  int64   `json:"position_save_errors"`
+	AwaitTimeouts       int64   `json:"await_timeouts"`
+	StreamMessages      uint64  `json:"stream_messages"`
+	StreamBytes         uint64  `json:"stream_bytes"`
+	StreamFirstSeq      uint64  `json:"stream_first_seq"`
+	StreamLastSeq       uint64  `json:"stream_last_seq"`
+	StreamBytesPerMsg   float64 `json:"stream_bytes_per_message"`
+	StreamReplicas      int     `json:"stream_replicas"`
+	StreamLeader        string  `json:"stream_leader,omitempty"`
+	StreamReplicasState []Peer  `json:"stream_peers,omitempty"`
+}
+
+// PartitionInfo is one partition's position.
+type PartitionInfo struct {
+	Partition int    `json:"partition"`
+	Applied   uint64 `json:"applied_seq"`
+	Last      uint64 `json:"stream_last_seq"`
+}
+
+// Peer is a stream replica other than the leader.
+type Peer struct {
+	Name    string  `json:"name"`
+	Current bool    `json:"current"`
+	ActiveS float64 `json:"active_s_ago"`
+}
+
+// Stats reports the node's figures. It reads the stream's info from the
+// NATS server (bounded by a one-second timeout; the cached figures are
+// reported if that fails).
+func (n *Node) Stats() Stats {
+	s := Stats{Node: n.opts.Name, Stream: n.opts.Stream, Partitions: len(n.parts), Connected: n.nc.IsConnected(),
+		Servers: n.nc.Servers(), Applied: Token(n.appliedMarks()).String()}
+	if s.Connected {
+		s.Server = n.nc.ConnectedUrlRedacted()
+	}
+	for i, p := range n.parts {
+		a, l := p.applied.Load(), p.last.Load()
+		s.PartitionsInfo = append(s.PartitionsInfo, PartitionInfo{i, a, l})
+		if l > a {
+			s.Behind += max(p.pending.Load(), 1)
+		}
+	}
+	if t := n.app.refreshedAt.Load(); t > 0 {
+		s.StreamCheckedS = time.Since(time.Unix(0, t)).Seconds()
+	}
+	s.ApplyLagP50Ms, s.ApplyLagP99Ms = finite(n.lag.quantile(0.5)), finite(n.lag.quantile(0.99))
+	s.PublishedMessages, s.PublishedUpdates, s.PublishedBytes = n.pub.messages.Load(), n.pub.updates.Load(), n.pub.bytes.Load()
+	if s.PublishedUpdates > 0 {
+		s.BytesPerUpdate = float64(s.PublishedBytes) / float64(s.PublishedUpdates)
+	}
+	s.PublishRetries, s.PublishFailures, s.PublishDuplicates = n.pub.retries.Load(), n.pub.failures.Load(), n.pub.duplicates.Load()
+	s.AppliedMessages, s.AppliedUpdates, s.AppliedDeletes = n.app.messages.Load(), n.app.updates.Load(), n.app.deletes.Load()
+	s.MalformedMessages, s.ApplyErrors, s.ConsumerErrors = n.app.malformed.Load(), n.app.applyErrors.Load(), n.app.consumeErrors.Load()
+	s.PositionSaveErrors, s.AwaitTimeouts = n.app.saveErrors.Load(), n.app.awaitTimeouts.Load()
+	info := n.stream.CachedInfo()
+	if s.Connected {
+		ctx, cancel := contextTimeout(time.Second)
+		if fresh, err := n.stream.Info(ctx); err == nil {
+			info = fresh
+		}
+		cancel()
+	}
+	if info != nil {
+		st := info.State
+		s.StreamMessages, s.StreamBytes, s.StreamFirstSeq, s.StreamLastSeq = st.Msgs, st.Bytes, st.FirstSeq, st.LastSeq
+		if st.Msgs > 0 {
+			s.StreamBytesPerMsg = float64(st.Bytes) / float64(st.Msgs)
+		}
+		s.StreamReplicas = info.Config.Replicas
+		if c := info.Cluster; c != nil {
+			s.StreamLeader = c.Leader
+			for _, r := range c.Replicas {
+				s.StreamReplicasState = append(s.StreamReplicasState, Peer{r.Name, r.Current, r.Active.Seconds()})
+			}
+		}
+	}
+	return s
+}
+
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
+}
+
+// Register adds the node's metrics (fleetd_cluster_…) to reg.
+func (n *Node) Register(reg prometheus.Registerer) error {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_nats_connected", Help: "1 while connected to a NATS server."}, func() float64 {
+			if n.nc.IsConnected() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_behind_messages", Help: "Messages the stream holds that this node has not applied (as of its last look, at most a second old)."}, func() float64 {
+			var b uint64
+			for _, p := range n.parts {
+				if l, a := p.last.Load(), p.applied.Load(); l > a {
+					b += max(p.pending.Load(), 1)
+				}
+			}
+			return float64(b)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_apply_lag_p99_seconds", Help: "p99 of the last 4096 applied batches' lag, from JetStream storing a message to this node applying it."}, func() float64 {
+			return finite(n.lag.quantile(0.99)) / 1000
+		}),
+		counterFunc("fleetd_cluster_published_messages_total", "Messages this node published and JetStream acknowledged.", &n.pub.messages),
+		counterFunc("fleetd_cluster_published_updates_total", "Updates in those messages.", &n.pub.updates),
+		counterFunc("fleetd_cluster_published_bytes_total", "Payload bytes of those messages.", &n.pub.bytes),
+		counterFunc("fleetd_cluster_publish_retries_total", "Messages republished after a missing acknowledgement.", &n.pub.retries),
+		counterFunc("fleetd_cluster_publish_failures_total", "Publishes answered 503: not acknowledged in time.", &n.pub.failures),
+		counterFunc("fleetd_cluster_applied_messages_total", "Stream messages this node applied.", &n.app.messages),
+		counterFunc("fleetd_cluster_applied_updates_total", "Updates this node applied from the stream.", &n.app.updates),
+		counterFunc("fleetd_cluster_malformed_messages_total", "Stream messages skipped as malformed.", &n.app.malformed),
+		counterFunc("fleetd_cluster_apply_errors_total", "Engine errors while applying the stream (retried).", &n.app.applyErrors),
+		counterFunc("fleetd_cluster_await_timeouts_total", "Reads whose token was not applied within the bound (503).", &n.app.awaitTimeouts),
+	}
+	appliedSeq := prometheus.NewDesc("fleetd_cluster_applied_seq", "Last stream sequence applied, per partition.", []string{"partition"}, nil)
+	cs = append(cs, &seqCollector{n: n, desc: appliedSeq})
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type int64Loader interface{ Load() int64 }
+
+func counterFunc(name, help string, v int64Loader) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+}
+
+// seqCollector reports each partition's applied sequence.
+type seqCollector struct {
+	n    *Node
+	desc *prometheus.Desc
+}
+
+func (c *seqCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *seqCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, p := range c.n.parts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(p.applied.Load()), strconv.Itoa(i))
+	}
+}
