@@ -194,7 +194,7 @@ func BenchmarkServerRaw(b *testing.B) {
 				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(per*conns), "cpu-µs/request")
 				b.ReportMetric(float64(s.Stats.AckLatency.Quantile(0.99).Microseconds())/1000, "p99-ack-ms")
 				eng.reportBatch(b)
-			eng.reportBatch(b)
+				eng.reportBatch(b)
 			})
 		}
 	}
