@@ -183,6 +183,11 @@ Flags:
                      subscribers: it may miss intermediate positions, never
                      the newest. -1 sends them every update, as narrow
                      subscribers get
+  --stream-wide-rate SIZE
+                     the bytes of such frames written per second to all
+                     whole-fleet subscribers together (default 32MiB per
+                     core): past it frames come less often and writes wait
+                     their turn; 0: no limit
   --basemap-style URL
                      the dashboard's map style (a MapLibre style JSON URL);
                      default: built-in offline country and state outlines
@@ -335,6 +340,7 @@ type serveConfig struct {
 	maxSubs       int
 	stall         time.Duration
 	wideHz        float64
+	wideRate      int64 // feed.Options.WideBytesPerSec: 0 default, -1 none
 	basemap       string
 	origins       string
 	hosts         string
@@ -397,6 +403,15 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.maxSubs, "max-subscribers", 1000, "live-feed subscriber limit")
 	fs.DurationVar(&c.stall, "stream-stall", 30*time.Second, "disconnect subscribers behind for this long")
 	fs.Float64Var(&c.wideHz, "stream-wide-hz", 1, "whole-fleet subscribers' default max_hz (conflated; -1: every update)")
+	fs.Func("stream-wide-rate", "whole-fleet frames' bytes per second, all subscribers together (0: no limit)", func(v string) error {
+		if strings.TrimSpace(v) == "0" {
+			c.wideRate = -1
+			return nil
+		}
+		n, err := parseSize(v)
+		c.wideRate = n
+		return err
+	})
 	fs.StringVar(&c.basemap, "basemap-style", "", "dashboard map style URL")
 	fs.StringVar(&c.origins, "allowed-origins", "", "web origins that may change state")
 	fs.StringVar(&c.hosts, "allowed-hosts", "", "more Host names to serve")
@@ -601,7 +616,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			MetricsPrivate: !c.metricsPublic},
 		Guard: auth.GuardOptions{Loopback: serveIsLoopback(ln.Addr()), AllowedHosts: splitList(c.hosts),
 			AllowedOrigins: splitList(c.origins)},
-		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall, WideHz: c.wideHz},
+		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall, WideHz: c.wideHz, WideBytesPerSec: c.wideRate},
 		BasemapStyle: c.basemap,
 		Logger:       log,
 	}

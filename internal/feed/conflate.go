@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"context"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -41,7 +42,8 @@ type frameRec struct {
 type frame struct {
 	seq     uint64 // 1, 2, … per class
 	recs    []frameRec
-	enc     []byte
+	enc     []byte // the records' payloads, and garbage: payloads of positions replaced in the period
+	payload int    // bytes of enc that recs point at
 	dropped uint64 // trucks refused during the period: the frame was full
 	total   uint64 // records in every frame of the class up to this one
 
@@ -54,10 +56,16 @@ type frame struct {
 	wsEnds          []uint32
 }
 
+// sizeSSE returns the length of the frame's SSE framing (the WebSocket
+// one is a little shorter).
+func (f *frame) sizeSSE() int {
+	return f.payload + len(f.recs)*(len("data: \n\n")+len(posPrefix))
+}
+
 // framedSSE returns the frame as SSE records.
 func (f *frame) framedSSE() []byte {
 	f.sseOnce.Do(func() {
-		b := make([]byte, 0, len(f.enc)+len(f.recs)*(len("data: \n\n")+len(posPrefix)))
+		b := make([]byte, 0, f.sizeSSE())
 		for _, r := range f.recs {
 			b = append(b, "data: "+posPrefix...)
 			b = append(append(b, f.enc[r.off:r.off+uint32(r.n)]...), '\n', '\n')
@@ -98,7 +106,8 @@ func (f *frame) framedWS() ([]byte, []uint32) {
 // class is the conflation state of one frame period.
 type class struct {
 	periodTicks int64
-	subs        int // subscribers, guarded by Hub.mu
+	subs        int   // subscribers, guarded by Hub.mu
+	sealAt      int64 // the conflation loop's tick before which no frame is sealed (the byte budget); its own
 	cur         atomic.Pointer[frame]
 
 	// mu guards the builder. Publishers hold it to add a batch; the
@@ -191,14 +200,16 @@ func (c *class) seal() bool {
 		return false
 	}
 	recs := make([]frameRec, 0, len(c.mu.recs))
+	payload := 0
 	for _, r := range c.mu.recs {
 		if r.n != 0 { // holes: removed trucks
 			recs = append(recs, r)
+			payload += int(r.n)
 		}
 	}
 	c.mu.seq++
 	c.mu.total += uint64(len(recs))
-	f := &frame{seq: c.mu.seq, recs: recs, enc: c.mu.enc, dropped: c.mu.dropped, total: c.mu.total}
+	f := &frame{seq: c.mu.seq, recs: recs, enc: c.mu.enc, payload: payload, dropped: c.mu.dropped, total: c.mu.total}
 	c.mu.enc = make([]byte, 0, len(c.mu.enc)-c.mu.garbage)
 	c.mu.recs = c.mu.recs[:0]
 	clear(c.mu.at)
@@ -226,11 +237,20 @@ func (h *Hub) widePeriod(f *filter) int64 {
 // conflateLoop seals each class's frame every period, on a frameTick
 // clock, and wakes the class's subscribers. It runs from the first wide
 // subscriber's subscribe until a tick finds none left (or Close).
+//
+// With a byte budget (Options.WideBytesPerSec), a class whose frame,
+// written to each of its subscribers, takes more than a period of its
+// share of the budget (the budget over the classes) seals its next frame
+// only once that time has passed: frames come less often and hold more
+// trucks' newest positions instead of being skipped by paced writers, so
+// the subscribers keep writing the same frame and no more frames are
+// pinned than without a budget.
 func (h *Hub) conflateLoop() {
 	defer h.loopWG.Done()
 	t := time.NewTicker(frameTick)
 	defer t.Stop()
 	var tick int64
+	var subs []int // by class in sn.classes, this tick
 	for {
 		select {
 		case <-h.quit:
@@ -241,23 +261,31 @@ func (h *Hub) conflateLoop() {
 		case <-t.C:
 		}
 		tick++
+		sn := h.snap.Load()
 		h.mu.Lock()
 		if len(h.mu.classes) == 0 {
 			h.mu.looping = false
 			h.mu.Unlock()
 			return
 		}
+		subs = subs[:0]
+		if sn != nil {
+			for _, c := range sn.classes {
+				subs = append(subs, c.subs)
+			}
+		}
 		h.mu.Unlock()
-		sn := h.snap.Load()
 		if sn == nil {
 			continue
 		}
-		for _, c := range sn.classes {
-			if tick%c.periodTicks != 0 || !c.seal() {
+		for k, c := range sn.classes {
+			if tick%c.periodTicks != 0 || tick < c.sealAt || !c.seal() {
 				continue
 			}
+			f := c.cur.Load()
+			c.sealAt = tick + h.budgetTicks(f, subs[k], len(sn.classes))
 			h.frames.Add(1)
-			if f := c.cur.Load(); f.dropped != 0 {
+			if f.dropped != 0 {
 				h.frameDropped.Add(f.dropped)
 			}
 			for _, s := range sn.subs {
@@ -268,6 +296,16 @@ func (h *Hub) conflateLoop() {
 			}
 		}
 	}
+}
+
+// budgetTicks returns how many frameTicks writing frame f to subs
+// subscribers takes at a classes-th of the byte budget (0 without one).
+func (h *Hub) budgetTicks(f *frame, subs, classes int) int64 {
+	if h.pace == nil || subs == 0 {
+		return 0
+	}
+	bytes := float64(f.sizeSSE()) * float64(subs) * float64(classes)
+	return int64(bytes * h.pace.nsPerByte / float64(frameTick))
 }
 
 // publishWide adds a batch to every conflation class.
@@ -284,8 +322,9 @@ func (h *Hub) publishWide(sn *snapshot, ups []fleet.Update, sc *pubScratch) {
 // writeFrame writes the class's newest frame, if the subscriber has not
 // written it yet: first a lag notice for the records of frames it skipped
 // (it was slower than the period) and the trucks the frame refused, then
-// the positions its bbox (if any) passes.
-func (p *pump) writeFrame() error {
+// the positions its bbox (if any) passes. Each write of frame bytes waits
+// for the hub's budget (pace).
+func (p *pump) writeFrame(ctx context.Context) error {
 	s := p.s
 	s.frameReady.Store(false)
 	f := s.cls.cur.Load()
@@ -309,7 +348,7 @@ func (p *pump) writeFrame() error {
 				return err
 			}
 		}
-		if err := p.writeShared(f); err != nil {
+		if err := p.writeShared(ctx, f); err != nil {
 			return err
 		}
 		queued = uint64(len(f.recs))
@@ -331,6 +370,12 @@ func (p *pump) writeFrame() error {
 		}
 		p.buf = append(p.buf, f.enc[r.off:r.off+uint32(r.n)]...)
 		queued++
+		if len(p.buf) >= p.limit {
+			if err := p.pace(ctx, len(p.buf)); err != nil {
+				return err
+			}
+			p.h.frameBytes.Add(uint64(len(p.buf)))
+		}
 		if err := p.end(true); err != nil {
 			return err
 		}
@@ -344,12 +389,22 @@ func (p *pump) writeFrame() error {
 
 // writeShared writes the whole frame from its shared framing: SSE in
 // writes of at most sseBatchBytes, WebSocket one message per batch.
-func (p *pump) writeShared(f *frame) error {
+func (p *pump) writeShared(ctx context.Context, f *frame) error {
+	write := func(b []byte) error {
+		if err := p.pace(ctx, len(b)); err != nil {
+			return err
+		}
+		if err := p.k.write(b); err != nil {
+			return err
+		}
+		p.h.frameBytes.Add(uint64(len(b)))
+		return nil
+	}
 	if p.ws {
 		b, ends := f.framedWS()
 		start := uint32(0)
 		for _, end := range ends {
-			if err := p.k.write(b[start:end]); err != nil {
+			if err := write(b[start:end]); err != nil {
 				return err
 			}
 			start = end
@@ -358,7 +413,7 @@ func (p *pump) writeShared(f *frame) error {
 		b := f.framedSSE()
 		for len(b) > 0 {
 			n := min(len(b), sseBatchBytes)
-			if err := p.k.write(b[:n]); err != nil {
+			if err := write(b[:n]); err != nil {
 				return err
 			}
 			b = b[n:]

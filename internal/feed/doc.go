@@ -92,6 +92,26 @@
 //     alert) taken in the same pass, and an expiry removes the truck from
 //     the frame being built, so a frame does not bring back a truck after
 //     its expiry. Positions are not otherwise ordered with alerts.
+//   - Bandwidth: the bytes of frames written to all wide subscribers
+//     together are capped at Options.WideBytesPerSec (default 32 MiB/s
+//     per core, GOMAXPROCS), because they are what wide subscribers cost:
+//     100 whole-fleet subscribers of a 1M-truck fleet posting 400k
+//     updates/s want 100 frames of 262,144 trucks (28 MB) a second, 2.8
+//     GB/s, and on a 2-core box reading 1.1 GB/s of them held ingest to
+//     24% of its rate without subscribers (measured with
+//     BenchmarkServeIngestWide; the server spent half its CPU in write
+//     syscalls). Each frame write (64 KiB for SSE, one WebSocket message)
+//     reserves its bytes' share of the rate after every earlier
+//     reservation (GCRA, 100 ms of burst) and waits its turn, so
+//     subscribers are served in the order they asked. And a class whose
+//     frame, written to each of its subscribers, takes longer than its
+//     period at its share of the cap (the cap over the classes) seals its
+//     next frame only when that time has passed: under the cap frames
+//     come less often and carry more trucks' newest positions, rather
+//     than being sealed and skipped, so the subscribers write the same
+//     frame and no more are pinned. Negative WideBytesPerSec lifts the
+//     cap. Stats.FrameBytes and FramePaceWaits count frame bytes and the
+//     writes that waited.
 //   - Narrow subscribers (ids, or a bbox of at most 1024 cells) keep
 //     per-update delivery (with max_hz as below). Options.WideHz < 0
 //     turns conflation off: every subscriber gets per-update delivery.

@@ -47,6 +47,11 @@ type Options struct {
 	// FrameTrucks caps the trucks in one conflated frame (default
 	// 262,144); more in one period are refused and reported as lag.
 	FrameTrucks int
+	// WideBytesPerSec caps the bytes of conflated frames written per
+	// second to all wide subscribers together (default 32 MiB/s per core,
+	// GOMAXPROCS; see doc.go): past it their writes wait their turn and
+	// they skip frames (reported as lag). Negative: no cap.
+	WideBytesPerSec int64
 }
 
 const (
@@ -80,6 +85,9 @@ type Stats struct {
 	// trucks refused by full frames.
 	WideSubscribers            int
 	Frames, FrameTrucksDropped uint64
+	// FrameBytes counts bytes of frames written to wide subscribers;
+	// FramePaceWaits the writes that waited for Options.WideBytesPerSec.
+	FrameBytes, FramePaceWaits uint64
 }
 
 // Hub fans published events out to subscribers. It is safe for concurrent
@@ -92,6 +100,7 @@ type Hub struct {
 	seed     maphash.Seed
 	start    time.Time
 	clock    func() int64 // ns since start (monotonic); replaced by tests
+	pace     *pacer       // the wide frames' byte budget; nil: none
 	quit     chan struct{}
 	subsWG   sync.WaitGroup // one per subscriber until it is unsubscribed
 	loopWG   sync.WaitGroup // the conflation loop, while it runs
@@ -102,7 +111,7 @@ type Hub struct {
 	changed  sync.Pool                // *[]fleet.Update, Applied's changed updates
 
 	published, delivered, invalid, stalls, rejected atomic.Uint64
-	frames, frameDropped                            atomic.Uint64
+	frames, frameDropped, frameBytes, paceWaits     atomic.Uint64
 
 	// mu guards subscription changes and the master ID index.
 	mu struct {
@@ -168,6 +177,9 @@ func New(o Options) (*Hub, error) {
 	if o.FrameTrucks == 0 {
 		o.FrameTrucks = defaultFrameTrucks
 	}
+	if o.WideBytesPerSec == 0 {
+		o.WideBytesPerSec = defaultWideBytes()
+	}
 	posMax := 1 << bits.Len(uint(o.Buffer-1))
 	h := &Hub{
 		opt:      o,
@@ -179,6 +191,9 @@ func New(o Options) (*Hub, error) {
 		quit:     make(chan struct{}),
 	}
 	h.clock = func() int64 { return int64(time.Since(h.start)) }
+	if o.WideBytesPerSec > 0 {
+		h.pace = newPacer(o.WideBytesPerSec)
+	}
 	h.mu.byID = map[string][]uint32{}
 	h.mu.classes = map[int64]*class{}
 	return h, nil
@@ -310,6 +325,7 @@ func (h *Hub) Stats() Stats {
 	st.StallDisconnects = h.stalls.Load()
 	st.Rejected = h.rejected.Load()
 	st.Frames, st.FrameTrucksDropped = h.frames.Load(), h.frameDropped.Load()
+	st.FrameBytes, st.FramePaceWaits = h.frameBytes.Load(), h.paceWaits.Load()
 	return st
 }
 

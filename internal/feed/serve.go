@@ -50,6 +50,8 @@ type pump struct {
 	nev    uint64 // data events in buf
 	nitems int    // items in buf, lag notices included
 	wrote  bool   // a batch was written since the last flush
+
+	paceTimer *time.Timer // waits for the wide frames' budget; nil until needed
 }
 
 // pumpBufs are a pump's take and batch buffers, pooled in the hub so that
@@ -149,7 +151,10 @@ func (p *pump) drain(ctx context.Context) (wrote bool, r endReason) {
 	// removes the truck from frames still being built, so a frame never
 	// brings back a truck after its expiry was written.
 	if p.s.cls != nil {
-		if err := p.writeFrame(); err != nil {
+		if err := p.writeFrame(ctx); err != nil {
+			if errors.Is(err, errHubClosed) {
+				return p.wrote, endClosed
+			}
 			return p.wrote, p.writeFailed(err)
 		}
 	}
@@ -195,6 +200,9 @@ func (p *pump) stalled() endReason {
 // writeFailed classifies a write error: a deadline means the client did
 // not take the bytes within Stall; anything else means it is gone.
 func (p *pump) writeFailed(err error) endReason {
+	if errors.Is(err, context.Canceled) {
+		return endGone // the request context: the client left during a paced wait
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return p.stalled()
 	}
