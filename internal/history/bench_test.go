@@ -144,21 +144,21 @@ func BenchmarkWithin1km(b *testing.B) {
 func blockCost(b *testing.B, h *History) (moving, parked float64) {
 	var bytes, pts [2]float64
 	var buf []byte
-	var ps []Point
+	var g group
 	for _, p := range h.partitions() {
 		for _, r := range p.runs {
 			var blockErr error
 			err := r.scan(func(_ int, e *entry) bool {
-				buf, _, ps, blockErr = r.block(e, buf, ps[:0])
+				buf, blockErr = r.block(e, buf, &g)
 				k := 1
-				for i := range ps {
-					if ps[i].Speed != 0 {
+				for i := range g.pts {
+					if g.pts[i].Speed != 0 {
 						k = 0
 						break
 					}
 				}
 				bytes[k] += float64(e.length + entrySize)
-				pts[k] += float64(len(ps))
+				pts[k] += float64(len(g.pts))
 				return blockErr == nil
 			})
 			if err != nil || blockErr != nil {

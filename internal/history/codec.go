@@ -72,10 +72,14 @@ const (
 // appendColumns chooses their encoding.
 var colScratch = sync.Pool{New: func() any { return new([numCols][]uint64) }}
 
-// appendColumns appends the column encoding of ps (sorted, without
-// duplicates; see doc.go): a header with the union of their attribute
-// masks and which columns are run-length encoded, then the columns.
-func appendColumns(dst []byte, ps []Point) []byte {
+// appendColumns appends the column encoding of a block's points (see
+// doc.go): the trucks' points one after another, truck k's ending at
+// ends[k], each truck's sorted without duplicates. A header with the
+// union of their attribute masks and which columns are run-length
+// encoded, then the columns. A block of one truck in the version 1
+// layout (solo) has a truck's second coordinate predicted from its first
+// as a delta; version 2 starts every truck's coordinates afresh.
+func appendColumns(dst []byte, ps []Point, ends []int, solo bool) []byte {
 	var mask uint32
 	for i := range ps {
 		mask |= ps[i].Attrs.Mask
@@ -85,25 +89,57 @@ func appendColumns(dst []byte, ps []Point) []byte {
 	for c := range cols {
 		cols[c] = cols[c][:0]
 	}
-	prevTS := uint32(0)
+	// ts: a delta from the truck's previous point, or for a truck's first
+	// (but the block's first) a signed delta from the previous truck's
+	// first: trucks of one block report at about the same times.
+	var prevTS, firstTS uint32
+	start := 0
+	for k, end := range ends {
+		for i := start; i < end; i++ {
+			ts := ps[i].TS
+			switch {
+			case i > start:
+				cols[colTS] = append(cols[colTS], uint64(ts-prevTS))
+			case k == 0:
+				cols[colTS] = append(cols[colTS], uint64(ts))
+				firstTS = ts
+			default:
+				cols[colTS] = append(cols[colTS], zigzag(int64(ts)-int64(firstTS)))
+				firstTS = ts
+			}
+			prevTS = ts
+		}
+		start = end
+	}
 	var prevSpeed, prevHeading int64
 	for i := range ps {
 		p := &ps[i]
-		cols[colTS] = append(cols[colTS], uint64(p.TS-prevTS))
 		cols[colSpeed] = append(cols[colSpeed], zigzag(int64(p.Speed)-prevSpeed))
 		cols[colHeading] = append(cols[colHeading], zigzag(int64(p.Heading)-prevHeading))
-		prevTS, prevSpeed, prevHeading = p.TS, int64(p.Speed), int64(p.Heading)
+		prevSpeed, prevHeading = int64(p.Speed), int64(p.Heading)
 	}
 	for c := range 2 {
-		var prev, prevD int64
-		for i := range ps {
-			v := int64(ps[i].Lat)
-			if c == 1 {
-				v = int64(ps[i].Lon)
+		var first int64 // the previous truck's first coordinate
+		start := 0
+		for _, end := range ends {
+			t := ps[start:end]
+			prev, prevD := first, int64(0)
+			for i := range t {
+				v := int64(t[i].Lat)
+				if c == 1 {
+					v = int64(t[i].Lon)
+				}
+				d := v - prev
+				cols[colLat+c] = append(cols[colLat+c], zigzag(d-predict(t, i, prevD)))
+				prev, prevD = v, d
+				if i == 0 {
+					first = v
+					if !solo {
+						prevD = 0
+					}
+				}
 			}
-			d := v - prev
-			cols[colLat+c] = append(cols[colLat+c], zigzag(d-predict(ps, i, prevD)))
-			prev, prevD = v, d
+			start = end
 		}
 	}
 	var rle uint64
@@ -231,10 +267,15 @@ func (c *column) next(r *columnReader) uint64 {
 // bound (runs let a few bytes stand for many points).
 const maxBlockPoints = 1 << 20
 
-// decodeColumns decodes n points from the columns in src (as appendColumns
-// wrote them) and appends them to dst.
-func decodeColumns(dst []Point, src []byte, n int) ([]Point, error) {
-	if n < 0 || n > maxBlockPoints {
+// decodeColumns decodes the points of a block's trucks from the columns
+// in src (as appendColumns wrote them, truck k's ending at ends[k]) and
+// appends them to dst.
+func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, error) {
+	n := 0
+	if len(ends) > 0 {
+		n = ends[len(ends)-1]
+	}
+	if n <= 0 || n > maxBlockPoints {
 		return dst, corrupt("%d points in a block", n)
 	}
 	r := columnReader{b: src}
@@ -263,14 +304,34 @@ func decodeColumns(dst []Point, src []byte, n int) ([]Point, error) {
 	dst = slices.Grow(dst, n)[:base+n]
 	ps := dst[base:]
 	clear(ps)
-	ts := uint64(0)
 	tsc := col(colTS, "ts")
-	for i := range ps {
-		ts += tsc.next(&r)
-		if ts > math.MaxUint32 {
-			return dst[:base], corrupt("ts past 2106")
+	var ts, firstTS int64
+	start := 0
+	for k, end := range ends {
+		if end <= start || end > n {
+			return dst[:base], corrupt("bad truck ends in a block")
 		}
-		ps[i].TS = uint32(ts)
+		for i := start; i < end; i++ {
+			u := tsc.next(&r)
+			if u > 1<<33 { // a delta of a uint32 ts, zigzagged or not
+				return dst[:base], corrupt("ts out of range")
+			}
+			switch {
+			case i > start:
+				ts += int64(u)
+			case k == 0:
+				ts = int64(u)
+				firstTS = ts
+			default:
+				ts = firstTS + unzigzag(u)
+				firstTS = ts
+			}
+			if ts <= 0 || ts > math.MaxUint32 {
+				return dst[:base], corrupt("ts out of range")
+			}
+			ps[i].TS = uint32(ts)
+		}
+		start = end
 	}
 	var speed, heading int64
 	sc, hc := col(colSpeed, "speed"), col(colHeading, "heading")
@@ -289,20 +350,32 @@ func decodeColumns(dst []Point, src []byte, n int) ([]Point, error) {
 		ps[i].Heading = uint16(heading)
 	}
 	for c := range 2 {
-		var prev, prevD int64
 		cc := col(colLat+c, "coordinate")
-		for i := range ps {
-			d := predict(ps, i, prevD) + unzigzag(cc.next(&r))
-			v := prev + d
-			if v < math.MinInt32 || v > math.MaxInt32 {
-				return dst[:base], corrupt("coordinate out of range")
+		var first int64
+		start := 0
+		for _, end := range ends {
+			t := ps[start:end]
+			prev, prevD := first, int64(0)
+			for i := range t {
+				d := predict(t, i, prevD) + unzigzag(cc.next(&r))
+				v := prev + d
+				if v < math.MinInt32 || v > math.MaxInt32 {
+					return dst[:base], corrupt("coordinate out of range")
+				}
+				if c == 0 {
+					t[i].Lat = int32(v)
+				} else {
+					t[i].Lon = int32(v)
+				}
+				prev, prevD = v, d
+				if i == 0 {
+					first = v
+					if !solo {
+						prevD = 0
+					}
+				}
 			}
-			if c == 0 {
-				ps[i].Lat = int32(v)
-			} else {
-				ps[i].Lon = int32(v)
-			}
-			prev, prevD = v, d
+			start = end
 		}
 	}
 	for a := range fleet.Attr(fleet.NumAttrs) {

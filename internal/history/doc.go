@@ -39,7 +39,7 @@
 //	<dir>/quarantine/<YYYYMMDDHH>-<run>    damaged runs moved aside by Repair
 //
 // A partition holds the points whose ts falls in its hour, in runs. A run
-// of level 0 comes from one flush; once a partition has MergeFanIn runs of
+// of level 0 comes from one flush; once a partition has Options.MergeFanIn runs of
 // one level they are merged into one run of the next (the inputs are
 // removed only after the output is durable; a crash in between leaves
 // duplicates that reads and the next merge drop). Partitions older than
@@ -54,27 +54,45 @@
 // # Run format (integers little-endian; CRCs are CRC-32C)
 //
 //	header, 32 bytes
-//	| "FLEETHST" | version u32 = 1 | hour u32 (Unix hours) | covers u64 (LSN) | trucks u32 | CRC u32 of 0..27 |
-//	blocks, one per truck, in index order
-//	| CRC u32 of the rest | uvarint idLen | id | uvarint n | uvarint attrMask<<5 + runs | columns |
-//	index, trucks × 48 bytes, sorted by (hash, id)
+//	| "FLEETHST" | version u32 | hour u32 (Unix hours) | covers u64 (LSN) | blocks u32 | CRC u32 of 0..27 |
+//	blocks, in index order
+//	version 1: | CRC u32 of the rest | uvarint idLen | id | uvarint n | columns |
+//	version 2: | CRC u32 of the rest | uvarint trucks | trucks × (uvarint idLen | id | uvarint n) | columns |
+//	index, blocks × 48 bytes, sorted by (hash, id) of each block's first truck
 //	| hash u64 (FNV-1a of the ID) | offset u64 | length u32 | points u32 |
 //	| minTS u32 | maxTS u32 | minLat i32 | minLon i32 | maxLat i32 | maxLon i32 |
 //	trailer, 24 bytes
 //	| index offset u64 | points u64 | CRC u32 of the index | "FHRE" |
 //
-// A block's points are sorted by ts (ties by the other fields), without
-// exact duplicates, and stored as columns of varints, so that similar
-// values sit together: ts as deltas; speed and heading as deltas (zigzag);
-// lat and lon as residuals against the delta predicted from the previous
-// one scaled by speed·dt (a truck moving steadily costs about one byte per
-// coordinate, a parked one zero); for each attribute present in the block
-// (attrMask), a presence bit column then its values as deltas. Each of the
-// five position columns (ts, speed, heading, lat, lon) is written either
-// as n varints or, when that is smaller (bit c of runs), as runs —
-// (varint value, varint length-1) pairs — so that a parked truck reporting
-// on a steady period costs a few bytes a block whatever its length. Every
-// stored field round-trips exactly. On the simulator's fleet: 3.9 bytes a
+// Trucks lie in (hash, id) order across a run's blocks. A version 1 run
+// (what compaction writes) has one truck per block, so that a finished
+// hour's index bounds every truck's points on its own. A version 2 run
+// (flushes and the tiered merges of a filling hour, where trucks have a
+// few points each: about one a truck in a level-0 run at a million
+// trucks) groups consecutive trucks into blocks of about groupPoints
+// points: a block and an index entry per truck made such runs 88 bytes a
+// point, and most of the writer's time; grouped, they are about 25. A
+// lookup in a grouped run reads the blocks whose first hash is the
+// truck's and the one before them.
+//
+// A block's columns hold its trucks' points one truck after another, each
+// truck's sorted by ts (ties by the other fields) without exact
+// duplicates, as columns of varints, so that similar values sit together:
+// ts as deltas (a truck's first point's, but the block's first, as a
+// signed delta from the previous truck's first); speed and heading as
+// deltas (zigzag) across the block; lat and lon as residuals against the
+// delta predicted from the previous one scaled by speed·dt (a truck moving
+// steadily costs about one byte per coordinate, a parked one zero), each
+// truck's starting from the previous truck's first point (in version 1,
+// the one truck's second point is predicted from its first as a delta);
+// for each attribute present in the block (the header's attrMask), a
+// presence bit column then its values as deltas. The columns start with a
+// header, uvarint attrMask<<5 + runs: each of the five position columns
+// (ts, speed, heading, lat, lon) is written either as n varints or, when
+// that is smaller (bit c of runs), as runs — (varint value, varint
+// length-1) pairs — so that a parked truck reporting on a steady period
+// costs a few bytes a block whatever its length. Every stored field
+// round-trips exactly. On the simulator's fleet, compacted: 3.9 bytes a
 // point moving, 0.9 parked (BenchmarkDiskBytesPerPoint).
 //
 // # Reads
@@ -84,9 +102,11 @@
 // a binary search of the run's index (read through ReadAt, never loaded
 // whole), merged with the hour's buffered points, sorted, without
 // duplicates. Its memory is one hour of one truck, however long the range.
-// Within reads the indexes of the partitions in range, skips the trucks
+// Within reads the indexes of the partitions in range, skips the blocks
 // whose bounding box or time range misses the query, and tests every point
-// of the others: exact, no false positives or negatives. Export merges an
+// of the others: exact, no false positives or negatives. A compacted
+// hour's blocks are single trucks; a filling hour's grouped blocks span
+// their trucks' boxes, so Within over the current hour reads most of it. Export merges an
 // hour's runs truck by truck (the merge's cursors), reading each run
 // sequentially.
 //

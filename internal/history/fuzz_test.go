@@ -11,10 +11,11 @@ import (
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
-// validRun returns the bytes of a small run file.
-func validRun(tb testing.TB) []byte {
+// validRun returns the bytes of a small run file: one truck per block or
+// grouped blocks.
+func validRun(tb testing.TB, grouped bool) []byte {
 	fs := vfs.NewMem()
-	w, err := createRun(fs, "/r.fhr", 490000, 7)
+	w, err := createRun(fs, "/r.fhr", 490000, 7, grouped)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -50,13 +51,15 @@ func validRun(tb testing.TB) []byte {
 // must answer with points or an error, never panic, and never allocate
 // more than the file's size suggests.
 func FuzzRun(f *testing.F) {
-	good := validRun(f)
-	f.Add(good)
-	f.Add(good[:len(good)-1])
-	f.Add(good[:headerSize+trailerSize])
-	flipped := append([]byte(nil), good...)
-	flipped[headerSize+6] ^= 0x40
-	f.Add(flipped)
+	for _, grouped := range []bool{false, true} {
+		good := validRun(f, grouped)
+		f.Add(good)
+		f.Add(good[:len(good)-1])
+		f.Add(good[:headerSize+trailerSize])
+		flipped := append([]byte(nil), good...)
+		flipped[headerSize+6] ^= 0x40
+		f.Add(flipped)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fs := vfs.NewMem()
 		if err := vfs.WriteFile(fs, "/x.fhr", data); err != nil {
@@ -68,27 +71,28 @@ func FuzzRun(f *testing.F) {
 		}
 		defer r.release()
 		var buf []byte
-		var pts []Point
+		var g group
 		var blockErr error
 		_ = r.scan(func(_ int, e *entry) bool {
-			buf, _, pts, blockErr = r.block(e, buf, pts[:0])
-			for i := range pts {
-				if !pts[i].Valid() {
-					t.Fatalf("decoded an invalid point %+v", pts[i])
+			buf, blockErr = r.block(e, buf, &g)
+			for i := range g.pts {
+				if !g.pts[i].Valid() {
+					t.Fatalf("decoded an invalid point %+v", g.pts[i])
 				}
 			}
 			return blockErr == nil
 		})
 		for i := range 6 {
-			_, _, _ = r.find(fmt.Appendf(nil, "t%d", i), nil, nil)
+			_, _, _ = r.find(fmt.Appendf(nil, "t%d", i), nil, &g, nil)
 		}
 		_ = mergeRuns([]*run{r}, func([]byte, []Point) error { return nil })
 	})
 }
 
 // FuzzColumns decodes arbitrary column bytes (what a block holds past its
-// checksum): an error or valid points, and points that decode re-encode
-// to columns that decode to the same points.
+// trucks' IDs) as a block of trucks of per points each (the last one the
+// rest), in either layout: an error or valid points, and points that
+// decode re-encode to columns that decode to the same points.
 func FuzzColumns(f *testing.F) {
 	var ps []Point
 	for k := range 6 {
@@ -96,14 +100,26 @@ func FuzzColumns(f *testing.F) {
 		p.Attrs.Set(fleet.Altitude, int32(10*k))
 		ps = append(ps, p)
 	}
-	f.Add(appendColumns(nil, ps), len(ps))
-	f.Add(appendColumns(nil, ps[:1]), 1)
-	f.Fuzz(func(t *testing.T, src []byte, n int) {
-		got, err := decodeColumns(nil, src, n)
+	f.Add(appendColumns(nil, ps, []int{6}, true), 6, uint8(6), true)
+	f.Add(appendColumns(nil, ps[:1], []int{1}, true), 1, uint8(1), true)
+	f.Add(appendColumns(nil, ps, []int{2, 4, 6}, false), 6, uint8(2), false)
+	f.Add(appendColumns(nil, ps, []int{6}, false), 6, uint8(6), false)
+	f.Fuzz(func(t *testing.T, src []byte, n int, per uint8, solo bool) {
+		if n <= 0 || n > 1<<16 || per == 0 {
+			return
+		}
+		var ends []int
+		for e := int(per); ; e += int(per) {
+			ends = append(ends, min(e, n))
+			if e >= n {
+				break
+			}
+		}
+		got, err := decodeColumns(nil, src, ends, solo)
 		if err != nil {
 			return
 		}
-		again, err := decodeColumns(nil, appendColumns(nil, got), len(got))
+		again, err := decodeColumns(nil, appendColumns(nil, got, ends, solo), ends, solo)
 		if err != nil || !slices.Equal(again, got) {
 			t.Fatalf("re-encoding %d points: %v", len(got), err)
 		}

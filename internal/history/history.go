@@ -26,8 +26,12 @@ const (
 	DefaultMaxDisk     = 4 << 30 // a demo fleet must not fill a laptop
 	DefaultBufferBytes = 2 << 20
 	DefaultFlushEvery  = 10 * time.Second
-	// MergeFanIn runs of one level in a partition are merged into one.
-	MergeFanIn = 8
+	// DefaultMergeFanIn runs of one size tier in a partition are merged
+	// into one. Each tier of merges rewrites every point of a filling hour once
+	// more (a million trucks' hour is some 1,800 flushes: 2.7 tiers at 16,
+	// 3.6 at 8), and a lookup reads every run of the hour (at most about
+	// 15 a tier).
+	DefaultMergeFanIn = 16
 	// CompactAfter is how long a partition whose hour is over must go
 	// without new points before its runs are merged into one. Until then
 	// (an hour still filling, or late points trickling in) only the tiered
@@ -51,6 +55,9 @@ type Options struct {
 	BufferBytes int
 	// FlushEvery seals a buffer this old even if it is not full.
 	FlushEvery time.Duration
+	// MergeFanIn is how many runs of one size tier are merged into one
+	// (default DefaultMergeFanIn).
+	MergeFanIn int
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
@@ -71,6 +78,9 @@ func (o *Options) fill() {
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = DefaultFlushEvery
 	}
+	if o.MergeFanIn < 2 {
+		o.MergeFanIn = DefaultMergeFanIn
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -79,18 +89,21 @@ func (o *Options) fill() {
 	}
 }
 
-// bufPoint is a buffered point: the ID is in the buffer's arena.
+// bufPoint is a buffered point: the ID is in the buffer's arena, the
+// attributes' values (most points have none) in its attrs.
 type bufPoint struct {
-	idOff uint32
-	idLen uint8
-	Point
+	fleet.Position
+	idOff   uint32
+	attrOff uint32 // the first of its attributes' values in attrs, in attribute order
+	mask    uint32 // its attributes
+	idLen   uint8
 }
 
 // pointBytes is what a buffered point costs, for BufferBytes: the point
-// (32 bytes with one attribute column: ID offset and length, position,
-// attributes), and its ID in the arena, counted at 16 bytes (appends grow
-// both by up to 2x; BufferBytes is a budget, not an exact figure). The
-// ID's hash is computed by the writer, off the ingest path.
+// (32 bytes: position, ID offset and length, attribute mask and offset),
+// and its ID in the arena, counted at 16 bytes (BufferBytes is a budget,
+// not an exact figure); attribute values add 4 bytes each. The ID's hash
+// is computed by the writer, off the ingest path.
 const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
 
 // writeKey orders a sealed buffer's points for writing.
@@ -108,6 +121,9 @@ func (h *History) newBuffer() *buffer {
 	return &buffer{pts: make([]bufPoint, 0, n), ids: make([]byte, 0, n*16)}
 }
 
+// size is what b holds, in BufferBytes' terms.
+func (b *buffer) size() int { return len(b.pts)*pointBytes + 4*len(b.attrs) }
+
 // Sealed is a buffer sealed at a log position, for Write.
 type Sealed = buffer
 
@@ -115,11 +131,28 @@ type Sealed = buffer
 type buffer struct {
 	ids    []byte
 	pts    []bufPoint
+	attrs  []int32
 	start  time.Time // first Add
 	covers uint64    // log position it was sealed at
 }
 
 func (b *buffer) id(p *bufPoint) []byte { return b.ids[p.idOff : p.idOff+uint32(p.idLen)] }
+
+// point returns p with its attributes.
+func (b *buffer) point(p *bufPoint) Point {
+	q := Point{Position: p.Position}
+	if p.mask != 0 {
+		q.Attrs.Mask = p.mask
+		k := p.attrOff
+		for a := range fleet.Attr(fleet.NumAttrs) {
+			if p.mask&(1<<a) != 0 {
+				q.Attrs.Vals[a] = b.attrs[k]
+				k++
+			}
+		}
+	}
+	return q
+}
 
 // partition is one hour's runs.
 type partition struct {
@@ -149,6 +182,8 @@ type History struct {
 		room    sync.Cond // signalled when the active buffer is sealed
 	}
 	kick chan struct{} // a buffer is full: seal it
+
+	wkeys, wtmp []writeKey // the writer's sort keys, kept between buffers
 
 	points, dropped, corrupt atomic.Int64
 	waits                    atomic.Int64 // WaitRoom blocked
@@ -268,11 +303,16 @@ func (h *History) Add(ups []fleet.Update) {
 	}
 	for i := range ups {
 		u := &ups[i]
-		b.pts = append(b.pts, bufPoint{idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
-			Point: Point{Position: u.Position, Attrs: u.Attrs}})
+		b.pts = append(b.pts, bufPoint{Position: u.Position, idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
+			attrOff: uint32(len(b.attrs)), mask: u.Attrs.Mask})
 		b.ids = append(b.ids, u.ID...)
+		for a := range fleet.Attr(fleet.NumAttrs) {
+			if v, ok := u.Attrs.Get(a); ok {
+				b.attrs = append(b.attrs, v)
+			}
+		}
 	}
-	full := len(b.pts)*pointBytes >= h.o.BufferBytes
+	full := b.size() >= h.o.BufferBytes
 	h.mu.Unlock()
 	h.points.Add(int64(len(ups)))
 	if full {
@@ -293,7 +333,7 @@ func (h *History) Full() <-chan struct{} { return h.kick }
 func (h *History) WaitRoom(stop <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for len(h.mu.active.pts)*pointBytes >= 2*h.o.BufferBytes {
+	for h.mu.active.size() >= 2*h.o.BufferBytes {
 		select {
 		case <-stop:
 			return
@@ -316,7 +356,7 @@ func (h *History) ShouldSeal() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.mu.active
-	return len(b.pts) > 0 && (len(b.pts)*pointBytes >= h.o.BufferBytes || h.o.Now().Sub(b.start) >= h.o.FlushEvery)
+	return len(b.pts) > 0 && (b.size() >= h.o.BufferBytes || h.o.Now().Sub(b.start) >= h.o.FlushEvery)
 }
 
 // Seal closes the active buffer at log position covers (every record up
@@ -396,7 +436,7 @@ func (h *History) Write(b *buffer) error {
 	h.mu.sealed = slices.DeleteFunc(h.mu.sealed, func(x *buffer) bool { return x == b })
 	// Readers copy out of buffers under mu and keep no references: the
 	// memory is free to reuse.
-	*b = buffer{pts: b.pts[:0], ids: b.ids[:0]}
+	*b = buffer{pts: b.pts[:0], ids: b.ids[:0], attrs: b.attrs[:0]}
 	h.mu.spare = b
 	h.mu.Unlock()
 	return nil
@@ -407,38 +447,36 @@ func (h *History) write(b *buffer) error {
 	// never the points. Sort keys, not points: 16 contiguous bytes a point
 	// compare without touching the points (a random access each, which
 	// was most of the writer's time: BenchmarkWriteSparse 1.7M → 2.4M
-	// points/s), and the hash is computed here, off the ingest path.
-	keys := make([]writeKey, len(b.pts))
+	// points/s), and the hash is computed here, off the ingest path. The
+	// keys' memory is kept for the next buffer (the writer is one
+	// goroutine).
+	keys := slices.Grow(h.wkeys[:0], len(b.pts))[:len(b.pts)]
+	tmp := slices.Grow(h.wtmp[:0], len(b.pts))
+	h.wkeys, h.wtmp = keys, tmp
 	for i := range keys {
 		p := &b.pts[i]
 		keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
 	}
-	slices.SortFunc(keys, func(x, y writeKey) int {
-		if x.hour != y.hour {
-			return cmp.Compare(x.hour, y.hour)
-		}
-		if x.hash != y.hash {
-			return cmp.Compare(x.hash, y.hash)
-		}
+	sortKeys(keys, tmp, func(x, y writeKey) int {
 		// One truck's points (or, rarely, two IDs with one hash).
 		px, py := &b.pts[x.i], &b.pts[y.i]
 		if c := bytes.Compare(b.id(px), b.id(py)); c != 0 {
 			return c
 		}
-		return comparePoints(&px.Point, &py.Point)
+		if px.TS != py.TS {
+			return cmp.Compare(px.TS, py.TS)
+		}
+		qx, qy := b.point(px), b.point(py)
+		return comparePoints(&qx, &qy)
 	})
-	ord := make([]uint32, len(keys))
-	for k := range keys {
-		ord[k] = keys[k].i
-	}
-	at := func(k int) *bufPoint { return &b.pts[ord[k]] }
+	at := func(k int) *bufPoint { return &b.pts[keys[k].i] }
 	cutoff := h.retentionCutoff()
 	var ps []Point
 	newDirs := false
-	for i := 0; i < len(ord); {
+	for i := 0; i < len(keys); {
 		hour := at(i).TS / 3600
 		j := i
-		for j < len(ord) && at(j).TS/3600 == hour {
+		for j < len(keys) && keys[j].hour == hour {
 			j++
 		}
 		if hour < cutoff {
@@ -457,15 +495,15 @@ func (h *History) write(b *buffer) error {
 		p.nextSeq++
 		p.lastWrite = h.o.Now()
 		h.mu.Unlock()
-		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers)
+		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers, true)
 		if err != nil {
 			return err
 		}
 		for k := i; k < j; {
-			id := b.id(at(k))
+			id, hash := b.id(at(k)), keys[k].hash
 			ps = ps[:0]
-			for k < j && bytes.Equal(b.id(at(k)), id) {
-				ps = append(ps, at(k).Point)
+			for k < j && keys[k].hash == hash && bytes.Equal(b.id(at(k)), id) {
+				ps = append(ps, b.point(at(k)))
 				k++
 			}
 			if err := w.Add(id, slices.CompactFunc(ps, func(x, y Point) bool { return comparePoints(&x, &y) == 0 })); err != nil {
@@ -561,7 +599,7 @@ func (h *History) retentionCutoff() uint32 {
 	return uint32(max(c, 0))
 }
 
-// Housekeep merges partitions with MergeFanIn runs of one size tier,
+// Housekeep merges partitions with Options.MergeFanIn runs of one size tier,
 // compacts finished hours and drops partitions past the retention or the
 // disk limit. It may run concurrently with Write (the engine runs it on a
 // goroutine of its own, so that merges never delay a flush), not with
@@ -573,7 +611,7 @@ func (h *History) Housekeep() {
 			if runs == nil {
 				break
 			}
-			if err := h.merge(p, runs); err != nil {
+			if err := h.merge(p, runs, false); err != nil {
 				h.o.Logger.Error("history: merging runs failed; they stay as they are", "partition", hourName(p.hour), "err", err)
 				break
 			}
@@ -585,7 +623,7 @@ func (h *History) Housekeep() {
 	now := h.o.Now()
 	done := uint32((now.Add(-CompactAfter).Unix()) / 3600) // hours over for a while
 	for _, p := range h.partitions() {
-		if p.hour < done && h.runCount(p) > 1 && now.Sub(h.lastWrite(p)) >= CompactAfter {
+		if p.hour < done && !h.compacted(p) && now.Sub(h.lastWrite(p)) >= CompactAfter {
 			if err := h.compact(p); err != nil {
 				h.o.Logger.Error("history: compacting a finished hour failed; its runs stay as they are", "partition", hourName(p.hour), "err", err)
 			}
@@ -656,13 +694,20 @@ func (h *History) lastWrite(p *partition) time.Time {
 	return p.lastWrite
 }
 
+// compacted reports whether p is one run of one truck per block.
+func (h *History) compacted(p *partition) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(p.runs) == 1 && p.runs[0].version == versionSolo
+}
+
 func (h *History) runCount(p *partition) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(p.runs)
 }
 
-// mergeable returns MergeFanIn runs of p of about the same size (the
+// mergeable returns Options.MergeFanIn runs of p of about the same size (the
 // same tier: size within a factor of 4), oldest first, smallest tier
 // first, or nil. Merging by size rather than by level keeps a big run
 // from being rewritten for a few small late ones: each point is rewritten
@@ -675,7 +720,7 @@ func (h *History) mergeable(p *partition) []*run {
 	for _, r := range p.runs {
 		t := bits.Len64(uint64(r.size)) / 2
 		byTier[t] = append(byTier[t], r)
-		if len(byTier[t]) >= MergeFanIn && (low < 0 || t < low) {
+		if len(byTier[t]) >= h.o.MergeFanIn && (low < 0 || t < low) {
 			low = t
 		}
 	}
@@ -684,7 +729,7 @@ func (h *History) mergeable(p *partition) []*run {
 	}
 	rs := byTier[low]
 	slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
-	return rs[:MergeFanIn]
+	return rs[:h.o.MergeFanIn]
 }
 
 func (h *History) drop(p *partition, why string) {

@@ -16,8 +16,12 @@ import (
 // time (the engine's ingest profile at 1M trucks).
 type cursor struct {
 	r     *run
-	i     int
+	n     int // the run's place among the merge's (older first)
+	i     int // the next index entry
 	e     entry
+	g     group // the block of e
+	k     int   // the current truck in g
+	hash  uint64
 	id    []byte
 	pts   []Point
 	buf   []byte
@@ -50,12 +54,18 @@ func (c *cursor) next() error {
 }
 
 func (c *cursor) advance() error {
-	if c.i >= c.r.trucks {
+	if c.k+1 < c.g.trucks() {
+		c.k++
+		c.id, c.pts = c.g.truck(c.k)
+		c.hash = idHash(c.id)
+		return nil
+	}
+	if c.i >= c.r.blocks {
 		c.done = true
 		return nil
 	}
 	if c.i < c.idxAt || c.i >= c.idxAt+len(c.idx)/entrySize {
-		n := min(cursorIndexChunk, c.r.trucks-c.i)
+		n := min(cursorIndexChunk, c.r.blocks-c.i)
 		c.idx = slices.Grow(c.idx[:0], n*entrySize)[:n*entrySize]
 		if _, err := c.r.f.ReadAt(c.idx, c.r.idxOff+int64(c.i)*entrySize); err != nil {
 			return fmt.Errorf("history: %s: %w", c.r.path, err)
@@ -76,17 +86,17 @@ func (c *cursor) advance() error {
 		return fmt.Errorf("history: %s: block at %d: %w", c.r.path, c.e.off, err)
 	}
 	c.pos += int64(c.e.length)
-	id, pts, err := c.r.decodeBlock(&c.e, c.buf, c.pts[:0])
-	c.pts = pts
-	if err != nil {
+	if err := c.r.decodeBlock(&c.e, c.buf, &c.g, nil); err != nil {
 		return err
 	}
-	c.id = append(c.id[:0], id...)
+	c.k = 0
+	c.id, c.pts = c.g.truck(0)
+	c.hash = idHash(c.id)
 	return nil
 }
 
 func (c *cursor) compare(o *cursor) int {
-	if c := cmp.Compare(c.e.hash, o.e.hash); c != 0 {
+	if c := cmp.Compare(c.hash, o.hash); c != 0 {
 		return c
 	}
 	return bytes.Compare(c.id, o.id)
@@ -94,8 +104,9 @@ func (c *cursor) compare(o *cursor) int {
 
 // merge replaces runs of p (one level, oldest first) by one run of the
 // next level holding their points, each truck's sorted without
-// duplicates. Memory: one block per input.
-func (h *History) merge(p *partition, runs []*run) error {
+// duplicates: a grouped run, or with solo one truck per block. Memory:
+// one block per input.
+func (h *History) merge(p *partition, runs []*run, solo bool) error {
 	for _, r := range runs {
 		if err := r.scan(func(int, *entry) bool { return true }); err != nil { // the index's checksum
 			return err
@@ -115,7 +126,7 @@ func (h *History) merge(p *partition, runs []*run) error {
 	h.mu.Unlock()
 	dir := filepath.Join(h.o.Dir, hourName(p.hour))
 	path := filepath.Join(dir, runName(level, seq))
-	w, err := createRun(h.o.FS, path, p.hour, covers)
+	w, err := createRun(h.o.FS, path, p.hour, covers, !solo)
 	if err != nil {
 		return err
 	}
@@ -136,56 +147,104 @@ func (h *History) merge(p *partition, runs []*run) error {
 // points from every run sorted and without duplicates. Memory: one block
 // per run. ps is valid only during the call.
 func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
-	cs := make([]*cursor, len(runs))
+	var q cursorHeap
 	for i, r := range runs {
-		cs[i] = &cursor{r: r}
-		if err := cs[i].next(); err != nil {
+		c := &cursor{r: r, n: i}
+		if err := c.next(); err != nil {
 			return err
+		}
+		if !c.done {
+			q.push(c)
 		}
 	}
 	var id []byte
 	var pts []Point
-	hit := make([]*cursor, 0, len(cs))
-	for {
-		var lo *cursor
-		for _, c := range cs {
-			if !c.done && (lo == nil || c.compare(lo) < 0) {
-				lo = c
-			}
-		}
-		if lo == nil {
-			return nil
-		}
-		id = append(id[:0], lo.id...)
+	hit := make([]*cursor, 0, len(runs))
+	for len(q) > 0 {
+		id = append(id[:0], q[0].id...)
+		hash := q[0].hash
 		pts = pts[:0]
-		// In run order (oldest first), so that a truck's points are
-		// usually in ts order already.
+		// In run order (the heap's tie-break: oldest first), so that a
+		// truck's points are usually in ts order already.
 		hit = hit[:0]
-		for _, c := range cs {
-			if !c.done && (c == lo || c.compare(lo) == 0) {
-				hit = append(hit, c)
-				pts = append(pts, c.pts...)
-			}
+		for len(q) > 0 && q[0].hash == hash && bytes.Equal(q[0].id, id) {
+			c := q.pop()
+			hit = append(hit, c)
+			pts = append(pts, c.pts...)
 		}
 		for _, c := range hit {
 			if err := c.next(); err != nil {
 				return err
+			}
+			if !c.done {
+				q.push(c)
 			}
 		}
 		if err := fn(id, sortPoints(pts)); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
-// compact merges every run of p into one: done once p's hour is over, so
-// that a finished hour costs one index lookup per truck and its points
-// sit together.
+// cursorHeap is a min-heap of cursors by (hash, ID, run order): a merge
+// of Options.MergeFanIn runs picks each truck in a few comparisons rather than a
+// pass over every run.
+type cursorHeap []*cursor
+
+func (q cursorHeap) less(i, j int) bool {
+	if c := q[i].compare(q[j]); c != 0 {
+		return c < 0
+	}
+	return q[i].n < q[j].n
+}
+
+func (q *cursorHeap) push(c *cursor) {
+	*q = append(*q, c)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (q *cursorHeap) pop() *cursor {
+	h := *q
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(h) && h.less(l, m) {
+			m = l
+		}
+		if r := l + 1; r < len(h) && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
+	return top
+}
+
+// compact merges every run of p into one of one truck per block: done
+// once p's hour is over, so that a finished hour costs one index lookup
+// per truck, its points sit together, and each truck's block has its own
+// bounding box for Within.
 func (h *History) compact(p *partition) error {
 	h.mu.Lock()
 	runs := slices.Clone(p.runs)
 	h.mu.Unlock()
-	if len(runs) < 2 {
+	if len(runs) == 0 || len(runs) == 1 && runs[0].version == versionSolo {
 		return nil
 	}
 	// Oldest data first: merged runs (higher levels) hold what came
@@ -196,5 +255,5 @@ func (h *History) compact(p *partition) error {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	return h.merge(p, runs)
+	return h.merge(p, runs, true)
 }

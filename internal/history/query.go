@@ -53,7 +53,7 @@ func (h *History) buffered(id []byte, from, to uint32, dst []Point) []Point {
 		for i := range b.pts {
 			p := &b.pts[i]
 			if int(p.idLen) == len(id) && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
-				dst = append(dst, p.Point)
+				dst = append(dst, b.point(p))
 			}
 		}
 	}
@@ -93,12 +93,13 @@ func (h *History) Walk(id []byte, from, to uint32, fn func(ps []Point) error) (A
 	hours = slices.Compact(hours)
 	var buf, all []Point
 	var scratch []byte
+	var g group
 	for _, hour := range hours {
 		all = all[:0]
 		rs := h.runsOf(hour)
 		for _, r := range rs {
 			var err error
-			scratch, buf, err = r.find(id, scratch, buf[:0])
+			scratch, buf, err = r.find(id, scratch, &g, buf[:0])
 			if err != nil {
 				h.noteCorrupt(r, err)
 				ans.Incomplete = true
@@ -233,8 +234,8 @@ type Visit struct {
 // Within returns the trucks with at least one point inside the region
 // with from ≤ ts ≤ to: when they were first and last seen inside, and how
 // many of their points were. Every stored point in the range is tested
-// (exact), trucks whose run block lies outside by its bounding box or
-// time range skipped unread.
+// (exact), blocks that lie outside by their bounding box or time range
+// skipped unread (in a compacted hour, a block is one truck's).
 func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 	from = max(from, h.retentionCutoff()*3600)
 	if from > to {
@@ -244,7 +245,7 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 	defer releaseAll(rs)
 	ans := Answer{Incomplete: bad}
 	found := map[string][]Point{}
-	var pts []Point
+	var g group
 	var buf []byte
 	for _, r := range rs {
 		var blockErr error
@@ -252,14 +253,15 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 			if e.maxTS < from || e.minTS > to || !rg.mayHold(e) {
 				return true
 			}
-			var id []byte
-			buf, id, pts, blockErr = r.block(e, buf, pts[:0])
-			if blockErr != nil {
+			if buf, blockErr = r.block(e, buf, &g); blockErr != nil {
 				return false
 			}
-			for i := range pts {
-				if p := &pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
-					found[string(id)] = append(found[string(id)], *p)
+			for t := range g.trucks() {
+				id, pts := g.truck(t)
+				for i := range pts {
+					if p := &pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
+						found[string(id)] = append(found[string(id)], *p)
+					}
 				}
 			}
 			return true
@@ -276,7 +278,7 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
 		for i := range b.pts {
 			if p := &b.pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
-				found[string(b.id(p))] = append(found[string(b.id(p))], p.Point)
+				found[string(b.id(p))] = append(found[string(b.id(p))], b.point(p))
 			}
 		}
 	}

@@ -86,12 +86,12 @@ func verifyRun(fs vfs.FS, path string) (uint64, error) {
 	}
 	defer r.release()
 	var buf []byte
-	var pts []Point
+	var g group
 	var points uint64
 	var blockErr error
 	err = r.scan(func(_ int, e *entry) bool {
-		buf, _, pts, blockErr = r.block(e, buf, pts[:0])
-		points += uint64(len(pts))
+		buf, blockErr = r.block(e, buf, &g)
+		points += uint64(len(g.pts))
 		return blockErr == nil
 	})
 	if err == nil {

@@ -19,11 +19,23 @@ import (
 const (
 	runMagic     = "FLEETHST"
 	runEndMagic  = "FHRE"
-	runVersion   = 1
+	// Version 1 runs hold one truck per block (what compaction writes, so
+	// that a finished hour's index bounds each truck on its own); version
+	// 2 runs hold blocks of consecutive trucks (see groupPoints).
+	versionSolo    = 1
+	versionGrouped = 2
 	headerSize   = 32
 	trailerSize  = 24
 	entrySize    = 48
 	maxBlockSize = 64 << 20 // a truck's hour; far above any real one
+
+	// groupPoints is about how many points a grouped run's block holds: a
+	// truck joins the block being filled unless it would take it past
+	// groupPoints, and a block is written once it has them. A filling
+	// hour's runs hold a few points a truck (about one at a million trucks
+	// in a level-0 run): a block and a 48-byte index entry for each was 88
+	// bytes a point and most of the writer's time.
+	groupPoints = 128
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -81,7 +93,8 @@ type runWriter struct {
 	f, idx    vfs.File
 	w, iw     *bufio.Writer
 	off       uint64
-	trucks    uint32
+	blocks    uint32
+	trucks    int
 	points    uint64
 	idxCRC    uint32
 	lastHash  uint64
@@ -89,9 +102,19 @@ type runWriter struct {
 	buf, ebuf []byte
 	hour      uint32
 	covers    uint64
+	grouped   bool
+
+	// The block being filled (grouped runs): its trucks' IDs, one after
+	// another, ending at idEnds; their points, ending at ends.
+	ids    []byte
+	idEnds []int
+	ends   []int
+	pts    []Point
+	hash   uint64 // of its first truck
 }
 
-func createRun(fs vfs.FS, path string, hour uint32, covers uint64) (*runWriter, error) {
+// createRun starts a run of one truck per block, or of grouped blocks.
+func createRun(fs vfs.FS, path string, hour uint32, covers uint64, grouped bool) (*runWriter, error) {
 	f, err := fs.Create(path + ".tmp")
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -103,7 +126,7 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64) (*runWriter, 
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	w := &runWriter{fs: fs, path: path, f: f, idx: idx, w: bufio.NewWriterSize(f, 256<<10), iw: bufio.NewWriterSize(idx, 64<<10),
-		off: headerSize, hour: hour, covers: covers, ebuf: make([]byte, entrySize)}
+		off: headerSize, hour: hour, covers: covers, grouped: grouped, ebuf: make([]byte, entrySize)}
 	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
 		w.Abort()
 		return nil, fmt.Errorf("history: %w", err)
@@ -111,8 +134,8 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64) (*runWriter, 
 	return w, nil
 }
 
-// Add writes one truck's block; trucks must come in (hash, id) order and
-// ps must be sorted without duplicates.
+// Add adds one truck's points; trucks must come in (hash, id) order and
+// ps must be sorted without duplicates. ps may be reused once it returns.
 func (w *runWriter) Add(id []byte, ps []Point) error {
 	if len(ps) == 0 {
 		return nil
@@ -121,19 +144,67 @@ func (w *runWriter) Add(id []byte, ps []Point) error {
 	if w.trucks > 0 && (h < w.lastHash || h == w.lastHash && bytes.Compare(id, w.lastID) <= 0) {
 		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
 	}
+	w.trucks++
+	w.lastHash, w.lastID = h, append(w.lastID[:0], id...)
+	if !w.grouped {
+		w.idEnds = append(w.idEnds[:0], len(id))
+		w.ends = append(w.ends[:0], len(ps))
+		err := w.writeBlock(h, id, ps)
+		w.idEnds, w.ends = w.idEnds[:0], w.ends[:0]
+		return err
+	}
+	if len(w.ends) > 0 && len(w.pts)+len(ps) > groupPoints {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.ends) == 0 {
+		w.hash = h
+	}
+	w.ids = append(w.ids, id...)
+	w.idEnds = append(w.idEnds, len(w.ids))
+	w.pts = append(w.pts, ps...)
+	w.ends = append(w.ends, len(w.pts))
+	if len(w.pts) >= groupPoints {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the block being filled.
+func (w *runWriter) flush() error {
+	if len(w.ends) == 0 {
+		return nil
+	}
+	err := w.writeBlock(w.hash, w.ids, w.pts)
+	w.ids, w.idEnds, w.ends, w.pts = w.ids[:0], w.idEnds[:0], w.ends[:0], w.pts[:0]
+	return err
+}
+
+// writeBlock writes one block: the trucks of w.idEnds and w.ends, with
+// their IDs in ids and points in ps; h is the first one's hash.
+func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
 	b := append(w.buf[:0], 0, 0, 0, 0)
-	b = binary.AppendUvarint(b, uint64(len(id)))
-	b = append(b, id...)
-	b = binary.AppendUvarint(b, uint64(len(ps)))
-	b = appendColumns(b, ps)
+	if w.grouped {
+		b = binary.AppendUvarint(b, uint64(len(w.ends)))
+	}
+	idStart, start := 0, 0
+	for k, end := range w.ends {
+		b = binary.AppendUvarint(b, uint64(w.idEnds[k]-idStart))
+		b = append(b, ids[idStart:w.idEnds[k]]...)
+		b = binary.AppendUvarint(b, uint64(end-start))
+		idStart, start = w.idEnds[k], end
+	}
+	b = appendColumns(b, ps, w.ends, !w.grouped)
 	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
 	w.buf = b
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	e := entry{hash: h, off: w.off, length: uint32(len(b)), points: uint32(len(ps)),
-		minTS: ps[0].TS, maxTS: ps[len(ps)-1].TS, minLat: ps[0].Lat, maxLat: ps[0].Lat, minLon: ps[0].Lon, maxLon: ps[0].Lon}
+		minTS: ps[0].TS, maxTS: ps[0].TS, minLat: ps[0].Lat, maxLat: ps[0].Lat, minLon: ps[0].Lon, maxLon: ps[0].Lon}
 	for i := range ps {
+		e.minTS, e.maxTS = min(e.minTS, ps[i].TS), max(e.maxTS, ps[i].TS)
 		e.minLat, e.maxLat = min(e.minLat, ps[i].Lat), max(e.maxLat, ps[i].Lat)
 		e.minLon, e.maxLon = min(e.minLon, ps[i].Lon), max(e.maxLon, ps[i].Lon)
 	}
@@ -143,9 +214,8 @@ func (w *runWriter) Add(id []byte, ps []Point) error {
 		return fmt.Errorf("history: %w", err)
 	}
 	w.off += uint64(len(b))
-	w.trucks++
+	w.blocks++
 	w.points += uint64(len(ps))
-	w.lastHash, w.lastID = h, append(w.lastID[:0], id...)
 	return nil
 }
 
@@ -153,19 +223,22 @@ func (w *runWriter) Add(id []byte, ps []Point) error {
 // renames the run into place (the caller syncs the directory). It returns
 // the file's size.
 func (w *runWriter) Finish() (int64, error) {
-	err := w.finish()
+	err := w.flush()
+	if err == nil {
+		err = w.finish()
+	}
 	if err != nil {
 		w.Abort()
 		return 0, fmt.Errorf("history: writing %s: %w", w.path, err)
 	}
-	return int64(w.off) + int64(w.trucks)*entrySize + trailerSize, nil
+	return int64(w.off) + int64(w.blocks)*entrySize + trailerSize, nil
 }
 
 func (w *runWriter) finish() error {
 	if err := w.iw.Flush(); err != nil {
 		return err
 	}
-	if _, err := io.Copy(w.w, io.NewSectionReader(w.idx, 0, int64(w.trucks)*entrySize)); err != nil {
+	if _, err := io.Copy(w.w, io.NewSectionReader(w.idx, 0, int64(w.blocks)*entrySize)); err != nil {
 		return err
 	}
 	t := make([]byte, trailerSize)
@@ -181,10 +254,14 @@ func (w *runWriter) finish() error {
 	}
 	h := make([]byte, headerSize)
 	copy(h, runMagic)
-	binary.LittleEndian.PutUint32(h[8:], runVersion)
+	version := uint32(versionSolo)
+	if w.grouped {
+		version = versionGrouped
+	}
+	binary.LittleEndian.PutUint32(h[8:], version)
 	binary.LittleEndian.PutUint32(h[12:], w.hour)
 	binary.LittleEndian.PutUint64(h[16:], w.covers)
-	binary.LittleEndian.PutUint32(h[24:], w.trucks)
+	binary.LittleEndian.PutUint32(h[24:], w.blocks)
 	binary.LittleEndian.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
 	if _, err := w.f.WriteAt(h, 0); err != nil {
 		return err
@@ -228,15 +305,16 @@ type run struct {
 
 	// fence holds every fenceEvery-th index entry's hash, loaded by the
 	// first find, so that a lookup reads one slice of the index instead
-	// of binary-searching it a pread at a time. 8 bytes per 512 trucks:
-	// 16 KiB for a 1M-truck hour.
+	// of binary-searching it a pread at a time. 8 bytes per 512 blocks:
+	// 16 KiB for a compacted 1M-truck hour.
 	fenceOnce sync.Once
 	fence     []uint64
 	fenceErr  error
 	size      int64
 	hour      uint32
 	covers    uint64
-	trucks    int
+	blocks    int // index entries
+	version   uint32
 	points    uint64
 	idxOff    int64
 	idxCRC    uint32
@@ -282,16 +360,17 @@ func readRunMeta(f vfs.File, path string) (*run, error) {
 	if string(h[:8]) != runMagic || le.Uint32(h[28:]) != crc32.Checksum(h[:28], castagnoli) {
 		return nil, corrupt("%s: bad header", path)
 	}
-	if v := le.Uint32(h[8:]); v != runVersion {
-		return nil, corrupt("%s: unknown version %d", path, v)
+	version := le.Uint32(h[8:])
+	if version != versionSolo && version != versionGrouped {
+		return nil, corrupt("%s: unknown version %d", path, version)
 	}
 	if string(t[20:]) != runEndMagic {
 		return nil, corrupt("%s: bad trailer", path)
 	}
 	r := &run{path: path, f: f, size: size, hour: le.Uint32(h[12:]), covers: le.Uint64(h[16:]),
-		trucks: int(le.Uint32(h[24:])), idxOff: int64(le.Uint64(t[0:])), points: le.Uint64(t[8:]), idxCRC: le.Uint32(t[16:])}
-	if r.idxOff < headerSize || r.idxOff+int64(r.trucks)*entrySize+trailerSize != size {
-		return nil, corrupt("%s: index of %d trucks at %d does not fit %d bytes", path, r.trucks, r.idxOff, size)
+		version: version, blocks: int(le.Uint32(h[24:])), idxOff: int64(le.Uint64(t[0:])), points: le.Uint64(t[8:]), idxCRC: le.Uint32(t[16:])}
+	if r.idxOff < headerSize || r.idxOff+int64(r.blocks)*entrySize+trailerSize != size {
+		return nil, corrupt("%s: index of %d blocks at %d does not fit %d bytes", path, r.blocks, r.idxOff, size)
 	}
 	return r, nil
 }
@@ -312,39 +391,84 @@ func (r *run) checkEntry(i int, e *entry) error {
 	return nil
 }
 
-// block reads and checks the block of e, returning its ID and appending
-// its points to dst.
-func (r *run) block(e *entry, buf []byte, dst []Point) ([]byte, []byte, []Point, error) {
-	buf = slices.Grow(buf[:0], int(e.length))[:e.length]
-	if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
-		return buf, nil, dst, fmt.Errorf("history: %s: %w", r.path, err)
-	}
-	id, dst, err := r.decodeBlock(e, buf, dst)
-	return buf, id, dst, err
+// group is a decoded block: its trucks' IDs (pointing into the block
+// as read) and points, truck k's being pts[ends[k-1]:ends[k]].
+type group struct {
+	ids  [][]byte
+	ends []int
+	pts  []Point
 }
 
-// decodeBlock checks the block of e, read into buf, and returns its ID and
-// appends its points to dst.
-func (r *run) decodeBlock(e *entry, buf []byte, dst []Point) ([]byte, []Point, error) {
+func (g *group) trucks() int { return len(g.ids) }
+
+// truck returns truck k's ID and points.
+func (g *group) truck(k int) ([]byte, []Point) {
+	start := 0
+	if k > 0 {
+		start = g.ends[k-1]
+	}
+	return g.ids[k], g.pts[start:g.ends[k]]
+}
+
+// block reads and checks the block of e into g; buf is the read buffer
+// (returned, grown), which g's IDs point into.
+func (r *run) block(e *entry, buf []byte, g *group) ([]byte, error) {
+	buf = slices.Grow(buf[:0], int(e.length))[:e.length]
+	if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
+		return buf, fmt.Errorf("history: %s: %w", r.path, err)
+	}
+	return buf, r.decodeBlock(e, buf, g, nil)
+}
+
+// decodeBlock checks the block of e, read into buf, and decodes it into
+// g. With want set, only its trucks' IDs are decoded unless want is one of
+// them (a lookup in a grouped block).
+func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
+	g.ids, g.ends, g.pts = g.ids[:0], g.ends[:0], g.pts[:0]
 	if binary.LittleEndian.Uint32(buf) != crc32.Checksum(buf[4:], castagnoli) {
-		return nil, dst, corrupt("%s: block at %d fails its checksum", r.path, e.off)
+		return corrupt("%s: block at %d fails its checksum", r.path, e.off)
 	}
 	b := buf[4:]
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
-		return nil, dst, corrupt("%s: block at %d: bad ID", r.path, e.off)
+	trucks := uint64(1)
+	if r.version == versionGrouped {
+		var n int
+		trucks, n = binary.Uvarint(b)
+		if n <= 0 || trucks == 0 || trucks > uint64(e.points) {
+			return corrupt("%s: block at %d: bad truck count", r.path, e.off)
+		}
+		b = b[n:]
 	}
-	id := b[n : n+int(l)]
-	b = b[n+int(l):]
-	np, n := binary.Uvarint(b)
-	if n <= 0 || np != uint64(e.points) {
-		return nil, dst, corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, np, e.points)
+	found := want == nil
+	total := 0
+	for range trucks {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
+			return corrupt("%s: block at %d: bad ID", r.path, e.off)
+		}
+		id := b[n : n+int(l)]
+		b = b[n+int(l):]
+		np, n := binary.Uvarint(b)
+		if n <= 0 || np == 0 || np > uint64(e.points)-uint64(total) {
+			return corrupt("%s: block at %d: bad point count", r.path, e.off)
+		}
+		b = b[n:]
+		total += int(np)
+		g.ids = append(g.ids, id)
+		g.ends = append(g.ends, total)
+		found = found || bytes.Equal(id, want)
 	}
-	dst, err := decodeColumns(dst, b[n:], int(np))
+	if total != int(e.points) {
+		return corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, total, e.points)
+	}
+	if !found {
+		return nil
+	}
+	pts, err := decodeColumns(g.pts, b, g.ends, r.version == versionSolo)
+	g.pts = pts
 	if err != nil {
-		return nil, dst, fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
+		return fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
 	}
-	return id, dst, nil
+	return nil
 }
 
 // fenceEvery is the stride of a run's fence.
@@ -355,7 +479,7 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, (fenceEvery+1)*ent
 
 // loadFence reads the index once, in large reads, checking its checksum.
 func (r *run) loadFence() {
-	fence := make([]uint64, 0, (r.trucks+fenceEvery-1)/fenceEvery)
+	fence := make([]uint64, 0, (r.blocks+fenceEvery-1)/fenceEvery)
 	r.fenceErr = r.scan(func(i int, e *entry) bool {
 		if i%fenceEvery == 0 {
 			fence = append(fence, e.hash)
@@ -367,8 +491,9 @@ func (r *run) loadFence() {
 
 // find appends the points of id to dst: the fence narrows the index to
 // one slice of at most fenceEvery+1 entries, read at once and searched in
-// memory.
-func (r *run) find(id []byte, buf []byte, dst []Point) ([]byte, []Point, error) {
+// memory. Its blocks are those whose first truck's hash is h and, in a
+// grouped run, the last one before them.
+func (r *run) find(id []byte, buf []byte, g *group, dst []Point) ([]byte, []Point, error) {
 	r.fenceOnce.Do(r.loadFence)
 	if r.fenceErr != nil {
 		return buf, dst, r.fenceErr
@@ -377,40 +502,68 @@ func (r *run) find(id []byte, buf []byte, dst []Point) ([]byte, []Point, error) 
 	k := sort.Search(len(r.fence), func(k int) bool { return r.fence[k] >= h })
 	// Entries with hash h lie after fence[k-1] (< h) and, but for equal
 	// hashes, at or before fence[k].
-	var e entry
+	var e, before entry
+	haveBefore := false
 	cp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(cp)
 	chunk := *cp
-	for i := max(k-1, 0) * fenceEvery; i < r.trucks; {
-		n := min(fenceEvery+1, r.trucks-i)
+	// look reads block e and appends id's points if it holds them; done
+	// once id is found.
+	look := func(e *entry) (done bool, err error) {
+		buf = slices.Grow(buf[:0], int(e.length))[:e.length]
+		if _, err := r.f.ReadAt(buf, int64(e.off)); err != nil {
+			return false, fmt.Errorf("history: %s: %w", r.path, err)
+		}
+		if err := r.decodeBlock(e, buf, g, id); err != nil {
+			return false, err
+		}
+		if len(g.pts) == 0 { // not among its trucks
+			return false, nil
+		}
+		for t := range g.trucks() {
+			if got, ps := g.truck(t); bytes.Equal(got, id) {
+				dst = append(dst, ps...)
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	for i := max(k-1, 0) * fenceEvery; i < r.blocks; {
+		n := min(fenceEvery+1, r.blocks-i)
 		chunk = chunk[:n*entrySize]
 		if _, err := r.f.ReadAt(chunk, r.idxOff+int64(i)*entrySize); err != nil {
 			return buf, dst, fmt.Errorf("history: %s: %w", r.path, err)
 		}
 		// The first entry with hash >= h (the index is sorted by hash).
 		j0 := sort.Search(n, func(j int) bool { return binary.LittleEndian.Uint64(chunk[j*entrySize:]) >= h })
+		if j0 > 0 {
+			before.get(chunk[(j0-1)*entrySize:])
+			if err := r.checkEntry(i+j0-1, &before); err != nil {
+				return buf, dst, err
+			}
+			haveBefore = true
+		}
+		if j0 == n && i+n < r.blocks {
+			i += n
+			continue
+		}
+		if haveBefore && r.version == versionGrouped {
+			haveBefore = false
+			if done, err := look(&before); done || err != nil {
+				return buf, dst, err
+			}
+		}
 		for j := j0; j < n; j++ {
 			e.get(chunk[j*entrySize:])
 			if err := r.checkEntry(i+j, &e); err != nil {
 				return buf, dst, err
 			}
-			if e.hash < h {
-				continue
-			}
 			if e.hash > h {
 				return buf, dst, nil
 			}
-			m := len(dst)
-			var got []byte
-			var err error
-			buf, got, dst, err = r.block(&e, buf, dst)
-			if err != nil {
-				return buf, dst[:m], err
+			if done, err := look(&e); done || err != nil {
+				return buf, dst, err
 			}
-			if bytes.Equal(got, id) {
-				return buf, dst, nil
-			}
-			dst = dst[:m]
 		}
 		i += n
 	}
@@ -425,8 +578,8 @@ func (r *run) scan(fn func(i int, e *entry) bool) error {
 	buf := make([]byte, chunk*entrySize)
 	var e entry
 	crc := uint32(0)
-	for i := 0; i < r.trucks; i += chunk {
-		n := min(chunk, r.trucks-i)
+	for i := 0; i < r.blocks; i += chunk {
+		n := min(chunk, r.blocks-i)
 		b := buf[:n*entrySize]
 		if _, err := r.f.ReadAt(b, r.idxOff+int64(i)*entrySize); err != nil {
 			return fmt.Errorf("history: %s: %w", r.path, err)
