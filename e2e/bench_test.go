@@ -227,11 +227,12 @@ func ingestBench(b *testing.B, s *benchServer) {
 	cl := &http.Client{Transport: tr}
 	url := "http://" + s.addr + "/v1/positions"
 
+	bodies := s.render(b.N)
 	if path := os.Getenv("FLEETD_BENCH_CPUPROFILE"); path != "" {
 		stop := s.profile(b, path)
 		defer stop()
 	}
-	bodies := s.render(b.N)
+	cpu0 := s.cpuTime(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	var next atomic.Int64
@@ -267,6 +268,7 @@ func ingestBench(b *testing.B, s *benchServer) {
 		b.Fatal(msg)
 	}
 	b.ReportMetric(float64(b.N)*benchBatch/b.Elapsed().Seconds(), "updates/s")
+	b.ReportMetric(float64(s.cpuTime(b)-cpu0)/(float64(b.N)*benchBatch), "server_cpu_ns/update")
 	if s.batches.Load()*benchBatch < 2*benchFleet {
 		return
 	}
@@ -294,6 +296,29 @@ func ingestBench(b *testing.B, s *benchServer) {
 // and returns a function that waits for it and writes it to path, so that
 // `FLEETD_BENCH_CPUPROFILE=cpu.out go test -bench ...` shows where the
 // server's time goes. Give the run at least that long.
+// cpuTime is the server process's CPU time so far (user and system, from
+// /proc): on a shared machine, CPU per update is steadier than updates/s.
+func (s *benchServer) cpuTime(b *testing.B) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatalf("server cpu time: %v", err)
+	}
+	// Fields after the command name (which may hold spaces) start at state.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	var utime, stime int64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		b.Fatalf("server cpu time: %v", err)
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		b.Fatalf("server cpu time: %v", err)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat times:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
 func (s *benchServer) profile(b *testing.B, path string) func() {
 	secs := cmp.Or(os.Getenv("FLEETD_BENCH_CPUSECONDS"), "3")
 	done := make(chan error, 1)

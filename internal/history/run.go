@@ -17,17 +17,17 @@ import (
 )
 
 const (
-	runMagic     = "FLEETHST"
-	runEndMagic  = "FHRE"
+	runMagic    = "FLEETHST"
+	runEndMagic = "FHRE"
 	// Version 1 runs hold one truck per block (what compaction writes, so
 	// that a finished hour's index bounds each truck on its own); version
 	// 2 runs hold blocks of consecutive trucks (see groupPoints).
 	versionSolo    = 1
 	versionGrouped = 2
-	headerSize   = 32
-	trailerSize  = 24
-	entrySize    = 48
-	maxBlockSize = 64 << 20 // a truck's hour; far above any real one
+	headerSize     = 32
+	trailerSize    = 24
+	entrySize      = 48
+	maxBlockSize   = 64 << 20 // a truck's hour; far above any real one
 
 	// groupPoints is about how many points a grouped run's block holds: a
 	// truck joins the block being filled unless it would take it past
