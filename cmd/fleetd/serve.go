@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/api"
 	"github.com/fleetd/fleetd/internal/auth"
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/history"
@@ -205,6 +206,29 @@ Flags:
   --resp-collection NAME
                      the RESP collection's key (default fleet); other keys
                      get an error
+  --nats URL,…       run as a node of a fleetd cluster on NATS JetStream
+                     (off by default: a single node). Writes (HTTP and the
+                     device gateways) are published to the stream, by
+                     partition of the truck ID, and answered 200 once
+                     JetStream has acknowledged them (stored on a quorum of
+                     replicas); every node applies every partition in
+                     stream order and serves every query. A write's answer
+                     carries a token (Fleetd-Token header, "token" field);
+                     a GET with that header or ?after=TOKEN waits (at most
+                     2s, then 503) until this node has applied it. The
+                     local write-ahead log and snapshots (--data) still
+                     make restarts fast: the node resumes from the stream
+                     positions it saved in DATA/cluster. Zones and rules
+                     stay per node (PUT them on every node); --resp is not
+                     available in cluster mode
+  --nats-stream NAME the stream (default fleetd; subjects NAME.p.N)
+  --nats-replicas N  the stream's replicas when this node creates it
+                     (default 3; 1 for a single NATS server)
+  --nats-partitions N
+                     partitions when this node creates the stream (default
+                     8, at most 1024); an existing stream keeps its own
+  --nats-name NAME   this node's name in /v1/stats (default host:port of
+                     --http)
   -h, --help         this help
 `
 
@@ -354,6 +378,11 @@ type serveConfig struct {
 	histMaxDisk   sizeFlag
 	histBuffer    sizeFlag
 	gateways      gatewayFlags
+	nats          string
+	natsStream    string
+	natsReplicas  int
+	natsParts     int
+	natsName      string
 }
 
 // dayDuration is a duration flag that also takes days ("7d", "1d12h").
@@ -425,6 +454,11 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
 	fs.Var(&c.histBuffer, "history-buffer", "history's write buffer")
 	c.gateways.register(fs)
+	fs.StringVar(&c.nats, "nats", "", "NATS server URLs (cluster mode)")
+	fs.StringVar(&c.natsStream, "nats-stream", cluster.DefaultStream, "JetStream stream name")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", cluster.DefaultReplicas, "stream replicas")
+	fs.IntVar(&c.natsParts, "nats-partitions", 0, "stream partitions")
+	fs.StringVar(&c.natsName, "nats-name", "", "this node's name in the cluster")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -459,6 +493,14 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	if !(c.wideHz == -1 || c.wideHz > 0 && c.wideHz <= 10) {
 		fmt.Fprintf(stderr, "fleetd serve: --stream-wide-hz %v: want a rate in (0, 10], or -1 for every update\n", c.wideHz)
 		return nil, errors.New("bad --stream-wide-hz")
+	}
+	if c.nats != "" && c.respAddr != "" {
+		fmt.Fprintf(stderr, "fleetd serve: --resp is not available with --nats (cluster mode) yet\n")
+		return nil, errors.New("bad --resp with --nats")
+	}
+	if c.natsReplicas < 1 || c.natsReplicas > 5 || c.natsParts < 0 || c.natsParts > 1024 {
+		fmt.Fprintf(stderr, "fleetd serve: --nats-replicas %d / --nats-partitions %d: want 1..5 replicas and 1..1024 partitions\n", c.natsReplicas, c.natsParts)
+		return nil, errors.New("bad --nats-replicas/--nats-partitions")
 	}
 	if c.shards < 0 || c.shards > 256 {
 		fmt.Fprintf(stderr, "fleetd serve: --shards %d: want 1..256\n", c.shards)
@@ -628,6 +670,15 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	if c.history && c.data != "" {
 		srvOpts.Engine.History = &history.Options{Retention: time.Duration(c.histRetention), MaxDisk: int64(c.histMaxDisk),
 			BufferBytes: int(c.histBuffer)}
+	}
+	if c.nats != "" {
+		name := c.natsName
+		if name == "" {
+			host, _ := os.Hostname()
+			name = host + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		}
+		srvOpts.Cluster = &cluster.Options{URLs: splitList(c.nats), Stream: c.natsStream, Replicas: c.natsReplicas,
+			Partitions: c.natsParts, Name: name, Logger: log}
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(int64(c.memLimit))

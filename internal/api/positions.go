@@ -128,6 +128,10 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusBadRequest, "reading the request body: "+err.Error()+"; nothing was applied")
 		return
 	}
+	if s.cluster != nil {
+		s.positionsCluster(w, r, sc, rep)
+		return
+	}
 	ups := sc.batch.Updates
 
 	var res store.Result

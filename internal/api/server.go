@@ -72,6 +72,10 @@ type Options struct {
 	// Alerts serves the zone, rule and alert endpoints (alerts.go); nil
 	// answers them 404.
 	Alerts *alert.Evaluator
+	// Cluster, when set, makes this server a node of a cluster
+	// (cluster.go): writes are published to the cluster's log, and reads
+	// may wait for a write's token.
+	Cluster Cluster
 }
 
 // Server is the HTTP API over one engine. It implements http.Handler, is
@@ -83,6 +87,7 @@ type Server struct {
 	eng         *engine.Engine
 	st          *store.Store
 	alerts      *alert.Evaluator // nil: alert endpoints answer 404
+	cluster     Cluster          // nil: a single node
 	log         *slog.Logger
 	maxBody     int64
 	maxAhead    int64 // seconds a ts may be ahead of now; 0: no limit
@@ -133,6 +138,7 @@ func New(o Options) (*Server, error) {
 		eng:         o.Engine,
 		st:          o.Engine.Store(),
 		alerts:      o.Alerts,
+		cluster:     o.Cluster,
 		log:         o.Logger,
 		maxBody:     o.MaxBody,
 		maxAhead:    maxAhead,
@@ -278,6 +284,9 @@ func (s *Server) wrap(name string, public bool, h http.HandlerFunc) http.Handler
 				s.writeError(sw, r, http.StatusUnsupportedMediaType, msg)
 				return
 			}
+		}
+		if s.cluster != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.awaitToken(sw, r) {
+			return
 		}
 		h(sw, r)
 	})

@@ -40,6 +40,7 @@ type statsResponse struct {
 	Durability    *durability `json:"durability,omitempty"`
 	History       *histStats  `json:"history,omitempty"`  // absent when history is off
 	Gateways      any         `json:"gateways,omitempty"` // per device gateway, when any runs
+	Cluster       any         `json:"cluster,omitempty"`  // the cluster node's positions and counters (package cluster)
 }
 
 // histStats is the history part of /v1/stats: history.Stats and the disk
@@ -200,6 +201,9 @@ func (s *Server) StatsJSON() []byte {
 	resp.FutureTotal, resp.MillisTotal = s.ts.future.Load(), s.ts.millis.Load()
 	if s.subscribers != nil {
 		resp.Subscribers = s.subscribers()
+	}
+	if s.cluster != nil {
+		resp.Cluster = s.cluster.Stats()
 	}
 	if s.gateways != nil {
 		resp.Gateways = s.gateways()

@@ -62,6 +62,10 @@ func (s *Server) deleteTruck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id = bytes.Clone(id) // the engine's log and observers see it: not a view of the request
+	if s.cluster != nil {
+		s.deleteCluster(w, r, id)
+		return
+	}
 	found, err := s.eng.Delete(id)
 	switch {
 	case errors.Is(err, engine.ErrClosed):

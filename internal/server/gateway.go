@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetd/fleetd/internal/api"
-	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/gateway"
 	"github.com/fleetd/fleetd/internal/mqtt"
 	"github.com/fleetd/fleetd/internal/osmand"
@@ -35,7 +34,7 @@ type gateways struct {
 }
 
 // open starts the configured gateways on eng.
-func (g *gateways) open(o Gateways, eng *engine.Engine, skew time.Duration, log *slog.Logger) error {
+func (g *gateways) open(o Gateways, eng gateway.Engine, skew time.Duration, log *slog.Logger) error {
 	if o.Teltonika.Addr == "" && o.OsmAnd.Addr == "" && o.MQTT.URL == "" {
 		return nil
 	}

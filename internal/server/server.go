@@ -9,8 +9,10 @@ import (
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/api"
 	"github.com/fleetd/fleetd/internal/auth"
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
+	"github.com/fleetd/fleetd/internal/gateway"
 	"github.com/fleetd/fleetd/internal/web"
 )
 
@@ -27,7 +29,12 @@ type Options struct {
 	// Gateways configures the device gateways (Teltonika, OsmAnd), off
 	// unless their addresses are set.
 	Gateways Gateways
-	Logger   *slog.Logger
+	// Cluster, when set, makes this server a node of a fleetd cluster on
+	// NATS JetStream (package cluster; its Engine and Dir are filled in):
+	// writes are published to the stream and applied from it. Nil: a
+	// single node.
+	Cluster *cluster.Options
+	Logger  *slog.Logger
 }
 
 // Server is a running fleetd: use it as the http.Handler of a listener.
@@ -36,9 +43,11 @@ type Server struct {
 	Feed   *feed.Hub
 	Alerts *alert.Evaluator
 	API    *api.Server
-	mux    *http.ServeMux
-	h      http.Handler // mux behind the guard
-	gw     *gateways
+	// Cluster is the cluster node, nil for a single node.
+	Cluster *cluster.Node
+	mux     *http.ServeMux
+	h       http.Handler // mux behind the guard
+	gw      *gateways
 }
 
 // Open builds a server, recovering the engine's data directory.
@@ -72,6 +81,15 @@ func Open(o Options) (*Server, error) {
 		hub.Close()
 		return nil, err
 	}
+	var node *cluster.Node
+	var gwEng gateway.Engine = eng
+	if o.Cluster != nil {
+		if node, err = openCluster(*o.Cluster, eng, o.Engine.DataDir); err != nil {
+			hub.Close()
+			return nil, errors.Join(err, eng.Close())
+		}
+		o.API.Cluster, gwEng = clusterAPI{node}, node
+	}
 	gw := &gateways{}
 	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
 	o.API.Subscribers = func() int { return hub.Stats().Subscribers }
@@ -88,15 +106,18 @@ func Open(o Options) (*Server, error) {
 	guard, err := auth.NewGuard(o.Guard)
 	if err != nil {
 		hub.Close()
-		return nil, errors.Join(err, eng.Close())
+		return nil, errors.Join(err, closeNode(node), eng.Close())
 	}
 	apiServer, err := api.New(o.API)
+	if err == nil && node != nil {
+		err = node.Register(apiServer.Registry())
+	}
 	if err != nil {
 		hub.Close()
-		return nil, errors.Join(err, eng.Close())
+		return nil, errors.Join(err, closeNode(node), eng.Close())
 	}
 	registerMetrics(apiServer, hub, alerts)
-	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, mux: http.NewServeMux()}
+	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, Cluster: node, mux: http.NewServeMux()}
 	// The dashboard's page and files are public: a browser cannot send a
 	// bearer token when it first loads a page (it asks for one on a 401
 	// from the API). Everything else is the API's, with its own 404/405.
@@ -107,9 +128,9 @@ func Open(o Options) (*Server, error) {
 	s.mux.Handle("/", apiServer)
 	s.h = guard.Handler(s.mux)
 	registerGuardMetrics(apiServer, guard)
-	if err := gw.open(o.Gateways, eng, o.API.MaxClockSkew, o.Logger); err != nil {
+	if err := gw.open(o.Gateways, gwEng, o.API.MaxClockSkew, o.Logger); err != nil {
 		hub.Close()
-		return nil, errors.Join(err, eng.Close())
+		return nil, errors.Join(err, closeNode(node), eng.Close())
 	}
 	s.gw = gw
 	registerGatewayMetrics(apiServer, gw)
@@ -128,6 +149,7 @@ func (s *Server) CloseStreams() { s.Feed.Close() }
 // engine (final snapshot).
 func (s *Server) Close() error {
 	gwErr := s.gw.close()
+	cErr := closeNode(s.Cluster) // before the engine: its appliers apply to it
 	s.Feed.Close()
-	return errors.Join(gwErr, s.Engine.Close(), s.Alerts.Close())
+	return errors.Join(gwErr, cErr, s.Engine.Close(), s.Alerts.Close())
 }
