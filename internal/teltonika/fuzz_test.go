@@ -14,7 +14,7 @@ func FuzzDecode(f *testing.F) {
 	for _, v := range vendorFrames {
 		f.Add(unhex(f, v.hex))
 	}
-	f.Add(AppendFrame(nil, Codec8Extended, []Record{{TimeMs: 1, Lat: 1, Lon: 1, IO: IO{Mask: 31}}}))
+	f.Add(AppendFrame(nil, Codec8Extended, []Record{{TimeMs: 1, Lat: 1, Lon: 1, IO: IO{Mask: 127}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		codec, recs, err := Decode(b, nil, DefaultMaxDataLen)
 		if err != nil {
@@ -41,7 +41,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzDecodeData skips the CRC (which random bytes almost never pass) to
-// reach the record parser.
+// reach the record parser, and makes an update of every record.
 func FuzzDecodeData(f *testing.F) {
 	for _, v := range vendorFrames {
 		b := unhex(f, v.hex)
@@ -61,6 +61,14 @@ func FuzzDecodeData(f *testing.F) {
 		}
 		if err == nil && err2 == nil && len(recs2) != len(recs) {
 			t.Fatal("record counts differ")
+		}
+		// Every record makes an update whose attributes are in range, or
+		// a clear error.
+		for i := range recs {
+			u, err := MakeUpdate([]byte("x"), &recs[i])
+			if err == nil && (!u.Attrs.Valid() || u.Heading >= 360) {
+				t.Fatalf("record %+v: update %+v", recs[i], u)
+			}
 		}
 	})
 }
