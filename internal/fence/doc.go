@@ -141,13 +141,20 @@
 // # Concurrency
 //
 // A Zone is immutable once built and safe for concurrent use. A Set is
-// safe for concurrent use: readers (Inside, DistanceM, Near, ZoneID, Get,
-// Names, All, Version) load one immutable snapshot through an
-// atomic.Pointer and never lock or allocate; writers (Put, Delete, Purge)
-// are serialised by a mutex and publish a modified copy, O(zones) a write.
-// A reader that loaded the previous snapshot finishes with the previous
-// zone, which stays valid; once Put returns, every later read sees the new
-// zone.
+// safe for concurrent use: readers by ID (Zone, Inside, DistanceM, Near,
+// what the rules VM calls per evaluation) load the ID's zone through an
+// atomic table and never lock or allocate; readers by name (ZoneID, Get,
+// Names, All, Len) and writers (Put, PutMany, Delete, Purge) take the
+// Set's mutex. A write stores one zone pointer into the table: O(1),
+// amortised over the table's doubling, whatever the number of zones (the
+// copy-on-write Set it replaced cloned every zone, name and ID on each
+// write: 6.4 ms and 1.3 MB a Put at 10,000 zones against 0.7 µs,
+// BenchmarkSetPut). Names and All sort the names when they changed since
+// the last call. A reader that loaded the previous zone finishes with it,
+// which stays valid; once Put returns, every later read sees the new
+// zone. Zones are seen one at a time: a caller that changes several and
+// needs readers to see them together holds its own lock around readers
+// and writers (alert's evalMu).
 //
 // IDs are small integers handed out in order. A name keeps its ID for the
 // life of the Set: Delete leaves the name bound with no zone, so rules

@@ -61,14 +61,20 @@ func TestPutMany(t *testing.T) {
 				t.Fatalf("round %d: %s: id %d, bound to %d", round, names[i], got[i], id)
 			}
 		}
-		sa, sb := a.load(), b.load()
-		if fmt.Sprint(sa.ids, sa.names, sa.free, sa.live) != fmt.Sprint(sb.ids, sb.names, sb.free, sb.live) {
-			t.Fatalf("round %d: Puts %v %v %v; PutMany %v %v %v", round, sa.ids, sa.free, sa.live, sb.ids, sb.free, sb.live)
+		ma, mb := &a.mu, &b.mu
+		if fmt.Sprint(ma.ids, ma.names, ma.free, a.Names()) != fmt.Sprint(mb.ids, mb.names, mb.free, b.Names()) {
+			t.Fatalf("round %d: Puts %v %v %v; PutMany %v %v %v", round, ma.ids, ma.free, a.Names(), mb.ids, mb.free, b.Names())
 		}
-		for id := range sa.zones {
-			if sa.zones[id] != sb.zones[id] {
+		for id := range ma.names {
+			if a.Zone(id) != b.Zone(id) {
 				t.Fatalf("round %d: zone %d differs", round, id)
 			}
+		}
+		if err := a.check(); err != nil {
+			t.Fatalf("round %d: Puts: %v", round, err)
+		}
+		if err := b.check(); err != nil {
+			t.Fatalf("round %d: PutMany: %v", round, err)
 		}
 	}
 	var s Set
