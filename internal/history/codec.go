@@ -72,6 +72,24 @@ const (
 // appendColumns chooses their encoding.
 var colScratch = sync.Pool{New: func() any { return new([numCols][]uint64) }}
 
+// layout is how a block's points are encoded.
+type layout uint8
+
+const (
+	// layoutSolo: the columns of a version 1 run's one truck.
+	layoutSolo layout = iota
+	// layoutGrouped: the columns of a version 2 block's trucks.
+	layoutGrouped
+	// layoutRaw: a version 2 block's points as fixed-width records, for
+	// the runs a flush writes: about as small as columns when trucks have
+	// a point or two each (their coordinates and times do not delta
+	// well), and several times cheaper to write and read.
+	layoutRaw
+)
+
+// rawPointSize is a layoutRaw point's bytes: ts, lat, lon, speed, heading.
+const rawPointSize = 16
+
 // appendColumns appends the column encoding of a block's points (see
 // doc.go): the trucks' points one after another, truck k's ending at
 // ends[k], each truck's sorted without duplicates. A header with the
@@ -79,11 +97,24 @@ var colScratch = sync.Pool{New: func() any { return new([numCols][]uint64) }}
 // encoded, then the columns. A block of one truck in the version 1
 // layout (solo) has a truck's second coordinate predicted from its first
 // as a delta; version 2 starts every truck's coordinates afresh.
-func appendColumns(dst []byte, ps []Point, ends []int, solo bool) []byte {
+func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 	var mask uint32
 	for i := range ps {
 		mask |= ps[i].Attrs.Mask
 	}
+	if l == layoutRaw {
+		dst = binary.AppendUvarint(dst, uint64(mask)<<(numCols+1)|1<<numCols)
+		for i := range ps {
+			p := &ps[i]
+			dst = binary.LittleEndian.AppendUint32(dst, p.TS)
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Lat))
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Lon))
+			dst = binary.LittleEndian.AppendUint16(dst, p.Speed)
+			dst = binary.LittleEndian.AppendUint16(dst, p.Heading)
+		}
+		return appendAttrs(dst, ps, mask)
+	}
+	solo := l == layoutSolo
 	cols := colScratch.Get().(*[numCols][]uint64)
 	defer colScratch.Put(cols)
 	for c := range cols {
@@ -148,10 +179,20 @@ func appendColumns(dst []byte, ps []Point, ends []int, solo bool) []byte {
 			rle |= 1 << c
 		}
 	}
-	dst = binary.AppendUvarint(dst, uint64(mask)<<numCols|rle)
+	if solo {
+		dst = binary.AppendUvarint(dst, uint64(mask)<<numCols|rle)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(mask)<<(numCols+1)|rle)
+	}
 	for c := range cols {
 		dst = appendColumn(dst, cols[c], rle&(1<<c) != 0)
 	}
+	return appendAttrs(dst, ps, mask)
+}
+
+// appendAttrs appends the attribute columns of ps: for each attribute in
+// mask, a presence bit a point, then the values present as deltas.
+func appendAttrs(dst []byte, ps []Point, mask uint32) []byte {
 	for a := range fleet.Attr(fleet.NumAttrs) {
 		if mask&(1<<a) == 0 {
 			continue
@@ -278,11 +319,44 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 	if n <= 0 || n > maxBlockPoints {
 		return dst, corrupt("%d points in a block", n)
 	}
+	for k, end := range ends {
+		if k > 0 && end <= ends[k-1] || end <= 0 || end > n {
+			return dst, corrupt("bad truck ends in a block")
+		}
+	}
 	r := columnReader{b: src}
 	head := r.uvarint("block header")
-	mask := head >> numCols
+	mask, raw := head>>numCols, false
+	if !solo {
+		mask, raw = head>>(numCols+1), head&(1<<numCols) != 0
+	}
 	if mask>>fleet.NumAttrs != 0 || r.err != nil {
 		return dst, corrupt("unknown attributes %#x", mask)
+	}
+	if raw {
+		if head&(1<<numCols-1) != 0 || len(r.b) < n*rawPointSize {
+			return dst, corrupt("%d raw points in %d bytes", n, len(src))
+		}
+		base := len(dst)
+		dst = slices.Grow(dst, n)[:base+n]
+		ps := dst[base:]
+		le := binary.LittleEndian
+		for i := range ps {
+			b := r.b[i*rawPointSize:]
+			ps[i] = Point{Position: fleet.Position{TS: le.Uint32(b), Lat: int32(le.Uint32(b[4:])), Lon: int32(le.Uint32(b[8:])),
+				Speed: le.Uint16(b[12:]), Heading: le.Uint16(b[14:])}}
+		}
+		r.b = r.b[n*rawPointSize:]
+		start := 0
+		for _, end := range ends { // each truck's in ts order, as columns are by construction
+			for i := start + 1; i < end; i++ {
+				if ps[i].TS < ps[i-1].TS {
+					return dst[:base], corrupt("raw points out of order")
+				}
+			}
+			start = end
+		}
+		return finishPoints(dst, base, &r, mask)
 	}
 	// A plain column takes at least a byte a point, runs two bytes: check
 	// before allocating the points.
@@ -308,9 +382,6 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 	var ts, firstTS int64
 	start := 0
 	for k, end := range ends {
-		if end <= start || end > n {
-			return dst[:base], corrupt("bad truck ends in a block")
-		}
 		for i := start; i < end; i++ {
 			u := tsc.next(&r)
 			if u > 1<<33 { // a delta of a uint32 ts, zigzagged or not
@@ -378,6 +449,14 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 			start = end
 		}
 	}
+	return finishPoints(dst, base, &r, mask)
+}
+
+// finishPoints decodes the attribute columns of the points dst[base:]
+// from r and checks that the block ends there and every point is valid.
+func finishPoints(dst []Point, base int, r *columnReader, mask uint64) ([]Point, error) {
+	ps := dst[base:]
+	n := len(ps)
 	for a := range fleet.Attr(fleet.NumAttrs) {
 		if mask&(1<<a) == 0 || r.err != nil {
 			continue

@@ -13,9 +13,9 @@ import (
 
 // validRun returns the bytes of a small run file: one truck per block or
 // grouped blocks.
-func validRun(tb testing.TB, grouped bool) []byte {
+func validRun(tb testing.TB, l layout) []byte {
 	fs := vfs.NewMem()
-	w, err := createRun(fs, "/r.fhr", 490000, 7, grouped)
+	w, err := createRun(fs, "/r.fhr", 490000, 7, l)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func validRun(tb testing.TB, grouped bool) []byte {
 // must answer with points or an error, never panic, and never allocate
 // more than the file's size suggests.
 func FuzzRun(f *testing.F) {
-	for _, grouped := range []bool{false, true} {
-		good := validRun(f, grouped)
+	for _, l := range []layout{layoutSolo, layoutGrouped, layoutRaw} {
+		good := validRun(f, l)
 		f.Add(good)
 		f.Add(good[:len(good)-1])
 		f.Add(good[:headerSize+trailerSize])
@@ -100,11 +100,14 @@ func FuzzColumns(f *testing.F) {
 		p.Attrs.Set(fleet.Altitude, int32(10*k))
 		ps = append(ps, p)
 	}
-	f.Add(appendColumns(nil, ps, []int{6}, true), 6, uint8(6), true)
-	f.Add(appendColumns(nil, ps[:1], []int{1}, true), 1, uint8(1), true)
-	f.Add(appendColumns(nil, ps, []int{2, 4, 6}, false), 6, uint8(2), false)
-	f.Add(appendColumns(nil, ps, []int{6}, false), 6, uint8(6), false)
-	f.Fuzz(func(t *testing.T, src []byte, n int, per uint8, solo bool) {
+	f.Add(appendColumns(nil, ps, []int{6}, layoutSolo), 6, uint8(6), uint8(layoutSolo))
+	f.Add(appendColumns(nil, ps[:1], []int{1}, layoutSolo), 1, uint8(1), uint8(layoutSolo))
+	f.Add(appendColumns(nil, ps, []int{2, 4, 6}, layoutGrouped), 6, uint8(2), uint8(layoutGrouped))
+	f.Add(appendColumns(nil, ps, []int{6}, layoutGrouped), 6, uint8(6), uint8(layoutGrouped))
+	f.Add(appendColumns(nil, ps, []int{3, 6}, layoutRaw), 6, uint8(3), uint8(layoutRaw))
+	f.Fuzz(func(t *testing.T, src []byte, n int, per uint8, lay uint8) {
+		l := layout(lay % 3)
+		solo := l == layoutSolo
 		if n <= 0 || n > 1<<16 || per == 0 {
 			return
 		}
@@ -119,7 +122,7 @@ func FuzzColumns(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := decodeColumns(nil, appendColumns(nil, got, ends, solo), ends, solo)
+		again, err := decodeColumns(nil, appendColumns(nil, got, ends, l), ends, solo)
 		if err != nil || !slices.Equal(again, got) {
 			t.Fatalf("re-encoding %d points: %v", len(got), err)
 		}

@@ -495,7 +495,7 @@ func (h *History) write(b *buffer) error {
 		p.nextSeq++
 		p.lastWrite = h.o.Now()
 		h.mu.Unlock()
-		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers, true)
+		w, err := createRun(h.o.FS, filepath.Join(dir, runName(0, seq)), hour, b.covers, layoutRaw)
 		if err != nil {
 			return err
 		}

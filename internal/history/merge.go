@@ -126,7 +126,11 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 	h.mu.Unlock()
 	dir := filepath.Join(h.o.Dir, hourName(p.hour))
 	path := filepath.Join(dir, runName(level, seq))
-	w, err := createRun(h.o.FS, path, p.hour, covers, !solo)
+	l := layoutGrouped
+	if solo {
+		l = layoutSolo
+	}
+	w, err := createRun(h.o.FS, path, p.hour, covers, l)
 	if err != nil {
 		return err
 	}

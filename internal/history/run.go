@@ -102,7 +102,8 @@ type runWriter struct {
 	buf, ebuf []byte
 	hour      uint32
 	covers    uint64
-	grouped   bool
+	layout    layout
+	grouped   bool // layout is not layoutSolo
 
 	// The block being filled (grouped runs): its trucks' IDs, one after
 	// another, ending at idEnds; their points, ending at ends.
@@ -113,8 +114,9 @@ type runWriter struct {
 	hash   uint64 // of its first truck
 }
 
-// createRun starts a run of one truck per block, or of grouped blocks.
-func createRun(fs vfs.FS, path string, hour uint32, covers uint64, grouped bool) (*runWriter, error) {
+// createRun starts a run of one truck per block (layoutSolo, version 1),
+// or of grouped blocks (version 2) in columns or raw.
+func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*runWriter, error) {
 	f, err := fs.Create(path + ".tmp")
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -126,7 +128,7 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64, grouped bool)
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	w := &runWriter{fs: fs, path: path, f: f, idx: idx, w: bufio.NewWriterSize(f, 256<<10), iw: bufio.NewWriterSize(idx, 64<<10),
-		off: headerSize, hour: hour, covers: covers, grouped: grouped, ebuf: make([]byte, entrySize)}
+		off: headerSize, hour: hour, covers: covers, layout: l, grouped: l != layoutSolo, ebuf: make([]byte, entrySize)}
 	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
 		w.Abort()
 		return nil, fmt.Errorf("history: %w", err)
@@ -195,7 +197,7 @@ func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
 		b = binary.AppendUvarint(b, uint64(end-start))
 		idStart, start = w.idEnds[k], end
 	}
-	b = appendColumns(b, ps, w.ends, !w.grouped)
+	b = appendColumns(b, ps, w.ends, w.layout)
 	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
 	w.buf = b
 	if _, err := w.w.Write(b); err != nil {
