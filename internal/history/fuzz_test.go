@@ -85,7 +85,7 @@ func FuzzRun(f *testing.F) {
 		for i := range 6 {
 			_, _, _ = r.find(fmt.Appendf(nil, "t%d", i), nil, &g, nil)
 		}
-		_ = mergeRuns([]*run{r}, func([]byte, []Point) error { return nil })
+		_ = mergeRuns([]*run{r}, func(uint64, []byte, []Point) error { return nil })
 	})
 }
 

@@ -134,7 +134,7 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 	if err != nil {
 		return err
 	}
-	if err := mergeRuns(runs, w.Add); err != nil {
+	if err := mergeRuns(runs, w.add); err != nil {
 		w.Abort()
 		return err
 	}
@@ -147,10 +147,10 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 	return h.install(p, path, level, seq, runs)
 }
 
-// mergeRuns calls fn with each truck of runs, in index order, with its
-// points from every run sorted and without duplicates. Memory: one block
+// mergeRuns calls fn with each truck of runs (its ID's hash and the ID),
+// in index order, with its points from every run sorted and without duplicates. Memory: one block
 // per run. ps is valid only during the call.
-func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
+func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error) error {
 	var q cursorHeap
 	for i, r := range runs {
 		c := &cursor{r: r, n: i}
@@ -184,7 +184,7 @@ func mergeRuns(runs []*run, fn func(id []byte, ps []Point) error) error {
 				q.push(c)
 			}
 		}
-		if err := fn(id, sortPoints(pts)); err != nil {
+		if err := fn(hash, id, sortPoints(pts)); err != nil {
 			return err
 		}
 	}

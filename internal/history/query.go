@@ -309,7 +309,7 @@ func (h *History) Export(from, to uint32, fn func(id []byte, ps []Point) error) 
 	for _, hour := range hours {
 		rs := h.runsOf(hour)
 		var fnErr error
-		err := mergeRuns(rs, func(id []byte, ps []Point) error {
+		err := mergeRuns(rs, func(_ uint64, id []byte, ps []Point) error {
 			sel = sel[:0]
 			for i := range ps {
 				if ps[i].TS >= from && ps[i].TS <= to {

@@ -138,11 +138,13 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*r
 
 // Add adds one truck's points; trucks must come in (hash, id) order and
 // ps must be sorted without duplicates. ps may be reused once it returns.
-func (w *runWriter) Add(id []byte, ps []Point) error {
+func (w *runWriter) Add(id []byte, ps []Point) error { return w.add(idHash(id), id, ps) }
+
+// add is Add with the ID's hash h, which the caller has.
+func (w *runWriter) add(h uint64, id []byte, ps []Point) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	h := idHash(id)
 	if w.trucks > 0 && (h < w.lastHash || h == w.lastHash && bytes.Compare(id, w.lastID) <= 0) {
 		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
 	}
