@@ -7,12 +7,15 @@
 //
 //	teltonika  one TCP connection per truck, IMEI 35 followed by the truck
 //	           index in 13 digits; each report is a one-record Codec 8
-//	           packet, and the latency is packet written → 4-byte ack read
+//	           packet (9 satellites; IO elements ignition and movement, on
+//	           while moving, and external voltage 24 V), and the latency is
+//	           packet written → 4-byte ack read
 //	osmand     Workers keep-alive HTTP connections, one GET a report,
-//	           speed in knots; latency is request → 200
+//	           speed in knots, accuracy=5&batt=80; latency is request → 200
 //	mqtt       Workers publishers at QoS 1 on topic Topic, one NDJSON line
-//	           a report with the sim's truck ID; latency is publish → the
-//	           broker's PUBACK (fleetd's own ack goes to the broker)
+//	           a report with the sim's truck ID (and "ignition", 1 while
+//	           moving); latency is publish → the broker's PUBACK (fleetd's
+//	           own ack goes to the broker)
 //
 // Rate reports a second are spread evenly over the trucks (each Teltonika
 // truck reports every Trucks/Rate seconds); Workers goroutines each own a

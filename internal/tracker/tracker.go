@@ -251,8 +251,11 @@ func (w *worker) send(ctx context.Context, u sim.Update) error {
 	switch cfg.Protocol {
 	case Teltonika:
 		c := w.tk[int(u.Truck)-w.first]
+		moving := u.Speed > 0
 		rec := teltonika.Record{TimeMs: u.TS * 1000, Lat: int32(u.Lat * 1e7), Lon: int32(u.Lon * 1e7),
-			Speed: uint16(u.Speed + 0.5), Angle: uint16(u.Heading) % 360, Satellites: 9}
+			Speed: uint16(u.Speed + 0.5), Angle: uint16(u.Heading) % 360, Satellites: 9,
+			IO: teltonika.IO{Mask: teltonika.HasIgnition | teltonika.HasMovement | teltonika.HasExtVoltage,
+				Ignition: moving, Movement: moving, ExtVoltage: 24000}}
 		w.buf = teltonika.AppendFrame(w.buf[:0], teltonika.Codec8, []teltonika.Record{rec})
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		if _, err := c.Write(w.buf); err != nil {
@@ -279,6 +282,7 @@ func (w *worker) send(ctx context.Context, u sim.Update) error {
 		w.buf = strconv.AppendFloat(w.buf, u.Speed/1.852, 'f', 2, 64)
 		w.buf = append(w.buf, "&bearing="...)
 		w.buf = strconv.AppendFloat(w.buf, u.Heading, 'f', 1, 64)
+		w.buf = append(w.buf, "&accuracy=5&batt=80"...)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, string(w.buf), nil)
 		if err != nil {
 			return err
@@ -305,7 +309,11 @@ func (w *worker) send(ctx context.Context, u sim.Update) error {
 		w.buf = strconv.AppendFloat(w.buf, u.Speed, 'f', 1, 64)
 		w.buf = append(w.buf, `,"heading":`...)
 		w.buf = strconv.AppendFloat(w.buf, u.Heading, 'f', 1, 64)
-		w.buf = append(w.buf, '}')
+		if u.Speed > 0 {
+			w.buf = append(w.buf, `,"ignition":1}`...)
+		} else {
+			w.buf = append(w.buf, `,"ignition":0}`...)
+		}
 		tok := w.mq.Publish(cfg.Topic, 1, false, append([]byte(nil), w.buf...))
 		if !tok.WaitTimeout(30 * time.Second) {
 			return errors.New("tracker: no PUBACK within 30s")

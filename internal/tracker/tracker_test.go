@@ -18,8 +18,9 @@ import (
 )
 
 type fakeEngine struct {
-	mu  sync.Mutex
-	ids map[string]int
+	mu    sync.Mutex
+	ids   map[string]int
+	attrs uint32 // the union of the updates' attribute masks
 }
 
 func (e *fakeEngine) Apply(b []fleet.Update) (store.Result, error) {
@@ -30,6 +31,7 @@ func (e *fakeEngine) Apply(b []fleet.Update) (store.Result, error) {
 			return store.Result{Invalid: 1}, nil
 		}
 		e.ids[string(u.ID)]++
+		e.attrs |= u.Attrs.Mask
 	}
 	return store.Result{Updated: len(b)}, nil
 }
@@ -98,6 +100,24 @@ func TestRun(t *testing.T) {
 				if !strings.HasPrefix(id, prefix) {
 					t.Fatalf("truck ID %q", id)
 				}
+			}
+			var want fleet.Attrs // the attributes each protocol's trackers send
+			switch proto {
+			case Teltonika:
+				for _, a := range []fleet.Attr{fleet.Altitude, fleet.Satellites, fleet.Ignition, fleet.Motion, fleet.ExtVoltage} {
+					want.Set(a, 0)
+				}
+			case OsmAnd:
+				want.Set(fleet.Accuracy, 0)
+				want.Set(fleet.BatteryLevel, 0)
+			case MQTT:
+				want.Set(fleet.Ignition, 0)
+			}
+			eng.mu.Lock()
+			got := eng.attrs
+			eng.mu.Unlock()
+			if got != want.Mask {
+				t.Fatalf("attribute mask %b, want %b", got, want.Mask)
 			}
 		})
 	}
