@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/wal"
 )
@@ -28,7 +26,7 @@ const (
 type applyCounters struct {
 	messages, updates, deletes, malformed  atomic.Int64
 	applyErrors, consumeErrors, saveErrors atomic.Int64
-	awaitTimeouts                          atomic.Int64
+	awaitTimeouts, consumerRestarts        atomic.Int64
 	refreshedAt                            atomic.Int64 // Unix ns of the last successful look at the stream
 
 	logMu  sync.Mutex
@@ -83,9 +81,9 @@ func (b *applyBatch) gather(msg []byte, part, parts int, apply func(), del func(
 // is skipped (counted and logged): every node skips it the same way.
 func (n *Node) applyLoop(p *partition) {
 	var b applyBatch
-	var ms []jetstream.Msg
+	var ms []delivery
 	for {
-		var m jetstream.Msg
+		var m delivery
 		select {
 		case m = <-p.msgs:
 		case <-n.stop:
@@ -103,7 +101,11 @@ func (n *Node) applyLoop(p *partition) {
 		}
 		var lastSeq, pending uint64
 		var stamp time.Time
-		for _, m := range ms {
+		for _, d := range ms {
+			if d.gen != p.gen.Load() {
+				continue // from a consumer replaced since (unstick)
+			}
+			m := d.m
 			md, err := m.Metadata()
 			if err != nil {
 				n.app.malformed.Add(1)

@@ -43,6 +43,7 @@ type Stats struct {
 	MalformedMessages   int64   `json:"malformed_messages"`
 	ApplyErrors         int64   `json:"apply_errors"`
 	ConsumerErrors      int64   `json:"consumer_errors"`
+	ConsumerRestarts    int64   `json:"consumer_restarts"` // consumers recreated after a stall`
 	PositionSaveErrors  int64   `json:"position_save_errors"`
 	AwaitTimeouts       int64   `json:"await_timeouts"`
 	StreamMessages      uint64  `json:"stream_messages"`
@@ -96,7 +97,7 @@ func (n *Node) Stats() Stats {
 	s.PublishRetries, s.PublishFailures, s.PublishDuplicates = n.pub.retries.Load(), n.pub.failures.Load(), n.pub.duplicates.Load()
 	s.AppliedMessages, s.AppliedUpdates, s.AppliedDeletes = n.app.messages.Load(), n.app.updates.Load(), n.app.deletes.Load()
 	s.MalformedMessages, s.ApplyErrors, s.ConsumerErrors = n.app.malformed.Load(), n.app.applyErrors.Load(), n.app.consumeErrors.Load()
-	s.PositionSaveErrors, s.AwaitTimeouts = n.app.saveErrors.Load(), n.app.awaitTimeouts.Load()
+	s.PositionSaveErrors, s.AwaitTimeouts, s.ConsumerRestarts = n.app.saveErrors.Load(), n.app.awaitTimeouts.Load(), n.app.consumerRestarts.Load()
 	info := n.stream.CachedInfo()
 	if s.Connected {
 		ctx, cancel := contextTimeout(time.Second)
