@@ -245,3 +245,59 @@ func (s *benchServer) stopKeep() {
 	_ = s.cmd.Process.Signal(sigterm)
 	_ = s.cmd.Wait()
 }
+
+// rules10k is the fleetd of BenchmarkServeIngestRules10k.
+var rules10k wideBench
+
+// BenchmarkServeIngestRules10k is BenchmarkServeIngest against a server
+// with 10,000 rules (benchRuleBody's mix, a fifth of them inside one of
+// 1,000 zones over North America), the zones defined one PUT at a time
+// and the rules in one bulk PUT: compare its updates/s with
+// BenchmarkServeIngest's (the issue's target is at least 70%).
+func BenchmarkServeIngestRules10k(b *testing.B) {
+	rules10k.once.Do(func() {
+		rules10k.srv, rules10k.err = startBenchServer()
+		if rules10k.err == nil {
+			rules10k.err = putConfig(rules10k.srv.addr, 1_000, 10_000)
+		}
+	})
+	if rules10k.err != nil {
+		b.Fatal(rules10k.err)
+	}
+	ingestBench(b, rules10k.srv)
+}
+
+// putConfig defines zones zones (0.05° squares over North America) one
+// PUT at a time and rules rules (benchRuleBody's) in one bulk PUT.
+func putConfig(addr string, zones, rules int) error {
+	put := func(url, body string) error {
+		req, _ := http.NewRequest("PUT", url, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		msg, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("PUT %s: %d %s", url, res.StatusCode, msg)
+		}
+		return nil
+	}
+	for i := range zones {
+		lat, lon := 25+float64(i%200)*0.12, -125+float64(i/200)*1.1
+		if err := put(fmt.Sprintf("http://%s/v1/zones/zone-%05d", addr, i),
+			fmt.Sprintf(`{"type":"Polygon","coordinates":[[[%[2]v,%[1]v],[%[4]v,%[1]v],[%[4]v,%[3]v],[%[2]v,%[1]v]]]}`, lat, lon, lat+0.05, lon+0.05)); err != nil {
+			return err
+		}
+	}
+	var body bytes.Buffer
+	body.WriteString(`{"rules":[`)
+	for i := range rules {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"name":"rule-%06d",%s}`, i, benchRuleBody(i, zones))
+	}
+	body.WriteString("]}")
+	return put("http://"+addr+"/v1/rules", body.String())
+}

@@ -27,7 +27,7 @@ func TestFeedConfigEndToEnd(t *testing.T) {
 		args []string
 	}{
 		{"defaults", nil},
-		{"tuned", []string{"--max-subscribers", "3", "--stream-stall", "5s", "--fsync", "always"}},
+		{"tuned", []string{"--max-subscribers", "3", "--stream-stall", "5s", "--fsync", "always", "--stream-wide-rate", "1KB"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")

@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	if respBenchSrv != nil {
 		respBenchSrv.stop()
 	}
-	for _, w := range []*wideBench{&wideReading, &wideIdle} {
+	for _, w := range []*wideBench{&wideReading, &wideIdle, &rules10k} {
 		if w.srv != nil {
 			w.srv.stop()
 		}
