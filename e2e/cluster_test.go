@@ -35,7 +35,7 @@ var (
 	natsdErr  error
 )
 
-func buildNatsd(t *testing.T) string {
+func buildNatsd(t testing.TB) string {
 	t.Helper()
 	natsdOnce.Do(func() {
 		natsdBin = filepath.Join(filepath.Dir(bin), "natsd")
@@ -51,7 +51,7 @@ func buildNatsd(t *testing.T) string {
 
 // natsProc is one NATS server process.
 type natsProc struct {
-	t       *testing.T
+	t       testing.TB
 	args    []string
 	url     string
 	cmd     *exec.Cmd
@@ -107,7 +107,7 @@ func (n *natsProc) kill() {
 }
 
 // startNATS starts a 3-server JetStream cluster and returns its servers.
-func startNATS(t *testing.T) []*natsProc {
+func startNATS(t testing.TB) []*natsProc {
 	t.Helper()
 	var ports []int
 	var ls []net.Listener

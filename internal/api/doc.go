@@ -72,6 +72,28 @@
 // newer position (by ts) was stored: late data is data, kept in the log,
 // and it keeps the truck alive (below), but latest wins on the map.
 //
+// # Cluster mode
+//
+// With Options.Cluster (fleetd serve --nats, package cluster) the decoded
+// updates are published to the cluster's stream instead of applied here,
+// and every node applies them from it:
+//
+//	200 {"accepted":A,"token":"3:1042,7:1045","rejected":R,"errors":[…],"unknown_fields":[…]}
+//	    with the header Fleetd-Token: 3:1042,7:1045
+//
+// A 200 means the stream has acknowledged every update (stored on a
+// quorum of its replicas); there is no "stale" (only applying nodes know
+// it; /v1/stats counts it); 503 when the stream did not acknowledge in
+// time (a retry of the same body is deduplicated). DELETE /v1/trucks/{id}
+// publishes the delete (204 with Fleetd-Token; 404 if this node does not
+// hold the truck). Any GET or HEAD with a Fleetd-Token header or an
+// ?after=TOKEN parameter waits until this node has applied the token's
+// writes: at most 2 s, then 503 {"error":"cluster: this node has not
+// applied the token's writes yet: …"} with Retry-After; a malformed token
+// is 400. Tokens of several writes may be joined with commas. /v1/stats
+// has "cluster": the node's applied positions, how far behind the stream
+// it is, the apply lag, publish and apply counters and the stream's state.
+//
 // # Device clocks
 //
 // Devices send points late (buffered in dead zones), with clocks reset to

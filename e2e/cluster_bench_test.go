@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/sim"
+)
+
+// The cluster benchmarks run three NATS servers and three fleetd nodes
+// (R3) on this machine, and a single fleetd beside them for comparison,
+// all sharing its cores with the load generator:
+//
+//	go test -run '^$' -bench 'BenchmarkCluster' -benchtime 300x -count 5 ./e2e/
+
+const (
+	clusterBenchTrucks = 200_000
+	clusterBenchBatch  = 10_000
+	clusterBenchConns  = 6
+)
+
+// benchNode is a fleetd process of a benchmark.
+type benchNode struct {
+	cmd  *exec.Cmd
+	addr string
+	args []string
+	done chan struct{}
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+var benchListening = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+func startBenchNode(tb testing.TB, args ...string) *benchNode {
+	tb.Helper()
+	n := &benchNode{args: args, done: make(chan struct{})}
+	n.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0"}, args...)...)
+	pr, err := n.cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	addr, ready := make(chan string, 1), make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		r := false
+		for sc.Scan() {
+			n.mu.Lock()
+			n.log.WriteString(sc.Text() + "\n")
+			n.mu.Unlock()
+			if m := benchListening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+			if !r && strings.Contains(sc.Text(), "msg=ready") {
+				r = true
+				close(ready)
+			}
+		}
+		_ = n.cmd.Wait()
+		close(n.done)
+	}()
+	select {
+	case n.addr = <-addr:
+	case <-time.After(30 * time.Second):
+		tb.Fatal("fleetd did not listen")
+	}
+	select {
+	case <-ready:
+	case <-n.done:
+		tb.Fatalf("fleetd exited: %s", n.log.String())
+	case <-time.After(60 * time.Second):
+		tb.Fatal("fleetd not ready")
+	}
+	tb.Cleanup(func() { n.stop() })
+	return n
+}
+
+func (n *benchNode) stop() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+// clusterStats is the part of /v1/stats the benchmarks read.
+type clusterStats struct {
+	UpdatesTotal int64 `json:"updates_total"`
+	Cluster      struct {
+		LagP99     float64 `json:"apply_lag_p99_ms"`
+		PubBytes   int64   `json:"published_bytes"`
+		PubUpdates int64   `json:"published_updates"`
+		StreamByte uint64  `json:"stream_bytes"`
+		Applied    int64   `json:"applied_updates"`
+	} `json:"cluster"`
+}
+
+func getStats(tb testing.TB, addr, token string) clusterStats {
+	tb.Helper()
+	url := "http://" + addr + "/v1/stats"
+	if token != "" {
+		url += "?after=" + token
+	}
+	var st clusterStats
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		res, err := http.Get(url)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode == 200 {
+			if err := json.Unmarshal(b, &st); err != nil {
+				tb.Fatal(err)
+			}
+			return st
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("stats: %d %s", res.StatusCode, b)
+		}
+	}
+}
+
+var (
+	renderedMu sync.Mutex
+	rendered   [][]byte
+)
+
+// renderBodies returns n NDJSON bodies of the simulator's fleet (the same
+// ones for every benchmark of the run).
+func renderBodies(n int) [][]byte {
+	renderedMu.Lock()
+	defer renderedMu.Unlock()
+	if len(rendered) < n {
+		rendered = renderFleet(n)
+	}
+	return rendered[:n]
+}
+
+func renderFleet(n int) [][]byte {
+	f, err := sim.NewFleet(sim.FleetOptions{Trucks: clusterBenchTrucks, Seed: 1, Region: sim.RegionUS})
+	if err != nil {
+		panic(err)
+	}
+	epoch := time.Now().Add(-time.Hour).Unix()
+	out := make([][]byte, n)
+	ups := make([]sim.Update, 0, clusterBenchBatch)
+	for i := range out {
+		lap := i * clusterBenchBatch / clusterBenchTrucks
+		ups = f.Next(ups[:0], clusterBenchBatch, time.Unix(epoch+int64(lap)*10, 0))
+		out[i] = sim.AppendNDJSON(nil, ups, f.IDWidth())
+	}
+	return out
+}
+
+// ingest posts bodies over clusterBenchConns connections spread over
+// addrs and returns the merged token of the answers.
+func ingest(tb testing.TB, addrs []string, bodies [][]byte) string {
+	var next atomic.Int64
+	var mu sync.Mutex
+	tokens := map[int]uint64{}
+	var wg sync.WaitGroup
+	for c := range clusterBenchConns {
+		wg.Go(func() {
+			addr := addrs[c%len(addrs)]
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				code, body, tok, err := post(addr, string(bodies[i]))
+				if err != nil || code != 200 {
+					tb.Errorf("post: %d %s %v", code, body, err)
+					return
+				}
+				mu.Lock()
+				tokenMax(tokens, tok)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return tokenString(tokens)
+}
+
+// BenchmarkClusterIngest: acknowledged updates/s into three nodes on a
+// 3-server R3 stream, the apply lag p99 and the bytes on the bus per
+// update; and the same bodies into a single node (history on, defaults).
+func BenchmarkClusterIngest(b *testing.B) {
+	b.Run("single", func(b *testing.B) {
+		bodies := renderBodies(b.N)
+		n := startBenchNode(b, "--data", filepath.Join(b.TempDir(), "d"))
+		b.ResetTimer()
+		start := time.Now()
+		ingest(b, []string{n.addr}, bodies[:len(bodies)])
+		el := time.Since(start)
+		b.ReportMetric(float64(len(bodies)*clusterBenchBatch)/el.Seconds(), "updates/s")
+	})
+	b.Run("R3", func(b *testing.B) {
+		bodies := renderBodies(b.N)
+		ns := startNATS(b)
+		var nodes []*benchNode
+		var addrs []string
+		for i := range 3 {
+			nodes = append(nodes, startBenchNode(b, "--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)))
+			addrs = append(addrs, nodes[i].addr)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		tok := ingest(b, addrs, bodies[:len(bodies)])
+		el := time.Since(start)
+		b.StopTimer()
+		updates := float64(len(bodies) * clusterBenchBatch)
+		b.ReportMetric(updates/el.Seconds(), "updates/s")
+		var lag float64
+		var pubBytes, pubUpdates int64
+		var stream uint64
+		for _, n := range nodes {
+			st := getStats(b, n.addr, tok)
+			lag = max(lag, st.Cluster.LagP99)
+			pubBytes += st.Cluster.PubBytes
+			pubUpdates += st.Cluster.PubUpdates
+			stream = st.Cluster.StreamByte
+		}
+		b.ReportMetric(time.Since(start).Seconds()-el.Seconds(), "s-to-apply-after")
+		b.ReportMetric(lag, "lag-p99-ms")
+		if pubUpdates > 0 {
+			b.ReportMetric(float64(pubBytes)/float64(pubUpdates), "payload-B/update")
+			b.ReportMetric(float64(stream)/float64(pubUpdates), "stream-B/update")
+		}
+	})
+}
+
+// BenchmarkClusterCatchUp: a node stopped while the others ingest b.N
+// bodies, restarted: updates/s it applies from the stream until it has
+// caught up (from its "ready" line to the writers' token).
+func BenchmarkClusterCatchUp(b *testing.B) {
+	bodies := renderBodies(b.N)
+	ns := startNATS(b)
+	var nodes []*benchNode
+	for i := range 3 {
+		nodes = append(nodes, startBenchNode(b, "--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)))
+	}
+	ingest(b, []string{nodes[0].addr}, bodies[:1]) // the stream exists, node 2 has saved positions
+	time.Sleep(1500 * time.Millisecond)
+	nodes[2].stop()
+	tok := ingest(b, []string{nodes[0].addr, nodes[1].addr}, bodies)
+	b.ResetTimer()
+	start := time.Now()
+	n := startBenchNode(b, nodes[2].args...)
+	st := getStats(b, n.addr, tok)
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(st.Cluster.Applied)/el.Seconds(), "updates/s")
+	b.ReportMetric(float64(st.Cluster.Applied), "updates")
+}
