@@ -71,8 +71,11 @@
 //
 // The parameters are scanned in place (Params: the raw bytes and a span
 // per known key, no url.Values), the body is read into a pooled buffer,
-// the answer's headers are shared slices: the handler allocates nothing
-// of its own, and what a request costs is net/http's (about 20
-// allocations for the server's part). BenchmarkServer and
-// BenchmarkServerRaw have the figures.
+// the answer's headers are shared slices. A GET costs 17 allocations
+// (BenchmarkServerRaw, allocation profile), all net/http's: reading the
+// request line and headers (8), its contexts and background read (4),
+// and for the answer the header map's first entry and the copy
+// WriteHeader takes of it (4). The CPU of a request is mostly the
+// kernel's: on the 2-core development VM, the response's write(2) alone
+// is a quarter of all samples, client included; the handler is a tenth.
 package osmand
