@@ -69,6 +69,9 @@ type Options struct {
 	// Gateways, if set, reports the device gateways' counters for
 	// /v1/stats ("gateways"; nil: none runs).
 	Gateways func() any
+	// Sinks, if set, reports the alert sinks' counters for /v1/stats
+	// ("sinks"; nil: none configured).
+	Sinks func() any
 	// Alerts serves the zone, rule and alert endpoints (alerts.go); nil
 	// answers them 404.
 	Alerts *alert.Evaluator
@@ -84,6 +87,7 @@ type Server struct {
 	extra       []Route
 	subscribers func() int
 	gateways    func() any
+	sinks       func() any
 	eng         *engine.Engine
 	st          *store.Store
 	alerts      *alert.Evaluator // nil: alert endpoints answer 404
@@ -135,6 +139,7 @@ func New(o Options) (*Server, error) {
 		extra:       o.Routes,
 		subscribers: o.Subscribers,
 		gateways:    o.Gateways,
+		sinks:       o.Sinks,
 		eng:         o.Engine,
 		st:          o.Engine.Store(),
 		alerts:      o.Alerts,

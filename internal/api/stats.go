@@ -40,6 +40,7 @@ type statsResponse struct {
 	Durability    *durability `json:"durability,omitempty"`
 	History       *histStats  `json:"history,omitempty"`  // absent when history is off
 	Gateways      any         `json:"gateways,omitempty"` // per device gateway, when any runs
+	Sinks         any         `json:"sinks,omitempty"`    // per alert sink, when any is configured
 	Cluster       any         `json:"cluster,omitempty"`  // the cluster node's positions and counters (package cluster)
 }
 
@@ -207,6 +208,9 @@ func (s *Server) StatsJSON() []byte {
 	}
 	if s.gateways != nil {
 		resp.Gateways = s.gateways()
+	}
+	if s.sinks != nil {
+		resp.Sinks = s.sinks()
 	}
 	if h := es.History; h != nil {
 		resp.History = &histStats{Stats: *h}

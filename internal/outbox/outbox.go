@@ -93,9 +93,9 @@ type slot struct {
 
 // Outbox is a durable FIFO of events; see the package documentation.
 type Outbox struct {
-	opts Options
-	fs   vfs.FS
-	log  *slog.Logger
+	opts            Options
+	fs              vfs.FS
+	log             *slog.Logger
 	shedLog, errLog gateway.Limiter
 
 	wake chan struct{} // cap 1: something was appended

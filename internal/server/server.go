@@ -13,6 +13,8 @@ import (
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
 	"github.com/fleetd/fleetd/internal/gateway"
+	"github.com/fleetd/fleetd/internal/sink"
+	"github.com/fleetd/fleetd/internal/vfs"
 	"github.com/fleetd/fleetd/internal/web"
 )
 
@@ -45,9 +47,11 @@ type Server struct {
 	API    *api.Server
 	// Cluster is the cluster node, nil for a single node.
 	Cluster *cluster.Node
-	mux     *http.ServeMux
-	h       http.Handler // mux behind the guard
-	gw      *gateways
+	// Sinks deliver alerts and expiries to webhooks, NATS and MQTT.
+	Sinks *sink.Dispatcher
+	mux   *http.ServeMux
+	h     http.Handler // mux behind the guard
+	gw    *gateways
 }
 
 // Open builds a server, recovering the engine's data directory.
@@ -63,19 +67,32 @@ func Open(o Options) (*Server, error) {
 	if o.Engine.DataDir != "" {
 		cfgDir = filepath.Join(o.Engine.DataDir, "config")
 	}
+	sinks, err := openSinks(o.Engine.FS, o.Engine.DataDir, o.Logger)
+	if err != nil {
+		hub.Close()
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			_ = sinks.Close()
+		}
+	}()
 	alerts, err := alert.New(alert.Options{
 		FS:     o.Engine.FS,
 		Dir:    cfgDir,
 		Logger: o.Logger,
-		Emit:   hub.PublishAlert,
+		Emit:   func(a alert.Alert) { hub.PublishAlert(a); sinks.Emit(a) },
 	})
 	if err != nil {
 		hub.Close()
 		return nil, err
 	}
 	o.Engine.Logger = o.Logger
-	// The feed first: a position is published before the alert it causes.
-	o.Engine.Observers = append(o.Engine.Observers, hub, alerts)
+	// The feed first: a position is published before the alert it causes;
+	// the sinks after the alerts: an expired truck's alerts are resolved
+	// before its truck.expired event.
+	o.Engine.Observers = append(o.Engine.Observers, hub, alerts, sinks)
 	eng, err := engine.Open(o.Engine)
 	if err != nil {
 		hub.Close()
@@ -94,11 +111,21 @@ func Open(o Options) (*Server, error) {
 	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
 	o.API.Subscribers = func() int { return hub.Stats().Subscribers }
 	o.API.Gateways = gw.snapshot
+	o.API.Sinks = func() any {
+		if st := sinks.Stats(); st != nil {
+			return st
+		}
+		return nil
+	}
 	o.API.Routes = append(o.API.Routes,
 		api.Route{Method: "GET", Path: "/v1/stream", Name: "stream", Handler: http.HandlerFunc(hub.ServeSSE)},
 		api.Route{Method: "GET", Path: "/v1/ws", Name: "ws", Handler: http.HandlerFunc(hub.ServeWS)},
 		api.Route{Method: "GET", Path: "/v1/density", Name: "density", Handler: web.DensityHandler(eng.Store())},
 		api.Route{Method: "GET", Path: "/v1/stats/gateways", Name: "gateway_stats", Handler: http.HandlerFunc(gw.serveStats)},
+		api.Route{Method: "GET", Path: "/v1/sinks", Name: "sinks", Handler: http.HandlerFunc(sinks.ServeList)},
+		api.Route{Method: "GET", Path: "/v1/sinks/{name}", Name: "sink_get", Handler: http.HandlerFunc(sinks.ServeGet)},
+		api.Route{Method: "PUT", Path: "/v1/sinks/{name}", Name: "sink_put", Handler: http.HandlerFunc(sinks.ServePut)},
+		api.Route{Method: "DELETE", Path: "/v1/sinks/{name}", Name: "sink_delete", Handler: http.HandlerFunc(sinks.ServeDelete)},
 	)
 	if o.API.Keyring != nil && o.API.Sessions == nil {
 		o.API.Sessions = auth.NewSessions(auth.SessionOptions{Keyring: o.API.Keyring, Logger: o.Logger})
@@ -117,7 +144,8 @@ func Open(o Options) (*Server, error) {
 		return nil, errors.Join(err, closeNode(node), eng.Close())
 	}
 	registerMetrics(apiServer, hub, alerts)
-	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, Cluster: node, mux: http.NewServeMux()}
+	apiServer.Registry().MustRegister(sinks.Collector())
+	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, Cluster: node, Sinks: sinks, mux: http.NewServeMux()}
 	// The dashboard's page and files are public: a browser cannot send a
 	// bearer token when it first loads a page (it asks for one on a 401
 	// from the API). Everything else is the API's, with its own 404/405.
@@ -134,7 +162,18 @@ func Open(o Options) (*Server, error) {
 	}
 	s.gw = gw
 	registerGatewayMetrics(apiServer, gw)
+	opened = true
 	return s, nil
+}
+
+// openSinks opens the sinks kept in DATA/sinks (in memory without a data
+// directory, like the fleet).
+func openSinks(fs vfs.FS, dataDir string, log *slog.Logger) (*sink.Dispatcher, error) {
+	dir := filepath.Join(dataDir, "sinks")
+	if dataDir == "" {
+		fs, dir = vfs.NewMem(), "sinks"
+	}
+	return sink.New(sink.Options{FS: fs, Dir: dir, Logger: log})
 }
 
 // ServeHTTP serves the API and the dashboard.
@@ -151,5 +190,5 @@ func (s *Server) Close() error {
 	gwErr := s.gw.close()
 	cErr := closeNode(s.Cluster) // before the engine: its appliers apply to it
 	s.Feed.Close()
-	return errors.Join(gwErr, cErr, s.Engine.Close(), s.Alerts.Close())
+	return errors.Join(gwErr, cErr, s.Engine.Close(), s.Alerts.Close(), s.Sinks.Close())
 }

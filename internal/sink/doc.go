@@ -1,0 +1,109 @@
+// Package sink delivers fleetd's alert transitions and truck expiries to
+// systems outside it: webhooks (HTTP POST with an HMAC-SHA256
+// signature), NATS subjects (JetStream with acknowledgement when a
+// stream holds the subject) and MQTT topics (QoS 1), each through its own
+// durable outbox (package outbox), so that no event is lost and no
+// receiver slows ingest.
+//
+// # Configuration
+//
+// A sink is configured by name (1–64 of A–Z a–z 0–9 . _ -, at most
+// MaxSinks) with PUT /v1/sinks/{name}, shown by GET /v1/sinks/{name}
+// (with its counters and dead letters) and GET /v1/sinks, removed by
+// DELETE (its outbox too). The body (ParseConfig; unknown fields refused):
+//
+//	{"type": "webhook", "url": "https://ops.example/hook", "secret": "…", "timeout": "5s",
+//	 "max_age": "24h", "max_outbox_bytes": 1073741824,
+//	 "filter": {"rules": ["speeding"], "severities": ["critical"], "kinds": ["alert.fired"]}}
+//	{"type": "nats", "url": "nats://127.0.0.1:4222", "subject": "fleet.alerts"}
+//	{"type": "mqtt", "url": "tcp://broker:1883", "topic": "fleet/alerts"}
+//
+// An empty filter list passes everything; truck.expired events have no
+// rule or severity, so a rules or severities filter passes them only when
+// kinds names truck.expired. The secret is never shown back
+// ("secret_set": true) and the URL's password is redacted.
+//
+// The configuration is kept in DIR/sinks.json (DIR = DATA/sinks),
+// rewritten whole on each change (tmp, fsync, rename, directory fsync:
+// sinks are few, so O(configuration) per change is a few KiB), and
+// durable when the PUT or DELETE answers. Each sink's outbox lives in
+// DIR/<name>/outbox and its dead-letter list in DIR/<name>/dead.json.
+// Replacing a sink keeps its outbox: what waits goes to the new
+// destination. Events emitted while a sink is being replaced (the old
+// one stopped, the new one not yet started: its outbox is reopened) are
+// not queued for it.
+//
+// # Events
+//
+// One JSON object, the same bytes for every sink (encoding/json's
+// encoding, written without reflection):
+//
+//	{"id":"9f2c…(32 hex)","kind":"alert.fired","truck":"truck-42","rule":"speeding",
+//	 "severity":"warning","ts":1764000000,"since":1763999970,"lat":40.7128,"lon":-74.006}
+//	{"id":"…","kind":"alert.resolved",…,"reason":"truck expired"}
+//	{"id":"…","kind":"truck.expired","truck":"truck-42","ts":1764000000,"lat":…,"lon":…}
+//
+// kind is alert.fired, alert.resolved or truck.expired (entering and
+// leaving a zone are a rule such as inside("yard-3") firing and
+// resolving). id is stable: the first 128 bits of a SHA-256 over (kind,
+// rule, truck, reason, since, ts), so a transition has the same ID
+// however often it is delivered, and receivers deduplicate by it. The
+// event is kept in the outbox as these bytes, so a redelivery after a
+// crash carries the same ID and body.
+//
+// Headers: webhook: X-Fleetd-Event-Id, X-Fleetd-Event-Kind, X-Fleetd-Seq
+// (the sink's outbox sequence number: increasing per sink, so per
+// truck), X-Fleetd-Signature: "sha256=" + hex HMAC-SHA256(secret, body)
+// when a secret is set; NATS: Nats-Msg-Id (the id: a JetStream stream's
+// duplicate window drops redeliveries), Fleetd-Event-Kind, Fleetd-Seq;
+// MQTT 3.1.1 has no headers: the id is in the body.
+//
+// # Delivery
+//
+// Emit (alert.Options.Emit) and Removed (fleet.Observer) encode the
+// event once and Append it to the outbox of each sink whose filter
+// passes it: a copy into memory, never I/O, never a wait for a receiver
+// (package outbox: at most MaxStaged bytes wait for its writer, which
+// fsyncs before anything is delivered; beyond its disk bound it sheds,
+// counted as "shed" and logged once a minute).
+//
+// Each sink reads its outbox in order and hands each event to one of
+// several lanes by a hash of the truck ID (FNV-1a: stable across
+// restarts, since the key is kept on disk): webhook 8 lanes, one event a
+// request; NATS 4 lanes of up to 256 events a batch (one flush or the
+// stream's acknowledgements per batch); MQTT 4 lanes of up to 64 (each
+// PUBACK awaited). A lane delivers its events in order and does not move
+// past one until it is acknowledged (2xx, flush, PubAck, PUBACK) or
+// dropped, so events of one truck reach a receiver in order; when a
+// batch fails part way, the unacknowledged rest is sent again, so a
+// receiver may see an event again after a later one of the same batch
+// (first arrivals stay in order; deduplicate by id). A failed attempt is
+// retried after 100 ms, doubling up to 30 s (±20% jitter), until the
+// event is older than max_age (default 24h); then it is counted as
+// dropped, logged (the first ten, then every thousandth) and kept in the
+// dead-letter list (the last MaxDeadLetters, saved at most once a
+// second). A lane that waits holds back only its own trucks, until the
+// outbox's window of events handed out (4096) fills.
+//
+// Delivery is at least once: an event is marked done only after its
+// acknowledgement, the outbox's cursor is checkpointed once a second, and
+// after a crash everything after the last checkpoint is delivered again.
+//
+// # Counters
+//
+// Stats (GET /v1/sinks, /v1/stats "sinks", /metrics fleetd_sink_*{sink,
+// type}): delivered, retried (attempts after a failure), failed
+// (attempts), dropped (past max_age), shed (outbox full), outbox depth
+// and bytes, the age of the oldest undelivered event, emitted →
+// acknowledged latency p50/p99, health ("failing" while the last attempt
+// failed, "backlog" when the oldest waits over a minute, else "ok") and
+// the last error.
+//
+// # Concurrency
+//
+// Emit and Removed run on the engine's goroutines and read the running
+// sinks through an atomic pointer (no lock). Put and Delete are
+// serialised by a mutex, held while a replaced sink stops. Each sink runs
+// one reader goroutine, its lanes and a housekeeping goroutine; Close
+// stops them (what was not delivered stays in the outboxes).
+package sink

@@ -1,0 +1,156 @@
+package sink
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/alert"
+	"github.com/fleetd/fleetd/internal/geo"
+)
+
+// Event is what a sink delivers, as JSON (see doc.go, Events).
+type Event struct {
+	ID       string  `json:"id"`
+	Kind     string  `json:"kind"`
+	Truck    string  `json:"truck"`
+	Rule     string  `json:"rule,omitempty"`
+	Severity string  `json:"severity,omitempty"`
+	TS       uint32  `json:"ts"`
+	Since    uint32  `json:"since,omitempty"`
+	Lat      float64 `json:"lat"`
+	Lon      float64 `json:"lon"`
+	Reason   string  `json:"reason,omitempty"`
+}
+
+// eventFromAlert is the event of an alert transition.
+func eventFromAlert(a alert.Alert) Event {
+	kind := KindFired
+	if a.State == alert.StateResolved {
+		kind = KindResolved
+	}
+	e := Event{Kind: kind, Truck: a.ID, Rule: a.Rule, Severity: a.Severity, TS: a.TS, Since: a.Since,
+		Lat: geo.FromFixed(a.Lat), Lon: geo.FromFixed(a.Lon), Reason: a.Reason}
+	e.ID = e.stableID()
+	return e
+}
+
+// stableID derives the event's ID from what identifies the transition
+// (kind, rule, truck, since, ts, reason), so the same transition has the
+// same ID wherever and whenever it is computed: 32 hex digits of a
+// SHA-256.
+func (e *Event) stableID() string {
+	h := sha256.New()
+	var n [4]byte
+	for _, s := range []string{e.Kind, e.Rule, e.Truck, e.Reason} {
+		binary.LittleEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	var t [8]byte
+	binary.LittleEndian.PutUint32(t[:], e.Since)
+	binary.LittleEndian.PutUint32(t[4:], e.TS)
+	h.Write(t[:])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// appendJSON appends the event as one JSON object. It writes the same
+// bytes as encoding/json (TestEventJSON) without reflection.
+func (e *Event) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = append(dst, e.ID...)
+	dst = append(dst, `","kind":"`...)
+	dst = append(dst, e.Kind...)
+	dst = append(dst, `","truck":`...)
+	dst = appendString(dst, e.Truck)
+	if e.Rule != "" {
+		dst = append(dst, `,"rule":`...)
+		dst = appendString(dst, e.Rule)
+	}
+	if e.Severity != "" {
+		dst = append(dst, `,"severity":`...)
+		dst = appendString(dst, e.Severity)
+	}
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendUint(dst, uint64(e.TS), 10)
+	if e.Since != 0 {
+		dst = append(dst, `,"since":`...)
+		dst = strconv.AppendUint(dst, uint64(e.Since), 10)
+	}
+	dst = append(dst, `,"lat":`...)
+	dst = strconv.AppendFloat(dst, e.Lat, 'f', -1, 64)
+	dst = append(dst, `,"lon":`...)
+	dst = strconv.AppendFloat(dst, e.Lon, 'f', -1, 64)
+	if e.Reason != "" {
+		dst = append(dst, `,"reason":`...)
+		dst = appendString(dst, e.Reason)
+	}
+	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string (invalid UTF-8 as U+FFFD, as
+// encoding/json does; <, > and & escaped likewise).
+func appendString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// truckKey is the outbox ordering key of a truck: FNV-1a, stable across
+// restarts (a key kept on disk must pick the same lane after one).
+func truckKey(id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// parseEvent decodes an event from an outbox record (for the dead-letter
+// list and the senders' headers).
+func parseEvent(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("sink: bad event in the outbox: %w", err)
+	}
+	if e.ID == "" || e.Kind == "" {
+		return Event{}, errors.New("sink: bad event in the outbox: no id or kind")
+	}
+	return e, nil
+}

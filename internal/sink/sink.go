@@ -1,0 +1,385 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/gateway"
+	"github.com/fleetd/fleetd/internal/outbox"
+	"github.com/fleetd/fleetd/internal/vfs"
+)
+
+// Retry backoff bounds: the first retry waits about minBackoff, each next
+// one twice as long, up to maxBackoff (±20% jitter).
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 30 * time.Second
+	// MaxDeadLetters bounds each sink's dead-letter list.
+	MaxDeadLetters = 100
+)
+
+// sender delivers events to one destination.
+type sender interface {
+	// send delivers recs in order and returns how many, from the
+	// front, the destination acknowledged; err says why the rest were
+	// not.
+	send(ctx context.Context, recs []outbox.Record) (int, error)
+	close()
+}
+
+// senderShape is how a sender wants to be driven: lanes delivering in
+// parallel (one truck always in the same lane) and events per send.
+type senderShape struct{ lanes, batch int }
+
+// DeadLetter is an event given up after MaxAge.
+type DeadLetter struct {
+	Seq      uint64          `json:"seq"`
+	Emitted  time.Time       `json:"emitted"`
+	Dropped  time.Time       `json:"dropped"`
+	Attempts int             `json:"attempts"`
+	Error    string          `json:"error"`
+	Event    json.RawMessage `json:"event"`
+}
+
+// Stats are one sink's delivery counters.
+type Stats struct {
+	Delivered    int64   `json:"delivered"`      // events the destination acknowledged
+	Retried      int64   `json:"retried"`        // delivery attempts after a failed one
+	Failed       int64   `json:"failed"`         // delivery attempts that failed
+	Dropped      int64   `json:"dropped"`        // events past max_age, to the dead-letter list
+	Shed         int64   `json:"shed"`           // events refused by a full outbox
+	Depth        int64   `json:"outbox_depth"`   // events not yet delivered
+	DiskBytes    int64   `json:"outbox_bytes"`   // outbox on disk
+	OldestAgeS   float64 `json:"oldest_age_s"`   // age of the oldest undelivered event
+	LatencyP50Ms float64 `json:"latency_p50_ms"` // emitted → acknowledged, since start (to a factor of two)
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	Health       string  `json:"health"` // "ok", "backlog" (oldest over a minute), "failing" (last attempt failed)
+	LastError    string  `json:"last_error,omitempty"`
+	LastErrorAt  string  `json:"last_error_at,omitempty"`
+}
+
+// sink is one running sink: its outbox and the goroutines delivering
+// from it.
+type sink struct {
+	name string
+	cfg  Config
+	ob   *outbox.Outbox
+	snd  sender
+	log  *slog.Logger
+	fs   vfs.FS
+	dir  string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	delivered, retried, failed, dropped atomic.Int64
+	latency                             gateway.Histogram
+	failing                             atomic.Bool
+
+	mu struct {
+		sync.Mutex
+		lastErr   string
+		lastErrAt time.Time
+		dead      []DeadLetter
+		deadDirty bool
+	}
+}
+
+const deadName = "dead.json"
+
+// startSink opens the sink's outbox in dir and starts delivering.
+func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts outbox.Options) (*sink, error) {
+	snd, shape, err := newSender(name, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	obOpts.FS, obOpts.Dir, obOpts.Logger, obOpts.MaxBytes = fs, filepath.Join(dir, "outbox"), log, cfg.MaxOutboxBytes
+	ob, err := outbox.Open(obOpts)
+	if err != nil {
+		snd.close()
+		return nil, err
+	}
+	s := &sink{name: name, cfg: cfg, ob: ob, snd: snd, log: log.With("sink", name), fs: fs, dir: dir}
+	s.loadDead()
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	lanes := make([]chan outbox.Record, shape.lanes)
+	for i := range lanes {
+		lanes[i] = make(chan outbox.Record, shape.batch)
+		s.wg.Add(1)
+		go s.lane(ctx, lanes[i], shape.batch)
+	}
+	s.wg.Add(2)
+	go s.read(ctx, lanes)
+	go s.housekeep(ctx)
+	return s, nil
+}
+
+// enqueue appends an encoded event; never blocks.
+func (s *sink) enqueue(key uint64, payload []byte) { s.ob.Append(key, payload) }
+
+// read hands the outbox's events to the lanes by truck key.
+func (s *sink) read(ctx context.Context, lanes []chan outbox.Record) {
+	defer s.wg.Done()
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+	}()
+	for {
+		rec, err := s.ob.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, outbox.ErrClosed) {
+				return
+			}
+			s.log.Error("sink: reading the outbox", "err", err)
+			continue
+		}
+		select {
+		case lanes[rec.Key%uint64(len(lanes))] <- rec:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// lane delivers the events of its trucks in order, batch at a time.
+func (s *sink) lane(ctx context.Context, in <-chan outbox.Record, batch int) {
+	defer s.wg.Done()
+	buf := make([]outbox.Record, 0, batch)
+	for rec := range in {
+		buf = append(buf[:0], rec)
+	more:
+		for len(buf) < batch {
+			select {
+			case r, ok := <-in:
+				if !ok {
+					break more
+				}
+				buf = append(buf, r)
+			default:
+				break more
+			}
+		}
+		if !s.deliver(ctx, buf) {
+			// Stopping: drain so that the reader is not blocked; what
+			// was not delivered stays in the outbox for the next start.
+			for range in {
+			}
+			return
+		}
+	}
+}
+
+// deliver sends recs until each is acknowledged or dropped; false when
+// ctx ended first.
+func (s *sink) deliver(ctx context.Context, recs []outbox.Record) bool {
+	attempts := 0
+	maxAge := time.Duration(s.cfg.MaxAge)
+	for len(recs) > 0 {
+		n, err := s.snd.send(ctx, recs)
+		now := time.Now()
+		for _, r := range recs[:n] {
+			s.ob.Done(r.Seq)
+			s.latency.Observe(now.Sub(time.Unix(0, r.Time)))
+		}
+		s.delivered.Add(int64(n))
+		recs = recs[n:]
+		if n > 0 {
+			attempts = 0
+		}
+		if err == nil {
+			s.failing.Store(false)
+			continue
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		attempts++
+		s.failed.Add(1)
+		s.failing.Store(true)
+		s.mu.Lock()
+		s.mu.lastErr, s.mu.lastErrAt = err.Error(), now
+		s.mu.Unlock()
+		if len(recs) == 0 {
+			continue
+		}
+		if head := recs[0]; now.Sub(time.Unix(0, head.Time)) > maxAge {
+			s.deadLetter(head, attempts, err, now)
+			s.ob.Done(head.Seq)
+			recs, attempts = recs[1:], 0
+			continue
+		}
+		wait := min(minBackoff<<min(attempts-1, 20), maxBackoff)
+		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
+		if left := maxAge - now.Sub(time.Unix(0, recs[0].Time)); left > 0 && wait > left {
+			wait = left + time.Millisecond // retry once more right at max age
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		s.retried.Add(1)
+	}
+	return true
+}
+
+// deadLetter records an event given up after max age.
+func (s *sink) deadLetter(r outbox.Record, attempts int, err error, now time.Time) {
+	s.dropped.Add(1)
+	ev := json.RawMessage(r.Payload)
+	if !json.Valid(ev) {
+		ev = nil
+	}
+	d := DeadLetter{Seq: r.Seq, Emitted: time.Unix(0, r.Time).UTC(), Dropped: now.UTC(), Attempts: attempts, Error: err.Error(), Event: ev}
+	s.mu.Lock()
+	if len(s.mu.dead) >= MaxDeadLetters {
+		s.mu.dead = append(s.mu.dead[:0], s.mu.dead[1:]...)
+	}
+	s.mu.dead = append(s.mu.dead, d)
+	s.mu.deadDirty = true
+	total := s.dropped.Load()
+	s.mu.Unlock()
+	if total <= 10 || total%1000 == 0 {
+		s.log.Warn("sink: event dropped after max_age", "seq", r.Seq, "age", now.Sub(time.Unix(0, r.Time)).Round(time.Second),
+			"attempts", attempts, "err", err, "dropped_total", total)
+	}
+}
+
+// housekeep saves the dead-letter list when it changed, at most once a
+// second (a dead receiver can drop thousands of events a second).
+func (s *sink) housekeep(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.saveDead()
+			return
+		case <-t.C:
+			s.saveDead()
+		}
+	}
+}
+
+func (s *sink) saveDead() {
+	s.mu.Lock()
+	if !s.mu.deadDirty {
+		s.mu.Unlock()
+		return
+	}
+	b, err := json.Marshal(s.mu.dead)
+	s.mu.deadDirty = false
+	s.mu.Unlock()
+	if err != nil {
+		panic("BUG: sink: marshalling dead letters: " + err.Error())
+	}
+	tmp, path := filepath.Join(s.dir, deadName+".tmp"), filepath.Join(s.dir, deadName)
+	if err := vfs.WriteFile(s.fs, tmp, b); err == nil {
+		err = s.fs.Rename(tmp, path)
+		if err == nil {
+			err = s.fs.SyncDir(s.dir)
+		}
+		if err != nil {
+			s.log.Warn("sink: saving the dead-letter list", "err", err)
+		}
+	} else {
+		s.log.Warn("sink: saving the dead-letter list", "err", err)
+	}
+}
+
+func (s *sink) loadDead() {
+	b, err := vfs.ReadFile(s.fs, filepath.Join(s.dir, deadName))
+	if err != nil {
+		return
+	}
+	var d []DeadLetter
+	if err := json.Unmarshal(b, &d); err != nil {
+		s.log.Warn("sink: unreadable dead-letter list, starting a new one", "err", err)
+		return
+	}
+	if len(d) > MaxDeadLetters {
+		d = d[len(d)-MaxDeadLetters:]
+	}
+	s.mu.dead = d
+}
+
+// deadLetters is a copy of the list, oldest first.
+func (s *sink) deadLetters() []DeadLetter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]DeadLetter{}, s.mu.dead...)
+}
+
+// stats reads the counters.
+func (s *sink) stats() Stats {
+	os := s.ob.Stats()
+	st := Stats{Delivered: s.delivered.Load(), Retried: s.retried.Load(), Failed: s.failed.Load(),
+		Dropped: s.dropped.Load(), Shed: os.Shed, Depth: os.Depth, DiskBytes: os.DiskBytes,
+		LatencyP50Ms: ms(s.latency.Quantile(0.5)), LatencyP99Ms: ms(s.latency.Quantile(0.99)), Health: "ok"}
+	if !os.Oldest.IsZero() {
+		st.OldestAgeS = max(time.Since(os.Oldest).Seconds(), 0)
+	}
+	s.mu.Lock()
+	st.LastError = s.mu.lastErr
+	if !s.mu.lastErrAt.IsZero() {
+		st.LastErrorAt = s.mu.lastErrAt.UTC().Format(time.RFC3339)
+	}
+	s.mu.Unlock()
+	switch {
+	case s.failing.Load():
+		st.Health = "failing"
+	case st.OldestAgeS > 60:
+		st.Health = "backlog"
+	}
+	return st
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// stop ends delivery (undelivered events stay in the outbox) and closes
+// the outbox.
+func (s *sink) stop() error {
+	s.cancel()
+	s.wg.Wait()
+	err := s.ob.Close() // writes what was appended, saves the cursor
+	s.ob.CloseReader()
+	s.snd.close()
+	return err
+}
+
+// eventHeader reads the id and kind at the front of an encoded event
+// (appendJSON writes them first) without decoding it.
+func eventHeader(payload []byte) (id, kind string) {
+	const pre = `{"id":"`
+	if !bytes.HasPrefix(payload, []byte(pre)) {
+		return "", ""
+	}
+	rest := payload[len(pre):]
+	i := bytes.IndexByte(rest, '"')
+	if i < 0 {
+		return "", ""
+	}
+	id, rest = string(rest[:i]), rest[i:]
+	const mid = `","kind":"`
+	if !bytes.HasPrefix(rest, []byte(mid)) {
+		return id, ""
+	}
+	rest = rest[len(mid):]
+	if j := bytes.IndexByte(rest, '"'); j >= 0 {
+		kind = string(rest[:j])
+	}
+	return id, kind
+}
