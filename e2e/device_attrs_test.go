@@ -49,10 +49,22 @@ func checkHistoryPoint(t *testing.T, p *proc, id string, ts int64, want string) 
 // satellites) and an OsmAnd phone (accuracy, hdop, batt, ignition) send
 // are stored: GET /v1/trucks/{id} and the history return them, also after
 // a kill -9 (from the log). Default flags otherwise (fsync always,
-// history on).
+// history on), and tuned ones.
 func TestDeviceAttributes(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		flags []string
+	}{
+		{"defaults", nil},
+		{"tuned", []string{"--fsync", "never", "--osmand-speed", "kmh", "--teltonika-idle-timeout", "1m"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testDeviceAttributes(t, tt.flags) })
+	}
+}
+
+func testDeviceAttributes(t *testing.T, flags []string) {
 	data := filepath.Join(t.TempDir(), "data")
-	args := []string{"--teltonika", "127.0.0.1:0", "--osmand", "127.0.0.1:0"}
+	args := append([]string{"--teltonika", "127.0.0.1:0", "--osmand", "127.0.0.1:0"}, flags...)
 	p := startData(t, data, args...)
 	now := time.Now().Unix()
 
