@@ -392,7 +392,7 @@ func TestExpiredEvents(t *testing.T) {
 	}
 	d.Removed([]byte("t1"), fleet.Position{Lat: 10, Lon: 20, TS: 99}, fleet.Expired)
 	d.Removed([]byte("t2"), fleet.Position{}, fleet.Deleted) // not an event
-	fire(d, 3, 1, 5)                                        // filtered out
+	fire(d, 3, 1, 5)                                         // filtered out
 	waitFor(t, 5*time.Second, "the expiry", func() bool { return rc.distinct() == 1 })
 	time.Sleep(50 * time.Millisecond)
 	rc.mu.Lock()
