@@ -35,6 +35,7 @@ import { bboxContains, bboxParam, padBBox, toBBox, type BBox } from './geo';
 import { parseTruck, SPEED_STOPS, TruckSet, type Truck } from './trucks';
 import { fmtDuration, parseTrail, parseTrips, positionAt, trailPath, tripsPath, type Stop, type Trail, type Trip } from './trail';
 import { History, parseStats, type Charted, type Vitals } from './vitals';
+import { parseSinks, sinkSummary, type SinkRow } from './sinks';
 
 /** Show trucks one by one when the view holds at most this many. */
 export const TRUCK_LIMIT = 3000;
@@ -782,9 +783,11 @@ export class App {
       const started = performance.now();
       if (!document.hidden) {
         try {
-          const v = parseStats(await this.api.json('/v1/stats'));
+          const j = await this.api.json('/v1/stats');
+          const v = parseStats(j);
           this.history.add(v, Date.now());
           this.renderVitals(v);
+          this.renderSinks(parseSinks(j));
           status.textContent = '';
         } catch (e) {
           status.textContent = `unavailable: ${e instanceof Error ? e.message : e}`;
@@ -800,6 +803,32 @@ export class App {
     const s = this.history.series.trucks.length > 0 ? this.history.series.trucks : this.history.series.updatesPerSec;
     const first = s.length > 0 ? s.at(0)[0] : now;
     return Math.min(CHART_WINDOW_MS, Math.max(30000, now - first));
+  }
+
+  /** renderSinks shows each alert sink's health (hidden when none is
+   * configured). */
+  private renderSinks(rows: SinkRow[]): void {
+    const box = $('sinks');
+    box.hidden = rows.length === 0;
+    const list = $('sink-rows');
+    list.replaceChildren();
+    for (const r of rows) {
+      const li = document.createElement('li');
+      li.dataset.sink = r.name;
+      li.dataset.health = r.health;
+      li.dataset.pending = String(r.pending);
+      const dot = document.createElement('i');
+      dot.className = `health-${r.health}`;
+      dot.title = r.health;
+      const name = document.createElement('b');
+      name.textContent = r.name;
+      const sub = document.createElement('span');
+      sub.className = 'muted';
+      sub.textContent = sinkSummary(r);
+      li.append(dot, name, sub);
+      if (r.health === 'failing' && r.lastError) li.title = r.lastError;
+      list.append(li);
+    }
   }
 
   private renderVitals(v: Vitals): void {
