@@ -59,6 +59,11 @@ func TestMain(m *testing.M) {
 	if respBenchSrv != nil {
 		respBenchSrv.stop()
 	}
+	for _, s := range sinkBenchSrv {
+		if s != nil {
+			s.stop()
+		}
+	}
 	for _, w := range []*wideBench{&wideReading, &wideIdle, &rules10k} {
 		if w.srv != nil {
 			w.srv.stop()

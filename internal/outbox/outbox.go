@@ -24,7 +24,7 @@ import (
 const (
 	DefaultMaxBytes     = 1 << 30
 	DefaultSegmentBytes = 64 << 20
-	DefaultMaxStaged    = 8 << 20
+	DefaultMaxStaged    = 4 << 20
 	DefaultWindow       = 4096
 	// MaxPayload bounds one event.
 	MaxPayload = 1 << 20
@@ -372,7 +372,6 @@ func (x *Outbox) writer() {
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
 	backoff := time.Duration(0)
-	var spare []byte
 	for {
 		var retry <-chan time.Time
 		if backoff > 0 {
@@ -384,11 +383,11 @@ func (x *Outbox) writer() {
 		case <-tick.C:
 			x.checkpoint()
 		case <-x.quit:
-			x.flush(&spare)
+			x.flush()
 			x.checkpoint()
 			return
 		}
-		if x.flush(&spare) {
+		if x.flush() {
 			backoff = 0
 		} else {
 			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
@@ -398,12 +397,18 @@ func (x *Outbox) writer() {
 
 // flush moves the staged records to the writer's pending buffer and
 // writes and fsyncs them; false if that failed (they stay pending).
-func (x *Outbox) flush(spare *[]byte) bool {
+func (x *Outbox) flush() bool {
 	x.mu.Lock()
-	if len(x.mu.staged) > 0 {
-		x.w.pending = append(x.w.pending, x.mu.staged...)
-		x.pendingBytes.Add(int64(len(x.mu.staged)))
-		x.mu.staged, *spare = (*spare)[:0], x.mu.staged
+	if n := len(x.mu.staged); n > 0 {
+		if len(x.w.pending) == 0 {
+			// The common case: hand the buffer over, no copy (two
+			// buffers in all, each at most MaxStaged).
+			x.w.pending, x.mu.staged = x.mu.staged, x.w.pending[:0]
+		} else { // a failed write is being retried: keep the order
+			x.w.pending = append(x.w.pending, x.mu.staged...)
+			x.mu.staged = x.mu.staged[:0]
+		}
+		x.pendingBytes.Add(int64(n))
 		x.w.pendEnd = x.mu.next
 	}
 	x.mu.Unlock()
