@@ -19,7 +19,8 @@
 //	                           [&limit=] → {"results":[hit, …],"count":n}, or NDJSON rows
 //	                           when the Accept header names application/x-ndjson
 //	GET    /v1/stats           engine, store and runtime figures (see statsResponse), history's
-//	                           and, when any runs, the device gateways' counters
+//	                           and, when any runs, the device gateways' counters; "sinks" per
+//	                           alert sink when any is configured (Options.Sinks)
 //	PUT    /v1/zones/{name}    GeoJSON Polygon/MultiPolygon; GET, DELETE (409 while a rule uses it),
 //	GET    /v1/zones           and the list (alerts.go)
 //	PUT    /v1/rules/{name}    {"when","for","severity"}; GET [?disasm=1], DELETE; GET /v1/rules
@@ -31,7 +32,9 @@
 //	GET    /v1/history/within  ?bbox= or ?lat=&lon=&radius_m=, &from=&to=[&limit=] → who was inside
 //	GET    /v1/history/export  ?from=&to=[&format=ndjson|parquet] → every point, streamed
 //	…      Options.Routes      more routes behind the same middleware: the live feed
-//	                           (/v1/stream, /v1/ws) and /v1/density, mounted by package server
+//	                           (/v1/stream, /v1/ws), /v1/density and the alert sinks
+//	                           (PUT/GET/DELETE /v1/sinks/{name}, GET /v1/sinks: package sink),
+//	                           mounted by package server
 //	GET    /metrics            Prometheus text format
 //	GET    /debug/pprof/…      the standard net/http/pprof handlers
 //
