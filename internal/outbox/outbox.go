@@ -36,10 +36,11 @@ const (
 	cursorName  = "cursor"
 	cursorMagic = "FLOBXCUR"
 	cursorSize  = 20
-	// checkpointEvery is how often the cursor is saved and segments
-	// below it deleted.
-	checkpointEvery = time.Second
 )
+
+// checkpointEvery is how often the cursor is saved and segments below it
+// deleted (a variable for tests that checkpoint by hand).
+var checkpointEvery = time.Second
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 

@@ -141,6 +141,9 @@ func TestCrash(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 2))
+	// Only the test checkpoints, so that it knows the cursor on disk.
+	defer func(d time.Duration) { checkpointEvery = d }(checkpointEvery)
+	checkpointEvery = time.Hour
 	for round := range 20 {
 		fs := vfs.NewMem()
 		o := Options{SegmentBytes: int64(100 + r.IntN(2000))}
@@ -167,7 +170,9 @@ func TestCrash(t *testing.T) {
 				x.checkpoint()
 			}
 		}
+		x.smu.Lock()
 		saved := x.smu.saved
+		x.smu.Unlock()
 		img := fs.CrashClone(vfs.CrashOptions{Rand: r})
 		x.Close()
 		x.CloseReader()
@@ -317,7 +322,7 @@ func TestCorruptRecordSkipsSegment(t *testing.T) {
 	x := open(t, fs, o)
 	for i := range 3 {
 		x.Append(0, payload(i))
-		for x.Stats().DiskBytes == 0 || x.smu.durable <= uint64(i) {
+		for durable(x) <= uint64(i) {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -345,6 +350,13 @@ func TestCorruptRecordSkipsSegment(t *testing.T) {
 	if y.Stats().Corrupt != 1 {
 		t.Fatal("corruption not counted")
 	}
+}
+
+// durable reads the durable Seq under its lock.
+func durable(x *Outbox) uint64 {
+	x.smu.Lock()
+	defer x.smu.Unlock()
+	return x.smu.durable
 }
 
 func TestRemove(t *testing.T) {
