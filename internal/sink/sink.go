@@ -113,7 +113,14 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 	s.cancel = cancel
 	lanes := make([]chan outbox.Record, shape.lanes)
 	for i := range lanes {
-		lanes[i] = make(chan outbox.Record, shape.batch)
+		// Each lane queues up to its share of the outbox's window, so a
+		// lane stuck on one event holds back the others only once that
+		// share is full (memory: at most the window, 4096 events).
+		window := obOpts.Window
+		if window <= 0 {
+			window = outbox.DefaultWindow
+		}
+		lanes[i] = make(chan outbox.Record, max(shape.batch, window/shape.lanes))
 		s.wg.Add(1)
 		go s.lane(ctx, lanes[i], shape.batch)
 	}

@@ -449,3 +449,50 @@ func TestHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckLaneHoldsOnlyItsTrucks: a receiver that refuses every event of
+// one truck holds back only the trucks of that truck's lane; the others'
+// events all arrive.
+func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e Event
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &e)
+		if e.Truck == "truck-0" {
+			http.Error(w, "no", http.StatusInternalServerError)
+			return
+		}
+		mu.Lock()
+		got[e.Truck]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	d, err := New(Options{FS: vfs.NewMem(), Dir: "sinks", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Put("x", webhookCfg(srv.URL, "")); err != nil {
+		t.Fatal(err)
+	}
+	const trucks, n = 40, 2000 // 50 events a truck, under the lanes' share of the window
+	fire(d, n, trucks, 1)
+	stuck := truckKey("truck-0") % webhookLanes
+	want := 0
+	for k := range trucks {
+		if truckKey(fmt.Sprintf("truck-%d", k))%webhookLanes != stuck {
+			want += n / trucks
+		}
+	}
+	waitFor(t, 20*time.Second, "the other lanes' events", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, c := range got {
+			total += c
+		}
+		return total == want
+	})
+}
