@@ -82,8 +82,9 @@
 // event is older than max_age (default 24h); then it is counted as
 // dropped, logged (the first ten, then every thousandth) and kept in the
 // dead-letter list (the last MaxDeadLetters, saved at most once a
-// second). A lane that waits holds back only its own trucks, until the
-// outbox's window of events handed out (4096) fills.
+// second). A lane that waits holds back only its own trucks until its
+// queue (its share of the outbox's window of 4096 events handed out and
+// not done) is full; then the reader waits, and so do the other lanes.
 //
 // Delivery is at least once: an event is marked done only after its
 // acknowledgement, the outbox's cursor is checkpointed once a second, and
