@@ -47,7 +47,8 @@
 //     ts is the server's clock, one more than --max-clock-skew ahead is
 //     refused, a late one is accepted (and not applied if older than the
 //     stored position). FIELD takes speed (km/h), heading (degrees) and
-//     the optional attributes (alt); other field names are refused.
+//     the optional attributes by their JSON names (alt, ignition,
+//     odometer, ... as in fleet.Attr); other field names are refused.
 //   - Not supported, each refused with an error naming it: SET's EX, NX,
 //     XX, OBJECT, BOUNDS, HASH, STRING; GET's BOUNDS and HASH; the search
 //     options MATCH, WHERE, WHEREIN, WHEREEVAL, WHEREEVALSHA, SPARSE,

@@ -73,7 +73,7 @@ func TestCommands(t *testing.T) {
 		{"SET fleet t1 POINT 1 2 1764999999", "(err ERR ts 2025-12-06T05:46:39Z is 277h46m39s ahead of the server clock (max 5m0s))"},
 		{"SET fleet t1 EX 10 POINT 1 2", "(err ERR SET option EX is not supported by fleetd: use SET key id [FIELD name value]... POINT lat lon [ts])"},
 		{"SET fleet t1 OBJECT {}", "(err ERR SET option OBJECT is not supported by fleetd: use SET key id [FIELD name value]... POINT lat lon [ts])"},
-		{"SET fleet t1 FIELD color 3 POINT 1 2", `(err ERR FIELD "color" is not one fleetd keeps: speed, heading, alt)`},
+		{"SET fleet t1 FIELD color 3 POINT 1 2", `(err ERR FIELD "color" is not one fleetd keeps: speed, heading, ` + attrNames() + `)`},
 		{"SET fleet t1 FIELD speed 2000 POINT 1 2", "(err ERR FIELD speed 2000 out of range [0, 1000] km/h)"},
 		{"SET fleet t1 FIELD speed", "(err ERR SET FIELD needs a name and a value)"},
 		{"SET fleet t1", "(err ERR SET needs POINT lat lon [ts]: fleetd stores points only)"},

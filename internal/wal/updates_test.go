@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -181,7 +182,7 @@ func TestDecodeUpdatesMalformed(t *testing.T) {
 		{"missing entry", []byte{1, 1, 0}, "bad entry header"},
 		{"attributes cut off", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, "bad attribute mask"},
 		{"attribute mask 0", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, "bad attribute mask"},
-		{"unknown attribute", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x02}, "bad attribute mask"},
+		{"unknown attribute", binary.AppendUvarint([]byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, 1<<fleet.NumAttrs), "bad attribute mask"},
 		{"altitude out of range", []byte{1, 1, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, "bad alt"},
 		{"shared too long", []byte{1, 1, 0, 1 << 2, 0}, "shared prefix 1 longer"},
 		{"suffix past end", []byte{1, 1, 0, 1, 5, 'a'}, "ID suffix runs past the end"},
