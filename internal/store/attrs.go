@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"math/bits"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 )
@@ -14,6 +15,7 @@ import (
 // Guarded by the shard's lock.
 type attrColumns struct {
 	cols [fleet.NumAttrs][]*[chunkSize]int32
+	have uint32 // bit k is set iff cols[k] has a chunk: the columns set, get and clear visit
 }
 
 // absent marks a slot without the attribute; every attribute's range
@@ -24,7 +26,10 @@ const absent = math.MinInt32
 // ones cleared, since attributes belong to the position they came with.
 func (c *attrColumns) set(slot uint32, a *fleet.Attrs) {
 	ci, i := slot/chunkSize, slot%chunkSize
-	for k := range fleet.Attr(fleet.NumAttrs) {
+	// Only the attributes sent or kept: a fleet sending none pays nothing
+	// here whatever NumAttrs is (a loop over all ten was +9% on Apply).
+	for m := a.Mask | c.have; m != 0; m &= m - 1 {
+		k := fleet.Attr(bits.TrailingZeros32(m))
 		col := c.cols[k]
 		v, ok := a.Get(k)
 		if !ok {
@@ -45,6 +50,7 @@ func (c *attrColumns) set(slot uint32, a *fleet.Attrs) {
 		}
 		col[ci][i] = v
 		c.cols[k] = col
+		c.have |= 1 << k
 	}
 }
 
@@ -52,7 +58,8 @@ func (c *attrColumns) set(slot uint32, a *fleet.Attrs) {
 func (c *attrColumns) get(slot uint32, a *fleet.Attrs) {
 	*a = fleet.Attrs{}
 	ci, i := slot/chunkSize, slot%chunkSize
-	for k := range fleet.Attr(fleet.NumAttrs) {
+	for m := c.have; m != 0; m &= m - 1 {
+		k := fleet.Attr(bits.TrailingZeros32(m))
 		if col := c.cols[k]; int(ci) < len(col) && col[ci] != nil && col[ci][i] != absent {
 			a.Set(k, col[ci][i])
 		}
@@ -62,7 +69,8 @@ func (c *attrColumns) get(slot uint32, a *fleet.Attrs) {
 // clear removes slot's attributes (the slot is being freed).
 func (c *attrColumns) clear(slot uint32) {
 	ci, i := slot/chunkSize, slot%chunkSize
-	for k := range c.cols {
+	for m := c.have; m != 0; m &= m - 1 {
+		k := bits.TrailingZeros32(m)
 		if col := c.cols[k]; int(ci) < len(col) && col[ci] != nil {
 			col[ci][i] = absent
 		}
