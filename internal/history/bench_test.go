@@ -18,6 +18,14 @@ import (
 // and reports the bytes on disk per distinct point once the hours have
 // been merged, with the write rate. One op is the whole two hours.
 func BenchmarkDiskBytesPerPoint(b *testing.B) {
+	b.Run("positions", func(b *testing.B) { diskBytesPerPoint(b, false) })
+	// What a Teltonika tracker sends besides: ignition and movement (on
+	// while driving), the odometer, external and battery voltage,
+	// satellites and HDOP.
+	b.Run("teltonika", func(b *testing.B) { diskBytesPerPoint(b, true) })
+}
+
+func diskBytesPerPoint(b *testing.B, attrs bool) {
 	const trucks, hours, every = 10_000, 2, 30
 	f, err := sim.NewFleet(sim.FleetOptions{Trucks: trucks, Seed: 1, Region: sim.RegionUS})
 	if err != nil {
@@ -25,11 +33,27 @@ func BenchmarkDiskBytesPerPoint(b *testing.B) {
 	}
 	start := time.Unix(1_764_000_000/3600*3600, 0)
 	var laps [][]fleet.Update
+	odometer := make([]float64, trucks)
 	for lap := range hours * 3600 / every {
 		ups := f.Next(nil, trucks, start.Add(time.Duration(lap*every)*time.Second))
 		batch := make([]fleet.Update, len(ups))
 		for i, u := range ups {
 			batch[i] = fleet.Update{ID: sim.AppendID(nil, u.Truck, f.IDWidth()), Position: fleet.MakePosition(u.Lat, u.Lon, u.TS, u.Speed, u.Heading)}
+			if attrs {
+				a := &batch[i].Attrs
+				on, volts := int32(0), int32(12_600)
+				if u.Speed > 0 {
+					on, volts = 1, 13_900
+				}
+				odometer[u.Truck] += u.Speed / 3.6 * every
+				a.Set(fleet.Ignition, on)
+				a.Set(fleet.Motion, on)
+				a.Set(fleet.Odometer, int32(odometer[u.Truck]))
+				a.Set(fleet.ExtVoltage, volts)
+				a.Set(fleet.BatteryVoltage, 4_100)
+				a.Set(fleet.Satellites, int32(9+u.Truck%4))
+				a.Set(fleet.HDOP, 9)
+			}
 		}
 		laps = append(laps, batch)
 	}

@@ -76,8 +76,11 @@ var colScratch = sync.Pool{New: func() any { return new([numCols][]uint64) }}
 type layout uint8
 
 const (
-	// layoutSolo: the columns of a version 1 run's one truck.
-	layoutSolo layout = iota
+	// layoutLegacy: the columns of a version 1 run's one truck, as fleetd
+	// wrote them before version 2 (read, and written by tests only).
+	layoutLegacy layout = iota
+	// layoutSolo: the columns of a version 3 run's one truck.
+	layoutSolo
 	// layoutGrouped: the columns of a version 2 block's trucks.
 	layoutGrouped
 	// layoutRaw: a version 2 block's points as fixed-width records, for
@@ -94,14 +97,17 @@ const rawPointSize = 16
 // doc.go): the trucks' points one after another, truck k's ending at
 // ends[k], each truck's sorted without duplicates. A header with the
 // union of their attribute masks and which columns are run-length
-// encoded, then the columns. A block of one truck in the version 1
-// layout (solo) has a truck's second coordinate predicted from its first
-// as a delta; version 2 starts every truck's coordinates afresh.
+// encoded, then the columns. The legacy layout (version 1) predicts a
+// truck's second coordinate from its first as a delta, and has plain
+// attribute columns; later ones start every truck's coordinates afresh,
+// and run-length encode attributes too.
 func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 	var mask uint32
 	for i := range ps {
 		mask |= ps[i].Attrs.Mask
 	}
+	cols := colScratch.Get().(*[numCols][]uint64)
+	defer colScratch.Put(cols)
 	if l == layoutRaw {
 		dst = binary.AppendUvarint(dst, uint64(mask)<<(numCols+1)|1<<numCols)
 		for i := range ps {
@@ -112,11 +118,9 @@ func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 			dst = binary.LittleEndian.AppendUint16(dst, p.Speed)
 			dst = binary.LittleEndian.AppendUint16(dst, p.Heading)
 		}
-		return appendAttrs(dst, ps, mask)
+		return appendAttrs(dst, ps, mask, cols[0][:0])
 	}
-	solo := l == layoutSolo
-	cols := colScratch.Get().(*[numCols][]uint64)
-	defer colScratch.Put(cols)
+	legacy := l == layoutLegacy
 	for c := range cols {
 		cols[c] = cols[c][:0]
 	}
@@ -165,7 +169,7 @@ func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 				prev, prevD = v, d
 				if i == 0 {
 					first = v
-					if !solo {
+					if !legacy {
 						prevD = 0
 					}
 				}
@@ -179,7 +183,7 @@ func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 			rle |= 1 << c
 		}
 	}
-	if solo {
+	if legacy {
 		dst = binary.AppendUvarint(dst, uint64(mask)<<numCols|rle)
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(mask)<<(numCols+1)|rle)
@@ -187,12 +191,59 @@ func appendColumns(dst []byte, ps []Point, ends []int, l layout) []byte {
 	for c := range cols {
 		dst = appendColumn(dst, cols[c], rle&(1<<c) != 0)
 	}
-	return appendAttrs(dst, ps, mask)
+	if legacy {
+		return appendLegacyAttrs(dst, ps, mask)
+	}
+	return appendAttrs(dst, ps, mask, cols[0][:0])
 }
 
 // appendAttrs appends the attribute columns of ps: for each attribute in
-// mask, a presence bit a point, then the values present as deltas.
-func appendAttrs(dst []byte, ps []Point, mask uint32) []byte {
+// mask, a header byte (bit 0: every point has it, bit 1: its values are
+// runs), a presence bit a point unless every point has it, then the
+// values present as deltas, plain or as runs, whichever is smaller: an
+// attribute that does not change (ignition on, a steady voltage) costs a
+// few bytes a block. vals is scratch.
+func appendAttrs(dst []byte, ps []Point, mask uint32, vals []uint64) []byte {
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		if mask&(1<<a) == 0 {
+			continue
+		}
+		vals = vals[:0]
+		var prev int64
+		for i := range ps {
+			if v, ok := ps[i].Attrs.Get(a); ok {
+				vals = append(vals, zigzag(int64(v)-prev))
+				prev = int64(v)
+			}
+		}
+		full := len(vals) == len(ps)
+		rle := rleLen(vals) < plainLen(vals)
+		head := byte(0)
+		if full {
+			head |= 1
+		}
+		if rle {
+			head |= 2
+		}
+		dst = append(dst, head)
+		if !full {
+			bits := len(dst)
+			dst = append(dst, make([]byte, (len(ps)+7)/8)...)
+			for i := range ps {
+				if ps[i].Attrs.Has(a) {
+					dst[bits+i/8] |= 1 << (i % 8)
+				}
+			}
+		}
+		dst = appendColumn(dst, vals, rle)
+	}
+	return dst
+}
+
+// appendLegacyAttrs appends version 1's attribute columns: for each
+// attribute in mask, a presence bit a point, then the values present as
+// plain deltas.
+func appendLegacyAttrs(dst []byte, ps []Point, mask uint32) []byte {
 	for a := range fleet.Attr(fleet.NumAttrs) {
 		if mask&(1<<a) == 0 {
 			continue
@@ -311,7 +362,7 @@ const maxBlockPoints = 1 << 20
 // decodeColumns decodes the points of a block's trucks from the columns
 // in src (as appendColumns wrote them, truck k's ending at ends[k]) and
 // appends them to dst.
-func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, error) {
+func decodeColumns(dst []Point, src []byte, ends []int, legacy bool) ([]Point, error) {
 	n := 0
 	if len(ends) > 0 {
 		n = ends[len(ends)-1]
@@ -327,7 +378,7 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 	r := columnReader{b: src}
 	head := r.uvarint("block header")
 	mask, raw := head>>numCols, false
-	if !solo {
+	if !legacy {
 		mask, raw = head>>(numCols+1), head&(1<<numCols) != 0
 	}
 	if mask>>fleet.NumAttrs != 0 || r.err != nil {
@@ -356,7 +407,7 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 			}
 			start = end
 		}
-		return finishPoints(dst, base, &r, mask)
+		return finishPoints(dst, base, &r, mask, false)
 	}
 	// A plain column takes at least a byte a point, runs two bytes: check
 	// before allocating the points.
@@ -441,7 +492,7 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 				prev, prevD = v, d
 				if i == 0 {
 					first = v
-					if !solo {
+					if !legacy {
 						prevD = 0
 					}
 				}
@@ -449,28 +500,48 @@ func decodeColumns(dst []Point, src []byte, ends []int, solo bool) ([]Point, err
 			start = end
 		}
 	}
-	return finishPoints(dst, base, &r, mask)
+	return finishPoints(dst, base, &r, mask, legacy)
 }
 
 // finishPoints decodes the attribute columns of the points dst[base:]
-// from r and checks that the block ends there and every point is valid.
-func finishPoints(dst []Point, base int, r *columnReader, mask uint64) ([]Point, error) {
+// from r (as appendAttrs wrote them, or appendLegacyAttrs) and checks that
+// the block ends there and every point is valid.
+func finishPoints(dst []Point, base int, r *columnReader, mask uint64, legacy bool) ([]Point, error) {
 	ps := dst[base:]
 	n := len(ps)
+	nb := (n + 7) / 8
 	for a := range fleet.Attr(fleet.NumAttrs) {
 		if mask&(1<<a) == 0 || r.err != nil {
 			continue
 		}
-		nb := (n + 7) / 8
-		if len(r.b) < nb {
-			return dst[:base], corrupt("attribute bits cut off")
+		full, rle := false, false
+		if !legacy {
+			if len(r.b) == 0 || r.b[0] > 3 {
+				return dst[:base], corrupt("bad %s column header", a.Name())
+			}
+			full, rle = r.b[0]&1 != 0, r.b[0]&2 != 0
+			r.b = r.b[1:]
 		}
-		bits := r.b[:nb]
-		r.b = r.b[nb:]
+		var bits []byte
+		present := n
+		if !full {
+			if len(r.b) < nb {
+				return dst[:base], corrupt("attribute bits cut off")
+			}
+			bits = r.b[:nb]
+			r.b = r.b[nb:]
+			present = 0
+			for i := range n {
+				if bits[i/8]&(1<<(i%8)) != 0 {
+					present++
+				}
+			}
+		}
+		col := column{rle: rle, what: a.Name(), rest: present}
 		var v int64
 		for i := range ps {
-			if bits[i/8]&(1<<(i%8)) != 0 {
-				v += unzigzag(r.uvarint(a.Name()))
+			if full || bits[i/8]&(1<<(i%8)) != 0 {
+				v += unzigzag(col.next(r))
 				if v < int64(a.Min()) || v > int64(a.Max()) {
 					return dst[:base], corrupt("%s out of range", a.Name())
 				}

@@ -51,7 +51,7 @@ func validRun(tb testing.TB, l layout) []byte {
 // must answer with points or an error, never panic, and never allocate
 // more than the file's size suggests.
 func FuzzRun(f *testing.F) {
-	for _, l := range []layout{layoutSolo, layoutGrouped, layoutRaw} {
+	for _, l := range []layout{layoutLegacy, layoutSolo, layoutGrouped, layoutRaw} {
 		good := validRun(f, l)
 		f.Add(good)
 		f.Add(good[:len(good)-1])
@@ -100,14 +100,15 @@ func FuzzColumns(f *testing.F) {
 		p.Attrs.Set(fleet.Altitude, int32(10*k))
 		ps = append(ps, p)
 	}
+	f.Add(appendColumns(nil, ps, []int{6}, layoutLegacy), 6, uint8(6), uint8(layoutLegacy))
+	f.Add(appendColumns(nil, ps[:1], []int{1}, layoutLegacy), 1, uint8(1), uint8(layoutLegacy))
 	f.Add(appendColumns(nil, ps, []int{6}, layoutSolo), 6, uint8(6), uint8(layoutSolo))
-	f.Add(appendColumns(nil, ps[:1], []int{1}, layoutSolo), 1, uint8(1), uint8(layoutSolo))
 	f.Add(appendColumns(nil, ps, []int{2, 4, 6}, layoutGrouped), 6, uint8(2), uint8(layoutGrouped))
 	f.Add(appendColumns(nil, ps, []int{6}, layoutGrouped), 6, uint8(6), uint8(layoutGrouped))
 	f.Add(appendColumns(nil, ps, []int{3, 6}, layoutRaw), 6, uint8(3), uint8(layoutRaw))
 	f.Fuzz(func(t *testing.T, src []byte, n int, per uint8, lay uint8) {
-		l := layout(lay % 3)
-		solo := l == layoutSolo
+		l := layout(lay % 4)
+		legacy := l == layoutLegacy
 		if n <= 0 || n > 1<<16 || per == 0 {
 			return
 		}
@@ -118,11 +119,11 @@ func FuzzColumns(f *testing.F) {
 				break
 			}
 		}
-		got, err := decodeColumns(nil, src, ends, solo)
+		got, err := decodeColumns(nil, src, ends, legacy)
 		if err != nil {
 			return
 		}
-		again, err := decodeColumns(nil, appendColumns(nil, got, ends, l), ends, solo)
+		again, err := decodeColumns(nil, appendColumns(nil, got, ends, l), ends, legacy)
 		if err != nil || !slices.Equal(again, got) {
 			t.Fatalf("re-encoding %d points: %v", len(got), err)
 		}

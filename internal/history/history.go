@@ -743,7 +743,7 @@ func (h *History) lastWrite(p *partition) time.Time {
 func (h *History) compacted(p *partition) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(p.runs) == 1 && p.runs[0].version == versionSolo
+	return len(p.runs) == 1 && p.runs[0].version != versionGrouped
 }
 
 func (h *History) runCount(p *partition) int {

@@ -1,6 +1,8 @@
 package history
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
@@ -523,4 +525,73 @@ func TestDiskLimit(t *testing.T) {
 			t.Fatalf("t%d: %d points, want the newest hour's 6", i, len(got))
 		}
 	}
+}
+
+// TestLegacyRun: a version 1 run (one truck per block, the legacy
+// columns: what fleetd wrote before grouped runs) is read, and compaction
+// rewrites it with the hour's newer runs into the current layout.
+func TestLegacyRun(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	hour := uint32(now.Unix()/3600) - 3
+	dir := "/h/" + hourName(hour)
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := createRun(fs, dir+"/"+runName(0, 0), hour, 1, layoutLegacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids [][]byte
+	for i := range 50 {
+		ids = append(ids, fmt.Appendf(nil, "t%d", i))
+	}
+	slices.SortFunc(ids, func(a, b []byte) int { return cmp.Or(cmp.Compare(idHash(a), idHash(b)), bytes.Compare(a, b)) })
+	want := map[string][]Point{}
+	for i, id := range ids {
+		var ps []Point
+		for k := range 3 + i%5 {
+			p := Point{Position: fleet.MakePosition(45+float64(k)*1e-3, 7+float64(i)*1e-3, int64(hour)*3600+int64(k*30), float64(10*k), 90)}
+			if k%2 == 0 {
+				p.Attrs.Set(fleet.Altitude, int32(100*k))
+			}
+			ps = append(ps, p)
+		}
+		if err := w.Add(id, ps); err != nil {
+			t.Fatal(err)
+		}
+		want[string(id)] = ps
+	}
+	if _, err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	check := func(stage string) {
+		t.Helper()
+		for id, ps := range want {
+			got, ans, err := h.Trail([]byte(id), 0, ^uint32(0), nil)
+			if err != nil || ans.Incomplete || !slices.Equal(got, ps) {
+				t.Fatalf("%s: %s: %v %v\n got %+v\nwant %+v", stage, id, err, ans, got, ps)
+			}
+		}
+	}
+	check("legacy run")
+	late := fleet.Update{ID: []byte("t7"), Position: fleet.MakePosition(46, 8, int64(hour)*3600+3000, 0, 0)}
+	h.Add([]fleet.Update{late})
+	if err := writeAll(h, h.Seal(2)); err != nil {
+		t.Fatal(err)
+	}
+	want["t7"] = append(want["t7"], Point{Position: late.Position})
+	check("legacy and raw runs")
+	if err := h.compact(h.partitions()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.partitions()[0]; len(p.runs) != 1 || p.runs[0].version != versionSolo {
+		t.Fatalf("compacted into %d runs, version %d", len(p.runs), p.runs[0].version)
+	}
+	check("compacted")
 }

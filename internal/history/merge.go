@@ -248,7 +248,7 @@ func (h *History) compact(p *partition) error {
 	h.mu.Lock()
 	runs := slices.Clone(p.runs)
 	h.mu.Unlock()
-	if len(runs) == 0 || len(runs) == 1 && runs[0].version == versionSolo {
+	if len(runs) == 0 || len(runs) == 1 && runs[0].version != versionGrouped {
 		return nil
 	}
 	// Oldest data first: merged runs (higher levels) hold what came

@@ -19,11 +19,13 @@ import (
 const (
 	runMagic    = "FLEETHST"
 	runEndMagic = "FHRE"
-	// Version 1 runs hold one truck per block (what compaction writes, so
+	// Version 3 runs hold one truck per block (what compaction writes, so
 	// that a finished hour's index bounds each truck on its own); version
-	// 2 runs hold blocks of consecutive trucks (see groupPoints).
-	versionSolo    = 1
+	// 2 runs hold blocks of consecutive trucks (see groupPoints); version
+	// 1 runs, one truck a block in the legacy layout, are still read.
+	versionLegacy  = 1
 	versionGrouped = 2
+	versionSolo    = 3
 	headerSize     = 32
 	trailerSize    = 24
 	entrySize      = 48
@@ -103,7 +105,7 @@ type runWriter struct {
 	hour      uint32
 	covers    uint64
 	layout    layout
-	grouped   bool // layout is not layoutSolo
+	grouped   bool // several trucks a block
 
 	// The block being filled (grouped runs): its trucks' IDs, one after
 	// another, ending at idEnds; their points, ending at ends.
@@ -114,8 +116,9 @@ type runWriter struct {
 	hash   uint64 // of its first truck
 }
 
-// createRun starts a run of one truck per block (layoutSolo, version 1),
-// or of grouped blocks (version 2) in columns or raw.
+// createRun starts a run of one truck per block (layoutSolo, version 3;
+// layoutLegacy, version 1), or of grouped blocks (version 2) in columns
+// or raw.
 func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*runWriter, error) {
 	f, err := fs.Create(path + ".tmp")
 	if err != nil {
@@ -128,7 +131,7 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*r
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	w := &runWriter{fs: fs, path: path, f: f, idx: idx, w: bufio.NewWriterSize(f, 256<<10), iw: bufio.NewWriterSize(idx, 64<<10),
-		off: headerSize, hour: hour, covers: covers, layout: l, grouped: l != layoutSolo, ebuf: make([]byte, entrySize)}
+		off: headerSize, hour: hour, covers: covers, layout: l, grouped: l == layoutGrouped || l == layoutRaw, ebuf: make([]byte, entrySize)}
 	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
 		w.Abort()
 		return nil, fmt.Errorf("history: %w", err)
@@ -189,7 +192,7 @@ func (w *runWriter) flush() error {
 // their IDs in ids and points in ps; h is the first one's hash.
 func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
 	b := append(w.buf[:0], 0, 0, 0, 0)
-	if w.grouped {
+	if w.layout != layoutLegacy {
 		b = binary.AppendUvarint(b, uint64(len(w.ends)))
 	}
 	idStart, start := 0, 0
@@ -259,8 +262,11 @@ func (w *runWriter) finish() error {
 	h := make([]byte, headerSize)
 	copy(h, runMagic)
 	version := uint32(versionSolo)
-	if w.grouped {
+	switch {
+	case w.grouped:
 		version = versionGrouped
+	case w.layout == layoutLegacy:
+		version = versionLegacy
 	}
 	binary.LittleEndian.PutUint32(h[8:], version)
 	binary.LittleEndian.PutUint32(h[12:], w.hour)
@@ -365,7 +371,7 @@ func readRunMeta(f vfs.File, path string) (*run, error) {
 		return nil, corrupt("%s: bad header", path)
 	}
 	version := le.Uint32(h[8:])
-	if version != versionSolo && version != versionGrouped {
+	if version != versionLegacy && version != versionGrouped && version != versionSolo {
 		return nil, corrupt("%s: unknown version %d", path, version)
 	}
 	if string(t[20:]) != runEndMagic {
@@ -434,7 +440,7 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 	}
 	b := buf[4:]
 	trucks := uint64(1)
-	if r.version == versionGrouped {
+	if r.version != versionLegacy {
 		var n int
 		trucks, n = binary.Uvarint(b)
 		if n <= 0 || trucks == 0 || trucks > uint64(e.points) {
@@ -467,7 +473,7 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 	if !found {
 		return nil
 	}
-	pts, err := decodeColumns(g.pts, b, g.ends, r.version == versionSolo)
+	pts, err := decodeColumns(g.pts, b, g.ends, r.version == versionLegacy)
 	g.pts = pts
 	if err != nil {
 		return fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
