@@ -25,6 +25,12 @@ func TestAttributes(t *testing.T) {
 		{`{"id":"a","lat":1,"lon":2,"alt":100001}`, fleet.Attrs{}, "alt 100001 out of range [-20000, 100000]"},
 		{`{"id":"a","lat":1,"lon":2,"alt":1e999}`, fleet.Attrs{}, "alt 1e999 out of range [-20000, 100000]"},
 		{`{"id":"a","lat":91,"lon":2,"alt":"x"}`, fleet.Attrs{}, "lat 91 out of range [-90, 90]"},
+		// Flags as devices send them: true/false or 1/0.
+		{`{"id":"a","lat":1,"lon":2,"ignition":true,"motion":false}`, attrs(fleet.Ignition, 1, fleet.Motion, 0), ""},
+		{`{"id":"a","lat":1,"lon":2,"ignition":1}`, attrs(fleet.Ignition, 1), ""},
+		{`{"id":"a","lat":1,"lon":2,"ignition":truthy}`, fleet.Attrs{}, "invalid JSON at column 38: invalid literal (want true, false or null)"},
+		{`{"id":"a","lat":1,"lon":2,"ignition":"on"}`, fleet.Attrs{}, "ignition must be a number"},
+		{`{"id":"a","lat":1,"lon":2,"alt":true}`, fleet.Attrs{}, "alt must be a number"},
 	}
 	for _, tt := range tests {
 		var d Decoder
@@ -39,4 +45,13 @@ func TestAttributes(t *testing.T) {
 			t.Errorf("%s: got %+v %+v, want attrs %+v", tt.line, ups, rep, tt.want)
 		}
 	}
+}
+
+// attrs builds Attrs from (attribute, value) pairs.
+func attrs(kv ...any) fleet.Attrs {
+	var a fleet.Attrs
+	for i := 0; i < len(kv); i += 2 {
+		a.Set(kv[i].(fleet.Attr), int32(kv[i+1].(int)))
+	}
+	return a
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"time"
 	"unsafe"
 
@@ -138,7 +139,11 @@ func (d *Decoder) parseObject(s []byte, i int) int {
 		case fTS:
 			i = d.parseTS(s, i)
 		default:
-			i = d.parseFloat(s, i, &o.vals[f])
+			if c := s[i]; (c == 't' || c == 'f') && isFlag(f) {
+				i = d.parseBool(s, i, &o.vals[f])
+			} else {
+				i = d.parseFloat(s, i, &o.vals[f])
+			}
 		}
 		if i < 0 {
 			return -1
@@ -153,6 +158,29 @@ func (d *Decoder) parseObject(s []byte, i int) int {
 		}
 		return d.syntax(i, "expected ',' or '}' after object value", true)
 	}
+}
+
+// parseBool reads true or false as 1 or 0, for a flag attribute (one
+// whose range is 0-1: ignition, motion), which devices send as either.
+func (d *Decoder) parseBool(s []byte, i int, v *value) int {
+	switch {
+	case bytes.HasPrefix(s[i:], []byte("true")):
+		*v = value{st: stSet, start: i, end: i + 4, f: 1}
+		return i + 4
+	case bytes.HasPrefix(s[i:], []byte("false")):
+		*v = value{st: stSet, start: i, end: i + 5, f: 0}
+		return i + 5
+	}
+	return d.parseOther(s, i, v)
+}
+
+// isFlag reports whether f is a flag attribute's field.
+func isFlag(f field) bool {
+	if f < fAttr || f >= fAttr+field(fleet.NumAttrs) {
+		return false
+	}
+	a := fleet.Attr(f - fAttr)
+	return a.Min() == 0 && a.Max() == 1
 }
 
 // parseOther records a value of the wrong type (or null) for v and skips it.

@@ -27,8 +27,8 @@
 //	heading  number, degrees        0 ≤ heading < 360                         0
 //	alt      number, metres above   -20000 ≤ alt ≤ 100000, kept to 0.1 m      none (Update.Attrs)
 //	         sea level
-//	ignition number, 1 on, 0 off    0 ≤ ignition ≤ 1                          none (Update.Attrs)
-//	motion   number, 1 moving       0 ≤ motion ≤ 1                            none (Update.Attrs)
+//	ignition 1/0 or true/false      0 ≤ ignition ≤ 1                          none (Update.Attrs)
+//	motion   1/0 or true/false      0 ≤ motion ≤ 1                            none (Update.Attrs)
 //	odometer number, metres         0 ≤ odometer ≤ 2147483647, whole metres   none (Update.Attrs)
 //	ext_voltage, battery_voltage    0 ≤ v ≤ 100, kept to 1 mV                 none (Update.Attrs)
 //	         number, volts
