@@ -19,6 +19,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/geo"
 	"github.com/fleetd/fleetd/internal/history"
 	"github.com/fleetd/fleetd/internal/store"
@@ -363,4 +364,42 @@ func TestHistoryBadRequests(t *testing.T) {
 	g := newFixture(t, Options{}, store.Options{})
 	wantError(t, g.get("/v1/trucks/a/history"), http.StatusNotFound, "history is off")
 	wantError(t, g.get("/v1/history/export"), http.StatusNotFound, "history is off")
+}
+
+// TestExportRowAttrs: the Parquet export has a column for every
+// attribute, named as its JSON field, and a point's attributes come back
+// from the file in their JSON units.
+func TestExportRowAttrs(t *testing.T) {
+	schema := parquet.SchemaOf(ExportRow{})
+	p := history.Point{Position: fleet.MakePosition(45, 7, 1_764_000_000, 50, 90)}
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		if (&ExportRow{}).attr(a) == nil {
+			t.Fatalf("ExportRow has no column for %s", a.Name())
+		}
+		if _, ok := schema.Lookup(a.Name()); !ok {
+			t.Fatalf("the Parquet schema has no column %q", a.Name())
+		}
+		p.Attrs.Set(a, a.Max()-int32(a))
+	}
+	var buf bytes.Buffer
+	pw := parquet.NewGenericWriter[ExportRow](&buf)
+	var row ExportRow
+	vals := make([]float64, 0, fleet.NumAttrs)
+	exportRow(&row, "t1", &p, &vals)
+	if _, err := pw.Write([]ExportRow{row}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rows := make([]ExportRow, 1)
+	if n, _ := parquet.NewGenericReader[ExportRow](bytes.NewReader(buf.Bytes())).Read(rows); n != 1 {
+		t.Fatalf("read %d rows", n)
+	}
+	for a := range fleet.Attr(fleet.NumAttrs) {
+		v, _ := p.Attrs.Get(a)
+		if got := *rows[0].attr(a); got == nil || *got != a.Float(v) {
+			t.Fatalf("%s: got %v, want %v", a.Name(), got, a.Float(v))
+		}
+	}
 }
