@@ -78,12 +78,14 @@ func Open(o Options) (*Server, error) {
 			_ = sinks.Close()
 		}
 	}()
+	restoreGC := loadGC()
 	alerts, err := alert.New(alert.Options{
 		FS:     o.Engine.FS,
 		Dir:    cfgDir,
 		Logger: o.Logger,
 		Emit:   func(a alert.Alert) { hub.PublishAlert(a); sinks.Emit(a) },
 	})
+	restoreGC()
 	if err != nil {
 		hub.Close()
 		return nil, err
