@@ -105,25 +105,7 @@ func (s *Server) positionsCluster(w http.ResponseWriter, r *http.Request, sc *in
 func appendReportTail(dst []byte, rep *ingest.Report) []byte {
 	dst = append(dst, `"rejected":`...)
 	dst = strconv.AppendInt(dst, int64(rep.Rejected), 10)
-	dst = append(dst, `,"errors":[`...)
-	for i, e := range rep.Errors {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `{"line":`...)
-		dst = strconv.AppendInt(dst, int64(e.Line), 10)
-		dst = append(dst, `,"error":`...)
-		dst = wire.AppendString(dst, e.Error)
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"unknown_fields":[`...)
-	for i, name := range rep.Unknown {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = wire.AppendString(dst, name)
-	}
-	return append(dst, ']')
+	return appendReportErrors(dst, rep)
 }
 
 // deleteCluster is DELETE /v1/trucks/{id} in cluster mode: the delete is

@@ -60,6 +60,11 @@ func appendReportBody(dst []byte, accepted, rejected, stale int, rep *ingest.Rep
 	dst = strconv.AppendInt(dst, int64(rejected), 10)
 	dst = append(dst, `,"stale":`...)
 	dst = strconv.AppendInt(dst, int64(stale), 10)
+	return appendReportErrors(dst, rep)
+}
+
+// appendReportErrors appends ,"errors":[…],"unknown_fields":[…] of rep.
+func appendReportErrors(dst []byte, rep *ingest.Report) []byte {
 	dst = append(dst, `,"errors":[`...)
 	for i, e := range rep.Errors {
 		if i > 0 {
