@@ -72,7 +72,11 @@ type Options struct {
 	// SaveEvery is how often the positions file is rewritten when the
 	// node has applied more (default 1s).
 	SaveEvery time.Duration
-	Logger    *slog.Logger
+	// Config, when set, keeps this node's zones, rules and sinks in the
+	// cluster's key-value bucket (<Stream>-config): Open applies the
+	// bucket to it, then every change any node writes (ConfigHandler).
+	Config ConfigTarget
+	Logger *slog.Logger
 }
 
 // Node is one fleetd of a cluster: it publishes writes to the stream and
@@ -87,6 +91,7 @@ type Node struct {
 	created int64  // the stream's creation time, for the positions file
 	posPath string // "" without Dir
 	parts   []*partition
+	cfg     *config // nil without Options.Config
 
 	pub pubCounters
 	app applyCounters
@@ -199,6 +204,10 @@ func Open(o Options) (*Node, error) {
 	}
 	if err == nil {
 		err = n.loadPositions()
+	}
+	if err == nil && o.Config != nil {
+		// Before the stream: rules evaluate the positions it carries.
+		err = n.openConfig(o.Config)
 	}
 	if err != nil {
 		n.nc.Close()

@@ -103,7 +103,9 @@ func Open(o Options) (*Server, error) {
 	var node *cluster.Node
 	var gwEng gateway.Engine = eng
 	if o.Cluster != nil {
-		if node, err = openCluster(*o.Cluster, eng, o.Engine.DataDir); err != nil {
+		co := *o.Cluster
+		co.Config = clusterConfig{alerts: alerts, sinks: sinks}
+		if node, err = openCluster(co, eng, o.Engine.DataDir); err != nil {
 			hub.Close()
 			return nil, errors.Join(err, eng.Close())
 		}
@@ -155,7 +157,12 @@ func Open(o Options) (*Server, error) {
 	for _, p := range []string{"GET /{$}", "GET /index.html", "GET /assets/", "GET /favicon.svg"} {
 		s.mux.Handle(p, dash)
 	}
-	s.mux.Handle("/", apiServer)
+	if node != nil {
+		// Configuration writes go to the cluster's bucket too.
+		s.mux.Handle("/", node.ConfigHandler(apiServer))
+	} else {
+		s.mux.Handle("/", apiServer)
+	}
 	s.h = guard.Handler(s.mux)
 	registerGuardMetrics(apiServer, guard)
 	if err := gw.open(o.Gateways, gwEng, o.API.MaxClockSkew, o.Logger); err != nil {
