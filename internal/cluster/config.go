@@ -92,7 +92,7 @@ type config struct {
 	chMu    sync.Mutex
 
 	puts, deletes, applies, applyErrors, restores atomic.Uint64
-	watch                                       jetstream.KeyWatcher
+	watch                                         jetstream.KeyWatcher
 }
 
 // configKey is the bucket key of a name: kind "." base64url(name), as
