@@ -92,6 +92,7 @@ type config struct {
 	chMu    sync.Mutex
 
 	puts, deletes, applies, applyErrors, restores atomic.Uint64
+	entries                                       atomic.Int64 // len(mu.applied), for Stats
 	watch                                         jetstream.KeyWatcher
 }
 
@@ -499,6 +500,7 @@ func (c *config) loadApplied() error {
 }
 
 func (c *config) saveLocked() {
+	c.entries.Store(int64(len(c.mu.applied)))
 	if c.path == "" {
 		return
 	}

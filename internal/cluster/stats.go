@@ -54,6 +54,25 @@ type Stats struct {
 	StreamReplicas      int     `json:"stream_replicas"`
 	StreamLeader        string  `json:"stream_leader,omitempty"`
 	StreamReplicasState []Peer  `json:"stream_peers,omitempty"`
+	// Config is the configuration bucket's figures; nil without one.
+	Config *ConfigStats `json:"config,omitempty"`
+}
+
+// ConfigStats is the configuration bucket as this node sees it.
+type ConfigStats struct {
+	Bucket string `json:"bucket"`
+	// Revision is the highest bucket revision applied here: a read with
+	// ConfigRevisionHeader at most this answers at once.
+	Revision uint64 `json:"revision"`
+	Entries  int    `json:"entries"` // keys this node holds from the bucket
+	Puts     uint64 `json:"puts"`    // written by this node
+	Deletes  uint64 `json:"deletes"`
+	Applied  uint64 `json:"applied"` // changes applied from the bucket
+	// ApplyErrors counts changes from the bucket this node could not
+	// apply (its configuration then differs; the log says which).
+	ApplyErrors uint64 `json:"apply_errors"`
+	// Restores counts local changes undone because the bucket refused them.
+	Restores uint64 `json:"restores"`
 }
 
 // PartitionInfo is one partition's position.
@@ -76,6 +95,10 @@ type Peer struct {
 func (n *Node) Stats() Stats {
 	s := Stats{Node: n.opts.Name, Stream: n.opts.Stream, Partitions: len(n.parts), Connected: n.nc.IsConnected(),
 		Servers: n.nc.Servers(), Applied: Token(n.appliedMarks()).String()}
+	if c := n.cfg; c != nil {
+		s.Config = &ConfigStats{Bucket: c.bucket, Revision: c.rev.Load(), Entries: int(c.entries.Load()), Puts: c.puts.Load(),
+			Deletes: c.deletes.Load(), Applied: c.applies.Load(), ApplyErrors: c.applyErrors.Load(), Restores: c.restores.Load()}
+	}
 	if s.Connected {
 		s.Server = n.nc.ConnectedUrlRedacted()
 	}
