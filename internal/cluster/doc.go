@@ -80,6 +80,52 @@
 // With --fsync interval or never, a power cut (not kill -9) can leave the
 // positions file ahead of the local log; the default (always) cannot.
 //
+// # Configuration
+//
+// Zones, rules and sinks live in a JetStream key-value bucket,
+// <stream>-config (history 1, file storage, as many replicas as the
+// stream). Keys are kind "." base64url(name), kind one of zone, sink,
+// rule (names may hold ':', which keys may not); a value is the body a
+// single node takes for that entry: a zone's GeoJSON, a rule's
+// {"when","for","severity"}, a sink's JSON (with its secret: the bucket
+// is as private as the NATS account). A bulk PUT /v1/rules is one key a
+// rule, published asynchronously and all acknowledged before the answer.
+//
+// A write (PUT or DELETE of /v1/zones/{name}, /v1/rules/{name},
+// /v1/sinks/{name}; PUT /v1/rules) on any node is first applied to that
+// node exactly as on a single node (authentication, validation, limits,
+// status codes: a refused write never reaches the bucket), then put to
+// the bucket; its 2xx answer is sent only after JetStream acknowledged
+// the put, with Fleetd-Config-Revision: the bucket revision it reached.
+// If the put fails (503), the node sets the key back to what the bucket
+// holds. One mutex a node serialises its local writes with the watcher,
+// which applies every other node's changes in bucket order (batched:
+// consecutive rule puts are one PutRules) and skips the echo of the
+// node's own writes: each key's applied revision is kept in memory and
+// in DATA/cluster/config-<stream> (JSON {"created","applied":{key:rev}}),
+// replaced atomically like the positions file.
+//
+// Read your configuration writes: a request carrying
+// Fleetd-Config-Revision waits (at most WaitMax) until this node has
+// applied that revision (a bounded wait on the bucket revision, not the
+// stream token: configuration is not in the stream), then answers;
+// past the bound 503 with the revision applied here.
+//
+// At start, before the stream's consumers (rules see the positions the
+// stream carries), a node loads the whole bucket: entries whose revision
+// matches the applied-revisions file are kept as they are (a restart
+// does not replace a rule and reset its state), the others applied in
+// the order zones, sinks, rules; what the node holds that the bucket
+// does not is deleted (rules, then sinks, then zones): the bucket is the
+// configuration, the node's DATA/config and DATA/sinks its copy. A
+// change a node cannot apply (a zone deleted elsewhere while a rule here
+// names it) is logged and counted (stats cluster.config.apply_errors).
+//
+// Limits: a value is at most the NATS server's max_payload (1 MiB by
+// default), so a zone larger than that is refused with 503 in cluster
+// mode. Two nodes writing the same key at once end, on every node, with
+// the bucket's last write.
+//
 // # Retention
 //
 // The stream keeps every message (limits retention, no age or size
