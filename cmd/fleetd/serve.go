@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/api"
 	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/cluster"
@@ -189,6 +190,12 @@ Flags:
                      whole-fleet subscribers together (default 32MiB per
                      core): past it frames come less often and writes wait
                      their turn; 0: no limit
+  --alert-max-pairs N
+                     the (rule, truck) pairs whose condition is true, pending
+                     or firing, tracked at most (default 4194304, ~460 MB when
+                     full); past it a rule newly true for a truck is not
+                     tracked, counted (alert_pairs_shed_total) and logged:
+                     rules true for most of a large fleet at once
   --basemap-style URL
                      the dashboard's map style (a MapLibre style JSON URL);
                      default: built-in offline country and state outlines
@@ -377,6 +384,7 @@ type serveConfig struct {
 	histRetention dayDuration
 	histMaxDisk   sizeFlag
 	histBuffer    sizeFlag
+	alertPairs    int
 	gateways      gatewayFlags
 	nats          string
 	natsStream    string
@@ -453,6 +461,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Var(&c.histRetention, "history-retention", "drop history older than this")
 	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
 	fs.Var(&c.histBuffer, "history-buffer", "history's write buffer")
+	fs.IntVar(&c.alertPairs, "alert-max-pairs", alert.DefaultMaxPairs, "(rule, truck) pairs with a true condition tracked at most")
 	c.gateways.register(fs)
 	fs.StringVar(&c.nats, "nats", "", "NATS server URLs (cluster mode)")
 	fs.StringVar(&c.natsStream, "nats-stream", cluster.DefaultStream, "JetStream stream name")
@@ -658,9 +667,10 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			MetricsPrivate: !c.metricsPublic},
 		Guard: auth.GuardOptions{Loopback: serveIsLoopback(ln.Addr()), AllowedHosts: splitList(c.hosts),
 			AllowedOrigins: splitList(c.origins)},
-		Feed:         feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall, WideHz: c.wideHz, WideBytesPerSec: c.wideRate},
-		BasemapStyle: c.basemap,
-		Logger:       log,
+		Feed:          feed.Options{MaxSubscribers: c.maxSubs, Stall: c.stall, WideHz: c.wideHz, WideBytesPerSec: c.wideRate},
+		BasemapStyle:  c.basemap,
+		AlertMaxPairs: c.alertPairs,
+		Logger:        log,
 	}
 	if srvOpts.Gateways, err = c.gateways.options(); err != nil {
 		_ = srv.Close()

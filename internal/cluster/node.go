@@ -27,6 +27,9 @@ const (
 	DefaultPartitions     = 8
 	DefaultWaitMax        = 2 * time.Second
 	DefaultPublishTimeout = 10 * time.Second
+	// DefaultSnapshotEvery is how often a node publishes its snapshot to
+	// the object store.
+	DefaultSnapshotEvery = time.Minute
 	// DefaultDuplicates is the stream's deduplication window: a client
 	// retry of the same body within it publishes nothing new.
 	DefaultDuplicates = 2 * time.Minute
@@ -72,6 +75,11 @@ type Options struct {
 	// SaveEvery is how often the positions file is rewritten when the
 	// node has applied more (default 1s).
 	SaveEvery time.Duration
+	// SnapshotEvery is how often the node publishes its store, with the
+	// stream positions it covers, to the object store <Stream>-snapshots
+	// (default DefaultSnapshotEvery; negative: never, though the node
+	// still restores from one when it starts empty).
+	SnapshotEvery time.Duration
 	// Config, when set, keeps this node's zones, rules and sinks in the
 	// cluster's key-value bucket (<Stream>-config): Open applies the
 	// bucket to it, then every change any node writes (ConfigHandler).
@@ -92,6 +100,8 @@ type Node struct {
 	posPath string // "" without Dir
 	parts   []*partition
 	cfg     *config // nil without Options.Config
+	obj     jetstream.ObjectStore
+	snap    snapCounters
 
 	pub pubCounters
 	app applyCounters
@@ -180,6 +190,9 @@ func Open(o Options) (*Node, error) {
 	if o.SaveEvery <= 0 {
 		o.SaveEvery = time.Second
 	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -205,11 +218,26 @@ func Open(o Options) (*Node, error) {
 	if err == nil {
 		err = n.loadPositions()
 	}
+	if err == nil {
+		err = n.openSnapshots()
+	}
 	if err == nil && o.Config != nil {
-		// Before the stream: rules evaluate the positions it carries.
+		// Before the snapshot and the stream: rules evaluate the
+		// positions they carry.
 		err = n.openConfig(o.Config)
 	}
+	if err == nil && n.empty() {
+		if _, rerr := n.restoreSnapshot(); rerr != nil {
+			// Harmless: what it applied is applied again from the stream.
+			n.snap.errors.Add(1)
+			n.log.Warn("could not restore from the object-store snapshot; reading the whole stream", "err", rerr)
+			for _, p := range n.parts {
+				p.applied.Store(0)
+			}
+		}
+	}
 	if err != nil {
+		close(n.stop) // the configuration watcher
 		n.nc.Close()
 		return nil, err
 	}
@@ -225,6 +253,9 @@ func Open(o Options) (*Node, error) {
 	n.wg.Go(n.watch) // after the consumers: it may replace them
 	if n.posPath != "" {
 		n.wg.Go(n.saveLoop)
+	}
+	if o.SnapshotEvery > 0 {
+		n.wg.Go(n.snapshotLoop)
 	}
 	n.log.Info("cluster node started", "name", o.Name, "stream", o.Stream, "partitions", len(n.parts),
 		"server", n.nc.ConnectedUrlRedacted(), "applied", Token(n.appliedMarks()).String())
@@ -376,6 +407,24 @@ func (n *Node) consume(p *partition) error {
 		return fmt.Errorf("cluster: consuming partition %d: %w", p.n, err)
 	}
 	return nil
+}
+
+// empty reports whether the node starts with nothing: no positions and
+// no trucks (a new or wiped data directory, or none).
+func (n *Node) empty() bool {
+	for _, p := range n.parts {
+		if p.applied.Load() != 0 {
+			return false
+		}
+	}
+	return n.opts.Engine.Store().Len() == 0
+}
+
+// snapCounters count the object-store snapshots.
+type snapCounters struct {
+	published, errors atomic.Int64
+	bytes             atomic.Int64 // of the last one published
+	restored          atomic.Bool  // this node started from one
 }
 
 // Partitions is the stream's partition count.

@@ -54,6 +54,13 @@ type Stats struct {
 	StreamReplicas      int     `json:"stream_replicas"`
 	StreamLeader        string  `json:"stream_leader,omitempty"`
 	StreamReplicasState []Peer  `json:"stream_peers,omitempty"`
+	// SnapshotsPublished counts the snapshots this node put in the object
+	// store (SnapshotBytes: the last one's size); RestoredFromSnapshot:
+	// it started from the object store's.
+	SnapshotsPublished   int64 `json:"snapshots_published"`
+	SnapshotBytes        int64 `json:"snapshot_bytes"`
+	SnapshotErrors       int64 `json:"snapshot_errors"`
+	RestoredFromSnapshot bool  `json:"restored_from_snapshot"`
 	// Config is the configuration bucket's figures; nil without one.
 	Config *ConfigStats `json:"config,omitempty"`
 }
@@ -95,6 +102,8 @@ type Peer struct {
 func (n *Node) Stats() Stats {
 	s := Stats{Node: n.opts.Name, Stream: n.opts.Stream, Partitions: len(n.parts), Connected: n.nc.IsConnected(),
 		Servers: n.nc.Servers(), Applied: Token(n.appliedMarks()).String()}
+	s.SnapshotsPublished, s.SnapshotBytes = n.snap.published.Load(), n.snap.bytes.Load()
+	s.SnapshotErrors, s.RestoredFromSnapshot = n.snap.errors.Load(), n.snap.restored.Load()
 	if c := n.cfg; c != nil {
 		s.Config = &ConfigStats{Bucket: c.bucket, Revision: c.rev.Load(), Entries: int(c.entries.Load()), Puts: c.puts.Load(),
 			Deletes: c.deletes.Load(), Applied: c.applies.Load(), ApplyErrors: c.applyErrors.Load(), Restores: c.restores.Load()}
