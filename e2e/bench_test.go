@@ -67,6 +67,30 @@ type benchServer struct {
 	emptyRSS int64      // the server's RSS before any update
 	fleet    *sim.Fleet // the trucks' state, kept over rounds
 	rendered int        // batches rendered so far
+	log      logTail    // the end of the server's stderr, for failures
+}
+
+// logTail keeps the last 16 KiB written to it: what a bench server said
+// last, shown when a benchmark fails.
+type logTail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *logTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - 16<<10; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *logTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 var (
@@ -97,7 +121,7 @@ func startBenchServer(args ...string) (*benchServer, error) {
 		buf = append(buf, tmp[:n]...)
 		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
 			s.addr = string(m[1])
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			go func() { _, _ = io.Copy(&s.log, stderr) }()
 			st, err := s.stats()
 			if err != nil {
 				s.stop()
@@ -265,7 +289,7 @@ func ingestBench(b *testing.B, s *benchServer) {
 	wg.Wait()
 	b.StopTimer()
 	if msg := failed.Load(); msg != nil {
-		b.Fatal(msg)
+		b.Fatalf("%s\nthe server's last log lines:\n%s", msg, s.log.String())
 	}
 	b.ReportMetric(float64(b.N)*benchBatch/b.Elapsed().Seconds(), "updates/s")
 	b.ReportMetric(float64(s.cpuTime(b)-cpu0)/(float64(b.N)*benchBatch), "server_cpu_ns/update")

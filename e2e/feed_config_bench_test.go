@@ -228,7 +228,7 @@ func startBenchServerIn(dir string) (*benchServer, error) {
 		buf = append(buf, tmp[:n]...)
 		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
 			s.addr = string(m[1])
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			go func() { _, _ = io.Copy(&s.log, stderr) }()
 			return s, nil
 		}
 		if err != nil {

@@ -182,7 +182,9 @@
 // serialised by a mutex (held while appending to the log); each then
 // changes the index in place holding evalMu exclusively for the change
 // alone (O(change): the rule's clauses, its entries in its groups, its
-// cells; a zone's new shape re-lists only the rules it guards), so a
+// cells; a zone's new shape re-lists only the rules it guards; DeleteZone
+// checks a count of the rules naming the zone, scanning them only to
+// list them in its refusal), so a
 // batch never sees half a change and, once a change returns, no batch
 // evaluates the old configuration; deleting or replacing rules then
 // sweeps their pairs stripe by stripe, in one pass for a bulk PutRules.

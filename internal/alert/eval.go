@@ -3,6 +3,7 @@ package alert
 import (
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -25,6 +26,7 @@ type scratch struct {
 	// atomics on every transition would pass their cache line back and
 	// forth.
 	fired, resolved int64
+	shed            uint64   // new pairs not tracked: the stripe's share of MaxPairs in use
 	touch           uint32   // sink of evalRange's prefetching loads
 	mark            []uint32 // by slot: == stamp while true and unclaimed (transitionLocked)
 
@@ -92,7 +94,10 @@ func (e *Evaluator) Applied(b *fleet.Batch) {
 		if sc.fired != sc.resolved {
 			e.firingNow.Add(sc.fired - sc.resolved)
 		}
-		sc.evals, sc.fired, sc.resolved = 0, 0, 0
+		if sc.shed != 0 {
+			e.shedPairs(sc.shed)
+		}
+		sc.evals, sc.fired, sc.resolved, sc.shed = 0, 0, 0, 0
 		e.emit(sc.out)
 		e.putScratch(sc)
 	}
@@ -341,10 +346,16 @@ func (e *Evaluator) transitionLocked(sn *ruleIndex, s *stripe, k uint64, id []by
 		}
 		kept = append(kept, p)
 	}
+	room := e.stripePairs - s.mu.pairs + len(ps) - len(kept)
 	for _, ri := range sc.trues {
 		if sc.mark[ri] != stamp {
 			continue // an existing pair's
 		}
+		if room <= 0 {
+			sc.shed++
+			continue
+		}
+		room--
 		r := sn.bySlot[ri]
 		dirty = true
 		p := pair{since: ts, ref: r.ref()}
@@ -438,6 +449,18 @@ func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 	}
 	e.emit(sc.out)
 	e.putScratch(sc)
+}
+
+// shedPairs counts n rule results not tracked for want of room and logs
+// it at most once a minute.
+func (e *Evaluator) shedPairs(n uint64) {
+	total := e.pairsShed.Add(n)
+	now := time.Now().UnixNano()
+	last := e.shedLog.Load()
+	if now-last >= int64(time.Minute) && e.shedLog.CompareAndSwap(last, now) {
+		e.opts.Logger.Warn("alert: rule state full: rules true for trucks are not tracked (they neither fire nor resolve until room frees); check for rules true for most of the fleet, or raise the limit",
+			"max_pairs", e.opts.MaxPairs, "shed_total", total)
+	}
 }
 
 // emit hands transitions to Options.Emit.

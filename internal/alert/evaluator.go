@@ -158,7 +158,19 @@ type Options struct {
 	// be safe for concurrent use. nil drops them (Firing still lists
 	// what is firing).
 	Emit func(a Alert)
+	// MaxPairs bounds the (rule, truck) pairs whose condition is true
+	// (pending or firing), DefaultMaxPairs if 0: a rule that becomes true
+	// for a truck while the truck's stripe holds its share
+	// (MaxPairs/64) is not tracked for that update, counted in
+	// Stats.PairsShed and logged. Rules that are true for most of a large
+	// fleet at once (a misconfiguration) then cost bounded memory.
+	MaxPairs int
 }
+
+// DefaultMaxPairs is Options.MaxPairs's default: 4 Mi pairs, at most
+// ~110 bytes each with its firing record and truck ID (~460 MB when
+// full; a fleet's rules are typically true for a few trucks each).
+const DefaultMaxPairs = 4 << 20
 
 // Evaluator holds the zones and rules, evaluates the rules on every applied
 // update (it is an fleet.Observer) and keeps per-(rule, truck) state.
@@ -186,6 +198,7 @@ type Evaluator struct {
 	cfg struct {
 		sync.Mutex
 		rules    map[string]*liveRule
+		zoneUse  map[int]int       // zone ID → how many rules name it (DeleteZone's check)
 		zoneJSON map[string][]byte // name → the zone's GeoJSON, for compaction
 		gens     []uint8           // slot → generation of its last rule
 		free     []uint32          // free slots
@@ -195,6 +208,9 @@ type Evaluator struct {
 	stripes [numStripes]stripe
 
 	evals, fired, resolved atomic.Uint64
+	pairsShed              atomic.Uint64
+	stripePairs            int          // Options.MaxPairs / numStripes
+	shedLog                atomic.Int64 // Unix nanoseconds of the last shedding log line
 	firingNow, updates     atomic.Int64
 
 	scratch sync.Pool // *scratch
@@ -210,10 +226,14 @@ func New(o Options) (*Evaluator, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	e := &Evaluator{opts: o, cache: rules.NewCache(cacheSize)}
+	if o.MaxPairs <= 0 {
+		o.MaxPairs = DefaultMaxPairs
+	}
+	e := &Evaluator{opts: o, cache: rules.NewCache(cacheSize), stripePairs: max(1, o.MaxPairs/numStripes)}
 	e.idx = newRuleIndex(&e.zones)
 	e.cfg.rules = map[string]*liveRule{}
 	e.cfg.zoneJSON = map[string][]byte{}
+	e.cfg.zoneUse = map[int]int{}
 	for i := range e.stripes {
 		e.stripes[i].mu.Lock()
 		e.stripes[i].initLocked()
@@ -236,9 +256,10 @@ type Stats struct {
 	Fired        uint64 // firing transitions
 	Resolved     uint64 // resolved transitions
 	FiringNow    int64
-	StateEntries int64 // (rule, truck) pairs whose condition is true now
-	StateTrucks  int64 // trucks with at least one pair
-	StateBytes   int64 // memory of the state tables and the firing registry
+	StateEntries int64  // (rule, truck) pairs whose condition is true now
+	StateTrucks  int64  // trucks with at least one pair
+	StateBytes   int64  // memory of the state tables and the firing registry
+	PairsShed    uint64 // rules found true but not tracked: Options.MaxPairs reached
 	Cache        rules.CacheStats
 }
 
@@ -253,6 +274,7 @@ func (e *Evaluator) Stats() Stats {
 		Fired:       e.fired.Load(),
 		Resolved:    e.resolved.Load(),
 		FiringNow:   e.firingNow.Load(),
+		PairsShed:   e.pairsShed.Load(),
 		Cache:       e.cache.Stats(),
 	}
 	for i := range e.stripes {

@@ -97,13 +97,14 @@ func (e *Evaluator) DeleteZone(name string) error {
 	if !ok {
 		return fmt.Errorf("alert: zone %q: %w", name, ErrNotFound)
 	}
-	var users []string
-	for _, r := range e.cfg.rules {
-		if slices.Contains(r.prog.Zones(), id) {
-			users = append(users, r.name)
+	if e.cfg.zoneUse[id] > 0 {
+		// Only a refusal lists the users, so only a refusal scans.
+		var users []string
+		for _, r := range e.cfg.rules {
+			if slices.Contains(r.prog.Zones(), id) {
+				users = append(users, r.name)
+			}
 		}
-	}
-	if len(users) > 0 {
 		sort.Strings(users)
 		return &ZoneInUseError{Zone: name, Rules: users}
 	}
@@ -118,6 +119,16 @@ func (e *Evaluator) DeleteZone(name string) error {
 	e.zones.Purge(name)
 	e.evalMu.Unlock()
 	return nil
+}
+
+// countZoneUseLocked adds d to the use count of each zone r names. The
+// caller holds cfg.
+func (e *Evaluator) countZoneUseLocked(r *liveRule, d int) {
+	for _, id := range r.prog.Zones() {
+		if e.cfg.zoneUse[id] += d; e.cfg.zoneUse[id] == 0 {
+			delete(e.cfg.zoneUse, id)
+		}
+	}
 }
 
 // NamedRule is a rule given by name, for PutRules.
@@ -213,8 +224,10 @@ func (e *Evaluator) putRulesLocked(rs []*liveRule, save bool) (olds []*liveRule,
 		r.slot, r.gen = e.allocSlotLocked()
 		if old := e.cfg.rules[r.name]; old != nil {
 			olds = append(olds, old)
+			e.countZoneUseLocked(old, -1)
 		}
 		e.cfg.rules[r.name] = r
+		e.countZoneUseLocked(r, +1)
 	}
 	e.evalMu.Lock()
 	// Many rules at once (a bulk PUT, a load) are indexed in one pass,
@@ -287,6 +300,7 @@ func (e *Evaluator) DeleteRule(name string) error {
 		return err
 	}
 	delete(e.cfg.rules, name)
+	e.countZoneUseLocked(r, -1)
 	e.evalMu.Lock()
 	e.idx.remove(r)
 	e.publishLocked([]*liveRule{r})

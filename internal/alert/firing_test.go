@@ -70,3 +70,43 @@ func TestFiringPage(t *testing.T) {
 }
 
 func head(as []Alert) []Alert { return as[:min(len(as), 3)] }
+
+// TestMaxPairs: rules true for the whole fleet track at most MaxPairs
+// pairs (each stripe its share), count the rest as shed, and track new
+// ones again once pairs end.
+func TestMaxPairs(t *testing.T) {
+	const maxPairs = 2 * numStripes
+	g := newRigWith(t, engine.Options{}, Options{MaxPairs: maxPairs})
+	g.rule("fast", "speed > 50", 0)
+	g.rule("faster", "speed > 80", 0)
+	apply := func(ts int64, speed float64) {
+		var ups []fleet.Update
+		for i := range 5000 {
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%04d", i),
+				Position: fleet.MakePosition(40, -74, ts, speed, 0)})
+		}
+		if _, err := g.eng.Apply(ups); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.al.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(1_764_000_000, 100)
+	st := g.al.Stats()
+	if st.StateEntries > maxPairs || st.StateEntries < maxPairs/2 || st.FiringNow != st.StateEntries {
+		t.Fatalf("state over the limit or far under it: %+v", st)
+	}
+	if want := uint64(2*5000 - st.StateEntries); st.PairsShed != want {
+		t.Fatalf("shed %d, want %d", st.PairsShed, want)
+	}
+	// Every pair ends (speed 0): all resolved, room again.
+	apply(1_764_000_010, 0)
+	if st := g.al.Stats(); st.StateEntries != 0 || st.FiringNow != 0 {
+		t.Fatalf("after the rules went false: %+v", st)
+	}
+	apply(1_764_000_020, 100)
+	if st2 := g.al.Stats(); st2.StateEntries != st.StateEntries || st2.Fired != 2*uint64(st.StateEntries) {
+		t.Fatalf("after room freed: %+v (first pass %+v)", st2, st)
+	}
+}

@@ -83,8 +83,16 @@ type rig struct {
 
 func newRig(t testing.TB, o engine.Options) *rig {
 	t.Helper()
+	return newRigWith(t, o, Options{})
+}
+
+// newRigWith is newRig with the Evaluator's options ao (its FS, Dir,
+// Logger and Emit are the rig's).
+func newRigWith(t testing.TB, o engine.Options, ao Options) *rig {
+	t.Helper()
 	g := &rig{t: t, rec: &recorder{}, fs: vfs.NewMem(), now: time.Unix(1_764_000_000, 0)}
-	al, err := New(Options{FS: g.fs, Dir: "cfg", Logger: quiet, Emit: g.rec.emit})
+	ao.FS, ao.Dir, ao.Logger, ao.Emit = g.fs, "cfg", quiet, g.rec.emit
+	al, err := New(ao)
 	if err != nil {
 		t.Fatal(err)
 	}

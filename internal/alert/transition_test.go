@@ -217,6 +217,18 @@ func TestDeleteZoneInUse(t *testing.T) {
 	if _, err := g.al.PutRule("c", RuleSpec{When: `inside("other")`}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("rule on a deleted zone: %v", err)
 	}
+	// The zone is free once no rule names it: "b" replaced by a rule
+	// without it, "a" deleted.
+	g.rule("b", `speed < 5`, 0)
+	if err := g.al.DeleteZone("z"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("DeleteZone with a's use left: %v", err)
+	}
+	if err := g.al.DeleteRule("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.al.DeleteZone("z"); err != nil {
+		t.Fatalf("DeleteZone after its rules went: %v", err)
+	}
 }
 
 func truckName(i int) string {

@@ -37,6 +37,8 @@ type statsResponse struct {
 	RefusedTotal  int64       `json:"refused_total"` // new trucks refused at the memory limit
 	Subscribers   int         `json:"subscribers"`   // live-feed subscribers connected now
 	AlertsFiring  int64       `json:"alerts_firing"`
+	AlertPairs    int64       `json:"alert_pairs"`            // (rule, truck) pairs with a true condition
+	AlertShed     uint64      `json:"alert_pairs_shed_total"` // not tracked: --alert-max-pairs reached
 	Durability    *durability `json:"durability,omitempty"`
 	History       *histStats  `json:"history,omitempty"`  // absent when history is off
 	Gateways      any         `json:"gateways,omitempty"` // per device gateway, when any runs
@@ -219,7 +221,8 @@ func (s *Server) StatsJSON() []byte {
 		}
 	}
 	if s.alerts != nil {
-		resp.AlertsFiring = s.alerts.Stats().FiringNow
+		as := s.alerts.Stats()
+		resp.AlertsFiring, resp.AlertPairs, resp.AlertShed = as.FiringNow, as.StateEntries, as.PairsShed
 	}
 	if es.Durable {
 		d := &durability{

@@ -26,4 +26,5 @@ func registerMetrics(a *api.Server, hub *feed.Hub, al *alert.Evaluator) {
 	gauge("fleetd_alerts_firing", "Alerts firing now.", func() float64 { return float64(al.Stats().FiringNow) })
 	counter("fleetd_alert_evaluations_total", "Rule evaluations.", func() float64 { return float64(al.Stats().Evaluations) })
 	counter("fleetd_alerts_fired_total", "Alerts that started firing.", func() float64 { return float64(al.Stats().Fired) })
+	counter("fleetd_alert_pairs_shed_total", "Rules found true for a truck but not tracked: --alert-max-pairs reached.", func() float64 { return float64(al.Stats().PairsShed) })
 }

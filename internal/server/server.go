@@ -36,7 +36,9 @@ type Options struct {
 	// writes are published to the stream and applied from it. Nil: a
 	// single node.
 	Cluster *cluster.Options
-	Logger  *slog.Logger
+	// AlertMaxPairs is alert.Options.MaxPairs (0: its default).
+	AlertMaxPairs int
+	Logger        *slog.Logger
 }
 
 // Server is a running fleetd: use it as the http.Handler of a listener.
@@ -80,10 +82,11 @@ func Open(o Options) (*Server, error) {
 	}()
 	restoreGC := loadGC()
 	alerts, err := alert.New(alert.Options{
-		FS:     o.Engine.FS,
-		Dir:    cfgDir,
-		Logger: o.Logger,
-		Emit:   func(a alert.Alert) { hub.PublishAlert(a); sinks.Emit(a) },
+		FS:       o.Engine.FS,
+		Dir:      cfgDir,
+		Logger:   o.Logger,
+		Emit:     func(a alert.Alert) { hub.PublishAlert(a); sinks.Emit(a) },
+		MaxPairs: o.AlertMaxPairs,
 	})
 	restoreGC()
 	if err != nil {
