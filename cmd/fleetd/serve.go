@@ -236,6 +236,11 @@ Flags:
                      8, at most 1024); an existing stream keeps its own
   --nats-name NAME   this node's name in /v1/stats (default host:port of
                      --http)
+  --nats-snapshot-every D
+                     how often this node publishes its snapshot, with the
+                     stream positions it covers, to the object store
+                     STREAM-snapshots, from which an empty node starts
+                     (default 1m; 0: never)
   -h, --help         this help
 `
 
@@ -391,6 +396,16 @@ type serveConfig struct {
 	natsReplicas  int
 	natsParts     int
 	natsName      string
+	natsSnapEvery time.Duration
+}
+
+// snapshotEvery is --nats-snapshot-every as cluster.Options takes it
+// (0 there is the default, negative never).
+func snapshotEvery(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // dayDuration is a duration flag that also takes days ("7d", "1d12h").
@@ -468,6 +483,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.natsReplicas, "nats-replicas", cluster.DefaultReplicas, "stream replicas")
 	fs.IntVar(&c.natsParts, "nats-partitions", 0, "stream partitions")
 	fs.StringVar(&c.natsName, "nats-name", "", "this node's name in the cluster")
+	fs.DurationVar(&c.natsSnapEvery, "nats-snapshot-every", cluster.DefaultSnapshotEvery, "how often to publish a snapshot to the cluster's object store (0: never)")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -688,7 +704,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			name = host + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		}
 		srvOpts.Cluster = &cluster.Options{URLs: splitList(c.nats), Stream: c.natsStream, Replicas: c.natsReplicas,
-			Partitions: c.natsParts, Name: name, Logger: log}
+			Partitions: c.natsParts, Name: name, SnapshotEvery: snapshotEvery(c.natsSnapEvery), Logger: log}
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(int64(c.memLimit))
