@@ -126,13 +126,49 @@
 // mode. Two nodes writing the same key at once end, on every node, with
 // the bucket's last write.
 //
+// # Snapshots in the object store
+//
+// Every Options.SnapshotEvery (--nats-snapshot-every, default 1 min) a
+// node reads its partitions' applied sequences P, then walks its store,
+// and puts the result in the JetStream object store <stream>-snapshots
+// (as many replicas as the stream) as the object "latest", with
+// metadata positions (P as a token), created (the stream's creation
+// time), node and trucks. It skips the put when "latest" already covers
+// P (another node published as far). P is read before the store, so the
+// object holds every update up to P and perhaps some after: a restore
+// then applies a suffix of the stream again, which converges (see
+// Positions file and restart).
+//
+//	object  := "FLCS" | version=1 (1 byte) | created (int64 LE ns)
+//	           | n (uvarint) | seq × n (uint64 LE) | chunk*
+//	chunk   := len (uvarint) | message    (the stream's message format:
+//	           one partition's updates, at most maxMessageUpdates)
+//
+// The object store keeps a SHA-256 digest of the object, checked when it
+// is read; each chunk is checked as a stream message is (DecodeMessage),
+// all of them before anything is applied.
+//
+// A node that starts empty (no positions file and no trucks: a new or
+// wiped data directory, or none) fetches "latest" if it is of this
+// stream, applies its trucks to the engine (the configuration is loaded
+// first, so rules see them), sets every partition's applied sequence to
+// P and reads only the stream after P. Without a snapshot, or if the
+// restore fails (logged, stats snapshot_errors), it reads the whole
+// stream. History is not in the snapshot: a restored node's history
+// starts with the tail it reads.
+//
 // # Retention
 //
 // The stream keeps every message (limits retention, no age or size
-// limit): a new or wiped node rebuilds by reading the stream from the
-// start. Bounding the stream needs snapshots published where a new node
-// can fetch them (not built yet; see the package's open items in the
-// README).
+// limit), so every snapshot's tail is in the stream, and so is every
+// restarted node's (whatever its positions file says): joining from the
+// object store always works, and a node without a snapshot can still
+// rebuild from the start. The snapshot makes joining read the tail only;
+// it does not yet bound the stream. Bounding it safely means purging
+// each partition only below the sequence the object store's snapshot
+// covers (never below a snapshot that exists), and a node whose saved
+// positions fall below the stream's first sequence restarting from the
+// snapshot rather than resuming; neither is built (see the README).
 //
 // # Read your writes
 //
