@@ -107,8 +107,9 @@ func parseConfigKey(key string) (Kind, string, bool) {
 	if !ok || !slices.Contains(kinds, Kind(ks)) {
 		return "", "", false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil || len(b) == 0 {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(enc) // one key a name
+	// The decoder skips '\r' and '\n': only the name's own key is its key.
+	if err != nil || len(b) == 0 || configKey(Kind(ks), string(b)) != key {
 		return "", "", false
 	}
 	return Kind(ks), string(b), true
