@@ -96,6 +96,11 @@
 // is 400. Tokens of several writes may be joined with commas. /v1/stats
 // has "cluster": the node's applied positions, how far behind the stream
 // it is, the apply lag, publish and apply counters and the stream's state.
+// Configuration writes (PUT/DELETE of zones, rules and sinks) answer as
+// on a single node, once the cluster's key-value bucket has them, with
+// Fleetd-Config-Revision: N; any request with that header waits (at most
+// 2 s, then 503) until this node has applied revision N (package cluster,
+// "Configuration").
 //
 // # Device clocks
 //

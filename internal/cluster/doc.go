@@ -171,7 +171,7 @@
 // each partition only below the sequence the object store's snapshot
 // covers (never below a snapshot that exists), and a node whose saved
 // positions fall below the stream's first sequence restarting from the
-// snapshot rather than resuming; neither is built (see the README).
+// snapshot rather than resuming; neither is built yet.
 //
 // # Read your writes
 //
