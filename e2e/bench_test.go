@@ -387,9 +387,11 @@ func (s *benchServer) fetch(path, file string) error {
 }
 
 type serverStats struct {
-	Trucks int   `json:"trucks"`
-	RSS    int64 `json:"rss_bytes"`
-	Memory struct {
+	Trucks     int    `json:"trucks"`
+	RSS        int64  `json:"rss_bytes"`
+	AlertPairs int64  `json:"alert_pairs"`
+	AlertShed  uint64 `json:"alert_pairs_shed_total"`
+	Memory     struct {
 		BytesPerTruck float64 `json:"bytes_per_truck"`
 		GoHeap        float64 `json:"go_heap"`
 	} `json:"memory"`

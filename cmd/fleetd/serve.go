@@ -192,7 +192,7 @@ Flags:
                      their turn; 0: no limit
   --alert-max-pairs N
                      the (rule, truck) pairs whose condition is true, pending
-                     or firing, tracked at most (default 4194304, ~460 MB when
+                     or firing, tracked at most (default 4194304, ~600 MB when
                      full); past it a rule newly true for a truck is not
                      tracked, counted (alert_pairs_shed_total) and logged:
                      rules true for most of a large fleet at once
