@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -149,6 +150,25 @@ func testClusterConfig(t *testing.T, ns []*natsProc, flags []string) {
 	body = d.do("GET", "/v1/rules", "").want(t, 200)
 	if got := ruleNames(t, body); !slices.Equal(got, []string{"fast"}) || !strings.Contains(string(body), "speed \\u003e 120") && !strings.Contains(string(body), "speed > 120") {
 		t.Fatalf("rules on the restarted node: %s", body)
+	}
+
+	// A bulk PUT of more rules than the publisher's window.
+	var sb strings.Builder
+	sb.WriteString(`{"rules":[`)
+	const bulk = 3000
+	for i := range bulk {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"name":"bulk-%04d","when":"speed > %d"}`, i, i%200)
+	}
+	sb.WriteString("]}")
+	start := time.Now()
+	r = b.do("PUT", "/v1/rules", sb.String())
+	r.want(t, 200)
+	t.Logf("bulk PUT of %d rules acknowledged by the bucket in %v", bulk, time.Since(start).Round(time.Millisecond))
+	if got := ruleNames(t, d.do("GET", "/v1/rules", "", "Fleetd-Config-Revision", rev(r)).want(t, 200)); len(got) != bulk+1 {
+		t.Fatalf("%d rules on another node after the bulk PUT, want %d", len(got), bulk+1)
 	}
 }
 

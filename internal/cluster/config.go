@@ -401,31 +401,40 @@ func (c *config) writeLocked(ctx context.Context, cs []Change) (uint64, error) {
 		}
 		top = rev
 	} else {
-		futs := make([]jetstream.PubAckFuture, 0, len(cs))
-		for _, ch := range cs {
-			if ch.Delete {
-				return 0, errors.New("BUG: cluster: a bulk configuration write deletes")
+		// In windows, so that a bulk PUT of 100,000 rules never has more
+		// in flight than the connection's asynchronous publisher takes.
+		const window = 1024
+		futs := make([]jetstream.PubAckFuture, 0, window)
+		done := 0
+		for start := 0; start < len(cs) && err == nil; start += window {
+			futs = futs[:0]
+			for _, ch := range cs[start:min(start+window, len(cs))] {
+				if ch.Delete {
+					return 0, errors.New("BUG: cluster: a bulk configuration write deletes")
+				}
+				f, perr := c.n.js.PublishAsync("$KV."+c.bucket+"."+configKey(ch.Kind, ch.Name), ch.Value)
+				if perr != nil {
+					err = perr
+					break
+				}
+				futs = append(futs, f)
 			}
-			f, perr := c.n.js.PublishAsync("$KV."+c.bucket+"."+configKey(ch.Kind, ch.Name), ch.Value)
-			if perr != nil {
-				err = perr
-				break
+			for i, f := range futs {
+				select {
+				case ack := <-f.Ok():
+					ch := cs[start+i]
+					c.mu.applied[configKey(ch.Kind, ch.Name)] = ack.Sequence
+					top = max(top, ack.Sequence)
+					c.puts.Add(1)
+					done++
+				case e := <-f.Err():
+					err = cmp.Or(err, e)
+				case <-ctx.Done():
+					err = cmp.Or(err, ctx.Err())
+				}
 			}
-			futs = append(futs, f)
 		}
-		for i, f := range futs {
-			select {
-			case ack := <-f.Ok():
-				c.mu.applied[configKey(cs[i].Kind, cs[i].Name)] = ack.Sequence
-				top = max(top, ack.Sequence)
-				c.puts.Add(1)
-			case e := <-f.Err():
-				err = cmp.Or(err, e)
-			case <-ctx.Done():
-				err = cmp.Or(err, ctx.Err())
-			}
-		}
-		if err == nil && len(futs) < len(cs) {
+		if err == nil && done < len(cs) {
 			err = errors.New("cluster: not every rule was published")
 		}
 	}
