@@ -270,6 +270,10 @@ func (c *config) watchLoop() {
 			return
 		case e, ok := <-c.watch.Updates():
 			if !ok {
+				if !c.n.closed.Load() {
+					c.applyErrors.Add(1)
+					c.log.Error("the configuration bucket's watcher stopped: this node no longer sees configuration changes until it restarts")
+				}
 				return
 			}
 			if e != nil {
