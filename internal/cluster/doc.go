@@ -137,10 +137,10 @@
 // P (another node published as far) or is younger than half a period
 // (so that about one node a period publishes). A 1M-truck fleet is a
 // 16.4 MB object, encoded in ~0.2 s and decoded with every check in
-// ~0.11 s (BenchmarkEncodeSnapshot, medians of 5 on a shared 2-core box). P is read before the store, so the
-// object holds every update up to P and perhaps some after: a restore
-// then applies a suffix of the stream again, which converges (see
-// Positions file and restart).
+// ~0.11 s (BenchmarkEncodeSnapshot, medians of 5 on a shared 2-core
+// box). P is read before the store, so the object holds every update up
+// to P and perhaps some after: a restore then applies a suffix of the
+// stream again, which converges (see Positions file and restart).
 //
 //	object  := "FLCS" | version=1 (1 byte) | created (int64 LE ns)
 //	           | n (uvarint) | seq × n (uint64 LE) | chunk*
