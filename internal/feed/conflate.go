@@ -42,8 +42,8 @@ type frameRec struct {
 type frame struct {
 	seq     uint64 // 1, 2, … per class
 	recs    []frameRec
-	enc     []byte // the records' payloads, and garbage: payloads of positions replaced in the period
-	payload int    // bytes of enc that recs point at
+	enc     []byte // the records' payloads
+	payload int    // len(enc)
 	dropped uint64 // trucks refused during the period: the frame was full
 	total   uint64 // records in every frame of the class up to this one
 
@@ -103,6 +103,16 @@ func (f *frame) framedWS() ([]byte, []uint32) {
 	return f.ws, f.wsEnds
 }
 
+// pendingRec is one truck's newest position in a builder, its ID at
+// ids[idOff:idOff+idLen]; idLen 0 is a hole (the truck was removed). The
+// builder keeps positions, not their JSON: a truck updated many times in
+// a period is encoded once, when the frame is sealed.
+type pendingRec struct {
+	pos   fleet.Position
+	idOff uint32
+	idLen uint8
+}
+
 // class is the conflation state of one frame period.
 type class struct {
 	periodTicks int64
@@ -110,17 +120,22 @@ type class struct {
 	sealAt      int64 // the conflation loop's tick before which no frame is sealed (the byte budget); its own
 	cur         atomic.Pointer[frame]
 
+	// The sealer's (conflateLoop's) own: the builder's slices of the
+	// frame before last, emptied, swapped in at the next seal; and the
+	// records sealed so far.
+	spare    []pendingRec
+	spareIDs []byte
+	total    uint64
+
 	// mu guards the builder. Publishers hold it to add a batch; the
 	// sealing tick to swap the builder out.
 	mu struct {
 		sync.Mutex
 		at      map[uint64]int32 // ID hash → index in recs
-		recs    []frameRec
-		enc     []byte
-		garbage int // bytes of enc no record points at
+		recs    []pendingRec
+		ids     []byte
 		dropped uint64
 		seq     uint64
-		total   uint64
 	}
 }
 
@@ -141,24 +156,17 @@ func (c *class) add(ups []fleet.Update, hashes []uint64, limit int) {
 		if n := len(u.ID); n == 0 || n > MaxIDLen {
 			continue
 		}
-		j, ok := c.mu.at[hashes[i]]
-		if !ok && len(c.mu.recs) >= limit {
+		if j, ok := c.mu.at[hashes[i]]; ok {
+			c.mu.recs[j].pos = u.Position
+			continue
+		}
+		if len(c.mu.recs) >= limit {
 			c.mu.dropped++
 			continue
 		}
-		off := len(c.mu.enc)
-		c.mu.enc = appendPositionPayload(c.mu.enc, u.ID, &u.Position)
-		r := frameRec{off: uint32(off), n: uint16(len(c.mu.enc) - off), lat: u.Lat, lon: u.Lon}
-		if ok {
-			c.mu.garbage += int(c.mu.recs[j].n)
-			c.mu.recs[j] = r
-		} else {
-			c.mu.at[hashes[i]] = int32(len(c.mu.recs))
-			c.mu.recs = append(c.mu.recs, r)
-		}
-	}
-	if c.mu.garbage > 1<<20 && 2*c.mu.garbage > len(c.mu.enc) {
-		c.compactLocked()
+		c.mu.at[hashes[i]] = int32(len(c.mu.recs))
+		c.mu.recs = append(c.mu.recs, pendingRec{pos: u.Position, idOff: uint32(len(c.mu.ids)), idLen: uint8(len(u.ID))})
+		c.mu.ids = append(c.mu.ids, u.ID...)
 	}
 }
 
@@ -171,52 +179,52 @@ func (c *class) remove(hash uint64) {
 	if !ok {
 		return
 	}
-	c.mu.garbage += int(c.mu.recs[j].n)
-	c.mu.recs[j].n = 0 // a hole, skipped when sealed
+	c.mu.recs[j].idLen = 0 // a hole, skipped when sealed
 	delete(c.mu.at, hash)
-}
-
-// compactLocked rewrites enc with only the records' bytes.
-func (c *class) compactLocked() {
-	enc := make([]byte, 0, len(c.mu.enc)-c.mu.garbage+c.mu.garbage/4)
-	for j := range c.mu.recs {
-		r := &c.mu.recs[j]
-		off := len(enc)
-		enc = append(enc, c.mu.enc[r.off:r.off+uint32(r.n)]...)
-		r.off = uint32(off)
-	}
-	c.mu.enc, c.mu.garbage = enc, 0
 }
 
 // seal turns the builder into the class's next frame and starts an empty
 // one. It returns false (and publishes nothing) if the period had no
-// position and dropped none. Frames are never reused: a subscriber still
-// writing an older frame keeps it alive, and the garbage collector frees
-// it after (frames are two slices of pointer-free data).
+// position and dropped none. Only the swap holds the builder's lock: the
+// positions are encoded after it, so publishers never wait for a frame's
+// encoding. Frames are never reused: a subscriber still writing an older
+// frame keeps it alive, and the garbage collector frees it after (frames
+// are two slices of pointer-free data). Only conflateLoop seals.
 func (c *class) seal() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if len(c.mu.recs) == 0 && c.mu.dropped == 0 {
+		c.mu.Unlock()
 		return false
 	}
-	recs := make([]frameRec, 0, len(c.mu.recs))
-	payload := 0
-	for _, r := range c.mu.recs {
-		if r.n != 0 { // holes: removed trucks
-			recs = append(recs, r)
-			payload += int(r.n)
-		}
-	}
-	c.mu.seq++
-	c.mu.total += uint64(len(recs))
-	f := &frame{seq: c.mu.seq, recs: recs, enc: c.mu.enc, payload: payload, dropped: c.mu.dropped, total: c.mu.total}
-	c.mu.enc = make([]byte, 0, len(c.mu.enc)-c.mu.garbage)
-	c.mu.recs = c.mu.recs[:0]
+	pend, ids := c.mu.recs, c.mu.ids
+	c.mu.recs, c.mu.ids = c.spare[:0], c.spareIDs[:0]
 	clear(c.mu.at)
-	c.mu.garbage, c.mu.dropped = 0, 0
-	c.cur.Store(f)
+	c.mu.seq++
+	seq, dropped := c.mu.seq, c.mu.dropped
+	c.mu.dropped = 0
+	c.mu.Unlock()
+
+	recs := make([]frameRec, 0, len(pend))
+	enc := make([]byte, 0, len(ids)+len(pend)*encPerPosition)
+	for i := range pend {
+		r := &pend[i]
+		if r.idLen == 0 {
+			continue // a hole: a removed truck
+		}
+		off := len(enc)
+		enc = appendPositionPayload(enc, ids[r.idOff:r.idOff+uint32(r.idLen)], &r.pos)
+		recs = append(recs, frameRec{off: uint32(off), n: uint16(len(enc) - off), lat: r.pos.Lat, lon: r.pos.Lon})
+	}
+	c.spare, c.spareIDs = pend, ids
+	c.total += uint64(len(recs))
+	c.cur.Store(&frame{seq: seq, recs: recs, enc: enc, payload: len(enc), dropped: dropped, total: c.total})
 	return true
 }
+
+// encPerPosition is about what a position's payload takes besides its ID
+// (coordinates, ts, speed, heading and the keys), to size a frame's
+// encoding in one allocation.
+const encPerPosition = 80
 
 // widePeriod returns the frame period, in frameTicks, of a subscriber with
 // filter f if it is wide (conflated), else 0.

@@ -68,12 +68,15 @@
 //     100 ms) is a class. A publish adds its batch once to each class's
 //     builder, under the class's mutex, keeping only the newest position
 //     of each truck (keyed by a 64-bit hash of the ID; two IDs colliding
-//     in one period would lose one, with odds of about n²/2⁶⁵), encoded
-//     once: the ingest path does O(classes) work per update whatever the
-//     number of wide subscribers.
+//     in one period would lose one, with odds of about n²/2⁶⁵): a map
+//     lookup and a 24-byte record, not encoded (a truck updated many
+//     times in a period would be encoded each time for one use): the
+//     ingest path does O(classes) work per update whatever the number of
+//     wide subscribers.
 //   - Every period a loop (one goroutine, running while a wide
-//     subscriber exists) seals the builder into an immutable frame and
-//     wakes the class's subscribers; each writes the frame out from the
+//     subscriber exists) seals the builder into an immutable frame (the
+//     swap under the mutex, the JSON encoding of its positions after it)
+//     and wakes the class's subscribers; each writes the frame out from the
 //     shared bytes, filtering by its bbox if it has one. Without a bbox it
 //     writes the frame's shared framing (SSE records, or WebSocket
 //     messages), built once by the first that needs it, as it is: no copy
@@ -118,9 +121,9 @@
 //
 // Memory: a wide subscriber has no max_hz table and its position ring
 // stays at its first 64 entries (6 KiB). Each class holds its builder
-// (up to FrameTrucks records of 14 B plus their JSON, about 94 B each,
-// and a map entry; garbage from trucks updated twice in a period is
-// compacted past half) and the newest frame with its shared framings,
+// (up to FrameTrucks records of 24 B, their IDs and a map entry, and a
+// spare of the records and IDs for the next period) and the newest frame
+// (records of 14 B plus their JSON, about 94 B each) with its shared framings,
 // plus any older frame a slow subscriber is still writing: about 100 MiB
 // per class at the default FrameTrucks with a fleet that fills it, shared
 // by all its subscribers. A subscriber blocked in a write keeps the frame
