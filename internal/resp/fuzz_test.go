@@ -195,3 +195,21 @@ func FuzzFastFloat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastInt: whatever fastInt accepts, it parses as strconv.ParseInt
+// does.
+func FuzzFastInt(f *testing.F) {
+	for _, s := range []string{"0", "1733212800", "1733212800123", "999999999999999999", "1000000000000000000", "-5", "+5", "1e3", "", "12a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := fastInt([]byte(s))
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v != want {
+			t.Fatalf("fastInt(%q) = %v; ParseInt: %v, %v", s, v, want, err)
+		}
+	})
+}
