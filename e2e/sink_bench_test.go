@@ -19,33 +19,47 @@ import (
 // dead (connection refused), so that its outbox holds the 1M events
 // while the timed laps run. Compare updates/s and server RSS:
 //
-//	go test -run XXX -bench 'ServeIngestSink' -benchtime 200x -count 5 ./e2e/
+//	go test -run XXX -bench 'ServeIngestSink(None|Dead)$' -benchtime 200x -count 5 ./e2e/
+//
+// BenchmarkServeIngestSinkRules and ...SinkRulesNone measure what the
+// sinks cost while events flow: BenchmarkServeIngestRules's 100 rules
+// (no "seen"), whose transitions on the simulated fleet are emitted
+// during the timed laps, with and without a dead webhook sink (each
+// batch that emits waits for the outbox's fsync before it is answered:
+// package sink, Sync). They report sink_events/update:
+//
+//	go test -run XXX -bench 'ServeIngestSinkRules' -benchtime 200x -count 3 ./e2e/
 var (
-	sinkBenchOnce      [2]sync.Once
-	sinkBenchSrv       [2]*benchServer
-	sinkBenchErr       [2]error
-	sinkBenchPrefilled [2]bool
+	sinkBenchOnce      [4]sync.Once
+	sinkBenchSrv       [4]*benchServer
+	sinkBenchErr       [4]error
+	sinkBenchPrefilled [4]bool
 )
 
-func BenchmarkServeIngestSinkNone(b *testing.B) { sinkIngestBench(b, 0) }
-func BenchmarkServeIngestSinkDead(b *testing.B) { sinkIngestBench(b, 1) }
+func BenchmarkServeIngestSinkNone(b *testing.B)      { sinkIngestBench(b, 0) }
+func BenchmarkServeIngestSinkDead(b *testing.B)      { sinkIngestBench(b, 1) }
+func BenchmarkServeIngestSinkRulesNone(b *testing.B) { sinkIngestBench(b, 2) }
+func BenchmarkServeIngestSinkRules(b *testing.B)     { sinkIngestBench(b, 3) }
 
 func sinkIngestBench(b *testing.B, which int) {
-	// The other server would compete for the cores (history merges):
+	// The other servers would compete for the cores (history merges):
 	// one runs at a time.
-	if o := sinkBenchSrv[1-which]; o != nil {
-		o.stop()
-		sinkBenchSrv[1-which] = nil
+	for i, o := range sinkBenchSrv {
+		if o != nil && i != which {
+			o.stop()
+			sinkBenchSrv[i] = nil
+		}
 	}
+	withSink := which%2 == 1
 	sinkBenchOnce[which].Do(func() {
 		s, err := startBenchServer()
 		if err == nil {
 			err = putBenchRules(s)
 		}
-		if err == nil {
+		if err == nil && which < 2 {
 			err = benchPut(s, "/v1/rules/seen", `{"when":"speed >= 0"}`, 200)
 		}
-		if err == nil && which == 1 {
+		if err == nil && withSink {
 			ln, lerr := net.Listen("tcp", "127.0.0.1:0") // a port nobody listens on
 			if lerr != nil {
 				err = lerr
@@ -88,9 +102,14 @@ func sinkIngestBench(b *testing.B, which int) {
 		}
 		b.StartTimer()
 	}
+	var st0 sinkBenchStats
+	if withSink {
+		st0 = sinkStats(b, s)
+	}
 	ingestBench(b, s)
-	if which == 1 {
+	if withSink {
 		st := sinkStats(b, s)
+		b.ReportMetric(float64(st.Depth+st.Shed-st0.Depth-st0.Shed)/(float64(b.N)*benchBatch), "sink_events/update")
 		b.ReportMetric(float64(st.Depth), "sink_pending")
 		b.ReportMetric(float64(st.Shed), "sink_shed")
 		b.ReportMetric(float64(st.DiskBytes)/(1<<20), "sink_outbox_MiB")

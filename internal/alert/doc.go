@@ -190,5 +190,7 @@
 // sweeps their pairs stripe by stripe, in one pass for a bulk PutRules.
 // Readers (GetRule, Rules, GetZone, Zones) take no lock; Firing takes
 // evalMu shared and each stripe's lock in turn, Stats each stripe's lock.
-// Emit is called with no lock held.
+// Emit is called with no lock held; so is Sync, once after the last
+// Emit of a call that emitted (the server waits there for the sinks'
+// outboxes to be durable before an update is acknowledged).
 package alert

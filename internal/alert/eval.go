@@ -83,6 +83,7 @@ func (e *Evaluator) Applied(b *fleet.Batch) {
 		wg.Wait()
 	}
 	e.evalMu.RUnlock()
+	emitted := false
 	for _, sc := range scs {
 		e.evals.Add(sc.evals)
 		if sc.fired != 0 {
@@ -98,8 +99,11 @@ func (e *Evaluator) Applied(b *fleet.Batch) {
 			e.shedPairs(sc.shed)
 		}
 		sc.evals, sc.fired, sc.resolved, sc.shed = 0, 0, 0, 0
-		e.emit(sc.out)
+		emitted = e.emit(sc.out) || emitted
 		e.putScratch(sc)
+	}
+	if emitted {
+		e.sync()
 	}
 }
 
@@ -447,7 +451,11 @@ func (e *Evaluator) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 		e.resolved.Add(uint64(resolved))
 		e.firingNow.Add(-resolved)
 	}
-	e.emit(sc.out)
+	// An expiry answers no one (the sweep would wait for an fsync a
+	// truck); a client's DELETE is answered after its events are durable.
+	if e.emit(sc.out) && why != fleet.Expired {
+		e.sync()
+	}
 	e.putScratch(sc)
 }
 
@@ -463,13 +471,22 @@ func (e *Evaluator) shedPairs(n uint64) {
 	}
 }
 
-// emit hands transitions to Options.Emit.
-func (e *Evaluator) emit(as []Alert) {
-	if e.opts.Emit == nil {
-		return
+// emit hands transitions to Options.Emit; it reports whether there were
+// any (then the caller calls sync once they are all emitted).
+func (e *Evaluator) emit(as []Alert) bool {
+	if e.opts.Emit == nil || len(as) == 0 {
+		return false
 	}
 	for _, a := range as {
 		e.opts.Emit(a)
+	}
+	return true
+}
+
+// sync calls Options.Sync after a call emitted transitions.
+func (e *Evaluator) sync() {
+	if e.opts.Sync != nil {
+		e.opts.Sync()
 	}
 }
 

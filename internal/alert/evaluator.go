@@ -158,6 +158,13 @@ type Options struct {
 	// be safe for concurrent use. nil drops them (Firing still lists
 	// what is firing).
 	Emit func(a Alert)
+	// Sync, when set, is called once after a call of Applied, Removed
+	// (of a deleted truck, not an expired one: no one waits for an
+	// expiry), DeleteRule or PutRule emitted transitions, on the same
+	// goroutine, before that call returns (never when it emitted none). The server
+	// makes the sinks' outboxes durable there (sink.Dispatcher.Sync), so
+	// that the acknowledgement of an update covers the events it caused.
+	Sync func()
 	// MaxPairs bounds the (rule, truck) pairs whose condition is true
 	// (pending or firing), DefaultMaxPairs if 0: a rule that becomes true
 	// for a truck while the truck's stripe holds its share

@@ -335,7 +335,9 @@ func (e *Evaluator) freeRules(rs []*liveRule, reason string) {
 	e.cfg.Unlock()
 	e.resolved.Add(uint64(len(out)))
 	e.firingNow.Add(-int64(len(out)))
-	e.emit(out)
+	if e.emit(out) {
+		e.sync()
+	}
 }
 
 // sweepRulesLocked drops the pairs and firing records of the rules in

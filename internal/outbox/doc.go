@@ -15,9 +15,15 @@
 //
 // What is appended but not yet fsynced (at most MaxStaged bytes, normally
 // one fsync's worth, a few milliseconds) is lost by a crash of the
-// process or of the machine. This is the one window the outbox does not
-// cover, and it is no wider than the alert state's own: package alert
-// keeps its firing state in memory only.
+// process or of the machine. Sync closes that window for a caller that
+// must not answer before its events are durable: it waits until
+// everything appended before it was called is fsynced (never for the
+// consumer; callers of one moment share the writer's one fsync; with
+// nothing waiting for the disk it costs a mutex and an atomic load). It
+// gives up with ErrNotDurable when a write or fsync fails meanwhile
+// (the events stay in memory, retried), so a broken disk never hangs
+// the caller. Package sink calls it before an update that caused events
+// is acknowledged.
 //
 // Bounds: Append sheds (drops the event, counts it in Stats.Shed and logs
 // at most one line a minute) when the bytes on disk plus those waiting
@@ -63,7 +69,7 @@
 //
 // # Concurrency
 //
-// Append, Done, Stats and Close are safe for concurrent use. Next must be
+// Append, Sync, Done, Stats and Close are safe for concurrent use. Next must be
 // called from one goroutine at a time (one consumer). Append takes one
 // short mutex (the staging buffer); Next and Done share another with the
 // writer (positions and the done ring).

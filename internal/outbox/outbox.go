@@ -47,6 +47,10 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // ErrClosed is returned by Next once the outbox is closed.
 var ErrClosed = errors.New("outbox: closed")
 
+// ErrNotDurable is returned by Sync when a write or fsync failed while it
+// waited: the events are kept in memory and retried, not yet on disk.
+var ErrNotDurable = errors.New("outbox: events not yet durable (the disk failed)")
+
 // Options configures an Outbox.
 type Options struct {
 	FS  vfs.FS // default vfs.Default
@@ -112,6 +116,11 @@ type Outbox struct {
 	}
 	pendingBytes atomic.Int64 // bytes the writer holds, not yet durable
 	diskBytes    atomic.Int64
+	// durable mirrors smu.durable for Sync's lock-free fast path.
+	durable atomic.Uint64
+	// flushFails counts failed writes of events (not of the cursor): a
+	// Sync that sees it move gives up.
+	flushFails atomic.Int64
 
 	// smu guards the positions shared by the writer, Next and Done.
 	smu struct {
@@ -256,6 +265,7 @@ func (x *Outbox) recover() error {
 	x.w.pendEnd = next
 	x.diskBytes.Store(disk)
 	x.smu.segs, x.smu.durable, x.smu.cursor, x.smu.readNext, x.smu.saved = segs, next, cursor, cursor, cursor
+	x.durable.Store(next)
 	x.dropDone()
 	return nil
 }
@@ -367,6 +377,38 @@ func (x *Outbox) Append(key uint64, payload []byte) (seq uint64, ok bool) {
 	return seq, true
 }
 
+// Sync waits until every event appended before it was called is durable
+// (written and fsynced by the writer; group commit: the callers of Sync
+// and Append of one moment share one fsync). It never waits for the
+// consumer. Nothing appended, or everything already durable: one mutex
+// and one atomic load. It returns ErrNotDurable when a write or fsync
+// fails while it waits (the writer keeps retrying; the events stay in
+// memory) and ErrClosed when the outbox closed first without writing
+// them.
+func (x *Outbox) Sync() error {
+	x.mu.Lock()
+	target := x.mu.next
+	x.mu.Unlock()
+	if x.durable.Load() >= target {
+		return nil
+	}
+	fails0 := x.flushFails.Load()
+	for {
+		x.smu.Lock()
+		durable, closed, ch := x.smu.durable, x.smu.closed, x.smu.changed
+		x.smu.Unlock()
+		switch {
+		case durable >= target:
+			return nil
+		case closed:
+			return ErrClosed
+		case x.flushFails.Load() != fails0:
+			return ErrNotDurable
+		}
+		<-ch
+	}
+}
+
 // writer writes and fsyncs what was appended, and checkpoints.
 func (x *Outbox) writer() {
 	defer close(x.done)
@@ -418,7 +460,11 @@ func (x *Outbox) flush() bool {
 	}
 	if err := x.writePending(); err != nil {
 		x.writeErrors.Add(1)
+		x.flushFails.Add(1)
 		x.errLog.Warn("outbox: write failed, retrying", "err", err, "pending_bytes", len(x.w.pending))
+		x.smu.Lock()
+		x.broadcastLocked() // wake Sync's waiters: ErrNotDurable
+		x.smu.Unlock()
 		return false
 	}
 	n := int64(len(x.w.pending))
@@ -428,6 +474,7 @@ func (x *Outbox) flush() bool {
 	x.smu.Lock()
 	x.smu.segs[len(x.smu.segs)-1].size = x.w.size
 	x.smu.durable = x.w.pendEnd
+	x.durable.Store(x.w.pendEnd)
 	x.broadcastLocked()
 	x.smu.Unlock()
 	return true

@@ -86,6 +86,7 @@ func Open(o Options) (*Server, error) {
 		Dir:      cfgDir,
 		Logger:   o.Logger,
 		Emit:     func(a alert.Alert) { hub.PublishAlert(a); sinks.Emit(a) },
+		Sync:     sinks.Sync, // every front door's Apply answers once its events are on the sinks' disk
 		MaxPairs: o.AlertMaxPairs,
 	})
 	restoreGC()

@@ -355,3 +355,19 @@ func (d *Dispatcher) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Sync waits until every event appended so far to any sink's outbox is
+// durable (fsynced; the outboxes' writers group-commit, so concurrent
+// callers share fsyncs). It never waits for a receiver. No sink, or
+// nothing waiting for the disk: an atomic load per sink. It is
+// alert.Options.Sync: an ingest batch whose rules emitted is answered
+// only once its events are durable. A failing disk is logged (at most
+// once a minute) and counted in the outbox's write errors; Sync then
+// returns without waiting longer (the events stay in memory, retried).
+func (d *Dispatcher) Sync() {
+	for _, s := range *d.live.Load() {
+		if err := s.ob.Sync(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+			s.syncLog.Warn("sink: an acknowledged update's events are not durable yet", "err", err)
+		}
+	}
+}

@@ -67,6 +67,20 @@
 // fsyncs before anything is delivered; beyond its disk bound it sheds,
 // counted as "shed" and logged once a minute).
 //
+// An acknowledged update's events are durable: Sync
+// (alert.Options.Sync, called by the alert evaluator once after an
+// Applied that emitted, inside engine.Apply, so before any front door —
+// HTTP, OsmAnd, Teltonika, MQTT, RESP — answers) waits until each
+// outbox has fsynced what was appended so far. It waits only for the
+// local disk, never for a receiver; concurrent batches share the
+// writer's fsync (group commit); a batch that emitted nothing does not
+// call it, and with no sink it is one atomic load. A failing disk makes
+// it return at once (logged, counted in the outbox's write errors;
+// the events stay in memory and are retried). Not covered: events of
+// an expiry (no one is answered), and cluster mode (package cluster),
+// where an update is answered once the stream holds it, before a node
+// applies it: its events become durable when that node applies it.
+//
 // Each sink reads its outbox in order and hands each event to one of
 // several lanes by a hash of the truck ID (FNV-1a: stable across
 // restarts, since the key is kept on disk): webhook 8 lanes, one event a

@@ -76,6 +76,8 @@ type sink struct {
 	log  *slog.Logger
 	fs   vfs.FS
 	dir  string
+	// syncLog rate-limits Sync's failure line.
+	syncLog gateway.Limiter
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -108,6 +110,7 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 		return nil, err
 	}
 	s := &sink{name: name, cfg: cfg, ob: ob, snd: snd, log: log.With("sink", name), fs: fs, dir: dir}
+	s.syncLog.Log = s.log
 	s.loadDead()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
