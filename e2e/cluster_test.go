@@ -270,14 +270,24 @@ func checkNearby(t *testing.T, p *proc, fleet map[string]truckRow, r *rand.Rand)
 	}
 }
 
+// natsFailoverBound bounds, after a kill -9 of the NATS server that leads
+// the stream, how long until a write sent after the kill is acknowledged
+// and until every node has applied it. NATS elects a new stream (and
+// perhaps meta) leader 4-9 s after the last heartbeat of the dead one
+// (its raft election timeout); the rest is fleetd's detection (two
+// missed 0.5 s heartbeats), a new consumer and the publisher's retry.
+const natsFailoverBound = 15 * time.Second
+
 // TestCluster runs three NATS servers and three fleetd nodes (default
 // flags but --nats), writers posting to the nodes in turn and retrying a
 // failed body on the next node. Mid-ingest it kills -9 one fleetd node
-// and restarts it on its data directory, then kills -9 one NATS server.
-// After quiescence every node must hold the same fleet, every
-// acknowledged update (its truck at that ts or newer), kNN must equal
-// brute force on each node, and a read with a write's token on another
-// node must see the write.
+// and restarts it on its data directory, then kills -9 the NATS server
+// that leads the stream (its consumers and some nodes' connections die
+// with it): a write sent after the kill must be acknowledged, and
+// applied on every node, within natsFailoverBound. After quiescence
+// every node must hold the same fleet, every acknowledged update (its
+// truck at that ts or newer), kNN must equal brute force on each node,
+// and a read with a write's token on another node must see the write.
 func TestCluster(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -314,6 +324,12 @@ func TestCluster(t *testing.T) {
 		acks    atomic.Int64
 		retries atomic.Int64
 		stop    atomic.Bool
+		// The NATS kill: when, and the first write sent after it that was
+		// acknowledged (its ack time and token).
+		killedAt  atomic.Pointer[time.Time]
+		resumedAt time.Time
+		resumeTok string
+		resumed   = make(chan struct{})
 	)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -331,6 +347,7 @@ func TestCluster(t *testing.T) {
 				}
 				for try := 0; ; try++ {
 					addr := *addrs[(w+round+try)%3].Load()
+					sent := time.Now()
 					code, _, tok, err := post(addr, b.String())
 					if err == nil && code == 200 {
 						mu.Lock()
@@ -338,6 +355,10 @@ func TestCluster(t *testing.T) {
 							ackedTS[id] = max(ackedTS[id], v)
 						}
 						tokenMax(tokens, tok)
+						if k := killedAt.Load(); k != nil && sent.After(*k) && resumeTok == "" {
+							resumedAt, resumeTok = time.Now(), tok
+							close(resumed)
+						}
 						mu.Unlock()
 						acks.Add(1)
 						break
@@ -373,14 +394,46 @@ func TestCluster(t *testing.T) {
 	a := nodes[1].addr
 	addrs[1].Store(&a)
 	waitAcks(acks.Load() + 20)
-	// kill -9 a NATS server (node 0's first) during ingest.
-	ns[0].kill()
-	killedAt := acks.Load()
-	waitAcks(killedAt + 20)
+	// kill -9 the NATS server that leads the stream, during ingest.
+	leader := streamLeader(t, nodes[0], ns)
+	ns[leader].kill()
+	now := time.Now()
+	killedAt.Store(&now)
+	killedAcks := acks.Load()
+	applied := make([]time.Duration, len(nodes))
+	var mon sync.WaitGroup
+	for i, p := range nodes {
+		mon.Go(func() {
+			select {
+			case <-resumed:
+			case <-time.After(2 * natsFailoverBound):
+				return
+			}
+			mu.Lock()
+			tok := resumeTok
+			mu.Unlock()
+			applied[i] = awaitToken(p.addr, tok, now.Add(2*natsFailoverBound)).Sub(now)
+		})
+	}
+	waitAcks(killedAcks + 20)
+	mon.Wait()
 	stop.Store(true)
 	wg.Wait()
 	if t.Failed() {
 		return
+	}
+	mu.Lock()
+	pause := resumedAt.Sub(now)
+	mu.Unlock()
+	t.Logf("NATS server n%d (stream leader) killed: the first write sent after it was acknowledged %v later; nodes applied it %v, %v, %v after the kill",
+		leader, pause.Round(time.Millisecond), applied[0].Round(time.Millisecond), applied[1].Round(time.Millisecond), applied[2].Round(time.Millisecond))
+	if pause > natsFailoverBound {
+		t.Errorf("ingest paused %v after the NATS server's kill, bound %v", pause, natsFailoverBound)
+	}
+	for i, d := range applied {
+		if d <= 0 || d > natsFailoverBound {
+			t.Errorf("node %d applied the first write after the NATS server's kill %v after it, bound %v", i, d, natsFailoverBound)
+		}
 	}
 	t.Logf("%d bodies of %d updates acknowledged, %d retries", acks.Load(), perBody, retries.Load())
 
@@ -451,6 +504,45 @@ func TestCluster(t *testing.T) {
 	if m := string(nodes[2].do("GET", "/metrics", "").body); !strings.Contains(m, "fleetd_cluster_applied_seq{partition=\"7\"}") {
 		t.Fatalf("metrics lack fleetd_cluster_applied_seq")
 	}
+}
+
+// streamLeader is the index in ns of the NATS server leading the stream,
+// as node p's stats say (server names are n0, n1, …).
+func streamLeader(t *testing.T, p *proc, ns []*natsProc) int {
+	t.Helper()
+	var st struct {
+		Cluster struct {
+			Leader string `json:"stream_leader"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(p.do("GET", "/v1/stats", "").want(t, 200), &st); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ns {
+		if st.Cluster.Leader == fmt.Sprintf("n%d", i) {
+			return i
+		}
+	}
+	t.Fatalf("stream leader %q is none of the servers", st.Cluster.Leader)
+	return 0
+}
+
+// awaitToken polls a node with a read-your-writes token until it answers
+// 200 (the node has applied it), and returns when; the zero time if it
+// did not before deadline. Safe to call from any goroutine.
+func awaitToken(addr, tok string, deadline time.Time) time.Time {
+	for time.Now().Before(deadline) {
+		res, err := http.Get("http://" + addr + "/v1/trucks/truck-ryw?after=" + tok)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return time.Now()
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Time{}
 }
 
 func mapsEqual(a, b map[string]truckRow) bool {

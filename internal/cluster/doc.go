@@ -44,14 +44,38 @@
 //
 // # Apply path
 //
-// Each node runs one ordered consumer per partition (ephemeral, flow
-// controlled, recreated by the client library after a server loss, from
-// the last sequence it delivered). A partition's applier gathers what has
-// been delivered (up to applyMaxMessages messages) into one
-// engine.Apply, so partitions apply in parallel on the store's shards
-// while each truck's updates (all in one partition) apply in stream order.
-// A failed Apply (disk error) is retried: skipping would lose what every
-// other node has. Expiry (the TTL) runs on each node by its own clock.
+// Each node follows every partition with a consumer of its own: an
+// ephemeral pull consumer (R1, in memory, no acks, byte-bounded pulls)
+// that starts right after the partition's applied sequence, so what it
+// delivers is a gap-free run of the partition from there. A partition's
+// follower goroutine replaces its consumer, again from the applied
+// sequence, as soon as it is dead or suspect:
+//
+//   - two missed idle heartbeats (0.5 s each; the consumer lives on one
+//     server, which may have died), a deleted consumer, "no responders"
+//     or a closed connection, as the client library reports them;
+//   - a delivery sequence that skips (no acks: messages pushed into a
+//     connection that died are gone, and the consumer moved on);
+//   - the partition behind the stream (the watcher looks once a second)
+//     without progress for 2 s: a lost tail that nothing else shows.
+//
+// Each creation attempt is bounded by 1 s and retried every 250 ms. The
+// client library's ordered consumer, used before, waited 10 s an attempt
+// and backed off up to 10 s: a request made while NATS was electing a
+// leader kept a partition dark for 10-11 s after NATS was back, which is
+// what "consumers stuck after a NATS server is killed" was. Now, after a
+// kill -9 of the server leading the stream, a node applies again within
+// milliseconds of NATS accepting writes again; the pause itself is NATS
+// electing a new stream leader (its raft election timeout, 4-9 s after
+// the dead leader's last heartbeat): 5.1-7.1 s in TestCluster, which
+// bounds it at 15 s.
+//
+// A partition's applier gathers what has been delivered (up to
+// applyMaxMessages messages) into one engine.Apply, so partitions apply
+// in parallel on the store's shards while each truck's updates (all in
+// one partition) apply in stream order. A failed Apply (disk error) is
+// retried: skipping would lose what every other node has. Expiry (the
+// TTL) runs on each node by its own clock.
 //
 // # Positions file and restart
 //
@@ -185,8 +209,9 @@
 //
 // Every exported method is safe for concurrent use. Publish calls run
 // concurrently (the connection's asynchronous publisher carries them);
-// one applier goroutine per partition; one goroutine looks at the stream
-// each second (Stats' behind_messages), one saves positions. Close stops
+// one follower and one applier goroutine per partition; one goroutine
+// looks at the stream each second (Stats' behind_messages, and the
+// followers' stall check), one saves positions. Close stops
 // the consumers and appliers, saves the positions and closes the
 // connection; the engine is closed after it by the caller.
 package cluster

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,8 +101,11 @@ type Node struct {
 	posPath string // "" without Dir
 	parts   []*partition
 	cfg     *config // nil without Options.Config
-	obj     jetstream.ObjectStore
-	snap    snapCounters
+	// consumerID prefixes this process's consumer names (random, so
+	// that a restarted node never meets its old consumers).
+	consumerID string
+	obj        jetstream.ObjectStore
+	snap       snapCounters
 
 	pub pubCounters
 	app applyCounters
@@ -125,12 +129,9 @@ type partition struct {
 	last    atomic.Uint64 // last sequence the stream holds on the subject (refreshed each second)
 	msgs    chan delivery
 	gen     atomic.Uint64 // the current consumer's generation; older deliveries are dropped
+	kick    chan struct{} // the watcher to the follower: replace the consumer (buffered 1)
 
-	ccMu       sync.Mutex // guards cc: consume runs from Open and from unstick's goroutines
-	cc         jetstream.ConsumeContext
-	restarting atomic.Bool // an unstick goroutine is recreating the consumer
-
-	// Guarded by the watch goroutine.
+	// Owned by the watch goroutine.
 	stuckAt   uint64    // applied sequence when the partition was first seen behind without progress
 	stuckFrom time.Time // when
 }
@@ -141,13 +142,6 @@ type delivery struct {
 	gen uint64
 	m   jetstream.Msg
 }
-
-// consumerStall is how long a partition may stay behind the stream
-// without applying anything before its consumer is recreated from the
-// applied sequence. The client library's ordered consumer recovers from
-// a lost server by itself, but measured 10-13 s after a kill -9 of the
-// server it was connected to; a new consumer takes well under a second.
-const consumerStall = 2 * time.Second
 
 // Open connects to NATS, creates the stream if it does not exist, and
 // starts applying every partition from the positions file's sequences
@@ -199,6 +193,7 @@ func Open(o Options) (*Node, error) {
 	n := &Node{opts: o, log: o.Logger.With("component", "cluster"), subj: o.Stream + ".p.",
 		changed: make(chan struct{}), stop: make(chan struct{})}
 	n.lag.init()
+	n.consumerID = "fleetd_" + rand.Text()[:16]
 	var err error
 	n.nc, err = nats.Connect(strings.Join(o.URLs, ","), nats.Name("fleetd "+o.Name), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond), nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(2),
@@ -243,14 +238,9 @@ func Open(o Options) (*Node, error) {
 	}
 	for _, p := range n.parts {
 		n.wg.Go(func() { n.applyLoop(p) })
+		n.wg.Go(func() { n.follow(p) })
 	}
-	for _, p := range n.parts {
-		if err := n.consume(p); err != nil {
-			n.Close()
-			return nil, err
-		}
-	}
-	n.wg.Go(n.watch) // after the consumers: it may replace them
+	n.wg.Go(n.watch)
 	if n.posPath != "" {
 		n.wg.Go(n.saveLoop)
 	}
@@ -323,7 +313,7 @@ func (n *Node) openStream() error {
 	n.created = info.Created.UnixNano()
 	n.parts = make([]*partition, have)
 	for i := range n.parts {
-		n.parts[i] = &partition{n: i, msgs: make(chan delivery, consumeBuffer)}
+		n.parts[i] = &partition{n: i, msgs: make(chan delivery, consumeBuffer), kick: make(chan struct{}, 1)}
 	}
 	return nil
 }
@@ -358,54 +348,6 @@ func (n *Node) loadPositions() error {
 		n.parts[i].applied.Store(s)
 	}
 	n.log.Info("resumed after the saved stream positions", "file", n.posPath, "applied", Token(n.appliedMarks()).String())
-	return nil
-}
-
-// consume starts partition p's ordered consumer after its applied
-// sequence, as a new generation: the applier drops what older consumers
-// still deliver. Every consumer delivers a gap-free run from where it
-// started, and each starts right after what was applied, so no message
-// is skipped.
-func (n *Node) consume(p *partition) error {
-	p.ccMu.Lock()
-	defer p.ccMu.Unlock()
-	if n.closed.Load() {
-		return nil
-	}
-	if p.cc != nil {
-		p.cc.Stop()
-	}
-	gen := p.gen.Add(1)
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{n.subj + strconv.Itoa(p.n)}}
-	if s := p.applied.Load(); s > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s+1
-	}
-	// Short: a consumer placed on a server that just died (the meta
-	// leader may not know yet) is abandoned and placed again.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	cons, err := n.js.OrderedConsumer(ctx, n.opts.Stream, cfg)
-	if err != nil {
-		return fmt.Errorf("cluster: consumer of partition %d: %w", p.n, err)
-	}
-	p.cc, err = cons.Consume(func(m jetstream.Msg) {
-		select {
-		case p.msgs <- delivery{gen, m}:
-		case <-n.stop:
-		}
-	}, jetstream.PullMaxBytes(consumeMaxBytes), jetstream.PullHeartbeat(time.Second), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		n.app.consumeErrors.Add(1)
-		if errors.Is(err, jetstream.ErrNoHeartbeat) && !n.closed.Load() && p.restarting.CompareAndSwap(false, true) {
-			// Its server is gone: a new consumer now, rather than the
-			// library's reset with backoff (measured 10-13 s).
-			n.restart(p, "partition consumer lost its heartbeat; recreating it")
-			return
-		}
-		n.app.rateLog(n.log, "partition consumer error (the ordered consumer recovers by itself)", "partition", p.n, "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("cluster: consuming partition %d: %w", p.n, err)
-	}
 	return nil
 }
 
@@ -518,52 +460,32 @@ func (n *Node) watch() {
 }
 
 func (n *Node) refresh() {
-	ok := true
+	// In parallel: while a stream leader is being elected each look
+	// waits out its timeout, and the watcher must keep its pace.
+	var failed atomic.Bool
+	var wg sync.WaitGroup
 	for _, p := range n.parts {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		m, err := n.stream.GetLastMsgForSubject(ctx, n.subj+strconv.Itoa(p.n))
-		cancel()
-		switch {
-		case err == nil:
-			p.last.Store(m.Sequence)
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			p.last.Store(0)
-		default:
-			ok = false
-		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			m, err := n.stream.GetLastMsgForSubject(ctx, n.subj+strconv.Itoa(p.n))
+			cancel()
+			switch {
+			case err == nil:
+				p.last.Store(m.Sequence)
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				p.last.Store(0)
+			default:
+				failed.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range n.parts {
 		n.unstick(p)
 	}
-	if ok {
+	if !failed.Load() {
 		n.app.refreshedAt.Store(time.Now().UnixNano())
 	}
-}
-
-// unstick recreates p's consumer when p has been behind the stream
-// without progress for consumerStall.
-func (n *Node) unstick(p *partition) {
-	a := p.applied.Load()
-	if p.last.Load() <= a || a != p.stuckAt {
-		p.stuckAt, p.stuckFrom = a, time.Now()
-		return
-	}
-	if time.Since(p.stuckFrom) < consumerStall || n.closed.Load() || !p.restarting.CompareAndSwap(false, true) {
-		return
-	}
-	p.stuckFrom = time.Now()
-	n.restart(p, "partition behind the stream without progress; recreating its consumer")
-}
-
-// restart recreates p's consumer in the background (the caller has set
-// p.restarting).
-func (n *Node) restart(p *partition, why string) {
-	n.app.consumerRestarts.Add(1)
-	n.app.rateLog(n.log, why, "partition", p.n, "applied", p.applied.Load(), "stream_last", p.last.Load())
-	n.wg.Go(func() {
-		defer p.restarting.Store(false)
-		if err := n.consume(p); err != nil {
-			n.app.rateLog(n.log, "could not recreate a partition consumer; retrying", "partition", p.n, "err", err)
-		}
-	})
 }
 
 // saveLoop rewrites the positions file when the node has applied more.
@@ -620,14 +542,7 @@ func (n *Node) Close() error {
 	if n.closed.Swap(true) {
 		return nil
 	}
-	close(n.stop)
-	for _, p := range n.parts {
-		p.ccMu.Lock()
-		if p.cc != nil {
-			p.cc.Stop()
-		}
-		p.ccMu.Unlock()
-	}
+	close(n.stop) // the followers stop their consumers
 	n.wg.Wait()
 	if n.posPath != "" {
 		n.save(nil, nil)

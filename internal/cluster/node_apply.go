@@ -82,6 +82,7 @@ func (b *applyBatch) gather(msg []byte, part, parts int, apply func(), del func(
 func (n *Node) applyLoop(p *partition) {
 	var b applyBatch
 	var ms []delivery
+	var stamps []time.Time // of the messages applied this round
 	for {
 		var m delivery
 		select {
@@ -100,10 +101,10 @@ func (n *Node) applyLoop(p *partition) {
 			}
 		}
 		var lastSeq, pending uint64
-		var stamp time.Time
+		stamps = stamps[:0]
 		for _, d := range ms {
 			if d.gen != p.gen.Load() {
-				continue // from a consumer replaced since (unstick)
+				continue // from a consumer replaced since (follow)
 			}
 			m := d.m
 			md, err := m.Metadata()
@@ -116,7 +117,8 @@ func (n *Node) applyLoop(p *partition) {
 			if seq <= p.applied.Load() || seq <= lastSeq {
 				continue // delivered again after a consumer reset
 			}
-			lastSeq, pending, stamp = seq, md.NumPending, md.Timestamp
+			lastSeq, pending = seq, md.NumPending
+			stamps = append(stamps, md.Timestamp)
 			err = b.gather(m.Data(), p.n, len(n.parts), func() { n.flush(p, &b) }, func(id []byte) { n.deleteOne(p, id) })
 			if err != nil {
 				n.app.malformed.Add(1)
@@ -131,7 +133,10 @@ func (n *Node) applyLoop(p *partition) {
 		if lastSeq > 0 {
 			p.applied.Store(lastSeq)
 			p.pending.Store(pending)
-			n.lag.add(time.Since(stamp))
+			now := time.Now()
+			for _, t := range stamps {
+				n.lag.add(now.Sub(t)) // each message: the first of a round waited longest
+			}
 			n.advanced()
 		}
 		clear(ms)

@@ -25,8 +25,15 @@ const maxMessageUpdates = 16384
 
 // attemptTimeout bounds the wait for one attempt's acknowledgements: a
 // message sent to a server that died is republished (through the
-// connection's next server) after it.
-const attemptTimeout = 2 * time.Second
+// connection's next server) after it. Between attempts the publisher
+// waits from 50 ms, doubling, up to maxRetryWait: while the stream has
+// no leader (NATS elects one 4-9 s after the old one's server died)
+// the server answers "no responders" at once, and a new leader is used
+// at most maxRetryWait after it is elected (it was up to 1 s).
+const (
+	attemptTimeout = 2 * time.Second
+	maxRetryWait   = 250 * time.Millisecond
+)
 
 // pubCounters are the publishing side's counters.
 type pubCounters struct {
@@ -230,7 +237,7 @@ func (n *Node) publishAll(ctx context.Context, msgs []outMsg, deadline time.Time
 		}
 		n.app.rateLog(n.log, "publish not acknowledged; retrying", "messages", left, "err", first)
 		time.Sleep(backoff)
-		backoff = min(backoff*2, time.Second)
+		backoff = min(backoff*2, maxRetryWait)
 	}
 }
 
