@@ -69,8 +69,8 @@
 //
 // # Concurrency
 //
-// Append, Sync, Done, Stats and Close are safe for concurrent use. Next must be
-// called from one goroutine at a time (one consumer). Append takes one
-// short mutex (the staging buffer); Next and Done share another with the
-// writer (positions and the done ring).
+// Append, Sync, Done, Stats and Close are safe for concurrent use. Next
+// and NextBatch must be called from one goroutine at a time (one
+// consumer). Append takes one short mutex (the staging buffer); Next and
+// Done share another with the writer (positions and the done ring).
 package outbox

@@ -572,7 +572,30 @@ func (x *Outbox) dropDone() {
 
 // Next returns the next durable event, waiting for one (and for room in
 // the window) until ctx is done or the outbox closed.
-func (x *Outbox) Next(ctx context.Context) (Record, error) {
+func (x *Outbox) Next(ctx context.Context) (Record, error) { return x.next(ctx, true) }
+
+// NextBatch appends to dst the next durable events, at most max: it waits
+// for the first as Next does, then takes only those ready at once.
+func (x *Outbox) NextBatch(ctx context.Context, dst []Record, max int) ([]Record, error) {
+	r, err := x.next(ctx, true)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, r)
+	for len(dst) < max {
+		r, err := x.next(ctx, false)
+		if err != nil {
+			break // none ready now (a skipped segment is logged where it is skipped)
+		}
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+// errNotReady is next's answer, without waiting, when no event is ready.
+var errNotReady = errors.New("outbox: no event ready")
+
+func (x *Outbox) next(ctx context.Context, wait bool) (Record, error) {
 	for {
 		x.smu.Lock()
 		if x.smu.closed {
@@ -604,6 +627,9 @@ func (x *Outbox) Next(ctx context.Context) (Record, error) {
 		}
 		ch := x.smu.changed
 		x.smu.Unlock()
+		if !wait {
+			return Record{}, errNotReady
+		}
 		select {
 		case <-ctx.Done():
 			return Record{}, ctx.Err()

@@ -213,7 +213,7 @@ func (d *Dispatcher) Delete(name string) error {
 		if err := s.stop(); err != nil {
 			d.log.Warn("sink: stopping the deleted sink", "sink", name, "err", err)
 		}
-		if err := s.ob.Remove(); err != nil {
+		if err := s.removeOutboxes(); err != nil {
 			d.log.Warn("sink: removing the deleted sink's outbox", "sink", name, "err", err)
 		}
 	}
@@ -366,8 +366,10 @@ func (d *Dispatcher) Close() error {
 // returns without waiting longer (the events stay in memory, retried).
 func (d *Dispatcher) Sync() {
 	for _, s := range *d.live.Load() {
-		if err := s.ob.Sync(); err != nil && !errors.Is(err, outbox.ErrClosed) {
-			s.syncLog.Warn("sink: an acknowledged update's events are not durable yet", "err", err)
+		for _, ob := range s.obs {
+			if err := ob.Sync(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+				s.syncLog.Warn("sink: an acknowledged update's events are not durable yet", "err", err)
+			}
 		}
 	}
 }

@@ -26,10 +26,13 @@
 // The configuration is kept in DIR/sinks.json (DIR = DATA/sinks),
 // rewritten whole on each change (tmp, fsync, rename, directory fsync:
 // sinks are few, so O(configuration) per change is a few KiB), and
-// durable when the PUT or DELETE answers. Each sink's outbox lives in
-// DIR/<name>/outbox and its dead-letter list in DIR/<name>/dead.json.
-// Replacing a sink keeps its outbox: what waits goes to the new
-// destination. Events emitted while a sink is being replaced (the old
+// durable when the PUT or DELETE answers. Each sink has one outbox per
+// lane (see Delivery), in DIR/<name>/lanes/0 … DIR/<name>/lanes/7, and
+// its dead-letter list in DIR/<name>/dead.json. A single outbox left in
+// DIR/<name>/outbox by an older fleetd is moved into the lanes' when the
+// sink starts (in order, made durable, then removed: a crash half way
+// delivers some events twice, with the same IDs). Replacing a sink keeps
+// its outboxes: what waits goes to the new destination. Events emitted while a sink is being replaced (the old
 // one stopped, the new one not yet started: its outbox is reopened) are
 // not queued for it.
 //
@@ -52,8 +55,8 @@
 // crash carries the same ID and body.
 //
 // Headers: webhook: X-Fleetd-Event-Id, X-Fleetd-Event-Kind, X-Fleetd-Seq
-// (the sink's outbox sequence number: increasing per sink, so per
-// truck), X-Fleetd-Signature: "sha256=" + hex HMAC-SHA256(secret, body)
+// (the sequence number in the truck's lane outbox: increasing per truck
+// and sink, not dense per truck), X-Fleetd-Signature: "sha256=" + hex HMAC-SHA256(secret, body)
 // when a secret is set; NATS: Nats-Msg-Id (the id: a JetStream stream's
 // duplicate window drops redeliveries), Fleetd-Event-Kind, Fleetd-Seq;
 // MQTT 3.1.1 has no headers: the id is in the body.
@@ -81,12 +84,12 @@
 // where an update is answered once the stream holds it, before a node
 // applies it: its events become durable when that node applies it.
 //
-// Each sink reads its outbox in order and hands each event to one of
-// several lanes by a hash of the truck ID (FNV-1a: stable across
-// restarts, since the key is kept on disk): webhook 8 lanes, one event a
-// request; NATS 4 lanes of up to 256 events a batch (one flush or the
-// stream's acknowledgements per batch); MQTT 4 lanes of up to 64 (each
-// PUBACK awaited). A lane delivers its events in order and does not move
+// A sink has 8 lanes, each with its own outbox; a truck's events go to
+// lane truckKey % 8 (FNV-1a of the truck ID: stable across restarts,
+// since the key is kept on disk). Each lane's goroutine reads its outbox
+// in order: webhook one event a request; NATS up to 256 events a batch
+// (one flush or the stream's acknowledgements per batch); MQTT up to 64
+// (each PUBACK awaited). A lane delivers its events in order and does not move
 // past one until it is acknowledged (2xx, flush, PubAck, PUBACK) or
 // dropped, so events of one truck reach a receiver in order; when a
 // batch fails part way, the unacknowledged rest is sent again, so a
@@ -96,12 +99,22 @@
 // event is older than max_age (default 24h); then it is counted as
 // dropped, logged (the first ten, then every thousandth) and kept in the
 // dead-letter list (the last MaxDeadLetters, saved at most once a
-// second). A lane that waits holds back only its own trucks until its
-// queue (its share of the outbox's window of 4096 events handed out and
-// not done) is full; then the reader waits, and so do the other lanes.
+// second).
+//
+// A lane that waits (a receiver refusing one truck's event for good,
+// until max_age) holds back only its own trucks, an eighth of the fleet,
+// however long it waits: its outbox grows on disk while the other lanes'
+// are read and delivered (TestStuckLaneHoldsOnlyItsTrucks). Each lane
+// has an eighth of the bounds: of max_outbox_bytes on disk (a lane
+// sheds at its share), of the writer's staging buffer (4 MiB in all),
+// and of the window of events read and not yet done (512 records, at
+// least one batch), so a sink holds at most 4096 undelivered events in
+// memory however many wait on disk. The price of the isolation: a batch
+// whose events fall in several lanes costs an fsync per lane (the eight
+// writers fsync in parallel; Sync waits for the slowest).
 //
 // Delivery is at least once: an event is marked done only after its
-// acknowledgement, the outbox's cursor is checkpointed once a second, and
+// acknowledgement, each outbox's cursor is checkpointed once a second, and
 // after a crash everything after the last checkpoint is delivered again.
 //
 // # Counters
@@ -110,8 +123,8 @@
 // type}): delivered, retried (attempts after a failure), failed
 // (attempts), dropped (past max_age), shed (outbox full), outbox depth
 // and bytes, the age of the oldest undelivered event, emitted →
-// acknowledged latency p50/p99, health ("failing" while the last attempt
-// failed, "backlog" when the oldest waits over a minute, else "ok") and
+// acknowledged latency p50/p99, health ("failing" while a lane's last
+// attempt failed, "backlog" when the oldest waits over a minute, else "ok") and
 // the last error.
 //
 // # Concurrency
@@ -119,6 +132,6 @@
 // Emit and Removed run on the engine's goroutines and read the running
 // sinks through an atomic pointer (no lock). Put and Delete are
 // serialised by a mutex, held while a replaced sink stops. Each sink runs
-// one reader goroutine, its lanes and a housekeeping goroutine; Close
+// a goroutine a lane and a housekeeping goroutine; Close
 // stops them (what was not delivered stays in the outboxes).
 package sink

@@ -12,10 +12,9 @@ import (
 	"github.com/fleetd/fleetd/internal/outbox"
 )
 
-const (
-	mqttLanes = 4
-	mqttBatch = 64
-)
+// mqttBatch is how many events a lane publishes before awaiting their
+// PUBACKs.
+const mqttBatch = 64
 
 // mqttSender publishes QoS 1 to a topic, each event acknowledged by the
 // broker's PUBACK. MQTT 3.1.1 has no headers: the event ID is in the
@@ -111,11 +110,11 @@ func (m *mqttSender) close() {
 func newSender(name string, c Config, log *slog.Logger) (sender, senderShape, error) {
 	switch c.Type {
 	case TypeWebhook:
-		return newWebhook(c), senderShape{lanes: webhookLanes, batch: 1}, nil
+		return newWebhook(c), senderShape{batch: 1}, nil
 	case TypeNATS:
-		return newNATS(name, c, log), senderShape{lanes: natsLanes, batch: natsBatch}, nil
+		return newNATS(name, c, log), senderShape{batch: natsBatch}, nil
 	case TypeMQTT:
-		return newMQTT(name, c, log), senderShape{lanes: mqttLanes, batch: mqttBatch}, nil
+		return newMQTT(name, c, log), senderShape{batch: mqttBatch}, nil
 	}
 	return nil, senderShape{}, fmt.Errorf("%w: type %q", ErrInvalid, c.Type)
 }

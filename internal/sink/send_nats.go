@@ -15,10 +15,9 @@ import (
 	"github.com/fleetd/fleetd/internal/outbox"
 )
 
-const (
-	natsLanes = 4
-	natsBatch = 256
-)
+// natsBatch is how many events a lane publishes per flush (or per wait
+// for the stream's acknowledgements).
+const natsBatch = 256
 
 // natsSender publishes to a subject: through JetStream, waiting for the
 // stream's acknowledgements, when a stream holds the subject; else core

@@ -24,9 +24,6 @@ const (
 	HeaderSignature = "X-Fleetd-Signature"
 )
 
-// webhookLanes is how many trucks' events are posted at once.
-const webhookLanes = 8
-
 // webhook posts each event as one JSON request.
 type webhook struct {
 	url     string
@@ -39,7 +36,7 @@ func newWebhook(c Config) *webhook {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: time.Duration(c.Timeout), KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   webhookLanes,
+		MaxIdleConnsPerHost:   lanes, // one request in flight a lane
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   time.Duration(c.Timeout),
 		ResponseHeaderTimeout: time.Duration(c.Timeout),

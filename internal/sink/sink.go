@@ -2,12 +2,15 @@ package sink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +38,9 @@ type sender interface {
 	close()
 }
 
-// senderShape is how a sender wants to be driven: lanes delivering in
-// parallel (one truck always in the same lane) and events per send.
-type senderShape struct{ lanes, batch int }
+// senderShape is how a sender wants to be driven: events per send (each
+// of the sink's lanes sends in parallel).
+type senderShape struct{ batch int }
 
 // DeadLetter is an event given up after MaxAge.
 type DeadLetter struct {
@@ -61,7 +64,7 @@ type Stats struct {
 	OldestAgeS   float64 `json:"oldest_age_s"`   // age of the oldest undelivered event
 	LatencyP50Ms float64 `json:"latency_p50_ms"` // emitted → acknowledged, since start (to a factor of two)
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
-	Health       string  `json:"health"` // "ok", "backlog" (oldest over a minute), "failing" (last attempt failed)
+	Health       string  `json:"health"` // "ok", "backlog" (oldest over a minute), "failing" (a lane's last attempt failed)
 	LastError    string  `json:"last_error,omitempty"`
 	LastErrorAt  string  `json:"last_error_at,omitempty"`
 }
@@ -71,7 +74,7 @@ type Stats struct {
 type sink struct {
 	name string
 	cfg  Config
-	ob   *outbox.Outbox
+	obs  [lanes]*outbox.Outbox // lane i: the trucks whose key % lanes is i
 	snd  sender
 	log  *slog.Logger
 	fs   vfs.FS
@@ -84,7 +87,7 @@ type sink struct {
 
 	delivered, retried, failed, dropped atomic.Int64
 	latency                             gateway.Histogram
-	failing                             atomic.Bool
+	failing                             atomic.Int32 // lanes whose last attempt failed
 
 	mu struct {
 		sync.Mutex
@@ -97,108 +100,173 @@ type sink struct {
 
 const deadName = "dead.json"
 
-// startSink opens the sink's outbox in dir and starts delivering.
+// lanes is how many outboxes (and delivery goroutines) a sink has: a
+// truck's events always go to lane truckKey % lanes, each lane delivers
+// its events in order, and a lane that cannot deliver holds back only its
+// own trucks (its outbox grows on disk; the other lanes go on).
+const lanes = 8
+
+// startSink opens the sink's lane outboxes in dir (migrating a single
+// outbox left by an older fleetd) and starts delivering.
 func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts outbox.Options) (*sink, error) {
 	snd, shape, err := newSender(name, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	obOpts.FS, obOpts.Dir, obOpts.Logger, obOpts.MaxBytes = fs, filepath.Join(dir, "outbox"), log, cfg.MaxOutboxBytes
-	ob, err := outbox.Open(obOpts)
-	if err != nil {
+	s := &sink{name: name, cfg: cfg, snd: snd, log: log.With("sink", name), fs: fs, dir: dir}
+	s.syncLog.Log = s.log
+	// Each lane's share of the bounds: disk, the writer's staging
+	// buffer, and the window of events handed out and not yet Done
+	// (memory: at most lanes × window records, 4096 by default).
+	obOpts.FS, obOpts.Logger = fs, log
+	obOpts.MaxBytes = max(cfg.MaxOutboxBytes, 0) / lanes
+	if obOpts.MaxBytes == 0 {
+		obOpts.MaxBytes = DefaultMaxOutboxBytes / lanes
+	}
+	obOpts.MaxStaged = max(cmp.Or(obOpts.MaxStaged, outbox.DefaultMaxStaged)/lanes, 64<<10)
+	obOpts.SegmentBytes = max(cmp.Or(obOpts.SegmentBytes, outbox.DefaultSegmentBytes)/lanes, 64<<10)
+	obOpts.Window = max(cmp.Or(obOpts.Window, outbox.DefaultWindow)/lanes, shape.batch)
+	for i := range s.obs {
+		o := obOpts
+		o.Dir = laneDir(dir, i)
+		if s.obs[i], err = outbox.Open(o); err != nil {
+			s.closeOutboxes()
+			snd.close()
+			return nil, err
+		}
+	}
+	if err := s.migrate(obOpts); err != nil {
+		s.closeOutboxes()
 		snd.close()
 		return nil, err
 	}
-	s := &sink{name: name, cfg: cfg, ob: ob, snd: snd, log: log.With("sink", name), fs: fs, dir: dir}
-	s.syncLog.Log = s.log
 	s.loadDead()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	lanes := make([]chan outbox.Record, shape.lanes)
-	for i := range lanes {
-		// Each lane queues up to its share of the outbox's window, so a
-		// lane stuck on one event holds back the others only once that
-		// share is full (memory: at most the window, 4096 events).
-		window := obOpts.Window
-		if window <= 0 {
-			window = outbox.DefaultWindow
-		}
-		lanes[i] = make(chan outbox.Record, max(shape.batch, window/shape.lanes))
+	for i := range s.obs {
 		s.wg.Add(1)
-		go s.lane(ctx, lanes[i], shape.batch)
+		go s.lane(ctx, s.obs[i], shape.batch)
 	}
-	s.wg.Add(2)
-	go s.read(ctx, lanes)
+	s.wg.Add(1)
 	go s.housekeep(ctx)
 	return s, nil
 }
 
-// enqueue appends an encoded event; never blocks.
-func (s *sink) enqueue(key uint64, payload []byte) { s.ob.Append(key, payload) }
+// laneDir is where lane i's outbox lives.
+func laneDir(dir string, i int) string { return filepath.Join(dir, "lanes", strconv.Itoa(i)) }
 
-// read hands the outbox's events to the lanes by truck key.
-func (s *sink) read(ctx context.Context, lanes []chan outbox.Record) {
-	defer s.wg.Done()
-	defer func() {
-		for _, l := range lanes {
-			close(l)
+// legacyOutbox is the single outbox of a sink written by fleetd before
+// lanes had their own (DIR/<name>/outbox).
+const legacyOutbox = "outbox"
+
+// migrate moves the events of a legacy single outbox into the lanes'
+// outboxes (in order, so each truck's order holds), makes them durable,
+// then removes it. A crash half way delivers some events twice (the same
+// IDs), never loses one: the legacy outbox is removed only after.
+func (s *sink) migrate(o outbox.Options) error {
+	o.Dir = filepath.Join(s.dir, legacyOutbox)
+	if _, err := s.fs.Stat(o.Dir); err != nil {
+		return nil
+	}
+	laneMax := o.MaxBytes
+	o.MaxBytes, o.MaxStaged, o.Window = 0, 0, 0
+	old, err := outbox.Open(o)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	moved := 0
+	for old.Stats().Depth > 0 {
+		r, err := old.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				old.CloseReader()
+				return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
+			}
+			continue // a skipped bad segment (logged): its Seqs are done
 		}
-	}()
+		for { // wait for room rather than shed (a writer behind)
+			if _, ok := s.obs[r.Key%lanes].Append(r.Key, r.Payload); ok {
+				break
+			}
+			if err := s.obs[r.Key%lanes].Sync(); err != nil {
+				old.CloseReader()
+				return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
+			}
+			if s.obs[r.Key%lanes].Stats().DiskBytes+int64(len(r.Payload))+64 > laneMax {
+				s.log.Warn("sink: a lane's outbox is full while migrating: event shed", "seq", r.Seq)
+				break
+			}
+		}
+		old.Done(r.Seq)
+		moved++
+	}
+	for _, ob := range s.obs {
+		if err := ob.Sync(); err != nil {
+			old.CloseReader()
+			return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
+		}
+	}
+	if err := old.Remove(); err != nil {
+		return fmt.Errorf("sink: removing the migrated %s: %w", o.Dir, err)
+	}
+	s.log.Info("sink: moved the events of the single outbox to the lanes' outboxes", "events", moved)
+	return nil
+}
+
+func (s *sink) closeOutboxes() error {
+	var errs []error
+	for _, ob := range s.obs {
+		if ob != nil {
+			errs = append(errs, ob.Close())
+			ob.CloseReader()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// enqueue appends an encoded event to its truck's lane; never blocks.
+func (s *sink) enqueue(key uint64, payload []byte) { s.obs[key%lanes].Append(key, payload) }
+
+// lane delivers the events of its outbox (its trucks) in order, batch at
+// a time.
+func (s *sink) lane(ctx context.Context, ob *outbox.Outbox, batch int) {
+	defer s.wg.Done()
+	buf := make([]outbox.Record, 0, batch)
 	for {
-		rec, err := s.ob.Next(ctx)
+		var err error
+		buf, err = ob.NextBatch(ctx, buf[:0], batch)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, outbox.ErrClosed) {
 				return
 			}
 			s.log.Error("sink: reading the outbox", "err", err)
-			continue
-		}
-		select {
-		case lanes[rec.Key%uint64(len(lanes))] <- rec:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// lane delivers the events of its trucks in order, batch at a time.
-func (s *sink) lane(ctx context.Context, in <-chan outbox.Record, batch int) {
-	defer s.wg.Done()
-	buf := make([]outbox.Record, 0, batch)
-	for rec := range in {
-		buf = append(buf[:0], rec)
-	more:
-		for len(buf) < batch {
-			select {
-			case r, ok := <-in:
-				if !ok {
-					break more
-				}
-				buf = append(buf, r)
-			default:
-				break more
+			if len(buf) == 0 {
+				continue
 			}
 		}
-		if !s.deliver(ctx, buf) {
-			// Stopping: drain so that the reader is not blocked; what
-			// was not delivered stays in the outbox for the next start.
-			for range in {
-			}
-			return
+		if !s.deliver(ctx, ob, buf) {
+			return // stopping: what was not delivered stays in the outbox
 		}
 	}
 }
 
 // deliver sends recs until each is acknowledged or dropped; false when
 // ctx ended first.
-func (s *sink) deliver(ctx context.Context, recs []outbox.Record) bool {
-	attempts := 0
+func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Record) bool {
+	attempts, failing := 0, false
+	defer func() {
+		if failing {
+			s.failing.Add(-1)
+		}
+	}()
 	maxAge := time.Duration(s.cfg.MaxAge)
 	for len(recs) > 0 {
 		n, err := s.snd.send(ctx, recs)
 		now := time.Now()
 		for _, r := range recs[:n] {
-			s.ob.Done(r.Seq)
+			ob.Done(r.Seq)
 			s.latency.Observe(now.Sub(time.Unix(0, r.Time)))
 		}
 		s.delivered.Add(int64(n))
@@ -207,7 +275,10 @@ func (s *sink) deliver(ctx context.Context, recs []outbox.Record) bool {
 			attempts = 0
 		}
 		if err == nil {
-			s.failing.Store(false)
+			if failing {
+				failing = false
+				s.failing.Add(-1)
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -215,7 +286,10 @@ func (s *sink) deliver(ctx context.Context, recs []outbox.Record) bool {
 		}
 		attempts++
 		s.failed.Add(1)
-		s.failing.Store(true)
+		if !failing {
+			failing = true
+			s.failing.Add(1)
+		}
 		s.mu.Lock()
 		s.mu.lastErr, s.mu.lastErrAt = err.Error(), now
 		s.mu.Unlock()
@@ -224,7 +298,7 @@ func (s *sink) deliver(ctx context.Context, recs []outbox.Record) bool {
 		}
 		if head := recs[0]; now.Sub(time.Unix(0, head.Time)) > maxAge {
 			s.deadLetter(head, attempts, err, now)
-			s.ob.Done(head.Seq)
+			ob.Done(head.Seq)
 			recs, attempts = recs[1:], 0
 			continue
 		}
@@ -335,7 +409,16 @@ func (s *sink) deadLetters() []DeadLetter {
 
 // stats reads the counters.
 func (s *sink) stats() Stats {
-	os := s.ob.Stats()
+	var os outbox.Stats
+	for _, ob := range s.obs {
+		o := ob.Stats()
+		os.Shed += o.Shed
+		os.Depth += o.Depth
+		os.DiskBytes += o.DiskBytes
+		if !o.Oldest.IsZero() && (os.Oldest.IsZero() || o.Oldest.Before(os.Oldest)) {
+			os.Oldest = o.Oldest
+		}
+	}
 	st := Stats{Delivered: s.delivered.Load(), Retried: s.retried.Load(), Failed: s.failed.Load(),
 		Dropped: s.dropped.Load(), Shed: os.Shed, Depth: os.Depth, DiskBytes: os.DiskBytes,
 		LatencyP50Ms: ms(s.latency.Quantile(0.5)), LatencyP99Ms: ms(s.latency.Quantile(0.99)), Health: "ok"}
@@ -349,7 +432,7 @@ func (s *sink) stats() Stats {
 	}
 	s.mu.Unlock()
 	switch {
-	case s.failing.Load():
+	case s.failing.Load() > 0:
 		st.Health = "failing"
 	case st.OldestAgeS > 60:
 		st.Health = "backlog"
@@ -364,8 +447,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (s *sink) stop() error {
 	s.cancel()
 	s.wg.Wait()
-	err := s.ob.Close() // writes what was appended, saves the cursor
-	s.ob.CloseReader()
+	err := s.closeOutboxes() // writes what was appended, saves the cursors
 	s.snd.close()
 	return err
 }
@@ -392,4 +474,14 @@ func eventHeader(payload []byte) (id, kind string) {
 		kind = string(rest[:j])
 	}
 	return id, kind
+}
+
+// removeOutboxes deletes the lanes' outboxes (the sink is stopped).
+func (s *sink) removeOutboxes() error {
+	var errs []error
+	for _, ob := range s.obs {
+		errs = append(errs, ob.Remove())
+	}
+	_ = s.fs.Remove(filepath.Join(s.dir, "lanes"))
+	return errors.Join(errs...)
 }

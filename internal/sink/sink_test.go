@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/outbox"
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
@@ -451,21 +452,26 @@ func TestHTTP(t *testing.T) {
 }
 
 // TestStuckLaneHoldsOnlyItsTrucks: a receiver that refuses every event of
-// one truck holds back only the trucks of that truck's lane; the others'
-// events all arrive.
+// one truck (400, for good) holds back only the trucks of that truck's
+// lane, however many events wait behind it: 20,000 events (five times
+// the events a sink holds in memory) and every other lane's all arrive,
+// in order; the stuck lane's wait on disk. Once the receiver takes them,
+// they arrive too, in order.
 func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 	var mu sync.Mutex
-	got := map[string]int{}
+	var got []Event
+	var refuse atomic.Bool
+	refuse.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var e Event
 		b, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(b, &e)
-		if e.Truck == "truck-0" {
-			http.Error(w, "no", http.StatusInternalServerError)
+		if e.Truck == "truck-0" && refuse.Load() {
+			http.Error(w, "no such truck here", http.StatusBadRequest)
 			return
 		}
 		mu.Lock()
-		got[e.Truck]++
+		got = append(got, e)
 		mu.Unlock()
 	}))
 	defer srv.Close()
@@ -477,22 +483,80 @@ func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 	if _, err := d.Put("x", webhookCfg(srv.URL, "")); err != nil {
 		t.Fatal(err)
 	}
-	const trucks, n = 40, 2000 // 50 events a truck, under the lanes' share of the window
+	const trucks, n = 40, 20000
 	fire(d, n, trucks, 1)
-	stuck := truckKey("truck-0") % webhookLanes
+	stuck := truckKey("truck-0") % lanes
 	want := 0
 	for k := range trucks {
-		if truckKey(fmt.Sprintf("truck-%d", k))%webhookLanes != stuck {
+		if truckKey(fmt.Sprintf("truck-%d", k))%lanes != stuck {
 			want += n / trucks
 		}
 	}
-	waitFor(t, 20*time.Second, "the other lanes' events", func() bool {
+	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
-		total := 0
-		for _, c := range got {
-			total += c
+		return len(got)
+	}
+	waitFor(t, 60*time.Second, fmt.Sprintf("the other lanes' %d events", want), func() bool { return count() >= want })
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	for _, e := range got {
+		if truckKey(e.Truck)%lanes == stuck {
+			t.Fatalf("an event of the stuck lane (%s) passed its refused head", e.Truck)
 		}
-		return total == want
+	}
+	checkOrder(t, got)
+	mu.Unlock()
+	st := d.Stats()["x"]
+	if st.Health != "failing" || st.Depth != int64(n-want) {
+		t.Fatalf("stats while one lane is stuck: %+v (want depth %d)", st, n-want)
+	}
+	refuse.Store(false)
+	waitFor(t, 60*time.Second, "every event", func() bool { return count() >= n })
+	mu.Lock()
+	checkOrder(t, got)
+	mu.Unlock()
+	waitFor(t, 5*time.Second, "an empty outbox and ok health", func() bool {
+		st := d.Stats()["x"]
+		return st.Depth == 0 && st.Health == "ok"
 	})
+}
+
+// TestMigrateSingleOutbox: the single outbox of an older fleetd
+// (DIR/<name>/outbox) is moved into the lanes' outboxes when the sink
+// starts: every event delivered, in order per truck, the old directory
+// gone.
+func TestMigrateSingleOutbox(t *testing.T) {
+	fs := vfs.NewMem()
+	old, err := outbox.Open(outbox.Options{FS: fs, Dir: "sinks/x/outbox", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, trucks = 3000, 13
+	for i := range n {
+		e := Event{Kind: KindFired, Truck: fmt.Sprintf("truck-%d", i%trucks), Rule: "r", TS: uint32(1000 + i)}
+		e.ID = e.stableID()
+		if _, ok := old.Append(truckKey(e.Truck), e.appendJSON(nil)); !ok {
+			t.Fatal("shed")
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc := newReceiver(t, "")
+	d, err := New(Options{FS: fs, Dir: "sinks", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Put("x", webhookCfg(rc.srv.URL, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat("sinks/x/outbox"); err == nil {
+		t.Fatal("the single outbox is still there")
+	}
+	waitFor(t, 20*time.Second, "3000 migrated events", func() bool { return rc.distinct() == n })
+	rc.mu.Lock()
+	checkOrder(t, rc.got)
+	rc.mu.Unlock()
 }
