@@ -382,7 +382,7 @@ func (e *Evaluator) transitionLocked(sn *ruleIndex, s *stripe, k uint64, id []by
 // transition makes an Alert; see idString for its ID.
 func (sc *scratch) transition(r *liveRule, id []byte, state string, since uint32, pos fleet.Position) Alert {
 	return Alert{Rule: r.name, ID: sc.idString(id), State: state, Severity: severities[r.severity],
-		Since: since, TS: pos.TS, Lat: pos.Lat, Lon: pos.Lon}
+		Since: since, TS: pos.TS, Lat: pos.Lat, Lon: pos.Lon, Zone: r.zone}
 }
 
 // idString returns id as a string carved from a block of memory shared by

@@ -136,6 +136,11 @@ type Alert struct {
 	// alert was resolved without one: "truck deleted", "truck expired",
 	// "rule deleted" or "rule replaced".
 	Reason string
+	// Zone is set for a rule whose whole condition is inside("zone"):
+	// its firing is the truck entering the zone and its resolve by an
+	// update (Reason "") the truck leaving it (package sink's
+	// zone.entered and zone.left).
+	Zone string
 }
 
 // Alert states.

@@ -353,7 +353,9 @@ func (s *stripe) sweepRulesLocked(gone map[ruleRef]*liveRule, reason string, out
 		for _, p := range ps {
 			if r := gone[p.ref]; r != nil {
 				if p.rec != 0 {
-					out = append(out, s.recAlertLocked(&s.mu.recs[p.rec], r.name, severities[r.severity], StateResolved, reason))
+					a := s.recAlertLocked(&s.mu.recs[p.rec], r.name, severities[r.severity], StateResolved, reason)
+					a.Zone = r.zone
+					out = append(out, a)
 					s.dropFiringLocked(&p)
 				}
 				continue

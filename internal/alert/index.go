@@ -3,8 +3,10 @@ package alert
 import (
 	"cmp"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/fleetd/fleetd/internal/fence"
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -50,13 +52,14 @@ type liveRule struct {
 	zoned    bool           // has a zone guard: zoneID, radiusM
 	zoneID   int            // the guard's zone
 	radiusM  float64        // the guard's radius
+	zone     string         // insideZone(spec.When): Alert.Zone
 }
 
 func (r *liveRule) ref() ruleRef { return makeRef(r.slot, r.gen) }
 
 // newLiveRule fills in what the index needs of a compiled rule.
 func newLiveRule(name string, spec RuleSpec, prog *rules.Program, sev uint8) *liveRule {
-	r := &liveRule{name: name, spec: spec, prog: prog, forSec: forSeconds(spec.For), severity: sev}
+	r := &liveRule{name: name, spec: spec, prog: prog, forSec: forSeconds(spec.For), severity: sev, zone: insideZone(spec.When)}
 	r.cnf, r.exact = prog.Conditions()
 	r.key = chooseKey(r.cnf)
 	if zone, radius, ok := prog.ZoneGuard(); ok {
@@ -512,4 +515,22 @@ func (x *ruleIndex) cellRulesAt(lat, lon float64) []int32 {
 		return nil
 	}
 	return x.cellLists[x.cellHead[r*grid.Cols+cellCol(lon)]]
+}
+
+// insideRule matches a rule whose whole condition is inside("zone").
+var insideRule = regexp.MustCompile(`^\s*inside\s*\(\s*("(?:[^"\\]|\\.)*")\s*\)\s*$`)
+
+// insideZone returns the zone of a rule whose whole condition is
+// inside("zone") (its firing is the truck entering the zone, its resolve
+// by an update the truck leaving it), else "".
+func insideZone(when string) string {
+	m := insideRule.FindStringSubmatch(when)
+	if m == nil {
+		return ""
+	}
+	z, err := strconv.Unquote(m[1])
+	if err != nil {
+		return ""
+	}
+	return z
 }

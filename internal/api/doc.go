@@ -33,8 +33,9 @@
 //	GET    /v1/history/export  ?from=&to=[&format=ndjson|parquet] → every point, streamed
 //	…      Options.Routes      more routes behind the same middleware: the live feed
 //	                           (/v1/stream, /v1/ws), /v1/density and the alert sinks
-//	                           (PUT/GET/DELETE /v1/sinks/{name}, GET /v1/sinks: package sink),
-//	                           mounted by package server
+//	                           (PUT/GET/DELETE /v1/sinks/{name}, GET /v1/sinks: package sink;
+//	                           event kinds alert.fired, alert.resolved, truck.expired,
+//	                           zone.entered, zone.left), mounted by package server
 //	GET    /metrics            Prometheus text format
 //	GET    /debug/pprof/…      the standard net/http/pprof handlers
 //

@@ -25,10 +25,15 @@ const (
 	KindFired    = "alert.fired"
 	KindResolved = "alert.resolved"
 	KindExpired  = "truck.expired"
+	// KindEntered and KindLeft are the firing and the resolve (by an
+	// update) of a rule whose whole condition is inside("zone"): see
+	// alert.Alert.Zone.
+	KindEntered = "zone.entered"
+	KindLeft    = "zone.left"
 )
 
 var (
-	kinds      = []string{KindFired, KindResolved, KindExpired}
+	kinds      = []string{KindFired, KindResolved, KindExpired, KindEntered, KindLeft}
 	severities = []string{"info", "warning", "critical"}
 )
 

@@ -304,11 +304,8 @@ func (d *Dispatcher) Emit(a alert.Alert) {
 	}
 	var ev Event
 	var buf []byte
+	kind := alertKind(&a)
 	for _, s := range live {
-		kind := KindFired
-		if a.State == alert.StateResolved {
-			kind = KindResolved
-		}
 		if !s.cfg.Filter.match(kind, a.Rule, a.Severity) {
 			continue
 		}

@@ -44,11 +44,21 @@
 //	{"id":"9f2c…(32 hex)","kind":"alert.fired","truck":"truck-42","rule":"speeding",
 //	 "severity":"warning","ts":1764000000,"since":1763999970,"lat":40.7128,"lon":-74.006}
 //	{"id":"…","kind":"alert.resolved",…,"reason":"truck expired"}
+//	{"id":"…","kind":"zone.entered","truck":"truck-42","rule":"in-yard","zone":"yard-3",…}
 //	{"id":"…","kind":"truck.expired","truck":"truck-42","ts":1764000000,"lat":…,"lon":…}
 //
-// kind is alert.fired, alert.resolved or truck.expired (entering and
-// leaving a zone are a rule such as inside("yard-3") firing and
-// resolving). id is stable: the first 128 bits of a SHA-256 over (kind,
+// kind is alert.fired, alert.resolved, truck.expired, zone.entered or
+// zone.left. Entering and leaving a zone are a rule whose whole
+// condition is inside("zone") (alert.Alert.Zone; written with spaces or
+// not, nothing else in it) firing and resolving: the firing is
+// zone.entered, the resolve caused by an update zone.left, both with
+// "zone"; a resolve for another reason (truck deleted or expired, rule
+// deleted or replaced: "reason" says which) stays alert.resolved, since
+// the truck did not leave. A "for" on the rule delays zone.entered until
+// the truck has been inside that long. Other rules that mention zones
+// (near(), inside() && speed > 5) stay alert.fired/alert.resolved: they
+// are not a crossing of the boundary. The kinds filter names kinds
+// exactly: alert.fired does not pass zone.entered. id is stable: the first 128 bits of a SHA-256 over (kind,
 // rule, truck, reason, since, ts), so a transition has the same ID
 // however often it is delivered, and receivers deduplicate by it. The
 // event is kept in the outbox as these bytes, so a redelivery after a

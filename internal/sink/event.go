@@ -21,6 +21,7 @@ type Event struct {
 	Kind     string  `json:"kind"`
 	Truck    string  `json:"truck"`
 	Rule     string  `json:"rule,omitempty"`
+	Zone     string  `json:"zone,omitempty"` // zone.entered, zone.left (and a resolve of such a rule for another reason)
 	Severity string  `json:"severity,omitempty"`
 	TS       uint32  `json:"ts"`
 	Since    uint32  `json:"since,omitempty"`
@@ -29,13 +30,26 @@ type Event struct {
 	Reason   string  `json:"reason,omitempty"`
 }
 
+// alertKind is the event kind of an alert transition: a rule whose whole
+// condition is inside("zone") fires as zone.entered and resolves, when an
+// update takes the truck out, as zone.left; a resolve for another reason
+// (truck deleted or expired, rule deleted or replaced) is alert.resolved,
+// since the truck did not leave.
+func alertKind(a *alert.Alert) string {
+	switch {
+	case a.State != alert.StateResolved && a.Zone != "":
+		return KindEntered
+	case a.State != alert.StateResolved:
+		return KindFired
+	case a.Zone != "" && a.Reason == "":
+		return KindLeft
+	}
+	return KindResolved
+}
+
 // eventFromAlert is the event of an alert transition.
 func eventFromAlert(a alert.Alert) Event {
-	kind := KindFired
-	if a.State == alert.StateResolved {
-		kind = KindResolved
-	}
-	e := Event{Kind: kind, Truck: a.ID, Rule: a.Rule, Severity: a.Severity, TS: a.TS, Since: a.Since,
+	e := Event{Kind: alertKind(&a), Truck: a.ID, Rule: a.Rule, Zone: a.Zone, Severity: a.Severity, TS: a.TS, Since: a.Since,
 		Lat: geo.FromFixed(a.Lat), Lon: geo.FromFixed(a.Lon), Reason: a.Reason}
 	e.ID = e.stableID()
 	return e
@@ -73,6 +87,10 @@ func (e *Event) appendJSON(dst []byte) []byte {
 	if e.Rule != "" {
 		dst = append(dst, `,"rule":`...)
 		dst = appendString(dst, e.Rule)
+	}
+	if e.Zone != "" {
+		dst = append(dst, `,"zone":`...)
+		dst = appendString(dst, e.Zone)
 	}
 	if e.Severity != "" {
 		dst = append(dst, `,"severity":`...)

@@ -53,7 +53,8 @@ func TestParseConfig(t *testing.T) {
 		{`{"type":"webhook","url":"http://x/","timeout":5}`, "duration"},
 		{`{"type":"webhook","url":"http://x/","timeout":"-1s"}`, "negative"},
 		{`{"type":"webhook","url":"http://x/","bogus":1}`, "unknown field"},
-		{`{"type":"webhook","url":"http://x/","filter":{"kinds":["zone.entered"]}}`, "filter kind"},
+		{`{"type":"webhook","url":"http://x/","filter":{"kinds":["zone.exited"]}}`, "filter kind"},
+		{`{"type":"webhook","url":"http://x/","filter":{"kinds":["zone.entered","zone.left"]}}`, ""},
 		{`{"type":"webhook","url":"http://x/","filter":{"severities":["huge"]}}`, "filter severity"},
 		{`{"type":"webhook","url":"http://x/","max_outbox_bytes":10}`, "at least 1 MiB"},
 		{`{"type":"webhook","url":"http://x/"} {}`, "more than one"},
@@ -115,7 +116,7 @@ func TestEventJSON(t *testing.T) {
 		return string(b)
 	}
 	for range 2000 {
-		e := Event{Kind: kinds[r.IntN(3)], Truck: str(), Rule: str(), Severity: str(), TS: r.Uint32(), Since: r.Uint32() % 3,
+		e := Event{Kind: kinds[r.IntN(len(kinds))], Truck: str(), Rule: str(), Zone: str(), Severity: str(), TS: r.Uint32(), Since: r.Uint32() % 3,
 			Lat: float64(r.Int32N(1800000000)-900000000) / 1e7, Lon: float64(r.Int32N(1800000000)-900000000) / 1e7, Reason: str()}
 		e.ID = e.stableID()
 		got := e.appendJSON(nil)
@@ -559,4 +560,32 @@ func TestMigrateSingleOutbox(t *testing.T) {
 	rc.mu.Lock()
 	checkOrder(t, rc.got)
 	rc.mu.Unlock()
+}
+
+// TestZoneKinds: a rule whose whole condition is inside("zone") fires as
+// zone.entered and resolves by an update as zone.left, with the zone in
+// the event; resolved for another reason it is alert.resolved; other
+// rules keep alert.fired/alert.resolved; the kinds filter tells them
+// apart.
+func TestZoneKinds(t *testing.T) {
+	for _, tc := range []struct {
+		a    alert.Alert
+		kind string
+	}{
+		{alert.Alert{Rule: "yard", Zone: "yard-3", State: alert.StateFiring}, KindEntered},
+		{alert.Alert{Rule: "yard", Zone: "yard-3", State: alert.StateResolved}, KindLeft},
+		{alert.Alert{Rule: "yard", Zone: "yard-3", State: alert.StateResolved, Reason: "truck expired"}, KindResolved},
+		{alert.Alert{Rule: "yard", Zone: "yard-3", State: alert.StateResolved, Reason: "rule deleted"}, KindResolved},
+		{alert.Alert{Rule: "fast", State: alert.StateFiring}, KindFired},
+		{alert.Alert{Rule: "fast", State: alert.StateResolved}, KindResolved},
+	} {
+		e := eventFromAlert(tc.a)
+		if e.Kind != tc.kind || e.Zone != tc.a.Zone {
+			t.Errorf("%+v: kind %q zone %q, want %q", tc.a, e.Kind, e.Zone, tc.kind)
+		}
+	}
+	f := Filter{Kinds: []string{KindEntered, KindLeft}}
+	if !f.match(KindEntered, "yard", "warning") || !f.match(KindLeft, "yard", "warning") || f.match(KindFired, "fast", "warning") || f.match(KindResolved, "yard", "warning") {
+		t.Fatal("kinds filter")
+	}
 }
