@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,6 +111,7 @@ func (n *benchNode) stop() {
 type clusterStats struct {
 	UpdatesTotal int64 `json:"updates_total"`
 	Cluster      struct {
+		LagP50     float64 `json:"apply_lag_p50_ms"`
 		LagP99     float64 `json:"apply_lag_p99_ms"`
 		PubBytes   int64   `json:"published_bytes"`
 		PubUpdates int64   `json:"published_updates"`
@@ -144,31 +148,34 @@ func getStats(tb testing.TB, addr, token string) clusterStats {
 
 var (
 	renderedMu sync.Mutex
-	rendered   [][]byte
+	rendered   = map[int][][]byte{} // by updates a body
 )
 
-// renderBodies returns n NDJSON bodies of the simulator's fleet (the same
-// ones for every benchmark of the run).
-func renderBodies(n int) [][]byte {
+// renderBodies returns n NDJSON bodies of clusterBenchBatch updates of
+// the simulator's fleet (the same ones for every benchmark of the run).
+func renderBodies(n int) [][]byte { return renderBodiesOf(n, clusterBenchBatch) }
+
+// renderBodiesOf is renderBodies with batch updates a body.
+func renderBodiesOf(n, batch int) [][]byte {
 	renderedMu.Lock()
 	defer renderedMu.Unlock()
-	if len(rendered) < n {
-		rendered = renderFleet(n)
+	if len(rendered[batch]) < n {
+		rendered[batch] = renderFleet(n, batch)
 	}
-	return rendered[:n]
+	return rendered[batch][:n]
 }
 
-func renderFleet(n int) [][]byte {
+func renderFleet(n, batch int) [][]byte {
 	f, err := sim.NewFleet(sim.FleetOptions{Trucks: clusterBenchTrucks, Seed: 1, Region: sim.RegionUS})
 	if err != nil {
 		panic(err)
 	}
 	epoch := time.Now().Add(-time.Hour).Unix()
 	out := make([][]byte, n)
-	ups := make([]sim.Update, 0, clusterBenchBatch)
+	ups := make([]sim.Update, 0, batch)
 	for i := range out {
-		lap := i * clusterBenchBatch / clusterBenchTrucks
-		ups = f.Next(ups[:0], clusterBenchBatch, time.Unix(epoch+int64(lap)*10, 0))
+		lap := i * batch / clusterBenchTrucks
+		ups = f.Next(ups[:0], batch, time.Unix(epoch+int64(lap)*10, 0))
 		out[i] = sim.AppendNDJSON(nil, ups, f.IDWidth())
 	}
 	return out
@@ -274,4 +281,83 @@ func BenchmarkClusterCatchUp(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(st.Cluster.Applied)/el.Seconds(), "updates/s")
 	b.ReportMetric(float64(st.Cluster.Applied), "updates")
+}
+
+// BenchmarkClusterApplyLag: the apply lag on every node at a paced
+// acknowledged ingest rate, FLEETD_BENCH_CLUSTER_RATE updates/s (default
+// 100,000) in bodies of 1,000 updates posted on schedule to the three
+// nodes in turn (3 NATS servers, R3). Reports the rate reached, the
+// worst node's apply lag p50 and p99 (its last 4,096 messages, from
+// JetStream taking a message in to that node having applied it) and the
+// writers' acknowledgement latency p50 and p99. FLEETD_BENCH_CLUSTER_ARGS
+// adds flags to the nodes' command line.
+//
+//	go test -run '^$' -bench BenchmarkClusterApplyLag -benchtime 2000x -count 5 ./e2e/
+func BenchmarkClusterApplyLag(b *testing.B) {
+	const batch, conns = 1000, 16
+	rate := 100_000.0
+	if v := os.Getenv("FLEETD_BENCH_CLUSTER_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 {
+			b.Fatalf("FLEETD_BENCH_CLUSTER_RATE=%q: want updates/s", v)
+		}
+		rate = r
+	}
+	bodies := renderBodiesOf(b.N, batch)
+	ns := startNATS(b)
+	var addrs []string
+	for i := range 3 {
+		args := []string{"--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)}
+		args = append(args, strings.Fields(os.Getenv("FLEETD_BENCH_CLUSTER_ARGS"))...)
+		addrs = append(addrs, startBenchNode(b, args...).addr)
+	}
+	every := time.Duration(float64(time.Second) * batch / rate)
+	var (
+		next   atomic.Int64
+		mu     sync.Mutex
+		tokens = map[int]uint64{}
+		acks   = make([]time.Duration, len(bodies))
+	)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+				t0 := time.Now()
+				code, body, tok, err := post(addrs[i%len(addrs)], string(bodies[i]))
+				if err != nil || code != 200 {
+					b.Errorf("post: %d %s %v", code, body, err)
+					return
+				}
+				acks[i] = time.Since(t0)
+				mu.Lock()
+				tokenMax(tokens, tok)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	if b.Failed() {
+		return
+	}
+	tok := tokenString(tokens)
+	var p50, p99 float64
+	for _, a := range addrs {
+		st := getStats(b, a, tok)
+		p50, p99 = max(p50, st.Cluster.LagP50), max(p99, st.Cluster.LagP99)
+	}
+	slices.Sort(acks)
+	b.ReportMetric(float64(len(bodies)*batch)/el.Seconds(), "updates/s")
+	b.ReportMetric(p50, "lag-p50-ms")
+	b.ReportMetric(p99, "lag-p99-ms")
+	b.ReportMetric(float64(acks[len(acks)/2].Microseconds())/1000, "ack-p50-ms")
+	b.ReportMetric(float64(acks[min(len(acks)-1, len(acks)*99/100)].Microseconds())/1000, "ack-p99-ms")
 }

@@ -77,6 +77,10 @@ Flags:
                                      updates
                        never         the OS decides; a power cut can lose
                                      everything since the last segment
+                     With --nats the default is interval=10ms: the stream
+                     is what makes a 200 durable (always only adds apply
+                     lag), and a node whose log a power cut shortened
+                     reads the stream again
   --history          keep every accepted update, late ones included, in
                      DIR/history (default true; needs --data): trails,
                      trips and stops, "who was here" and export under
@@ -225,9 +229,10 @@ Flags:
                      2s, then 503) until this node has applied it. The
                      local write-ahead log and snapshots (--data) still
                      make restarts fast: the node resumes from the stream
-                     positions it saved in DATA/cluster. Zones and rules
-                     stay per node (PUT them on every node); --resp is not
-                     available in cluster mode
+                     positions it saved in DATA/cluster. Zones, rules and
+                     sinks written on any node are kept in the bucket
+                     STREAM-config and applied by every node; --resp is
+                     not available in cluster mode
   --nats-stream NAME the stream (default fleetd; subjects NAME.p.N)
   --nats-replicas N  the stream's replicas when this node creates it
                      (default 3; 1 for a single NATS server)
@@ -399,6 +404,18 @@ type serveConfig struct {
 	natsSnapEvery time.Duration
 }
 
+// clusterFsync is --fsync's default in cluster mode: acknowledgements
+// wait for JetStream, not for the local log, and package cluster notices
+// a log that lost records its saved positions count (see its doc.go).
+const clusterFsync = "interval=10ms"
+
+// flagGiven reports whether the command line set the flag name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // snapshotEvery is --nats-snapshot-every as cluster.Options takes it
 // (0 there is the default, negative never).
 func snapshotEvery(d time.Duration) time.Duration {
@@ -486,6 +503,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.natsSnapEvery, "nats-snapshot-every", cluster.DefaultSnapshotEvery, "how often to publish a snapshot to the cluster's object store (0: never)")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
+	}
+	if c.nats != "" && !flagGiven(fs, "fsync") {
+		c.fsync = clusterFsync
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fleetd serve: unexpected argument %q\n\n%s", fs.Arg(0), serveHelp)

@@ -116,9 +116,10 @@ type Node struct {
 	mu      sync.Mutex
 	changed chan struct{}
 
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+	lostTail atomic.Bool // the positions file was ahead of the local log at Open
 }
 
 // partition is one partition's consumer and the sequence applied so far.
@@ -344,6 +345,16 @@ func (n *Node) loadPositions() error {
 	if len(p.seqs) != len(n.parts) {
 		return fmt.Errorf("cluster: %s has %d partitions, the stream %d", n.posPath, len(p.seqs), len(n.parts))
 	}
+	if st := n.opts.Engine.Stats(); p.walNext > 0 && st.Durable && uint64(st.WAL.NextLSN) < p.walNext {
+		// The local log lost records the positions count (a power cut
+		// under --fsync interval or never, a repair, a removed wal/):
+		// the engine holds a prefix of what was applied, and re-applying
+		// the whole stream over it converges (see doc.go).
+		n.lostTail.Store(true)
+		n.log.Warn("the local write-ahead log ends before the saved stream positions: it lost records they count; reading the whole stream again",
+			"file", n.posPath, "saved_wal_next_lsn", p.walNext, "recovered_wal_next_lsn", uint64(st.WAL.NextLSN), "trucks", st.Store.Trucks)
+		return nil
+	}
 	for i, s := range p.seqs {
 		n.parts[i].applied.Store(s)
 	}
@@ -515,7 +526,13 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 	if slicesEqual(cur, saved) {
 		return saved, buf
 	}
-	buf, err := savePositions(n.opts.FS, n.posPath, positions{created: n.created, seqs: cur}, buf)
+	// After the sequences: every update they count is in a log record
+	// below the next LSN read now.
+	var walNext uint64
+	if st := n.opts.Engine.Stats(); st.Durable {
+		walNext = uint64(st.WAL.NextLSN)
+	}
+	buf, err := savePositions(n.opts.FS, n.posPath, positions{created: n.created, walNext: walNext, seqs: cur}, buf)
 	if err != nil {
 		n.app.saveErrors.Add(1)
 		n.app.rateLog(n.log, "could not save the stream positions; a restart re-applies more of the stream (harmless, slower)", "err", err)

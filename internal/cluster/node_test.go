@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -217,5 +219,81 @@ func TestNodeRestartCatchesUp(t *testing.T) {
 	sameFleet(t, want, b2)
 	if err := b2.CheckToken("99:1"); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("token of partition 99 of 4: %v", err)
+	}
+}
+
+// TestNodeLogLostTail: a node whose local write-ahead log lost its tail
+// after the positions file was saved (what a power cut does under
+// --fsync interval or never; here the last segment is cut short) must
+// not resume after those positions, which count updates the engine no
+// longer holds: it reads the whole stream again and converges.
+func TestNodeLogLostTail(t *testing.T) {
+	urls, _ := natsCluster(t, 3)
+	a := testNode(t, urls, "a", t.TempDir(), nil)
+	data, dir := t.TempDir(), t.TempDir()
+	eng, err := engine.Open(engine.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testNode(t, urls, "b", dir, eng)
+	r := rand.New(rand.NewPCG(2, 2))
+	base := uint32(time.Now().Unix()) - 100
+	var tok Token
+	for i := range 5 {
+		if tok, err = a.Publish(context.Background(), randBatch(r, 200, 300, base+uint32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Await(context.Background(), tok.String()); err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // saves the positions
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(data, "wal", "wal-*.log"))
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("no log segment in %s: %v", data, err)
+	}
+	last := segs[len(segs)-1]
+	fi, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(last, fi.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	eng2, err := engine.Open(engine.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng2.Close()
+	b2 := testNode(t, urls, "b", dir, eng2)
+	if !b2.Stats().PositionsAheadOfLog {
+		t.Fatalf("the node resumed after positions its log no longer covers (log next LSN %d)", eng2.Stats().WAL.NextLSN)
+	}
+	if err := b2.Await(context.Background(), tok.String()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]store.Position{}
+	a.opts.Engine.Store().RangeUpdates(func(u *store.Update) bool {
+		want[string(u.ID)] = u.Position
+		return true
+	})
+	sameFleet(t, want, b2)
+
+	// A clean restart (nothing lost) resumes after the positions.
+	b2.Close()
+	if err := eng2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eng3, err := engine.Open(engine.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng3.Close()
+	b3 := testNode(t, urls, "b", dir, eng3)
+	if b3.Stats().PositionsAheadOfLog || !b3.Reached(tok) {
+		t.Fatalf("a clean restart did not resume after its positions: %+v", b3.Stats())
 	}
 }

@@ -18,12 +18,17 @@ import (
 // durable.
 type positions struct {
 	created int64 // the stream's creation time, Unix nanoseconds
+	// walNext is the engine's next log sequence number when seqs were
+	// taken (0: unknown, a version 1 file or no local log): every
+	// update applied up to seqs is in a log record below it, so a log
+	// recovered with a lower next LSN lost records seqs counts.
+	walNext uint64
 	seqs    []uint64
 }
 
 const (
 	positionsMagic   = "FLCP"
-	positionsVersion = 1
+	positionsVersion = 2 // 1: without walNext, still read
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -34,6 +39,7 @@ func appendPositions(dst []byte, p positions) []byte {
 	dst = append(dst, positionsMagic...)
 	dst = append(dst, positionsVersion)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(p.created))
+	dst = binary.LittleEndian.AppendUint64(dst, p.walNext)
 	dst = binary.AppendUvarint(dst, uint64(len(p.seqs)))
 	for _, s := range p.seqs {
 		dst = binary.LittleEndian.AppendUint64(dst, s)
@@ -54,15 +60,23 @@ func decodePositions(b []byte) (positions, error) {
 	if crc32.Checksum(body, crcTable) != sum {
 		return p, fmt.Errorf("%w: checksum mismatch", errBadPositions)
 	}
-	if string(body[:4]) != positionsMagic || body[4] != positionsVersion {
+	if string(body[:4]) != positionsMagic || body[4] < 1 || body[4] > positionsVersion {
 		return p, fmt.Errorf("%w: unknown magic or version", errBadPositions)
 	}
 	p.created = int64(binary.LittleEndian.Uint64(body[5:]))
-	n, k := binary.Uvarint(body[13:])
-	if k <= 0 || n > maxPartitions || uint64(len(body)-13-k) != n*8 {
+	at := 13
+	if body[4] >= 2 {
+		if len(body) < at+8+1 {
+			return p, fmt.Errorf("%w: %d bytes", errBadPositions, len(b))
+		}
+		p.walNext = binary.LittleEndian.Uint64(body[at:])
+		at += 8
+	}
+	n, k := binary.Uvarint(body[at:])
+	if k <= 0 || n > maxPartitions || uint64(len(body)-at-k) != n*8 {
 		return p, fmt.Errorf("%w: bad partition count", errBadPositions)
 	}
-	rest := body[13+k:]
+	rest := body[at+k:]
 	p.seqs = make([]uint64, n)
 	for i := range p.seqs {
 		p.seqs[i] = binary.LittleEndian.Uint64(rest[i*8:])

@@ -25,8 +25,11 @@ type Stats struct {
 	StreamCheckedS float64         `json:"stream_checked_s_ago"`
 	PartitionsInfo []PartitionInfo `json:"partition_positions"`
 	// ApplyLagP50Ms and ApplyLagP99Ms are over the last 4,096 applied
-	// batches: from JetStream storing a message to this node's engine
-	// having applied it.
+	// messages (a message is one partition's part of a write): from
+	// JetStream taking it in (its stream timestamp, set by the stream
+	// leader when the message arrives, before replication and the
+	// acknowledgement: an upper bound of the lag from the ack) to this
+	// node's engine having applied it.
 	ApplyLagP50Ms float64 `json:"apply_lag_p50_ms"`
 	ApplyLagP99Ms float64 `json:"apply_lag_p99_ms"`
 
@@ -61,6 +64,10 @@ type Stats struct {
 	SnapshotBytes        int64 `json:"snapshot_bytes"`
 	SnapshotErrors       int64 `json:"snapshot_errors"`
 	RestoredFromSnapshot bool  `json:"restored_from_snapshot"`
+	// PositionsAheadOfLog: at start, the positions file counted updates
+	// the local log had lost (a power cut under --fsync interval or
+	// never), so this node read the whole stream again.
+	PositionsAheadOfLog bool `json:"positions_ahead_of_log"`
 	// Config is the configuration bucket's figures; nil without one.
 	Config *ConfigStats `json:"config,omitempty"`
 }
@@ -104,6 +111,7 @@ func (n *Node) Stats() Stats {
 		Servers: n.nc.Servers(), Applied: Token(n.appliedMarks()).String()}
 	s.SnapshotsPublished, s.SnapshotBytes = n.snap.published.Load(), n.snap.bytes.Load()
 	s.SnapshotErrors, s.RestoredFromSnapshot = n.snap.errors.Load(), n.snap.restored.Load()
+	s.PositionsAheadOfLog = n.lostTail.Load()
 	if c := n.cfg; c != nil {
 		s.Config = &ConfigStats{Bucket: c.bucket, Revision: c.rev.Load(), Entries: int(c.entries.Load()), Puts: c.puts.Load(),
 			Deletes: c.deletes.Load(), Applied: c.applies.Load(), ApplyErrors: c.applyErrors.Load(), Restores: c.restores.Load()}
@@ -180,7 +188,10 @@ func (n *Node) Register(reg prometheus.Registerer) error {
 			}
 			return float64(b)
 		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_apply_lag_p99_seconds", Help: "p99 of the last 4096 applied batches' lag, from JetStream storing a message to this node applying it."}, func() float64 {
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_apply_lag_p50_seconds", Help: "Median lag of the last 4096 applied messages, from JetStream storing a message to this node having applied it."}, func() float64 {
+			return finite(n.lag.quantile(0.5)) / 1000
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fleetd_cluster_apply_lag_p99_seconds", Help: "p99 of the last 4096 applied messages' lag, from JetStream storing a message to this node having applied it."}, func() float64 {
 			return finite(n.lag.quantile(0.99)) / 1000
 		}),
 		counterFunc("fleetd_cluster_published_messages_total", "Messages this node published and JetStream acknowledged.", &n.pub.messages),
