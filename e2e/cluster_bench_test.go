@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +28,8 @@ import (
 // all sharing its cores with the load generator:
 //
 //	go test -run '^$' -bench 'BenchmarkCluster' -benchtime 300x -count 5 ./e2e/
+//
+// FLEETD_BENCH_CLUSTER_ARGS adds flags to every node's command line.
 
 const (
 	clusterBenchTrucks = 200_000
@@ -230,9 +233,10 @@ func BenchmarkClusterIngest(b *testing.B) {
 		var nodes []*benchNode
 		var addrs []string
 		for i := range 3 {
-			nodes = append(nodes, startBenchNode(b, "--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)))
+			nodes = append(nodes, startBenchNode(b, benchNodeArgs(b, ns, i)...))
 			addrs = append(addrs, nodes[i].addr)
 		}
+		cpu0, ncpu0 := nodesCPU(nodes), natsCPU(ns)
 		b.ResetTimer()
 		start := time.Now()
 		tok := ingest(b, addrs, bodies[:len(bodies)])
@@ -251,6 +255,11 @@ func BenchmarkClusterIngest(b *testing.B) {
 			stream = st.Cluster.StreamByte
 		}
 		b.ReportMetric(time.Since(start).Seconds()-el.Seconds(), "s-to-apply-after")
+		// CPU per acknowledged update, until every node has applied it:
+		// on 2 cores, 2e9 ns/s over their sum (and the client's) bounds
+		// the rate.
+		b.ReportMetric(float64(nodesCPU(nodes)-cpu0)/updates, "nodes_cpu_ns/update")
+		b.ReportMetric(float64(natsCPU(ns)-ncpu0)/updates, "nats_cpu_ns/update")
 		b.ReportMetric(lag, "lag-p99-ms")
 		if pubUpdates > 0 {
 			b.ReportMetric(float64(pubBytes)/float64(pubUpdates), "payload-B/update")
@@ -261,13 +270,15 @@ func BenchmarkClusterIngest(b *testing.B) {
 
 // BenchmarkClusterCatchUp: a node stopped while the others ingest b.N
 // bodies, restarted: updates/s it applies from the stream until it has
-// caught up (from its "ready" line to the writers' token).
+// caught up (from its start to the writers' token), and its CPU per
+// update over that time. FLEETD_BENCH_CPUPROFILE=FILE saves its CPU
+// profile (the first FLEETD_BENCH_CPUSECONDS, default 3, after ready).
 func BenchmarkClusterCatchUp(b *testing.B) {
 	bodies := renderBodies(b.N)
 	ns := startNATS(b)
 	var nodes []*benchNode
 	for i := range 3 {
-		nodes = append(nodes, startBenchNode(b, "--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)))
+		nodes = append(nodes, startBenchNode(b, benchNodeArgs(b, ns, i)...))
 	}
 	ingest(b, []string{nodes[0].addr}, bodies[:1]) // the stream exists, node 2 has saved positions
 	time.Sleep(1500 * time.Millisecond)
@@ -276,11 +287,78 @@ func BenchmarkClusterCatchUp(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	n := startBenchNode(b, nodes[2].args...)
+	var stopProfile func()
+	if path := os.Getenv("FLEETD_BENCH_CPUPROFILE"); path != "" {
+		stopProfile = fetchProfile(b, n.addr, path)
+	}
 	st := getStats(b, n.addr, tok)
 	el := time.Since(start)
+	cpu := procCPU(n.cmd.Process.Pid)
 	b.StopTimer()
 	b.ReportMetric(float64(st.Cluster.Applied)/el.Seconds(), "updates/s")
 	b.ReportMetric(float64(st.Cluster.Applied), "updates")
+	// The node's CPU from its start to caught up, over what it applied.
+	b.ReportMetric(float64(cpu)/float64(st.Cluster.Applied), "server_cpu_ns/update")
+	if stopProfile != nil {
+		stopProfile()
+	}
+}
+
+// benchNodeArgs is the command line of cluster node i of a benchmark:
+// its data directory, the NATS servers (its own first) and
+// FLEETD_BENCH_CLUSTER_ARGS (e.g. "--history=false").
+func benchNodeArgs(b *testing.B, ns []*natsProc, i int) []string {
+	args := []string{"--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)}
+	return append(args, strings.Fields(os.Getenv("FLEETD_BENCH_CLUSTER_ARGS"))...)
+}
+
+// nodesCPU is the CPU time the nodes' processes have used.
+func nodesCPU(nodes []*benchNode) time.Duration {
+	var t time.Duration
+	for _, n := range nodes {
+		t += procCPU(n.cmd.Process.Pid)
+	}
+	return t
+}
+
+// natsCPU is the CPU time the NATS servers' processes have used.
+func natsCPU(ns []*natsProc) time.Duration {
+	var t time.Duration
+	for _, n := range ns {
+		if n.running {
+			t += procCPU(n.cmd.Process.Pid)
+		}
+	}
+	return t
+}
+
+// fetchProfile records the CPU profile of the server at addr for
+// FLEETD_BENCH_CPUSECONDS seconds (default 3) and returns a function that
+// waits for it and writes it to path.
+func fetchProfile(b *testing.B, addr, path string) func() {
+	secs := cmp.Or(os.Getenv("FLEETD_BENCH_CPUSECONDS"), "3")
+	done := make(chan error, 1)
+	go func() {
+		res, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=" + secs)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		data, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != 200 {
+			err = fmt.Errorf("%d %s", res.StatusCode, data)
+		}
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		done <- err
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Errorf("cpu profile: %v", err)
+		}
+	}
 }
 
 // BenchmarkClusterApplyLag: the apply lag on every node at a paced
@@ -289,8 +367,7 @@ func BenchmarkClusterCatchUp(b *testing.B) {
 // nodes in turn (3 NATS servers, R3). Reports the rate reached, the
 // worst node's apply lag p50 and p99 (its last 4,096 messages, from
 // JetStream taking a message in to that node having applied it) and the
-// writers' acknowledgement latency p50 and p99. FLEETD_BENCH_CLUSTER_ARGS
-// adds flags to the nodes' command line.
+// writers' acknowledgement latency p50 and p99.
 //
 //	go test -run '^$' -bench BenchmarkClusterApplyLag -benchtime 2000x -count 5 ./e2e/
 func BenchmarkClusterApplyLag(b *testing.B) {
@@ -307,9 +384,7 @@ func BenchmarkClusterApplyLag(b *testing.B) {
 	ns := startNATS(b)
 	var addrs []string
 	for i := range 3 {
-		args := []string{"--data", filepath.Join(b.TempDir(), fmt.Sprint(i)), "--nats", natsURLs(ns, i)}
-		args = append(args, strings.Fields(os.Getenv("FLEETD_BENCH_CLUSTER_ARGS"))...)
-		addrs = append(addrs, startBenchNode(b, args...).addr)
+		addrs = append(addrs, startBenchNode(b, benchNodeArgs(b, ns, i)...).addr)
 	}
 	every := time.Duration(float64(time.Second) * batch / rate)
 	var (
