@@ -217,6 +217,7 @@ func ingest(tb testing.TB, addrs []string, bodies [][]byte) string {
 // BenchmarkClusterIngest: acknowledged updates/s into three nodes on a
 // 3-server R3 stream, the apply lag p99 and the bytes on the bus per
 // update; and the same bodies into a single node (history on, defaults).
+// FLEETD_BENCH_CPUPROFILE=FILE saves node 0's CPU profile during R3.
 func BenchmarkClusterIngest(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
 		bodies := renderBodies(b.N)
@@ -236,12 +237,19 @@ func BenchmarkClusterIngest(b *testing.B) {
 			nodes = append(nodes, startBenchNode(b, benchNodeArgs(b, ns, i)...))
 			addrs = append(addrs, nodes[i].addr)
 		}
+		var stopProfile func()
+		if path := os.Getenv("FLEETD_BENCH_CPUPROFILE"); path != "" {
+			stopProfile = fetchProfile(b, nodes[0].addr, path) // node 0's
+		}
 		cpu0, ncpu0 := nodesCPU(nodes), natsCPU(ns)
 		b.ResetTimer()
 		start := time.Now()
 		tok := ingest(b, addrs, bodies[:len(bodies)])
 		el := time.Since(start)
 		b.StopTimer()
+		if stopProfile != nil {
+			stopProfile()
+		}
 		updates := float64(len(bodies) * clusterBenchBatch)
 		b.ReportMetric(updates/el.Seconds(), "updates/s")
 		var lag float64

@@ -46,7 +46,7 @@ type Stats struct {
 	MalformedMessages   int64   `json:"malformed_messages"`
 	ApplyErrors         int64   `json:"apply_errors"`
 	ConsumerErrors      int64   `json:"consumer_errors"`
-	ConsumerRestarts    int64   `json:"consumer_restarts"` // consumers recreated after a stall`
+	ConsumerRestarts    int64   `json:"consumer_restarts"` // consumers replaced: dead, lost messages or stalled
 	PositionSaveErrors  int64   `json:"position_save_errors"`
 	AwaitTimeouts       int64   `json:"await_timeouts"`
 	StreamMessages      uint64  `json:"stream_messages"`
