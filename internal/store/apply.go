@@ -153,7 +153,6 @@ func spinUntil(c *atomic.Int32, n int) {
 // apply runs one shard's group of a batch under its write lock.
 func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int, Position, bool)) Result {
 	var res Result
-	g := &sh.st.geom
 	heard := sh.st.heardBits()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -185,9 +184,8 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 			continue
 		}
 		prev := r.pos()
-		if oldKey, newKey := g.Cell(r.lat, r.lon), g.Cell(u.Lat, u.Lon); oldKey != newKey {
-			sh.grid.remove(oldKey, slot)
-			sh.grid.add(newKey, slot)
+		if r.lat != u.Lat || r.lon != u.Lon {
+			sh.moveLocked(slot, r.lat, r.lon, &u.Position)
 		}
 		r.set(&u.Position, heard)
 		sh.attrs.set(slot, &u.Attrs)

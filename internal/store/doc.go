@@ -22,10 +22,14 @@
 //	         record. Sized to a load of 0.6–0.85 (about 5.5 bytes a truck).
 //	grid     the spatial index: a global lat/lon grid (CellDeg degrees,
 //	         0.5 by default), of which each shard keeps the cells its trucks
-//	         occupy. A cell is a block of slot numbers (uint32) inside one
+//	         occupy. A cell is a block of entries (uint32) inside one
 //	         shared []uint32 arena, in size classes growing by 1.5x from
 //	         4 slots, with free lists; a small open-addressing table maps
-//	         cell keys to cells. The cell mapping is fleet.Grid.
+//	         cell keys to cells. The cell mapping is fleet.Grid. An entry
+//	         is | sub-cell 8 bits | slot 24 bits |: the sub-cell (16 × 16
+//	         per cell, grid.go) lets k-nearest skip records without
+//	         reading them; it is exact unless the cell is loose (more than
+//	         hintMax trucks in the shard, hints not maintained).
 //	free     a stack of free slots, reused before the slabs grow.
 //	attrs    optional attributes (package fleet: altitude…), one int32
 //	         column per attribute in chunks parallel to the records, a
@@ -54,8 +58,12 @@
 //     later only if the caller lets more than 128-age epochs pass between
 //     calls.
 //   - The index is updated incrementally on every move: a truck that stays in
-//     its cell costs nothing, one that changes cell is moved between two
-//     blocks. Nothing is ever rebuilt wholesale on the hot path.
+//     its sub-cell costs nothing, one that changes sub-cell within its cell
+//     rewrites its entry (a scan of the cell's block, at most hintMax
+//     entries, since loose cells skip it), one that changes cell is moved
+//     between two blocks. Nothing is ever rebuilt wholesale on the hot path.
+//   - An entry's sub-cell is subOf its record's position, unless its cell
+//     is loose; a cell of more than hintMax entries is loose.
 //
 // # Concurrency
 //
@@ -69,7 +77,9 @@
 // its old or new position or (if it moved from a cell not yet scanned into
 // one already scanned) not at all; it is never reported twice.
 //
-// Queries are exact: k-nearest uses haversine distance on a sphere of radius
+// Queries are exact: k-nearest reads only the records whose sub-cell meets
+// its current search window (a superset of those the window admits), and
+// uses haversine distance on a sphere of radius
 // geo.EarthRadiusM and prunes cells only with exact box distances, so results
 // equal a brute-force scan (tests check this on random fleets, clusters, the
 // antimeridian and the poles).

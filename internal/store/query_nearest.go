@@ -22,10 +22,21 @@ type knn struct {
 	k      int
 	limitH float64 // radius bound as hav, 1 when none
 	heap   []candidate
-	latLim int64 // fixed-point windows outside which no truck can beat limH
+	cells  []cellDist // searchOccupied's cells
+	latLim int64      // fixed-point windows outside which no truck can beat limH
 	lonLim int64
 	limH   float64
+	// gather holds a run of a cell's slots that passed the sub-cell test
+	// and then their records' coordinates: the records are read in one
+	// loop of independent loads, so their cache misses overlap instead of
+	// each waiting behind the branch on the one before.
+	gather struct {
+		slot     [gatherRun]uint32
+		lat, lon [gatherRun]int32
+	}
 }
+
+const gatherRun = 64
 
 // setLimits recomputes the windows for bound h. Windows computed for a
 // larger bound are still correct, only looser, so visit refreshes them only
@@ -48,27 +59,57 @@ func (n *knn) visit(key uint32) {
 	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.CellBox(key))*pruneSlack > b {
 		return
 	}
+	var rows, cols uint32 // sub-cells that can hold a truck within the windows
+	limH := -1.0          // the bound they were computed for
 	for si := range n.s.shards {
 		sh := &n.s.shards[si]
-		for _, slot := range sh.grid.members(key) {
-			r := sh.rec(slot)
-			if d := int64(r.lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(r.lon, n.q.flon) > n.lonLim {
-				continue
+		ents, exact := sh.grid.members(key)
+		if !exact {
+			rows, cols, limH = ^uint32(0), ^uint32(0), -1
+		} else if limH != n.limH {
+			limH = n.limH
+			rows, cols = sh.grid.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+		}
+		for len(ents) > 0 {
+			run := ents[:min(len(ents), gatherRun)]
+			ents = ents[len(run):]
+			// Branch-free: every entry is written, the count advances
+			// only for those whose sub-cell passes.
+			g := &n.gather
+			m := 0
+			for _, e := range run {
+				sub := e >> slotBits
+				g.slot[m&(gatherRun-1)] = e & slotMask
+				m += int((rows >> (sub >> subBits)) & (cols >> (sub & subMax)) & 1)
 			}
-			h := n.q.hav(r.lat, r.lon)
-			if len(n.heap) < n.k {
-				if h > n.limitH {
+			for j, slot := range g.slot[:m] {
+				r := sh.rec(slot)
+				g.lat[j], g.lon[j] = r.lat, r.lon
+			}
+			for j := range m {
+				lat, lon := g.lat[j], g.lon[j]
+				if d := int64(lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(lon, n.q.flon) > n.lonLim {
 					continue
 				}
-				n.push(candidate{h, uint16(si), slot})
-			} else if h < n.heap[0].h {
-				n.heap[0] = candidate{h, uint16(si), slot}
-				n.down(0)
-			} else {
-				continue
+				h := n.q.hav(lat, lon)
+				if len(n.heap) < n.k {
+					if h > n.limitH {
+						continue
+					}
+					n.push(candidate{h, uint16(si), g.slot[j]})
+				} else if h < n.heap[0].h {
+					n.heap[0] = candidate{h, uint16(si), g.slot[j]}
+					n.down(0)
+				} else {
+					continue
+				}
+				if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
+					n.setLimits(n.heap[0].h)
+				}
 			}
-			if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
-				n.setLimits(n.heap[0].h)
+			if exact && limH != n.limH {
+				limH = n.limH
+				rows, cols = sh.grid.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
 			}
 		}
 	}
@@ -115,12 +156,22 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 	if k <= 0 || !geo.ValidLatLon(lat, lon) {
 		return dst
 	}
-	n := knn{s: s, q: newPoint(lat, lon), k: k, limitH: 1, latLim: math.MaxInt64, lonLim: math.MaxInt64, limH: 2}
+	// The query's scratch (heap, gather buffers, sparse-search cells) is
+	// pooled: a query makes no allocation.
+	n, _ := s.knnPool.Get().(*knn)
+	if n == nil {
+		n = &knn{}
+	}
+	defer s.knnPool.Put(n)
+	*n = knn{s: s, q: newPoint(lat, lon), k: k, limitH: 1, latLim: math.MaxInt64, lonLim: math.MaxInt64, limH: 2,
+		heap: n.heap[:0], cells: n.cells[:0]}
+	if cap(n.heap) < min(k, 1024) || cap(n.heap) > 1024 {
+		n.heap = make([]candidate, 0, min(k, 1024))
+	}
 	if radiusM > 0 {
 		n.limitH = geo.MToHav(radiusM)
 		n.setLimits(n.limitH)
 	}
-	n.heap = make([]candidate, 0, min(k, 1024))
 	for i := range s.shards {
 		s.shards[i].mu.RLock()
 	}
@@ -137,14 +188,14 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 	if guess := s.densityGuess(&n.q, k); guess < n.limitH {
 		n.limitH = guess
 		n.setLimits(guess)
-		s.searchRings(&n)
+		s.searchRings(n)
 		if len(n.heap) < k {
 			n.heap = n.heap[:0]
 			n.limitH, n.latLim, n.lonLim, n.limH = limitH, latLim, lonLim, limH
-			s.searchRings(&n)
+			s.searchRings(n)
 		}
 	} else {
-		s.searchRings(&n)
+		s.searchRings(n)
 	}
 	// Sort ascending and copy out.
 	slices.SortFunc(n.heap, func(a, b candidate) int { return cmp.Compare(a.h, b.h) })
@@ -164,7 +215,8 @@ func (s *Store) densityGuess(q *point, k int) float64 {
 	key := s.geom.Cell(q.flat, q.flon)
 	cnt := 0
 	for i := range s.shards {
-		cnt += len(s.shards[i].grid.members(key))
+		m, _ := s.shards[i].grid.members(key)
+		cnt += len(m)
 	}
 	if cnt < k || cnt < 16 {
 		return 1
@@ -245,8 +297,12 @@ func (rg ring) outsideHav(q *point, r int) float64 {
 	}
 	if 2*r+1 < g.Cols {
 		w, e := g.ColBounds(rg.c0)
-		dw := (q.lon - w + float64(r)*g.CellDeg) * rad
-		de := (e + float64(r)*g.CellDeg - q.lon) * rad
+		lon := q.lon
+		if lon > e { // longitude 180 lies in column 0, west of which is -180
+			lon -= 360
+		}
+		dw := (lon - w + float64(r)*g.CellDeg) * rad
+		de := (e + float64(r)*g.CellDeg - lon) * rad
 		a = min(a, geo.MeridianMinAngle(q.p, dw), geo.MeridianMinAngle(q.p, de))
 	}
 	if math.IsInf(a, 1) {
@@ -296,30 +352,33 @@ func (s *Store) searchRings(n *knn) {
 // searchOccupied finishes a k-nearest search by visiting the occupied cells
 // outside the block of radius r in order of distance.
 func (s *Store) searchOccupied(n *knn, rg ring, r int) {
-	type cellDist struct {
-		h   float64
-		key uint32
-	}
-	var cells []cellDist
-	seen := make(map[uint32]struct{})
+	cells := n.cells[:0]
 	for i := range s.shards {
 		gr := &s.shards[i].grid
 		for _, c := range gr.cells {
-			if c.class == noClass || rg.inBlock(c.key, r) {
-				continue
+			if c.class != noClass && !rg.inBlock(c.key, r) {
+				cells = append(cells, cellDist{key: c.key})
 			}
-			if _, dup := seen[c.key]; dup {
-				continue
-			}
-			seen[c.key] = struct{}{}
-			cells = append(cells, cellDist{geo.BoxMinHav(n.q.lat, n.q.lon, s.geom.CellBox(c.key)), c.key})
 		}
 	}
+	// A cell occupied in several shards is listed once per shard.
+	slices.SortFunc(cells, func(a, b cellDist) int { return cmp.Compare(a.key, b.key) })
+	cells = slices.CompactFunc(cells, func(a, b cellDist) bool { return a.key == b.key })
+	for i := range cells {
+		cells[i].h = geo.BoxMinHav(n.q.lat, n.q.lon, s.geom.CellBox(cells[i].key))
+	}
 	slices.SortFunc(cells, func(a, b cellDist) int { return cmp.Compare(a.h, b.h) })
+	n.cells = cells
 	for _, c := range cells {
 		if c.h*pruneSlack > n.bound() {
 			return
 		}
 		n.visit(c.key)
 	}
+}
+
+// cellDist is an occupied cell and its distance (as hav) from the query.
+type cellDist struct {
+	h   float64
+	key uint32
 }

@@ -209,7 +209,9 @@ func (s *Store) within(rg *Region, yield func(*Hit) bool) {
 func (sh *shard) scanRun(rg *Region, sc *withinScratch, i int, seen []uint64) int {
 	sc.buf, sc.slots = sc.buf[:0], sc.slots[:0]
 	for ; i < len(sc.keys) && len(sc.buf) < withinRun; i++ {
-		for _, slot := range sh.grid.members(sc.keys[i]) {
+		ents, _ := sh.grid.members(sc.keys[i])
+		for _, e := range ents {
+			slot := e & slotMask
 			r := sh.rec(slot)
 			ok, h := rg.contains(r.lat, r.lon)
 			if !ok {

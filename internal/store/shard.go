@@ -215,14 +215,48 @@ func (sh *shard) insertLocked(id []byte, h uint64, pos int, p *Position) (uint32
 	sh.setID(r, id)
 	sh.table[pos] = tagOf(h)<<24 | (slot + 1)
 	sh.live++
-	sh.grid.add(sh.st.geom.Cell(p.Lat, p.Lon), slot)
+	key, sub := sh.grid.locate(p.Lat, p.Lon)
+	sh.grid.add(key, slot, sub)
 	return slot, nil
+}
+
+// moveLocked updates the grid for the truck in slot moving from (lat, lon)
+// to p; the record still holds the old position.
+func (sh *shard) moveLocked(slot uint32, lat, lon int32, p *Position) {
+	g := &sh.grid
+	oldKey, oldSub := g.locate(lat, lon)
+	newKey, sub := g.locate(p.Lat, p.Lon)
+	switch {
+	case oldKey != newKey:
+		if c := g.remove(oldKey, slot); c >= 0 {
+			sh.hintLocked(c)
+		}
+		g.add(newKey, slot, sub)
+	case oldSub != sub:
+		g.rehint(oldKey, slot, sub)
+	}
+}
+
+// hintLocked recomputes the hints of loose cell c from the records and
+// makes it exact again; remove asks for it once the cell has shrunk to
+// hintMax/2, so its cost is amortised over the removals since it got loose.
+func (sh *shard) hintLocked(c int) {
+	g := &sh.grid
+	cl := &g.cells[c]
+	for i, e := range g.refs[cl.off : cl.off+cl.n] {
+		slot := e & slotMask
+		r := sh.rec(slot)
+		g.refs[int(cl.off)+i] = slot | g.subOf(cl.key, r.lat, r.lon)
+	}
+	cl.loose = false
 }
 
 // removeLocked deletes the truck in slot whose table entry is at pos.
 func (sh *shard) removeLocked(slot uint32, pos int) {
 	r := sh.rec(slot)
-	sh.grid.remove(sh.st.geom.Cell(r.lat, r.lon), slot)
+	if c := sh.grid.remove(sh.st.geom.Cell(r.lat, r.lon), slot); c >= 0 {
+		sh.hintLocked(c)
+	}
 	sh.deleteTableAt(pos)
 	if r.id[0] == longID {
 		sh.longDead += int(r.id[5])

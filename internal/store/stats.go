@@ -122,11 +122,18 @@ func (sh *shard) check(si int) error {
 		if c.n == 0 || c.n > blockCap(c.class) || sh.grid.find(c.key) != ci {
 			return fmt.Errorf("store: shard %d: cell %d is inconsistent", si, c.key)
 		}
-		for _, slot := range sh.grid.refs[c.off : c.off+c.n] {
+		if c.n > hintMax && !c.loose {
+			return fmt.Errorf("store: shard %d: cell %d holds %d trucks and is not loose", si, c.key, c.n)
+		}
+		for _, e := range sh.grid.refs[c.off : c.off+c.n] {
+			slot := e & slotMask
 			if _, dup := members[slot]; dup {
 				return fmt.Errorf("store: shard %d: slot %d in two cells", si, slot)
 			}
 			members[slot] = c.key
+			if r := sh.rec(slot); !c.loose && e&^slotMask != sh.grid.subOf(c.key, r.lat, r.lon) {
+				return fmt.Errorf("store: shard %d: slot %d has sub-cell hint %d, not %d", si, slot, e>>slotBits, sh.grid.subOf(c.key, r.lat, r.lon)>>slotBits)
+			}
 		}
 	}
 	for slot := uint32(0); slot < sh.nslots; slot++ {

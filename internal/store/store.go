@@ -75,6 +75,7 @@ type Store struct {
 	epoch     atomic.Uint32 // last-heard epoch stamped by Apply, < HeardEpochs
 	live      atomic.Int64  // trucks across shards
 	scratch   sync.Pool     // *applyScratch
+	knnPool   sync.Pool     // *knn
 }
 
 // New returns an empty Store.
