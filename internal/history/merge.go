@@ -163,25 +163,25 @@ func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error) e
 	}
 	var id []byte
 	var pts []Point
-	hit := make([]*cursor, 0, len(runs))
 	for len(q) > 0 {
 		id = append(id[:0], q[0].id...)
 		hash := q[0].hash
 		pts = pts[:0]
-		// In run order (the heap's tie-break: oldest first), so that a
-		// truck's points are usually in ts order already.
-		hit = hit[:0]
+		// The runs holding the truck come to the top in run order (the
+		// heap's tie-break: oldest first), so that its points are
+		// usually in ts order already. Each is advanced where it stands
+		// (its next truck sorts after this one) and sifted down: one
+		// pass down the heap a truck, not a pop and a push.
 		for len(q) > 0 && q[0].hash == hash && bytes.Equal(q[0].id, id) {
-			c := q.pop()
-			hit = append(hit, c)
-			pts = append(pts, c.pts...)
-		}
-		for _, c := range hit {
+			c := q[0]
+			pts = append(pts, c.pts...) // before next reuses c's block
 			if err := c.next(); err != nil {
 				return err
 			}
-			if !c.done {
-				q.push(c)
+			if c.done {
+				q.pop()
+			} else {
+				q.down(0)
 			}
 		}
 		if err := fn(hash, id, sortPoints(pts)); err != nil {
@@ -221,8 +221,15 @@ func (q *cursorHeap) pop() *cursor {
 	top := h[0]
 	last := len(h) - 1
 	h[0] = h[last]
-	h = h[:last]
-	for i := 0; ; {
+	*q = h[:last]
+	q.down(0)
+	return top
+}
+
+// down restores the heap below i after q[i] has grown.
+func (q cursorHeap) down(i int) {
+	h := q
+	for {
 		l, m := 2*i+1, i
 		if l < len(h) && h.less(l, m) {
 			m = l
@@ -236,8 +243,6 @@ func (q *cursorHeap) pop() *cursor {
 		h[i], h[m] = h[m], h[i]
 		i = m
 	}
-	*q = h
-	return top
 }
 
 // compact merges every run of p into one of one truck per block: done

@@ -116,6 +116,13 @@ type runWriter struct {
 	hash   uint64 // of its first truck
 }
 
+// rawBelowPerTruck: a grouped block whose trucks have fewer points than
+// this each, on average, is written raw (layoutRaw), as a flush writes its
+// blocks: what the first merges of a filling hour write at a million
+// trucks, about a point a truck, which columns make no smaller and several
+// times dearer to write and to read back in the next merge.
+const rawBelowPerTruck = 2
+
 // createRun starts a run of one truck per block (layoutSolo, version 3;
 // layoutLegacy, version 1), or of grouped blocks (version 2) in columns
 // or raw.
@@ -202,7 +209,11 @@ func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
 		b = binary.AppendUvarint(b, uint64(end-start))
 		idStart, start = w.idEnds[k], end
 	}
-	b = appendColumns(b, ps, w.ends, w.layout)
+	l := w.layout
+	if l == layoutGrouped && len(ps) < rawBelowPerTruck*len(w.ends) {
+		l = layoutRaw // a merge of a filling hour's first runs
+	}
+	b = appendColumns(b, ps, w.ends, l)
 	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
 	w.buf = b
 	if _, err := w.w.Write(b); err != nil {

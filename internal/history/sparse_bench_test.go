@@ -50,3 +50,50 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkMergeSparse merges MergeFanIn first-level runs of 40,000
+// points each, of a fleet of 640,000 trucks (about one point a truck in
+// the merged run: what a filling hour's first merges hold at a million
+// trucks), on real files: the cost of history's first merge tier, per
+// point merged. Its output's bytes per point are reported too.
+func BenchmarkMergeSparse(b *testing.B) {
+	now := time.Unix(1_764_000_000, 0)
+	const n, fleetSize = 40000, 640_000
+	ups := make([]fleet.Update, n)
+	var cpu time.Duration
+	var disk float64
+	for i := range b.N {
+		b.StopTimer()
+		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for r := range DefaultMergeFanIn {
+			for j := range ups {
+				t := (j*DefaultMergeFanIn + r) * 7919 % fleetSize
+				ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
+					Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(r), float64(t%90), float64(t%360))}
+			}
+			h.Add(ups)
+			if err := h.Write(h.Seal(uint64(i*DefaultMergeFanIn + r + 1))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		c0 := processCPU()
+		h.Housekeep()
+		cpu += processCPU() - c0
+		b.StopTimer()
+		st := h.Stats()
+		if st.Runs != 1 {
+			b.Fatalf("%d runs after the merge, want 1", st.Runs)
+		}
+		disk = float64(st.DiskBytes) / float64(n*DefaultMergeFanIn)
+		h.Close()
+		b.StartTimer()
+	}
+	points := float64(n * DefaultMergeFanIn * b.N)
+	b.ReportMetric(points/b.Elapsed().Seconds(), "points/s")
+	b.ReportMetric(float64(cpu)/points, "cpu_ns/point")
+	b.ReportMetric(disk, "disk_B/point")
+}
