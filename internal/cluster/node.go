@@ -137,11 +137,16 @@ type partition struct {
 	stuckFrom time.Time // when
 }
 
-// delivery is a message and the generation of the consumer that
-// delivered it.
+// delivery is a stream message of a partition, as a consumer or the
+// poller handed it over, and the generation of the consumer (or of the
+// failed attempt the poller stands in for) it came from.
 type delivery struct {
-	gen uint64
-	m   jetstream.Msg
+	gen     uint64
+	seq     uint64    // stream sequence
+	pending uint64    // messages of the partition after it, as the consumer saw (0 from the poller)
+	stamp   time.Time // when the stream took it in
+	data    []byte
+	bad     error // no JetStream metadata (the applier counts it as malformed)
 }
 
 // Open connects to NATS, creates the stream if it does not exist, and

@@ -34,6 +34,7 @@ type applyCounters struct {
 	messages, updates, deletes, malformed  atomic.Int64
 	applyErrors, consumeErrors, saveErrors atomic.Int64
 	awaitTimeouts, consumerRestarts        atomic.Int64
+	polled                                 atomic.Int64 // messages read without a consumer (poll)
 	refreshedAt                            atomic.Int64 // Unix ns of the last successful look at the stream
 
 	logMu  sync.Mutex
@@ -120,20 +121,18 @@ func (n *Node) applyLoop(p *partition) {
 			if d.gen != p.gen.Load() {
 				continue // from a consumer replaced since (follow)
 			}
-			m := d.m
-			md, err := m.Metadata()
-			if err != nil {
+			if d.bad != nil {
 				n.app.malformed.Add(1)
-				n.app.rateLog(n.log, "message without JetStream metadata skipped", "partition", p.n, "err", err)
+				n.app.rateLog(n.log, "message without JetStream metadata skipped", "partition", p.n, "err", d.bad)
 				continue
 			}
-			seq := md.Sequence.Stream
+			seq := d.seq
 			if seq <= p.applied.Load() || seq <= lastSeq {
 				continue // delivered again after a consumer reset
 			}
-			lastSeq, pending = seq, md.NumPending
-			stamps = append(stamps, md.Timestamp)
-			err = b.gather(m.Data(), p.n, len(n.parts), func() { n.flush(p, &b) }, func(id []byte) { n.deleteOne(p, id) })
+			lastSeq, pending = seq, d.pending
+			stamps = append(stamps, d.stamp)
+			err := b.gather(d.data, p.n, len(n.parts), func() { n.flush(p, &b) }, func(id []byte) { n.deleteOne(p, id) })
 			if err != nil {
 				n.app.malformed.Add(1)
 				n.app.rateLog(n.log, "malformed message skipped", "partition", p.n, "seq", seq, "err", err)

@@ -19,12 +19,18 @@ const (
 	// consumeHeartbeat is the idle heartbeat asked of the server: two
 	// missed (1 s) mean the consumer or its server is gone.
 	consumeHeartbeat = 500 * time.Millisecond
-	// createTimeout bounds one attempt to create a consumer. The client
-	// library's ordered consumer waits 10 s an attempt and backs off to
-	// 10 s between attempts: a request sent while the meta leader was
-	// being elected kept a partition dark for 10-11 s after NATS was
-	// back (TestCluster, before this file).
-	createTimeout = time.Second
+	// createTimeout bounds the first two attempts to create a consumer;
+	// each further pair waits twice as long, up to maxCreateTimeout (a
+	// server too loaded to answer in time still gets its consumer). The
+	// client library's ordered consumer waits 10 s an attempt and backs
+	// off to 10 s between attempts: a request sent while the meta leader
+	// was being elected kept a partition dark for 10-11 s after NATS was
+	// back (TestCluster, before this file). Short first attempts matter
+	// after a server dies without being the leader: until NATS marks it
+	// offline it may still be picked to host the new consumer, and that
+	// attempt can only time out.
+	createTimeout    = 500 * time.Millisecond
+	maxCreateTimeout = 4 * time.Second
 	// recreateWait is the pause between two attempts.
 	recreateWait = 250 * time.Millisecond
 	// consumerStall is how long a partition may stay behind the stream
@@ -69,23 +75,29 @@ func (f *follower) fail(err error) {
 //     progress for consumerStall (kick).
 //
 // A failed creation is retried every recreateWait, each attempt bounded
-// by createTimeout, for as long as the node runs.
+// by createTimeout (growing after repeated failures), for as long as the
+// node runs; meanwhile the follower reads the partition without a
+// consumer (poll).
 func (n *Node) follow(p *partition) {
-	for {
-		f, err := n.subscribe(p)
+	for failed := 0; ; {
+		f, err := n.subscribe(p, min(createTimeout<<min(failed/2, 4), maxCreateTimeout))
 		if err != nil {
+			failed++
 			if n.closed.Load() {
 				return
 			}
 			n.app.consumeErrors.Add(1)
-			n.app.rateLog(n.log, "could not create a partition consumer; retrying", "partition", p.n, "applied", p.applied.Load(), "err", err)
+			n.app.rateLog(n.log, "could not create a partition consumer; reading the partition without one meanwhile", "partition", p.n, "applied", p.applied.Load(), "err", err)
+			wait := time.Now().Add(recreateWait)
+			n.poll(p, p.gen.Load(), wait)
 			select {
 			case <-n.stop:
 				return
-			case <-time.After(recreateWait):
+			case <-time.After(time.Until(wait)):
 			}
 			continue
 		}
+		failed = 0
 		var why error
 		select {
 		case <-n.stop:
@@ -109,14 +121,14 @@ func (n *Node) follow(p *partition) {
 }
 
 // subscribe creates p's next consumer generation, starting after what is
-// applied, and starts consuming it.
-func (n *Node) subscribe(p *partition) (*follower, error) {
+// applied, and starts consuming it; timeout bounds the creation.
+func (n *Node) subscribe(p *partition, timeout time.Duration) (*follower, error) {
 	// The generation first, then the sequence: whatever an older
 	// generation hands over from now on is dropped, and the new one
 	// starts at or before the first message not yet applied.
 	f := &follower{gen: p.gen.Add(1), trouble: make(chan error, 1), done: make(chan struct{})}
 	f.name = n.consumerID + "_p" + strconv.Itoa(p.n) + "_" + strconv.FormatUint(f.gen, 10)
-	ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cons, err := n.js.CreateConsumer(ctx, n.opts.Stream, jetstream.ConsumerConfig{
 		Name:              f.name,
@@ -158,6 +170,7 @@ func (n *Node) subscribe(p *partition) (*follower, error) {
 // deliver hands a message of follower f to p's applier. The library calls
 // it from one goroutine per consumer, in delivery order.
 func (n *Node) deliver(p *partition, f *follower, m jetstream.Msg) {
+	d := delivery{gen: f.gen, data: m.Data()}
 	if md, err := m.Metadata(); err == nil {
 		if md.Sequence.Consumer != f.dseq+1 {
 			// A message in between never arrived: the consumer moved on
@@ -166,11 +179,45 @@ func (n *Node) deliver(p *partition, f *follower, m jetstream.Msg) {
 			return
 		}
 		f.dseq = md.Sequence.Consumer
-	} // else the applier counts it as malformed
+		d.seq, d.pending, d.stamp = md.Sequence.Stream, md.NumPending, md.Timestamp
+	} else {
+		d.bad = err
+	}
 	select {
-	case p.msgs <- delivery{f.gen, m}:
+	case p.msgs <- d:
 	case <-f.done:
 	case <-n.stop:
+	}
+}
+
+// poll hands p's messages after the applied sequence to the applier, one
+// request each to the stream's get API, until it has handed all the
+// stream holds, a request fails, or until passes. The follower polls
+// while it cannot create a consumer: consumers are created by the meta
+// leader, which NATS may be electing again (4-9 s after its server died)
+// while the stream, whose leader serves these gets, takes writes. gen is
+// that of the failed attempt: nothing else delivers under it, and the
+// next attempt's generation drops what is still queued, so each poll
+// starts again from what is applied (a cursor kept from the previous
+// poll skipped those dropped messages: TestCluster lost an acknowledged
+// update that way).
+func (n *Node) poll(p *partition, gen uint64, until time.Time) {
+	seq := p.applied.Load() + 1
+	subj := n.subj + strconv.Itoa(p.n)
+	for time.Now().Before(until) {
+		ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+		m, err := n.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		cancel()
+		if err != nil {
+			return // caught up (not found), or the stream is unavailable too
+		}
+		select {
+		case p.msgs <- delivery{gen: gen, seq: m.Sequence, stamp: m.Time, data: m.Data}:
+		case <-n.stop:
+			return
+		}
+		n.app.polled.Add(1)
+		seq = m.Sequence + 1
 	}
 }
 

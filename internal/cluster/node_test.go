@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/store"
@@ -347,4 +349,67 @@ func TestNodeLargeMessage(t *testing.T) {
 		}
 	}
 	sameFleet(t, want, n)
+}
+
+// TestNodePollsWithoutConsumer: a node that cannot create consumers (its
+// NATS user may not, as while NATS elects a meta leader) still applies
+// every partition, reading it message by message through the stream's
+// get API, and reaches another node's writes.
+func TestNodePollsWithoutConsumer(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	all := &natsserver.Permissions{}
+	noConsumers := &natsserver.Permissions{Publish: &natsserver.SubjectPermission{
+		Allow: []string{">"}, Deny: []string{"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>"}}}
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*natsserver.User{{Username: "a", Password: "a", Permissions: all}, {Username: "b", Password: "b", Permissions: noConsumers}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	open := func(user string) *Node {
+		eng, err := engine.Open(engine.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { eng.Close() })
+		n, err := Open(Options{URLs: []string{fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, user, port)}, Engine: eng, Name: user,
+			Replicas: 1, Partitions: 4, PublishTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	a, b := open("a"), open("b")
+	r := rand.New(rand.NewPCG(4, 4))
+	base := uint32(time.Now().Unix()) - 100
+	var tok Token
+	for i := range 10 {
+		if tok, err = a.Publish(context.Background(), randBatch(r, 300, 500, base+uint32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !b.Reached(tok) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := b.Stats()
+	if !b.Reached(tok) || st.PolledMessages == 0 {
+		t.Fatalf("the node without consumers did not reach %s (applied %s, %d messages polled)", tok, st.Applied, st.PolledMessages)
+	}
+	if err := a.Await(context.Background(), tok.String()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]store.Position{}
+	a.opts.Engine.Store().RangeUpdates(func(u *store.Update) bool {
+		want[string(u.ID)] = u.Position
+		return true
+	})
+	sameFleet(t, want, b)
+	t.Logf("%d messages polled, %d consumer errors", st.PolledMessages, st.ConsumerErrors)
 }

@@ -47,6 +47,7 @@ type Stats struct {
 	ApplyErrors         int64   `json:"apply_errors"`
 	ConsumerErrors      int64   `json:"consumer_errors"`
 	ConsumerRestarts    int64   `json:"consumer_restarts"` // consumers replaced: dead, lost messages or stalled
+	PolledMessages      int64   `json:"polled_messages"`   // read one by one while no consumer could be created
 	PositionSaveErrors  int64   `json:"position_save_errors"`
 	AwaitTimeouts       int64   `json:"await_timeouts"`
 	StreamMessages      uint64  `json:"stream_messages"`
@@ -138,6 +139,7 @@ func (n *Node) Stats() Stats {
 	s.AppliedMessages, s.AppliedUpdates, s.AppliedDeletes = n.app.messages.Load(), n.app.updates.Load(), n.app.deletes.Load()
 	s.MalformedMessages, s.ApplyErrors, s.ConsumerErrors = n.app.malformed.Load(), n.app.applyErrors.Load(), n.app.consumeErrors.Load()
 	s.PositionSaveErrors, s.AwaitTimeouts, s.ConsumerRestarts = n.app.saveErrors.Load(), n.app.awaitTimeouts.Load(), n.app.consumerRestarts.Load()
+	s.PolledMessages = n.app.polled.Load()
 	info := n.stream.CachedInfo()
 	if s.Connected {
 		ctx, cancel := contextTimeout(time.Second)
