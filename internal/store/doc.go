@@ -77,9 +77,9 @@
 // its old or new position or (if it moved from a cell not yet scanned into
 // one already scanned) not at all; it is never reported twice.
 //
-// Queries are exact: k-nearest reads only the records whose sub-cell meets
-// its current search window (a superset of those the window admits), and
-// uses haversine distance on a sphere of radius
+// Queries are exact: k-nearest and Within read only the records whose
+// sub-cell meets their search window (a superset of those the window
+// admits); k-nearest uses haversine distance on a sphere of radius
 // geo.EarthRadiusM and prunes cells only with exact box distances, so results
 // equal a brute-force scan (tests check this on random fleets, clusters, the
 // antimeridian and the poles).

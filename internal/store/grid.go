@@ -136,13 +136,17 @@ func (g *grid) locate(lat, lon int32) (key, sub uint32) {
 
 // subMask returns the sub-rows (bit i: sub-row i) and sub-columns of cell
 // key that can hold a point within latLim of lat and lonLim of lon (the
-// short way round), all in fixed point.
+// short way round), all in fixed point; either is 0 when the cell holds no
+// such point.
 func (g *grid) subMask(key uint32, lat, lon int32, latLim, lonLim int64) (rows, cols uint32) {
 	const all = 1<<(subMax+1) - 1
 	la, lo := g.cellOrigin(key)
 	rows, cols = all, all
 	if latLim < geo.MaxLatFixed {
 		d := int64(lat) - la
+		if d+latLim < 0 || d-latLim > g.geom.CellFixed { // latitude 90 is at offset CellFixed
+			return 0, 0
+		}
 		rows = bitRange(g.subIndex(d-latLim), g.subIndex(d+latLim))
 	}
 	if lonLim < geo.MaxLonFixed {

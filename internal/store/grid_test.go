@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/fleetd/fleetd/internal/geo"
@@ -77,8 +78,8 @@ func TestSubMaskBruteForce(t *testing.T) {
 
 // TestHintsFollowMoves moves trucks by small steps (so they change sub-cell
 // far more often than cell), grows one cell past hintMax and shrinks it
-// again, and checks the index (Check verifies every exact hint) and
-// k-nearest against brute force, ties included, after each round.
+// again, and checks the index (Check verifies every exact hint), k-nearest
+// (ties included) and Within against brute force after each round.
 func TestHintsFollowMoves(t *testing.T) {
 	g := newGen(t)
 	for _, shards := range []int{1, 4} {
@@ -139,7 +140,57 @@ func TestHintsFollowMoves(t *testing.T) {
 					lat, lon = 89.9+g.r.Float64()*0.1, g.r.Float64()*360-180
 				}
 				checkNearest(t, s, m, lat, lon, []int{1, 5, 10, 40}[q%4], []float64{0, 0, 2000}[q%3])
+				radius := []float64{300, 5000, 40000}[q%3]
+				got := collect(s, Circle(lat, lon, radius))
+				want := bruteWithin(m, func(p Position) bool {
+					return geo.Hav(lat, lon, p.LatDeg(), p.LonDeg()) <= geo.MToHav(radius)
+				})
+				if !slices.Equal(got, want) {
+					t.Fatalf("Circle(%v,%v,%v): %d hits, want %d", lat, lon, radius, len(got), len(want))
+				}
+				// Boxes: small, crossing the antimeridian, or with an edge
+				// exactly on a truck.
+				dlat, dlon := g.r.Float64()*0.3, g.r.Float64()*0.3
+				b := geo.Box{MinLat: math.Max(-90, lat-dlat), MaxLat: math.Min(90, lat+dlat),
+					MinLon: geo.NormLon(lon - dlon), MaxLon: geo.NormLon(lon + dlon)}
+				if q%4 == 3 {
+					p := batch[g.r.IntN(len(batch))].Position
+					b = geo.Box{MinLat: p.LatDeg(), MaxLat: p.LatDeg() + dlat, MinLon: geo.NormLon(p.LonDeg() - dlon), MaxLon: p.LonDeg()}
+				}
+				got = collect(s, BoxRegion(b))
+				want = bruteWithin(m, func(p Position) bool { return b.Contains(p.LatDeg(), p.LonDeg()) })
+				if !slices.Equal(got, want) {
+					t.Fatalf("Box(%+v): %d hits, want %d", b, len(got), len(want))
+				}
 			}
+		}
+	}
+}
+
+// TestBoxWindow checks a box region's window point by point: every stored
+// coordinate Contains admits lies inside it, for random boxes (crossing
+// the antimeridian, reaching the poles) and points on and near their edges.
+func TestBoxWindow(t *testing.T) {
+	g := newGen(t)
+	for i := 0; i < size(200000); i++ {
+		lat, lon := g.r.Float64()*180-90, g.r.Float64()*360-180
+		dlat, dlon := math.Pow(10, -7+g.r.Float64()*9), math.Pow(10, -7+g.r.Float64()*9)
+		b := geo.Box{MinLat: math.Max(-90, lat-dlat), MaxLat: math.Min(90, lat+dlat),
+			MinLon: geo.NormLon(lon - dlon), MaxLon: geo.NormLon(lon + dlon)}
+		if dlon >= 180 {
+			b.MinLon, b.MaxLon = -180, 180
+		}
+		rg := BoxRegion(b)
+		// A point: on an edge, a unit either side of one, or inside.
+		pl := []float64{b.MinLat, b.MaxLat, lat}[g.r.IntN(3)]
+		pn := []float64{b.MinLon, b.MaxLon, lon}[g.r.IntN(3)]
+		fl := min(max(geo.ToFixed(pl)+int32(g.r.IntN(3))-1, -geo.MaxLatFixed), geo.MaxLatFixed)
+		fn := min(max(geo.ToFixed(pn)+int32(g.r.IntN(3))-1, -geo.MaxLonFixed), geo.MaxLonFixed)
+		if !b.Contains(geo.FromFixed(fl), geo.FromFixed(fn)) {
+			continue
+		}
+		if d := int64(fl) - int64(rg.wLat); d > rg.wLatLim || -d > rg.wLatLim || lonDiff(fn, rg.wLon) > rg.wLonLim {
+			t.Fatalf("box %+v holds (%d,%d) outside its window (%d,%d)±(%d,%d)", b, fl, fn, rg.wLat, rg.wLon, rg.wLatLim, rg.wLonLim)
 		}
 	}
 }

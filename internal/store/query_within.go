@@ -15,6 +15,11 @@ type Region struct {
 	q              point
 	radiusH        float64
 	latLim, lonLim int64 // fixed-point windows around q outside the circle
+	// The window around (wLat, wLon) (fixed point, the short way round in
+	// longitude) outside which no point is in the region: cells' sub-cell
+	// hints are tested against it before any record is read.
+	wLat, wLon       int32
+	wLatLim, wLonLim int64
 }
 
 // Circle is the region within radiusM metres of (lat, lon).
@@ -22,12 +27,47 @@ func Circle(lat, lon, radiusM float64) Region {
 	rg := Region{circle: true, q: newPoint(lat, lon), radiusH: geo.MToHav(radiusM)}
 	rg.latLim = latLimit(rg.radiusH)
 	rg.lonLim = rg.q.lonLimit(rg.radiusH, rg.latLim)
+	rg.wLat, rg.wLon, rg.wLatLim, rg.wLonLim = rg.q.flat, rg.q.flon, rg.latLim, rg.lonLim
 	return rg
 }
 
 // BoxRegion is a latitude/longitude box; MinLon > MaxLon crosses the
 // antimeridian.
-func BoxRegion(b geo.Box) Region { return Region{box: b} }
+func BoxRegion(b geo.Box) Region {
+	rg := Region{box: b, wLatLim: math.MaxInt64, wLonLim: math.MaxInt64}
+	if math.IsNaN(b.MinLat + b.MaxLat + b.MinLon + b.MaxLon) {
+		return rg
+	}
+	// The window is the box widened by a unit and more each way, so that
+	// every fixed-point value Contains admits lies inside it.
+	fix := func(deg float64, up bool) int64 {
+		v := deg * geo.Scale
+		if up {
+			return int64(math.Ceil(min(v, 4*geo.MaxLonFixed))) + 1
+		}
+		return int64(math.Floor(max(v, -4*geo.MaxLonFixed))) - 1
+	}
+	latLo, latHi := fix(b.MinLat, false), fix(b.MaxLat, true)
+	lonLo, lonHi := fix(b.MinLon, false), fix(b.MaxLon, true)
+	if b.MinLon > b.MaxLon {
+		lonHi += 2 * geo.MaxLonFixed
+	}
+	if latHi >= latLo {
+		c := latLo + (latHi-latLo)/2
+		rg.wLat, rg.wLatLim = int32(min(max(c, -geo.MaxLatFixed), geo.MaxLatFixed)), (latHi-latLo)/2+1+max(c-geo.MaxLatFixed, -geo.MaxLatFixed-c, 0)
+	}
+	if w := (lonHi - lonLo) / 2; lonHi >= lonLo && w+1 < geo.MaxLonFixed {
+		c := lonLo + w
+		for c > geo.MaxLonFixed {
+			c -= 2 * geo.MaxLonFixed
+		}
+		for c < -geo.MaxLonFixed {
+			c += 2 * geo.MaxLonFixed
+		}
+		rg.wLon, rg.wLonLim = int32(c), w+1
+	}
+	return rg
+}
 
 // Contains reports whether a stored point is in the region, and its
 // distance from the circle's centre (0 for boxes).
@@ -209,8 +249,18 @@ func (s *Store) within(rg *Region, yield func(*Hit) bool) {
 func (sh *shard) scanRun(rg *Region, sc *withinScratch, i int, seen []uint64) int {
 	sc.buf, sc.slots = sc.buf[:0], sc.slots[:0]
 	for ; i < len(sc.keys) && len(sc.buf) < withinRun; i++ {
-		ents, _ := sh.grid.members(sc.keys[i])
+		key := sc.keys[i]
+		ents, exact := sh.grid.members(key)
+		var rows, cols uint32
+		if exact {
+			if rows, cols = sh.grid.subMask(key, rg.wLat, rg.wLon, rg.wLatLim, rg.wLonLim); rows == 0 || cols == 0 {
+				continue
+			}
+		}
 		for _, e := range ents {
+			if sub := e >> slotBits; exact && (rows>>(sub>>subBits))&(cols>>(sub&subMax))&1 == 0 {
+				continue // no point of this sub-cell is in the region
+			}
 			slot := e & slotMask
 			r := sh.rec(slot)
 			ok, h := rg.contains(r.lat, r.lon)
