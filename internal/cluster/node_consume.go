@@ -102,6 +102,10 @@ func (n *Node) follow(p *partition) {
 		select {
 		case <-n.stop:
 			f.cc.Stop()
+			// Tidy (Close waits): else the server keeps it consumerInactive.
+			ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
+			_ = n.js.DeleteConsumer(ctx, n.opts.Stream, f.name)
+			cancel()
 			return
 		case why = <-f.trouble:
 		case <-p.kick:
