@@ -170,7 +170,14 @@ func (s *Store) Within(rg Region) iter.Seq[*Hit] {
 	return func(yield func(*Hit) bool) { s.within(&rg, yield) }
 }
 
+// cellMayMatch reports whether cell key may hold a point of the region:
+// first by the region's fixed-point window (integer arithmetic; every
+// shard's grid has the same geometry), then, for circles, by the cell
+// box's exact distance.
 func (s *Store) cellMayMatch(rg *Region, key uint32) bool {
+	if rows, cols := s.shards[0].grid.subMask(key, rg.wLat, rg.wLon, rg.wLatLim, rg.wLonLim); rows == 0 || cols == 0 {
+		return false
+	}
 	return !rg.circle || geo.BoxMinHav(rg.q.lat, rg.q.lon, s.geom.CellBox(key))*pruneSlack <= rg.radiusH
 }
 
