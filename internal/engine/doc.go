@@ -20,7 +20,11 @@
 //     covered mark, and recovery replays from the lower of the two: the
 //     store takes the records after its snapshot, history those after its
 //     mark. An acknowledged update is therefore in history after any
-//     crash. When history's writer falls behind, Apply waits for it before
+//     crash. A snapshot and history's runs are written only after the log
+//     records they cover are durable (wal.Log.Sync: a no-op under fsync
+//     always), so that with --fsync interval or never a power cut cannot
+//     leave the log ending below a mark that the restarted log's new
+//     records would then hide under. When history's writer falls behind, Apply waits for it before
 //     logging (history.WaitRoom), so history's memory stays bounded.
 //   - Expiry (Options.TTL) counts from when the engine last heard from a
 //     truck, by its own clock, in last-heard epochs of TTL/32 that the

@@ -142,6 +142,10 @@
 //   - Replay, TruncateBefore, Stats, NextLSN, FirstLSN: safe concurrently
 //     with Append. Replay must not overlap TruncateBefore of segments it
 //     still has to read. Replay is meant for startup, before appends.
+//   - Sync: safe concurrently with Append; the flusher fsyncs what it has
+//     written, between groups, so a busy log does not starve it. Callers
+//     that write a mark "covered up to LSN n" elsewhere (snapshots,
+//     history) call it first.
 //   - Close: once; waits for pending groups, fsyncs, stops the flusher
 //     (no goroutine outlives Close).
 //

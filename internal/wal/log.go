@@ -83,9 +83,10 @@ type Log struct {
 	dir  string
 	opts Options
 
-	kick chan struct{} // capacity 1: wakes the flusher when a group starts
-	quit chan struct{} // closed by Close
-	done chan struct{} // closed when the flusher has exited
+	kick chan struct{}   // capacity 1: wakes the flusher when a group starts
+	quit chan struct{}   // closed by Close
+	sync chan chan error // Sync's requests to the flusher
+	done chan struct{}   // closed when the flusher has exited
 
 	mu struct {
 		sync.Mutex
@@ -166,7 +167,7 @@ func Open(fsys vfs.FS, dir string, opts Options) (*Log, error) {
 	}
 
 	l := &Log{fs: fsys, dir: dir, opts: opts,
-		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), sync: make(chan chan error), done: make(chan struct{})}
 	l.mu.cond.L = &l.mu.Mutex
 	l.mu.pending = newGroup(nil)
 	if k := len(res.segs); k > 0 {
@@ -259,6 +260,22 @@ func (l *Log) AppendRecord(typ byte, payload []byte) (LSN, error) {
 	return g.base + LSN(idx), nil
 }
 
+// Sync makes every record appended so far durable, in every fsync mode,
+// and returns once it is (at once under FsyncAlways, where it already
+// is). A mark that says "covered up to LSN n" (a snapshot, history's
+// runs) must not reach disk before records up to n have: after a power
+// cut, the log would end below the mark and number new records as if
+// the mark covered them.
+func (l *Log) Sync() error {
+	ch := make(chan error, 1)
+	select {
+	case l.sync <- ch:
+	case <-l.done:
+		return ErrClosed
+	}
+	return <-ch
+}
+
 // Close writes and fsyncs everything pending (in every fsync mode),
 // stops the flusher and closes the active segment. Appends waiting for
 // the flusher complete normally; later ones fail with ErrClosed. The
@@ -293,9 +310,16 @@ func (l *Log) run(tick <-chan time.Time, ticker *time.Ticker) {
 			if l.off > l.synced && (interval > 0 && time.Since(l.lastSync) >= interval || len(l.retained) >= maxRetained) {
 				l.syncActive()
 			}
+			select { // a Sync is not kept waiting by a busy log
+			case ch := <-l.sync:
+				ch <- l.syncActive()
+			default:
+			}
 			continue
 		}
 		select {
+		case ch := <-l.sync:
+			ch <- l.syncActive()
 		case <-l.kick:
 		case <-tick:
 			l.syncActive()

@@ -285,6 +285,35 @@ func TestTruncateBefore(t *testing.T) {
 	}
 }
 
+// TestSync: under FsyncInterval and FsyncNever, what Sync returned for
+// survives a power cut; what was appended after it need not.
+func TestSync(t *testing.T) {
+	for _, policy := range []FsyncPolicy{FsyncInterval(time.Hour), FsyncNever, FsyncAlways} {
+		fsys := vfs.NewMem()
+		l := mustOpen(t, fsys, "/w", Options{Fsync: policy})
+		for i := range 10 {
+			if _, err := l.Append([]byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		crashed := fsys.CrashClone(vfs.CrashOptions{})
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("%v: Sync after Close: %v, want ErrClosed", policy, err)
+		}
+		l = mustOpen(t, crashed, "/w", Options{Fsync: policy})
+		if got := l.NextLSN(); got != 11 {
+			t.Errorf("%v: after the crash the log ends before LSN %d, want 11", policy, got)
+		}
+		l.Close()
+	}
+}
+
 func TestStartLSN(t *testing.T) {
 	fsys := vfs.NewMem()
 	l := mustOpen(t, fsys, "/w", Options{StartLSN: 1000})
