@@ -39,12 +39,15 @@ var classCap = func() (c [numClasses]uint32) {
 // subOf computes it from the record. k-nearest scans a cell's entries and
 // reads only the records whose sub-cell meets its search window, instead of
 // every record (a random 32-byte read each): BenchmarkNearest10 at 1M
-// trucks reads ~60 records a query instead of ~420. The hint costs no byte
+// trucks scans ~290 entries and reads ~40 records a query instead of
+// ~420 records (19.1 -> 12.0 µs with the gathered reads of visit;
+// BenchmarkWithin5km 17.5 -> 8.0 µs). The hint costs no byte
 // (the top bits were unused) and is exact while the cell is not loose:
 // a move that changes sub-cell rewrites the entry, which means scanning the
 // cell's block for it, so a cell of more than hintMax trucks in a shard
 // stops maintaining hints (loose) until it shrinks to hintMax/2; queries
-// then read its records as before.
+// then read its records as before. The rewrites cost BenchmarkApply (moves
+// of up to 1 km) about 12%: 2.50M -> 2.19M updates/s on one core.
 const (
 	slotBits = 24
 	slotMask = 1<<slotBits - 1
