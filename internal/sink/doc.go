@@ -115,11 +115,12 @@
 // until max_age) holds back only its own trucks, an eighth of the fleet,
 // however long it waits: its outbox grows on disk while the other lanes'
 // are read and delivered (TestStuckLaneHoldsOnlyItsTrucks). Each lane
-// has an eighth of the bounds: of max_outbox_bytes on disk (a lane
-// sheds at its share), of the writer's staging buffer (4 MiB in all),
+// has an eighth of max_outbox_bytes on disk (a lane sheds at its share)
 // and of the window of events read and not yet done (512 records, at
 // least one batch), so a sink holds at most 4096 undelivered events in
-// memory however many wait on disk. The price of the isolation: a batch
+// memory however many wait on disk, plus what waits for the lanes'
+// writers (each lane the outbox's MaxStaged, 4 MiB: at most 32 MiB a
+// sink while its disk lags behind a burst). The price of the isolation: a batch
 // whose events fall in several lanes costs an fsync per lane (the eight
 // writers fsync in parallel; Sync waits for the slowest).
 //
