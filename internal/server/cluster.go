@@ -27,8 +27,11 @@ func closeNode(n *cluster.Node) error {
 	return n.Close()
 }
 
-// clusterAPI adapts a cluster node to api.Cluster.
-type clusterAPI struct{ n *cluster.Node }
+// clusterAPI adapts a cluster node (and its sink events) to api.Cluster.
+type clusterAPI struct {
+	n  *cluster.Node
+	ev *cluster.Events
+}
 
 func (c clusterAPI) Publish(ctx context.Context, batch []store.Update) (string, error) {
 	t, err := c.n.Publish(ctx, batch)
@@ -42,4 +45,11 @@ func (c clusterAPI) Delete(ctx context.Context, id []byte) (string, error) {
 
 func (c clusterAPI) CheckToken(token string) error                 { return c.n.CheckToken(token) }
 func (c clusterAPI) Await(ctx context.Context, token string) error { return c.n.Await(ctx, token) }
-func (c clusterAPI) Stats() any                                    { return c.n.Stats() }
+
+// clusterStats is /v1/stats' "cluster": the node's, and its sink events'.
+type clusterStats struct {
+	cluster.Stats
+	Events cluster.EventsStats `json:"sink_events"`
+}
+
+func (c clusterAPI) Stats() any { return clusterStats{c.n.Stats(), c.ev.Stats()} }

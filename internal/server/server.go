@@ -54,6 +54,9 @@ type Server struct {
 	mux   *http.ServeMux
 	h     http.Handler // mux behind the guard
 	gw    *gateways
+	// events carry the sinks' events between the cluster's nodes (nil
+	// for a single node).
+	events *cluster.Events
 }
 
 // Open builds a server, recovering the engine's data directory.
@@ -69,15 +72,27 @@ func Open(o Options) (*Server, error) {
 	if o.Engine.DataDir != "" {
 		cfgDir = filepath.Join(o.Engine.DataDir, "config")
 	}
-	sinks, err := openSinks(o.Engine.FS, o.Engine.DataDir, o.Logger)
+	var events *cluster.Events
+	var relay sink.Relay
+	if o.Cluster != nil {
+		// Every node publishes its sinks' events into the cluster; one
+		// node a sink delivers them (package cluster, Sink events).
+		if events, err = openEvents(o.Cluster); err != nil {
+			hub.Close()
+			return nil, err
+		}
+		relay = sinkRelay{events}
+	}
+	sinks, err := openSinks(o.Engine.FS, o.Engine.DataDir, o.Logger, relay)
 	if err != nil {
 		hub.Close()
-		return nil, err
+		return nil, errors.Join(err, closeEvents(events))
 	}
 	opened := false
 	defer func() {
 		if !opened {
 			_ = sinks.Close()
+			_ = closeEvents(events)
 		}
 	}()
 	restoreGC := loadGC()
@@ -113,7 +128,7 @@ func Open(o Options) (*Server, error) {
 			hub.Close()
 			return nil, errors.Join(err, eng.Close())
 		}
-		o.API.Cluster, gwEng = clusterAPI{node}, node
+		o.API.Cluster, gwEng = clusterAPI{node, events}, node
 	}
 	gw := &gateways{}
 	o.API.Engine, o.API.Alerts, o.API.Logger = eng, alerts, o.Logger
@@ -153,7 +168,7 @@ func Open(o Options) (*Server, error) {
 	}
 	registerMetrics(apiServer, hub, alerts)
 	apiServer.Registry().MustRegister(sinks.Collector())
-	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, Cluster: node, Sinks: sinks, mux: http.NewServeMux()}
+	s := &Server{Engine: eng, Feed: hub, Alerts: alerts, API: apiServer, Cluster: node, Sinks: sinks, mux: http.NewServeMux(), events: events}
 	// The dashboard's page and files are public: a browser cannot send a
 	// bearer token when it first loads a page (it asks for one on a 401
 	// from the API). Everything else is the API's, with its own 404/405.
@@ -181,12 +196,12 @@ func Open(o Options) (*Server, error) {
 
 // openSinks opens the sinks kept in DATA/sinks (in memory without a data
 // directory, like the fleet).
-func openSinks(fs vfs.FS, dataDir string, log *slog.Logger) (*sink.Dispatcher, error) {
+func openSinks(fs vfs.FS, dataDir string, log *slog.Logger, relay sink.Relay) (*sink.Dispatcher, error) {
 	dir := filepath.Join(dataDir, "sinks")
 	if dataDir == "" {
 		fs, dir = vfs.NewMem(), "sinks"
 	}
-	return sink.New(sink.Options{FS: fs, Dir: dir, Logger: log})
+	return sink.New(sink.Options{FS: fs, Dir: dir, Logger: log, Relay: relay})
 }
 
 // ServeHTTP serves the API and the dashboard.
@@ -203,5 +218,5 @@ func (s *Server) Close() error {
 	gwErr := s.gw.close()
 	cErr := closeNode(s.Cluster) // before the engine: its appliers apply to it
 	s.Feed.Close()
-	return errors.Join(gwErr, cErr, s.Engine.Close(), s.Alerts.Close(), s.Sinks.Close())
+	return errors.Join(gwErr, cErr, s.Engine.Close(), s.Alerts.Close(), s.Sinks.Close(), closeEvents(s.events))
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// Outbox tunes every sink's outbox (FS, Dir, Logger and MaxBytes
 	// are set per sink).
 	Outbox outbox.Options
+	// Relay, in cluster mode (package cluster), publishes every sink's
+	// events into the cluster and delivers them from there on one node
+	// at a time (doc.go, Cluster mode). Nil: a single node.
+	Relay Relay
 }
 
 // Dispatcher holds the configured sinks, turns alert transitions and
@@ -111,7 +115,7 @@ func New(o Options) (*Dispatcher, error) {
 }
 
 func (d *Dispatcher) start(name string, c Config) (*sink, error) {
-	return startSink(d.opts.FS, filepath.Join(d.opts.Dir, name), name, c, d.log, d.opts.Outbox)
+	return startSink(d.opts.FS, filepath.Join(d.opts.Dir, name), name, c, d.log, d.opts.Outbox, d.opts.Relay)
 }
 
 // save writes the configuration cfgs: sinks.json.tmp, fsync, rename,
@@ -215,6 +219,11 @@ func (d *Dispatcher) Delete(name string) error {
 		}
 		if err := s.removeOutboxes(); err != nil {
 			d.log.Warn("sink: removing the deleted sink's outbox", "sink", name, "err", err)
+		}
+	}
+	if d.opts.Relay != nil {
+		if err := d.opts.Relay.Remove(name); err != nil {
+			d.log.Warn("sink: removing the deleted sink's events from the cluster", "sink", name, "err", err)
 		}
 	}
 	dir := filepath.Join(d.opts.Dir, name)

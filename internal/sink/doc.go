@@ -128,6 +128,35 @@
 // acknowledgement, each outbox's cursor is checkpointed once a second, and
 // after a crash everything after the last checkpoint is delivered again.
 //
+// # Cluster mode
+//
+// With Options.Relay (package cluster's Events, wired by package server
+// when fleetd runs with --nats) a sink is the same outboxes, lanes and
+// counters with one seam: each lane has two halves.
+//
+//	every node:       Emit → lane outbox (fsynced, as above) → publisher → Relay.Publish
+//	                  (the cluster's events stream, deduplicated by event id)
+//	the holder only:  Relay.Follow's lane (the stream, in order) → the destination
+//
+// The publishing half reads the outbox as a destination would (batches
+// of up to 64, retried with the same backoff, max_age, dead letters);
+// the delivering half is the lane loop of a single node reading the
+// Follower instead of the outbox: its Seq (X-Fleetd-Seq, Fleetd-Seq) is
+// the event's sequence in the events stream, its Time the emission time
+// on the node that published it first. A Follower hands events out only
+// on the node that holds the sink's lease, so one node delivers at a
+// time and another takes over when it dies (package cluster, Sink
+// events, says how, and what a receiver may see twice). Expiry events
+// are decided by each node's clock: RelayEvent.Local, published only by
+// the delivering node. Sync, filters and the outbox bounds are
+// unchanged. Stats: delivered, retried, failed and the latencies count
+// this node's deliveries; outbox_depth and outbox_bytes its events not
+// yet published; "cluster" adds delivering (this node holds the lease),
+// published, publish_failed and stream_pending (events in the stream not
+// yet handed out, on the delivering node). DELETE also removes the
+// sink's events and lease from the cluster (Relay.Remove). Without a
+// Relay (a single node) nothing of this runs.
+//
 // # Counters
 //
 // Stats (GET /v1/sinks, /v1/stats "sinks", /metrics fleetd_sink_*{sink,

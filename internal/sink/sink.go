@@ -67,6 +67,27 @@ type Stats struct {
 	Health       string  `json:"health"` // "ok", "backlog" (oldest over a minute), "failing" (a lane's last attempt failed)
 	LastError    string  `json:"last_error,omitempty"`
 	LastErrorAt  string  `json:"last_error_at,omitempty"`
+	// Cluster is this node's part in the cluster's delivery (cluster
+	// mode only). Delivered, Retried, Failed and the latencies count
+	// the deliveries this node made; Depth and the outbox figures are
+	// its events not yet published into the cluster.
+	Cluster *ClusterStats `json:"cluster,omitempty"`
+}
+
+// ClusterStats are a sink's figures on a cluster node.
+type ClusterStats struct {
+	Delivering    bool  `json:"delivering"`     // this node delivers for the sink now
+	Published     int64 `json:"published"`      // events this node stored in the events stream (or found there)
+	PublishFailed int64 `json:"publish_failed"` // attempts to publish that failed (retried)
+	StreamPending int64 `json:"stream_pending"` // events in the stream not yet handed out (delivering node only)
+}
+
+// counters are one direction's delivery counters: to the destination,
+// or (cluster mode) into the cluster's events stream.
+type counters struct {
+	delivered, retried, failed, dropped atomic.Int64
+	latency                             gateway.Histogram
+	failing                             atomic.Int32 // lanes whose last attempt failed
 }
 
 // sink is one running sink: its outbox and the goroutines delivering
@@ -76,18 +97,21 @@ type sink struct {
 	cfg  Config
 	obs  [lanes]*outbox.Outbox // lane i: the trucks whose key % lanes is i
 	snd  sender
-	log  *slog.Logger
-	fs   vfs.FS
-	dir  string
+	// follow is this node's part in the cluster's delivery (nil on a
+	// single node): the lanes' outboxes are then published into the
+	// cluster (pub counts it) and snd is fed from follow's lanes.
+	follow Follower
+	log    *slog.Logger
+	fs     vfs.FS
+	dir    string
 	// syncLog rate-limits Sync's failure line.
 	syncLog gateway.Limiter
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	delivered, retried, failed, dropped atomic.Int64
-	latency                             gateway.Histogram
-	failing                             atomic.Int32 // lanes whose last attempt failed
+	out counters // to the destination
+	pub counters // into the cluster's events stream (cluster mode)
 
 	mu struct {
 		sync.Mutex
@@ -107,8 +131,10 @@ const deadName = "dead.json"
 const lanes = 8
 
 // startSink opens the sink's lane outboxes in dir (migrating a single
-// outbox left by an older fleetd) and starts delivering.
-func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts outbox.Options) (*sink, error) {
+// outbox left by an older fleetd) and starts delivering: from the
+// outboxes to the destination, or with a relay from the outboxes into
+// the cluster and from the cluster to the destination.
+func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts outbox.Options, relay Relay) (*sink, error) {
 	snd, shape, err := newSender(name, cfg, log)
 	if err != nil {
 		return nil, err
@@ -147,12 +173,25 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 		snd.close()
 		return nil, err
 	}
+	if relay != nil {
+		if s.follow, err = relay.Follow(name, lanes); err != nil {
+			s.closeOutboxes()
+			snd.close()
+			return nil, err
+		}
+	}
 	s.loadDead()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	for i := range s.obs {
 		s.wg.Add(1)
-		go s.lane(ctx, s.obs[i], shape.batch)
+		if s.follow == nil {
+			go s.lane(ctx, s.obs[i], s.snd, &s.out, shape.batch)
+			continue
+		}
+		go s.lane(ctx, s.obs[i], &publisher{r: relay, sink: name, lane: i}, &s.pub, min(relayBatch, obOpts.Window))
+		s.wg.Add(1)
+		go s.lane(ctx, followLane{s.follow, i}, s.snd, &s.out, shape.batch)
 	}
 	s.wg.Add(1)
 	go s.housekeep(ctx)
@@ -236,14 +275,14 @@ func (s *sink) closeOutboxes() error {
 // enqueue appends an encoded event to its truck's lane; never blocks.
 func (s *sink) enqueue(key uint64, payload []byte) { s.obs[key%lanes].Append(key, payload) }
 
-// lane delivers the events of its outbox (its trucks) in order, batch at
-// a time.
-func (s *sink) lane(ctx context.Context, ob *outbox.Outbox, batch int) {
+// lane delivers the events of its source (its trucks) to snd in order,
+// batch at a time, counting in c.
+func (s *sink) lane(ctx context.Context, src source, snd sender, c *counters, batch int) {
 	defer s.wg.Done()
 	buf := make([]outbox.Record, 0, batch)
 	for {
 		var err error
-		buf, err = ob.NextBatch(ctx, buf[:0], batch)
+		buf, err = src.NextBatch(ctx, buf[:0], batch)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, outbox.ErrClosed) {
 				return
@@ -253,30 +292,30 @@ func (s *sink) lane(ctx context.Context, ob *outbox.Outbox, batch int) {
 				continue
 			}
 		}
-		if !s.deliver(ctx, ob, buf) {
+		if !s.deliver(ctx, src, snd, c, buf) {
 			return // stopping: what was not delivered stays in the outbox
 		}
 	}
 }
 
-// deliver sends recs until each is acknowledged or dropped; false when
-// ctx ended first.
-func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Record) bool {
+// deliver sends recs with snd until each is acknowledged or dropped;
+// false when ctx ended first.
+func (s *sink) deliver(ctx context.Context, src source, snd sender, c *counters, recs []outbox.Record) bool {
 	attempts, failing := 0, false
 	defer func() {
 		if failing {
-			s.failing.Add(-1)
+			c.failing.Add(-1)
 		}
 	}()
 	maxAge := time.Duration(s.cfg.MaxAge)
 	for len(recs) > 0 {
-		n, err := s.snd.send(ctx, recs)
+		n, err := snd.send(ctx, recs)
 		now := time.Now()
 		for _, r := range recs[:n] {
-			ob.Done(r.Seq)
-			s.latency.Observe(now.Sub(time.Unix(0, r.Time)))
+			src.Done(r.Seq)
+			c.latency.Observe(now.Sub(time.Unix(0, r.Time)))
 		}
-		s.delivered.Add(int64(n))
+		c.delivered.Add(int64(n))
 		recs = recs[n:]
 		if n > 0 {
 			attempts = 0
@@ -284,7 +323,7 @@ func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Rec
 		if err == nil {
 			if failing {
 				failing = false
-				s.failing.Add(-1)
+				c.failing.Add(-1)
 			}
 			continue
 		}
@@ -292,10 +331,10 @@ func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Rec
 			return false
 		}
 		attempts++
-		s.failed.Add(1)
+		c.failed.Add(1)
 		if !failing {
 			failing = true
-			s.failing.Add(1)
+			c.failing.Add(1)
 		}
 		s.mu.Lock()
 		s.mu.lastErr, s.mu.lastErrAt = err.Error(), now
@@ -304,8 +343,8 @@ func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Rec
 			continue
 		}
 		if head := recs[0]; now.Sub(time.Unix(0, head.Time)) > maxAge {
-			s.deadLetter(head, attempts, err, now)
-			ob.Done(head.Seq)
+			s.deadLetter(c, head, attempts, err, now)
+			src.Done(head.Seq)
 			recs, attempts = recs[1:], 0
 			continue
 		}
@@ -321,14 +360,14 @@ func (s *sink) deliver(ctx context.Context, ob *outbox.Outbox, recs []outbox.Rec
 			return false
 		case <-t.C:
 		}
-		s.retried.Add(1)
+		c.retried.Add(1)
 	}
 	return true
 }
 
 // deadLetter records an event given up after max age.
-func (s *sink) deadLetter(r outbox.Record, attempts int, err error, now time.Time) {
-	s.dropped.Add(1)
+func (s *sink) deadLetter(c *counters, r outbox.Record, attempts int, err error, now time.Time) {
+	c.dropped.Add(1)
 	ev := json.RawMessage(r.Payload)
 	if !json.Valid(ev) {
 		ev = nil
@@ -340,7 +379,7 @@ func (s *sink) deadLetter(r outbox.Record, attempts int, err error, now time.Tim
 	}
 	s.mu.dead = append(s.mu.dead, d)
 	s.mu.deadDirty = true
-	total := s.dropped.Load()
+	total := s.out.dropped.Load() + s.pub.dropped.Load()
 	s.mu.Unlock()
 	if total <= 10 || total%1000 == 0 {
 		s.log.Warn("sink: event dropped after max_age", "seq", r.Seq, "age", now.Sub(time.Unix(0, r.Time)).Round(time.Second),
@@ -426,9 +465,14 @@ func (s *sink) stats() Stats {
 			os.Oldest = o.Oldest
 		}
 	}
-	st := Stats{Delivered: s.delivered.Load(), Retried: s.retried.Load(), Failed: s.failed.Load(),
-		Dropped: s.dropped.Load(), Shed: os.Shed, Depth: os.Depth, DiskBytes: os.DiskBytes,
-		LatencyP50Ms: ms(s.latency.Quantile(0.5)), LatencyP99Ms: ms(s.latency.Quantile(0.99)), Health: "ok"}
+	st := Stats{Delivered: s.out.delivered.Load(), Retried: s.out.retried.Load(), Failed: s.out.failed.Load(),
+		Dropped: s.out.dropped.Load() + s.pub.dropped.Load(), Shed: os.Shed, Depth: os.Depth, DiskBytes: os.DiskBytes,
+		LatencyP50Ms: ms(s.out.latency.Quantile(0.5)), LatencyP99Ms: ms(s.out.latency.Quantile(0.99)), Health: "ok"}
+	if s.follow != nil {
+		delivering := s.follow.Delivering()
+		st.Cluster = &ClusterStats{Delivering: delivering, Published: s.pub.delivered.Load(),
+			PublishFailed: s.pub.failed.Load(), StreamPending: s.follow.Pending()}
+	}
 	if !os.Oldest.IsZero() {
 		st.OldestAgeS = max(time.Since(os.Oldest).Seconds(), 0)
 	}
@@ -439,7 +483,7 @@ func (s *sink) stats() Stats {
 	}
 	s.mu.Unlock()
 	switch {
-	case s.failing.Load() > 0:
+	case s.out.failing.Load() > 0 || s.pub.failing.Load() > 0:
 		st.Health = "failing"
 	case st.OldestAgeS > 60:
 		st.Health = "backlog"
@@ -455,6 +499,9 @@ func (s *sink) stop() error {
 	s.cancel()
 	s.wg.Wait()
 	err := s.closeOutboxes() // writes what was appended, saves the cursors
+	if s.follow != nil {
+		err = errors.Join(err, s.follow.Close()) // after the lanes' last Done
+	}
 	s.snd.close()
 	return err
 }
