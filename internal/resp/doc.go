@@ -74,7 +74,7 @@
 // # Pipelining, batching and durability
 //
 // A connection reads what the socket has (its buffer doubles from 4 KiB up
-// to 1 MiB while reads fill it, and is dropped back once the pipeline
+// to 256 KiB while reads fill it, and is dropped back once the pipeline
 // drains), runs every complete command in it in order, and writes the
 // replies in one write. Consecutive SETs are collected and applied as
 // one engine batch when anything else comes, or at the end of the read:
@@ -100,10 +100,11 @@
 // One goroutine per connection, at most Options.MaxConns (default 1024)
 // at once; past that a connection gets "ERR max number of clients
 // reached" and is closed (counted, logged at most once a minute). A
-// connection owns its buffers: the read buffer (4 KiB, up to 1 MiB while
+// connection owns its buffers: the read buffer (4 KiB, up to 256 KiB while
 // pipelining, up to MaxCommand for one long command and then dropped),
 // the reply buffer (dropped after use past 1 MiB) and its hit slice;
 // nothing is pooled across connections. A write that does not complete in
-// 30 s closes the connection. Close stops the listeners and connections
+// 30 s (up to 31: the deadline is renewed once a second, not per reply)
+// closes the connection. Close stops the listeners and connections
 // and waits for their goroutines; call it before closing the engine.
 package resp

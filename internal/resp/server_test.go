@@ -491,3 +491,47 @@ func kthSmallest(v []float64, k int) float64 {
 	}
 	return s[k-1]
 }
+
+// TestNearbyCursorEnds pages NEARBY through small fleets, with and
+// without a radius (which take different routes to the next cursor):
+// the pages, LIMIT at, below and above the fleet's size, concatenate to
+// the unpaged answer, and the cursor is 0 exactly on the last page.
+func TestNearbyCursorEnds(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	c := f.dial()
+	for n := 1; n <= 7; n++ {
+		id := fmt.Sprintf("c%d", n)
+		if got := show(c.do(fmt.Sprintf("SET fleet %s POINT %v -73.9 1764000000", id, 40+float64(n)*0.01))); got != "OK" {
+			t.Fatal(got)
+		}
+		for _, radius := range []string{"", " 100000"} {
+			all := c.do("NEARBY fleet LIMIT 100 IDS POINT 40 -73.9" + radius).([]any)
+			if cur := all[0].(int64); cur != 0 || len(all[1].([]any)) != n {
+				t.Fatalf("%d trucks, radius %q: cursor %d, %d ids", n, radius, cur, len(all[1].([]any)))
+			}
+			for limit := 1; limit <= n+1; limit++ {
+				var ids []any
+				cursor := int64(0)
+				for page := 0; ; page++ {
+					r := c.do(fmt.Sprintf("NEARBY fleet CURSOR %d LIMIT %d IDS POINT 40 -73.9%s", cursor, limit, radius)).([]any)
+					ids = append(ids, r[1].([]any)...)
+					next := r[0].(int64)
+					wantNext := cursor + int64(limit)
+					if wantNext >= int64(n) {
+						wantNext = 0
+					}
+					if next != wantNext {
+						t.Fatalf("%d trucks, radius %q, CURSOR %d LIMIT %d: cursor %d, want %d", n, radius, cursor, limit, next, wantNext)
+					}
+					if next == 0 {
+						break
+					}
+					cursor = next
+				}
+				if show(ids) != show(all[1]) {
+					t.Fatalf("%d trucks, radius %q, LIMIT %d: pages %s, unpaged %s", n, radius, limit, show(ids), show(all[1]))
+				}
+			}
+		}
+	}
+}
