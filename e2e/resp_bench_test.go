@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,6 +357,124 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
+// rawHTTPClient sends GETs on one keep-alive HTTP/1.1 connection, the
+// request written and the response read by hand, as respClient does
+// RESP: what it times is the server's round trip, not net/http's client,
+// whose own CPU and garbage (4 KiB, 54 allocations a request) share the
+// box's two cores with the server and show in the client's p99.
+type rawHTTPClient struct {
+	nc   net.Conn
+	br   *bufio.Reader
+	host string
+	url  string // path and query, with %v placeholders for lat and lon, or fixed
+	wbuf []byte
+	body []byte
+}
+
+func newRawHTTPClient(b *testing.B, addr, url string) func() queryClient {
+	return func() queryClient {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return &rawHTTPClient{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), host: addr, url: url}
+	}
+}
+
+func (h *rawHTTPClient) query(lat, lon float64) error {
+	u := h.url
+	if strings.Contains(u, "%v") {
+		u = fmt.Sprintf(u, lat, lon)
+	}
+	w := append(h.wbuf[:0], "GET "...)
+	w = append(w, u...)
+	w = append(w, " HTTP/1.1\r\nHost: "...)
+	w = append(w, h.host...)
+	w = append(w, "\r\n\r\n"...)
+	h.wbuf = w
+	if _, err := h.nc.Write(w); err != nil {
+		return err
+	}
+	var err error
+	h.body, err = readHTTPResponse(h.br, h.body[:0])
+	if err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	return nil
+}
+
+func (h *rawHTTPClient) close() { _ = h.nc.Close() }
+
+// readHTTPResponse reads one HTTP/1.1 response, its body (by
+// Content-Length or chunked) appended to body; a status other than 200,
+// or a server closing the connection, is an error.
+func readHTTPResponse(br *bufio.Reader, body []byte) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return body, err
+	}
+	ok := bytes.HasPrefix(line, []byte("HTTP/1.1 200 "))
+	status := string(bytes.TrimSpace(line))
+	length, chunked := -1, false
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return body, err
+		}
+		if len(line) <= 2 {
+			break // the blank line
+		}
+		k, v, _ := bytes.Cut(line, []byte(":"))
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(v)); err != nil {
+				return body, err
+			}
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			chunked = bytes.EqualFold(v, []byte("chunked"))
+		case bytes.EqualFold(k, []byte("Connection")) && bytes.EqualFold(v, []byte("close")):
+			return body, fmt.Errorf("server closes the connection: %s", status)
+		}
+	}
+	switch {
+	case chunked:
+		for {
+			line, err = br.ReadSlice('\n')
+			if err != nil {
+				return body, err
+			}
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
+			if err != nil {
+				return body, fmt.Errorf("chunk size %q: %w", line, err)
+			}
+			if body, err = readN(br, body, int(n)+2); err != nil { // the chunk and its CRLF
+				return body, err
+			}
+			body = body[:len(body)-2]
+			if n == 0 {
+				break
+			}
+		}
+	case length >= 0:
+		if body, err = readN(br, body, length); err != nil {
+			return body, err
+		}
+	default:
+		return body, fmt.Errorf("no Content-Length: %s", status)
+	}
+	if !ok {
+		return body, fmt.Errorf("%s %s", status, body)
+	}
+	return body, nil
+}
+
+func readN(br *bufio.Reader, b []byte, n int) ([]byte, error) {
+	b = slices.Grow(b, n)
+	_, err := io.ReadFull(br, b[len(b):len(b)+n])
+	return b[:len(b)+n], err
+}
+
 type respClient struct {
 	nc   net.Conn
 	br   *bufio.Reader
@@ -484,8 +603,13 @@ func newRESPClient(b *testing.B, addr, cmd string) func() queryClient {
 }
 
 // BenchmarkQueryCPU: kNN (k=10) and within 5 km over HTTP and RESP, the
-// round-trip floors (/healthz, PING) and a bare net/http handler, each at
-// 4 clients and at 1. Use -benchtime=20000x.
+// round-trip floors (/healthz, PING) and a bare net/http handler
+// (floor/net-http: what Go's net/http itself costs a request, the floor
+// issue 17's HTTP target adds to), each at 4 clients and at 1. The http
+// and floor cases use net/http's client; httpraw and floorraw send the
+// same requests with rawHTTPClient, as lean as the RESP cases' client, so
+// that their latencies compare servers, not client libraries (the server
+// CPU figures do not depend on the client). Use -benchtime=20000x.
 func BenchmarkQueryCPU(b *testing.B) {
 	s := getRESPBench(b)
 	fleetd, floor := s.cmd.Process.Pid, 0
@@ -502,11 +626,54 @@ func BenchmarkQueryCPU(b *testing.B) {
 			{"resp/knn10", &fleetd, newRESPClient(b, s.rsp, "NEARBY fleet LIMIT 10 POINT %v %v")},
 			{"http/within5km", &fleetd, newHTTPClient(clients, "http://"+s.http+"/v1/within?lat=%v&lon=%v&radius_m=5000")},
 			{"resp/within5km", &fleetd, newRESPClient(b, s.rsp, "WITHIN fleet CIRCLE %v %v 5000")},
+			{"floorraw/net-http", &floor, newRawHTTPClient(b, s.floorAddr, "/")},
+			{"httpraw/healthz", &fleetd, newRawHTTPClient(b, s.http, "/healthz")},
+			{"httpraw/knn10", &fleetd, newRawHTTPClient(b, s.http, "/v1/nearby?lat=%v&lon=%v&k=10")},
+			{"httpraw/within5km", &fleetd, newRawHTTPClient(b, s.http, "/v1/within?lat=%v&lon=%v&radius_m=5000")},
 		} {
 			floor = s.floor.Process.Pid
 			b.Run(fmt.Sprintf("%s/clients=%d", bc.name, clients), func(b *testing.B) {
 				runQueries(b, s, *bc.pid, clients, bc.mk)
 			})
 		}
+	}
+}
+
+// TestRawHTTPClient checks the benchmarks' hand-written HTTP client
+// against net/http's server: bodies by Content-Length and chunked, in
+// sequence on one connection, and a non-200 answer as an error.
+func TestRawHTTPClient(t *testing.T) {
+	big := strings.Repeat("0123456789", 1000) // past net/http's 2 KiB buffer: chunked
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			_, _ = io.WriteString(w, r.URL.RawQuery)
+		case "/big":
+			_, _ = io.WriteString(w, big)
+		default:
+			http.Error(w, "no", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rawHTTPClient{nc: nc, br: bufio.NewReader(nc), host: addr}
+	defer c.close()
+	for i := range 3 {
+		c.url = "/small?lat=%v&lon=%v"
+		if err := c.query(float64(i), 2); err != nil || string(c.body) != fmt.Sprintf("lat=%v&lon=2", i) {
+			t.Fatalf("small: %q %v", c.body, err)
+		}
+		c.url = "/big"
+		if err := c.query(0, 0); err != nil || string(c.body) != big {
+			t.Fatalf("big: %d bytes, %v", len(c.body), err)
+		}
+	}
+	c.url = "/missing"
+	if err := c.query(0, 0); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("missing: %v", err)
 	}
 }
