@@ -47,6 +47,30 @@ func sortPoints(ps []Point) []Point {
 	return slices.CompactFunc(ps, func(a, b Point) bool { return a.TS == b.TS && comparePoints(&a, &b) == 0 })
 }
 
+// comparePositions is comparePoints for points without attributes.
+func comparePositions(a, b *fleet.Position) int {
+	if c := cmp.Compare(a.TS, b.TS); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.Lat, b.Lat), cmp.Compare(a.Lon, b.Lon), cmp.Compare(a.Speed, b.Speed), cmp.Compare(a.Heading, b.Heading))
+}
+
+// sortPositions is sortPoints for points without attributes: the order
+// and the duplicates dropped are the same.
+func sortPositions(ps []fleet.Position) []fleet.Position {
+	sorted := true
+	for i := 1; i < len(ps); i++ {
+		if ps[i].TS < ps[i-1].TS || ps[i].TS == ps[i-1].TS && comparePositions(&ps[i], &ps[i-1]) < 0 {
+			sorted = false
+			break
+		}
+	}
+	if !sorted {
+		slices.SortFunc(ps, func(a, b fleet.Position) int { return comparePositions(&a, &b) })
+	}
+	return slices.Compact(ps)
+}
+
 // errCorrupt is wrapped by every decoding error.
 var errCorrupt = errors.New("history: corrupt data")
 
@@ -92,6 +116,22 @@ const (
 
 // rawPointSize is a layoutRaw point's bytes: ts, lat, lon, speed, heading.
 const rawPointSize = 16
+
+// appendRawPositions is appendColumns of points without attributes in
+// layoutRaw: the header, then the fixed-width records.
+func appendRawPositions(dst []byte, ps []fleet.Position) []byte {
+	dst = binary.AppendUvarint(dst, 1<<numCols)
+	dst = slices.Grow(dst, len(ps)*rawPointSize)
+	for i := range ps {
+		p := &ps[i]
+		dst = binary.LittleEndian.AppendUint32(dst, p.TS)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Lat))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(p.Lon))
+		dst = binary.LittleEndian.AppendUint16(dst, p.Speed)
+		dst = binary.LittleEndian.AppendUint16(dst, p.Heading)
+	}
+	return dst
+}
 
 // appendColumns appends the column encoding of a block's points (see
 // doc.go): the trucks' points one after another, truck k's ending at
@@ -358,6 +398,57 @@ func (c *column) next(r *columnReader) uint64 {
 // a damaged or hostile count cannot make the decoder allocate without
 // bound (runs let a few bytes stand for many points).
 const maxBlockPoints = 1 << 20
+
+// decodeRawPositions decodes a block as decodeColumns does when it is raw
+// without attributes (what flushes write, and the first merges of a
+// filling hour), into positions: ok is false, and nothing decoded, when
+// it is not. The checks are decodeColumns'.
+func decodeRawPositions(dst []fleet.Position, src []byte, ends []int) (_ []fleet.Position, ok bool, err error) {
+	head, n := binary.Uvarint(src)
+	if n <= 0 || head != 1<<numCols {
+		return dst, false, nil
+	}
+	total := 0
+	if len(ends) > 0 {
+		total = ends[len(ends)-1]
+	}
+	if total <= 0 || total > maxBlockPoints {
+		return dst, true, corrupt("%d points in a block", total)
+	}
+	start := 0
+	for _, end := range ends {
+		if end <= start || end > total {
+			return dst, true, corrupt("bad truck ends in a block")
+		}
+		start = end
+	}
+	b := src[n:]
+	if len(b) != total*rawPointSize {
+		return dst, true, corrupt("%d raw points in %d bytes", total, len(src))
+	}
+	base := len(dst)
+	dst = slices.Grow(dst, total)[:base+total]
+	ps := dst[base:]
+	le := binary.LittleEndian
+	for i := range ps {
+		r := b[i*rawPointSize : (i+1)*rawPointSize]
+		ps[i] = fleet.Position{TS: le.Uint32(r), Lat: int32(le.Uint32(r[4:])), Lon: int32(le.Uint32(r[8:])),
+			Speed: le.Uint16(r[12:]), Heading: le.Uint16(r[14:])}
+		if !ps[i].Valid() || ps[i].TS == 0 {
+			return dst[:base], true, corrupt("invalid position %+v", ps[i])
+		}
+	}
+	start = 0
+	for _, end := range ends {
+		for i := start + 1; i < end; i++ {
+			if ps[i].TS < ps[i-1].TS {
+				return dst[:base], true, corrupt("raw points out of order")
+			}
+		}
+		start = end
+	}
+	return dst, true, nil
+}
 
 // decodeColumns decodes the points of a block's trucks from the columns
 // in src (as appendColumns wrote them, truck k's ending at ends[k]) and

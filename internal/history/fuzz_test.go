@@ -85,7 +85,8 @@ func FuzzRun(f *testing.F) {
 		for i := range 6 {
 			_, _, _ = r.find(fmt.Appendf(nil, "t%d", i), nil, &g, nil)
 		}
-		_ = mergeRuns([]*run{r}, func(uint64, []byte, []Point) error { return nil })
+		_ = mergeRuns([]*run{r}, func(uint64, []byte, []Point) error { return nil }, nil)
+		_ = mergeRuns([]*run{r}, func(uint64, []byte, []Point) error { return nil }, func(uint64, []byte, []fleet.Position) error { return nil })
 	})
 }
 
@@ -106,6 +107,11 @@ func FuzzColumns(f *testing.F) {
 	f.Add(appendColumns(nil, ps, []int{2, 4, 6}, layoutGrouped), 6, uint8(2), uint8(layoutGrouped))
 	f.Add(appendColumns(nil, ps, []int{6}, layoutGrouped), 6, uint8(6), uint8(layoutGrouped))
 	f.Add(appendColumns(nil, ps, []int{3, 6}, layoutRaw), 6, uint8(3), uint8(layoutRaw))
+	plain := make([]fleet.Position, len(ps))
+	for i := range ps {
+		plain[i] = ps[i].Position
+	}
+	f.Add(appendRawPositions(nil, plain), 6, uint8(2), uint8(layoutRaw))
 	f.Fuzz(func(t *testing.T, src []byte, n int, per uint8, lay uint8) {
 		l := layout(lay % 4)
 		legacy := l == layoutLegacy
@@ -120,6 +126,24 @@ func FuzzColumns(f *testing.F) {
 			}
 		}
 		got, err := decodeColumns(nil, src, ends, legacy)
+		if !legacy { // the positions decoder agrees wherever it decodes
+			pos, ok, perr := decodeRawPositions(nil, src, ends)
+			switch {
+			case ok && (perr == nil) != (err == nil):
+				t.Fatalf("decodeRawPositions: %v, decodeColumns: %v", perr, err)
+			case ok && perr == nil:
+				want := make([]Point, len(pos))
+				for i := range pos {
+					want[i] = Point{Position: pos[i]}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("decodeRawPositions and decodeColumns differ")
+				}
+				if again := appendRawPositions(nil, pos); !bytes.Equal(again, src) {
+					t.Fatalf("raw positions re-encode differently")
+				}
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -58,14 +58,27 @@ func (m model) within(rg Region, from, to uint32) map[string]Visit {
 // points through many flushes, merges and reopenings, and compares every
 // query with brute force over what was posted.
 func TestModel(t *testing.T) {
-	t.Run("merges", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0) })
+	t.Run("merges", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 1) })
 	// A 5-hour retention while the clock moves 2 minutes a round: hours
 	// drop out of history as the test goes, and late points arrive older
 	// than the retention; answers never hold what is past it.
-	t.Run("retention", func(t *testing.T) { runModel(t, 5*time.Hour, 2*time.Minute) })
+	t.Run("retention", func(t *testing.T) { runModel(t, 5*time.Hour, 2*time.Minute, 1) })
+	// Attributes on one update in 100: most blocks are raw without any
+	// (the positions path of flushes and merges), some have them, and
+	// merges meet both for one truck.
+	t.Run("rare-attributes", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 50) })
+	// Run writers keep at most three index entries in memory: every run
+	// with more moves its index to the side file, in several spills.
+	t.Run("spilled-index", func(t *testing.T) {
+		defer func(n int) { idxMemMax = n }(idxMemMax)
+		idxMemMax = 3 * entrySize
+		runModel(t, 30*24*time.Hour, 0, 1)
+	})
 }
 
-func runModel(t *testing.T, retention, step time.Duration) {
+// runModel runs the model test; attributes go with a fifth of the
+// updates, divided by attrRarity.
+func runModel(t *testing.T, retention, step time.Duration, attrRarity int) {
 	r := seeded(t)
 	fs := vfs.NewMem()
 	now := time.Unix(1_764_000_000, 0)
@@ -94,7 +107,11 @@ func runModel(t *testing.T, retention, step time.Duration) {
 				p.Lat, p.Lon, p.Speed, p.Heading = geo.ToFixed(lat), geo.ToFixed(lon), uint16(r.IntN(1200)), uint16(r.IntN(360))
 			}
 			u := fleet.Update{ID: fmt.Appendf(nil, "truck-%03d", i), Position: *p}
-			switch r.IntN(10) {
+			kind := r.IntN(10)
+			if (kind == 1 || kind == 2) && r.IntN(attrRarity) != 0 {
+				kind = 3
+			}
+			switch kind {
 			case 0: // late: hours old
 				u.TS -= uint32(r.IntN(5 * 3600))
 			case 1:

@@ -8,6 +8,8 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+
+	"github.com/fleetd/fleetd/internal/fleet"
 )
 
 // cursor walks one run's trucks in index order for a merge. Blocks lie
@@ -23,12 +25,14 @@ type cursor struct {
 	k     int   // the current truck in g
 	hash  uint64
 	id    []byte
-	pts   []Point
+	pts   []Point          // the current truck's points, or
+	pos   []fleet.Position // with isPos (g.isPos), its positions
+	isPos bool
 	buf   []byte
 	idx   []byte // index entries [idxAt, idxAt+len(idx)/entrySize)
 	idxAt int
-	br    *bufio.Reader // blocks from pos on
-	pos   int64
+	br    *bufio.Reader // blocks from at on
+	at    int64         // the file offset br reads from
 	done  bool
 }
 
@@ -56,8 +60,7 @@ func (c *cursor) next() error {
 func (c *cursor) advance() error {
 	if c.k+1 < c.g.trucks() {
 		c.k++
-		c.id, c.pts = c.g.truck(c.k)
-		c.hash = idHash(c.id)
+		c.load()
 		return nil
 	}
 	if c.i >= c.r.blocks {
@@ -77,29 +80,31 @@ func (c *cursor) advance() error {
 		return err
 	}
 	c.i++
-	if c.br == nil || c.pos != int64(c.e.off) {
+	if c.br == nil || c.at != int64(c.e.off) {
 		c.br = bufio.NewReaderSize(io.NewSectionReader(c.r.f, int64(c.e.off), c.r.idxOff-int64(c.e.off)), cursorBlockBuf)
-		c.pos = int64(c.e.off)
+		c.at = int64(c.e.off)
 	}
 	c.buf = slices.Grow(c.buf[:0], int(c.e.length))[:c.e.length]
 	if _, err := io.ReadFull(c.br, c.buf); err != nil {
 		return fmt.Errorf("history: %s: block at %d: %w", c.r.path, c.e.off, err)
 	}
-	c.pos += int64(c.e.length)
+	c.at += int64(c.e.length)
 	if err := c.r.decodeBlock(&c.e, c.buf, &c.g, nil); err != nil {
 		return err
 	}
 	c.k = 0
-	c.id, c.pts = c.g.truck(0)
-	c.hash = idHash(c.id)
+	c.load()
 	return nil
 }
 
-func (c *cursor) compare(o *cursor) int {
-	if c := cmp.Compare(c.hash, o.hash); c != 0 {
-		return c
+// load makes truck c.k of the block the current one.
+func (c *cursor) load() {
+	if c.isPos = c.g.isPos; c.isPos {
+		c.id, c.pos = c.g.truckPos(c.k)
+	} else {
+		c.id, c.pts = c.g.truck(c.k)
 	}
-	return bytes.Compare(c.id, o.id)
+	c.hash = idHash(c.id)
 }
 
 // merge replaces runs of p (one level, oldest first) by one run of the
@@ -134,7 +139,7 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 	if err != nil {
 		return err
 	}
-	if err := mergeRuns(runs, w.add); err != nil {
+	if err := mergeRuns(runs, w.add, w.addPos); err != nil {
 		w.Abort()
 		return err
 	}
@@ -149,100 +154,133 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 
 // mergeRuns calls fn with each truck of runs (its ID's hash and the ID),
 // in index order, with its points from every run sorted and without duplicates. Memory: one block
-// per run. ps is valid only during the call.
-func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error) error {
-	var q cursorHeap
+// per run. ps is valid only during the call. With fnPos, a truck whose
+// points all come from raw blocks without attributes (a flush's runs, and
+// the first merges of a filling hour) goes to fnPos instead, as
+// positions: 16 bytes a point copied where Points are 60, and no
+// re-encoding of what is raw already (BenchmarkMergeSparse).
+func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error, fnPos func(hash uint64, id []byte, ps []fleet.Position) error) error {
+	cs := make([]*cursor, len(runs))
 	for i, r := range runs {
 		c := &cursor{r: r, n: i}
+		c.g.wantPos = fnPos != nil
 		if err := c.next(); err != nil {
 			return err
 		}
-		if !c.done {
-			q.push(c)
-		}
+		cs[i] = c
 	}
+	t := newLoserTree(cs)
 	var id []byte
 	var pts []Point
-	for len(q) > 0 {
-		id = append(id[:0], q[0].id...)
-		hash := q[0].hash
-		pts = pts[:0]
-		// The runs holding the truck come to the top in run order (the
-		// heap's tie-break: oldest first), so that its points are
-		// usually in ts order already. Each is advanced where it stands
-		// (its next truck sorts after this one) and sifted down: one
-		// pass down the heap a truck, not a pop and a push.
-		for len(q) > 0 && q[0].hash == hash && bytes.Equal(q[0].id, id) {
-			c := q[0]
-			pts = append(pts, c.pts...) // before next reuses c's block
+	var pos []fleet.Position
+	for len(cs) > 0 && !t.winner().done {
+		c := t.winner()
+		id = append(id[:0], c.id...)
+		hash := c.hash
+		pts, pos = pts[:0], pos[:0]
+		asPos := true // every run so far gave positions
+		// The runs holding the truck win in run order (the tree's
+		// tie-break: oldest first), so that its points are usually in ts
+		// order already. Each is advanced where it stands (its next truck
+		// sorts after this one) and replayed up the tree.
+		for c := t.winner(); !c.done && c.hash == hash && bytes.Equal(c.id, id); c = t.winner() {
+			// Before next reuses c's block:
+			switch {
+			case c.isPos && asPos:
+				pos = append(pos, c.pos...)
+			case c.isPos:
+				pts = appendPositions(pts, c.pos)
+			default:
+				if asPos {
+					pts, asPos = appendPositions(pts, pos), false
+				}
+				pts = append(pts, c.pts...)
+			}
 			if err := c.next(); err != nil {
 				return err
 			}
-			if c.done {
-				q.pop()
-			} else {
-				q.down(0)
-			}
+			t.replay()
 		}
-		if err := fn(hash, id, sortPoints(pts)); err != nil {
+		var err error
+		if asPos {
+			err = fnPos(hash, id, sortPositions(pos))
+		} else {
+			err = fn(hash, id, sortPoints(pts))
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// cursorHeap is a min-heap of cursors by (hash, ID, run order): a merge
-// of Options.MergeFanIn runs picks each truck in a few comparisons rather than a
-// pass over every run.
-type cursorHeap []*cursor
+// loserTree picks the least of a merge's cursors by (hash, ID, run
+// order), a finished cursor above every other: after the winner advances,
+// one replay from its leaf to the root, a comparison a level (4 for
+// Options.MergeFanIn's 16 runs), where a binary heap's sift-down took two
+// a level (BenchmarkMergeSparse). Leaf i (cursor i) is node len(cs)+i;
+// node p > 0 holds the loser of the match between its children 2p and
+// 2p+1, node 0 the overall winner.
+type loserTree struct {
+	cs   []*cursor
+	node []int
+}
 
-func (q cursorHeap) less(i, j int) bool {
-	if c := q[i].compare(q[j]); c != 0 {
+func newLoserTree(cs []*cursor) *loserTree {
+	t := &loserTree{cs: cs, node: make([]int, max(len(cs), 1))}
+	if len(cs) > 0 {
+		t.node[0] = t.build(1)
+	}
+	return t
+}
+
+// build plays the matches below node p and returns its winner.
+func (t *loserTree) build(p int) int {
+	if p >= len(t.cs) {
+		return p - len(t.cs)
+	}
+	a, b := t.build(2*p), t.build(2*p+1)
+	if t.less(b, a) {
+		a, b = b, a
+	}
+	t.node[p] = b
+	return a
+}
+
+func (t *loserTree) winner() *cursor { return t.cs[t.node[0]] }
+
+// replay restores the tree after the winner has advanced.
+func (t *loserTree) replay() {
+	w := t.node[0]
+	for p := (w + len(t.cs)) / 2; p > 0; p /= 2 {
+		if t.less(t.node[p], w) {
+			t.node[p], w = w, t.node[p]
+		}
+	}
+	t.node[0] = w
+}
+
+// less orders cursors i and j.
+func (t *loserTree) less(i, j int) bool {
+	a, b := t.cs[i], t.cs[j]
+	if a.done || b.done {
+		return !a.done || a.done && b.done && i < j
+	}
+	if a.hash != b.hash {
+		return a.hash < b.hash
+	}
+	if c := bytes.Compare(a.id, b.id); c != 0 {
 		return c < 0
 	}
-	return q[i].n < q[j].n
+	return i < j
 }
 
-func (q *cursorHeap) push(c *cursor) {
-	*q = append(*q, c)
-	h := *q
-	for i := len(h) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if !h.less(i, parent) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		i = parent
+// appendPositions appends ps to dst as points without attributes.
+func appendPositions(dst []Point, ps []fleet.Position) []Point {
+	for i := range ps {
+		dst = append(dst, Point{Position: ps[i]})
 	}
-}
-
-func (q *cursorHeap) pop() *cursor {
-	h := *q
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	*q = h[:last]
-	q.down(0)
-	return top
-}
-
-// down restores the heap below i after q[i] has grown.
-func (q cursorHeap) down(i int) {
-	h := q
-	for {
-		l, m := 2*i+1, i
-		if l < len(h) && h.less(l, m) {
-			m = l
-		}
-		if r := l + 1; r < len(h) && h.less(r, m) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
+	return dst
 }
 
 // compact merges every run of p into one of one truck per block: done

@@ -321,7 +321,7 @@ func (h *History) Export(from, to uint32, fn func(id []byte, ps []Point) error) 
 			}
 			fnErr = fn(id, sel)
 			return fnErr
-		})
+		}, nil)
 		releaseAll(rs)
 		if fnErr != nil {
 			return ans, fnErr

@@ -86,14 +86,18 @@ func (e *entry) get(b []byte) {
 	}
 }
 
-// runWriter streams a run: blocks to the file, index entries to a side
-// file appended at Finish, so that memory does not grow with the number
-// of trucks.
+// runWriter streams a run: blocks to the file, index entries to memory
+// up to idxMemMax and past it to a side file, appended at Finish, so that
+// memory does not grow with the number of trucks. A flush's run (about
+// 340 entries) and a first-tier merge's (about 5,500) never need the side
+// file: creating, copying and removing it was a tenth of a flush's CPU
+// (BenchmarkWriteSparse).
 type runWriter struct {
 	fs        vfs.FS
-	path      string // final name; writes go to path+".tmp"
-	f, idx    vfs.File
+	path      string   // final name; writes go to path+".tmp"
+	f, idx    vfs.File // idx: the side file, once the index passes idxMemMax
 	w, iw     *bufio.Writer
+	ibuf      []byte // index entries not in the side file
 	off       uint64
 	blocks    uint32
 	trucks    int
@@ -108,12 +112,17 @@ type runWriter struct {
 	grouped   bool // several trucks a block
 
 	// The block being filled (grouped runs): its trucks' IDs, one after
-	// another, ending at idEnds; their points, ending at ends.
+	// another, ending at idEnds; their points, ending at ends: in pos
+	// while every one came without attributes through addPos, in pts
+	// (asPts) once one did not.
 	ids    []byte
 	idEnds []int
 	ends   []int
 	pts    []Point
-	hash   uint64 // of its first truck
+	pos    []fleet.Position
+	asPts  bool
+	hash   uint64  // of its first truck
+	cvt    []Point // scratch: positions as points, for columns
 }
 
 // rawBelowPerTruck: a grouped block whose trucks have fewer points than
@@ -123,6 +132,15 @@ type runWriter struct {
 // times dearer to write and to read back in the next merge.
 const rawBelowPerTruck = 2
 
+// idxMemMax is how many bytes of a run's index its writer keeps in
+// memory (21,845 entries) before it moves them to a side file (a
+// variable for tests).
+var idxMemMax = 1 << 20
+
+// writerPool holds runWriters' file buffers (256 KiB each): a flush or a
+// merge borrows one for the run it writes.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
 // createRun starts a run of one truck per block (layoutSolo, version 3;
 // layoutLegacy, version 1), or of grouped blocks (version 2) in columns
 // or raw.
@@ -131,13 +149,9 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*r
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	idx, err := fs.Create(path + ".idx.tmp")
-	if err != nil {
-		f.Close()
-		_ = fs.Remove(path + ".tmp")
-		return nil, fmt.Errorf("history: %w", err)
-	}
-	w := &runWriter{fs: fs, path: path, f: f, idx: idx, w: bufio.NewWriterSize(f, 256<<10), iw: bufio.NewWriterSize(idx, 64<<10),
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(f)
+	w := &runWriter{fs: fs, path: path, f: f, w: bw,
 		off: headerSize, hour: hour, covers: covers, layout: l, grouped: l == layoutGrouped || l == layoutRaw, ebuf: make([]byte, entrySize)}
 	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
 		w.Abort()
@@ -155,31 +169,82 @@ func (w *runWriter) add(h uint64, id []byte, ps []Point) error {
 	if len(ps) == 0 {
 		return nil
 	}
+	w.order(h, id)
+	if !w.grouped {
+		return w.writeSolo(h, id, nil, ps)
+	}
+	if err := w.room(len(ps)); err != nil {
+		return err
+	}
+	if !w.asPts {
+		w.pts, w.pos, w.asPts = appendPositions(w.pts[:0], w.pos), w.pos[:0], true
+	}
+	w.pts = append(w.pts, ps...)
+	return w.added(h, id, len(w.pts))
+}
+
+// addPos is add for points without attributes, sorted by ts (ties by the
+// other fields) without duplicates.
+func (w *runWriter) addPos(h uint64, id []byte, ps []fleet.Position) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	w.order(h, id)
+	if !w.grouped {
+		return w.writeSolo(h, id, ps, nil)
+	}
+	if err := w.room(len(ps)); err != nil {
+		return err
+	}
+	var n int
+	if w.asPts {
+		w.pts = appendPositions(w.pts, ps)
+		n = len(w.pts)
+	} else {
+		w.pos = append(w.pos, ps...)
+		n = len(w.pos)
+	}
+	return w.added(h, id, n)
+}
+
+// order checks that trucks come in (hash, id) order and notes this one.
+func (w *runWriter) order(h uint64, id []byte) {
 	if w.trucks > 0 && (h < w.lastHash || h == w.lastHash && bytes.Compare(id, w.lastID) <= 0) {
 		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
 	}
 	w.trucks++
 	w.lastHash, w.lastID = h, append(w.lastID[:0], id...)
-	if !w.grouped {
-		w.idEnds = append(w.idEnds[:0], len(id))
-		w.ends = append(w.ends[:0], len(ps))
-		err := w.writeBlock(h, id, ps)
-		w.idEnds, w.ends = w.idEnds[:0], w.ends[:0]
-		return err
+}
+
+// writeSolo writes one truck's block (pos, or ps) in a run of one truck
+// per block.
+func (w *runWriter) writeSolo(h uint64, id []byte, pos []fleet.Position, ps []Point) error {
+	w.idEnds = append(w.idEnds[:0], len(id))
+	w.ends = append(w.ends[:0], len(ps)+len(pos))
+	err := w.writeBlock(h, id, pos, ps)
+	w.idEnds, w.ends = w.idEnds[:0], w.ends[:0]
+	return err
+}
+
+// room writes the block being filled if n more points would take it
+// past groupPoints.
+func (w *runWriter) room(n int) error {
+	if len(w.ends) > 0 && len(w.pts)+len(w.pos)+n > groupPoints {
+		return w.flush()
 	}
-	if len(w.ends) > 0 && len(w.pts)+len(ps) > groupPoints {
-		if err := w.flush(); err != nil {
-			return err
-		}
-	}
+	return nil
+}
+
+// added records a truck whose points now end at end in the block being
+// filled, and writes the block once it has groupPoints.
+func (w *runWriter) added(h uint64, id []byte, end int) error {
 	if len(w.ends) == 0 {
 		w.hash = h
 	}
 	w.ids = append(w.ids, id...)
 	w.idEnds = append(w.idEnds, len(w.ids))
-	w.pts = append(w.pts, ps...)
-	w.ends = append(w.ends, len(w.pts))
-	if len(w.pts) >= groupPoints {
+	w.ends = append(w.ends, end)
+	if end >= groupPoints {
 		return w.flush()
 	}
 	return nil
@@ -190,15 +255,28 @@ func (w *runWriter) flush() error {
 	if len(w.ends) == 0 {
 		return nil
 	}
-	err := w.writeBlock(w.hash, w.ids, w.pts)
-	w.ids, w.idEnds, w.ends, w.pts = w.ids[:0], w.idEnds[:0], w.ends[:0], w.pts[:0]
+	var err error
+	if w.asPts {
+		err = w.writeBlock(w.hash, w.ids, nil, w.pts)
+	} else {
+		err = w.writeBlock(w.hash, w.ids, w.pos, nil)
+	}
+	w.ids, w.idEnds, w.ends, w.pts, w.pos, w.asPts = w.ids[:0], w.idEnds[:0], w.ends[:0], w.pts[:0], w.pos[:0], false
 	return err
 }
 
 // writeBlock writes one block: the trucks of w.idEnds and w.ends, with
-// their IDs in ids and points in ps; h is the first one's hash.
-func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
-	b := append(w.buf[:0], 0, 0, 0, 0)
+// their IDs in ids and points in ps, or without attributes in pos (ps
+// nil); h is the first one's hash.
+func (w *runWriter) writeBlock(h uint64, ids []byte, pos []fleet.Position, ps []Point) error {
+	n := len(ps) + len(pos)
+	// The block is built in the file buffer's free space when it fits
+	// there, so that Write finds it in place instead of copying it.
+	b, inPlace := w.buf[:0], false
+	if avail := w.w.AvailableBuffer(); cap(avail) >= 64+len(ids)+8*len(w.ends)+n*(rawPointSize+4) {
+		b, inPlace = avail, true
+	}
+	b = append(b, 0, 0, 0, 0)
 	if w.layout != layoutLegacy {
 		b = binary.AppendUvarint(b, uint64(len(w.ends)))
 	}
@@ -210,31 +288,62 @@ func (w *runWriter) writeBlock(h uint64, ids []byte, ps []Point) error {
 		idStart, start = w.idEnds[k], end
 	}
 	l := w.layout
-	if l == layoutGrouped && len(ps) < rawBelowPerTruck*len(w.ends) {
+	if l == layoutGrouped && n < rawBelowPerTruck*len(w.ends) {
 		l = layoutRaw // a merge of a filling hour's first runs
 	}
-	b = appendColumns(b, ps, w.ends, l)
+	var e entry
+	switch {
+	case ps != nil:
+		b = appendColumns(b, ps, w.ends, l)
+		e.bound(ps[0].Position)
+		for i := range ps {
+			e.extend(&ps[i].Position)
+		}
+	case l == layoutRaw:
+		b = appendRawPositions(b, pos)
+	default:
+		w.cvt = appendPositions(w.cvt[:0], pos)
+		b = appendColumns(b, w.cvt, w.ends, l)
+	}
+	if ps == nil {
+		e.bound(pos[0])
+		for i := range pos {
+			e.extend(&pos[i])
+		}
+	}
 	binary.LittleEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
-	w.buf = b
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	e := entry{hash: h, off: w.off, length: uint32(len(b)), points: uint32(len(ps)),
-		minTS: ps[0].TS, maxTS: ps[0].TS, minLat: ps[0].Lat, maxLat: ps[0].Lat, minLon: ps[0].Lon, maxLon: ps[0].Lon}
-	for i := range ps {
-		e.minTS, e.maxTS = min(e.minTS, ps[i].TS), max(e.maxTS, ps[i].TS)
-		e.minLat, e.maxLat = min(e.minLat, ps[i].Lat), max(e.maxLat, ps[i].Lat)
-		e.minLon, e.maxLon = min(e.minLon, ps[i].Lon), max(e.maxLon, ps[i].Lon)
+	if !inPlace {
+		w.buf = b // kept for the next block
 	}
-	e.put(w.ebuf)
-	w.idxCRC = crc32.Update(w.idxCRC, castagnoli, w.ebuf)
-	if _, err := w.iw.Write(w.ebuf); err != nil {
-		return fmt.Errorf("history: %w", err)
+	e.hash, e.off, e.length, e.points = h, w.off, uint32(len(b)), uint32(n)
+	if len(w.ibuf)+entrySize > idxMemMax {
+		if err := w.spillIndex(); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
 	}
+	k := len(w.ibuf)
+	w.ibuf = append(w.ibuf, w.ebuf...)
+	e.put(w.ibuf[k:])
+	w.idxCRC = crc32.Update(w.idxCRC, castagnoli, w.ibuf[k:])
 	w.off += uint64(len(b))
 	w.blocks++
-	w.points += uint64(len(ps))
+	w.points += uint64(n)
 	return nil
+}
+
+// bound starts e's bounds at p.
+func (e *entry) bound(p fleet.Position) {
+	e.minTS, e.maxTS, e.minLat, e.maxLat, e.minLon, e.maxLon = p.TS, p.TS, p.Lat, p.Lat, p.Lon, p.Lon
+}
+
+// extend widens e's bounds to p.
+func (e *entry) extend(p *fleet.Position) {
+	e.minTS, e.maxTS = min(e.minTS, p.TS), max(e.maxTS, p.TS)
+	e.minLat, e.maxLat = min(e.minLat, p.Lat), max(e.maxLat, p.Lat)
+	e.minLon, e.maxLon = min(e.minLon, p.Lon), max(e.maxLon, p.Lon)
 }
 
 // Finish appends the index and trailer, patches the header, fsyncs and
@@ -252,11 +361,32 @@ func (w *runWriter) Finish() (int64, error) {
 	return int64(w.off) + int64(w.blocks)*entrySize + trailerSize, nil
 }
 
-func (w *runWriter) finish() error {
-	if err := w.iw.Flush(); err != nil {
-		return err
+// spillIndex moves the index entries in memory to the side file.
+func (w *runWriter) spillIndex() error {
+	if w.idx == nil {
+		idx, err := w.fs.Create(w.path + ".idx.tmp")
+		if err != nil {
+			return err
+		}
+		w.idx, w.iw = idx, bufio.NewWriterSize(idx, 64<<10)
 	}
-	if _, err := io.Copy(w.w, io.NewSectionReader(w.idx, 0, int64(w.blocks)*entrySize)); err != nil {
+	_, err := w.iw.Write(w.ibuf)
+	w.ibuf = w.ibuf[:0]
+	return err
+}
+
+func (w *runWriter) finish() error {
+	if w.idx != nil {
+		if err := w.spillIndex(); err != nil {
+			return err
+		}
+		if err := w.iw.Flush(); err != nil {
+			return err
+		}
+		if _, err := io.Copy(w.w, io.NewSectionReader(w.idx, 0, int64(w.blocks)*entrySize)); err != nil {
+			return err
+		}
+	} else if _, err := w.w.Write(w.ibuf); err != nil {
 		return err
 	}
 	t := make([]byte, trailerSize)
@@ -294,10 +424,22 @@ func (w *runWriter) finish() error {
 		return err
 	}
 	w.f = nil
-	w.idx.Close()
-	w.idx = nil
-	_ = w.fs.Remove(w.path + ".idx.tmp")
+	w.release()
+	if w.idx != nil {
+		w.idx.Close()
+		w.idx = nil
+		_ = w.fs.Remove(w.path + ".idx.tmp")
+	}
 	return w.fs.Rename(w.path+".tmp", w.path)
+}
+
+// release returns the file buffer to the pool.
+func (w *runWriter) release() {
+	if w.w != nil {
+		w.w.Reset(nil)
+		writerPool.Put(w.w)
+		w.w = nil
+	}
 }
 
 // Abort removes the partial files.
@@ -305,11 +447,12 @@ func (w *runWriter) Abort() {
 	if w.f != nil {
 		w.f.Close()
 	}
+	w.release()
 	if w.idx != nil {
 		w.idx.Close()
+		_ = w.fs.Remove(w.path + ".idx.tmp")
 	}
 	_ = w.fs.Remove(w.path + ".tmp")
-	_ = w.fs.Remove(w.path + ".idx.tmp")
 }
 
 // run is an open run file.
@@ -418,9 +561,24 @@ type group struct {
 	ids  [][]byte
 	ends []int
 	pts  []Point
+	// With wantPos set (a merge's cursor), a raw block without
+	// attributes is decoded into pos, not pts (isPos): 16 bytes a point
+	// instead of 60, copied as they are through the merge.
+	wantPos, isPos bool
+	pos            []fleet.Position
 }
 
 func (g *group) trucks() int { return len(g.ids) }
+
+// truckPos returns truck k's ID and points of a group decoded as
+// positions (isPos).
+func (g *group) truckPos(k int) ([]byte, []fleet.Position) {
+	start := 0
+	if k > 0 {
+		start = g.ends[k-1]
+	}
+	return g.ids[k], g.pos[start:g.ends[k]]
+}
 
 // truck returns truck k's ID and points.
 func (g *group) truck(k int) ([]byte, []Point) {
@@ -445,7 +603,7 @@ func (r *run) block(e *entry, buf []byte, g *group) ([]byte, error) {
 // g. With want set, only its trucks' IDs are decoded unless want is one of
 // them (a lookup in a grouped block).
 func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
-	g.ids, g.ends, g.pts = g.ids[:0], g.ends[:0], g.pts[:0]
+	g.ids, g.ends, g.pts, g.pos, g.isPos = g.ids[:0], g.ends[:0], g.pts[:0], g.pos[:0], false
 	if binary.LittleEndian.Uint32(buf) != crc32.Checksum(buf[4:], castagnoli) {
 		return corrupt("%s: block at %d fails its checksum", r.path, e.off)
 	}
@@ -483,6 +641,16 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 	}
 	if !found {
 		return nil
+	}
+	if g.wantPos && r.version == versionGrouped {
+		pos, ok, err := decodeRawPositions(g.pos, b, g.ends)
+		g.pos, g.isPos = pos, ok && err == nil
+		if err != nil {
+			return fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
+		}
+		if ok {
+			return nil
+		}
 	}
 	pts, err := decodeColumns(g.pts, b, g.ends, r.version == versionLegacy)
 	g.pts = pts
