@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,8 +103,24 @@ func startBenchServer(args ...string) (*benchServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := launchBenchServer(dir, 15*time.Second, append([]string{"--ttl", "0"}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.stats()
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.emptyRSS = st.RSS
+	return s, nil
+}
+
+// launchBenchServer starts `fleetd serve` on dir/data with args and waits
+// (up to timeout) until it says it is ready.
+func launchBenchServer(dir string, timeout time.Duration, args ...string) (*benchServer, error) {
 	s := &benchServer{dir: dir}
-	s.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0"}, args...)...)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data")}, args...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -114,7 +129,7 @@ func startBenchServer(args ...string) (*benchServer, error) {
 		return nil, err
 	}
 	buf := make([]byte, 0, 4096)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		tmp := make([]byte, 1024)
 		n, err := stderr.Read(tmp)
@@ -122,12 +137,6 @@ func startBenchServer(args ...string) (*benchServer, error) {
 		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
 			s.addr = string(m[1])
 			go func() { _, _ = io.Copy(&s.log, stderr) }()
-			st, err := s.stats()
-			if err != nil {
-				s.stop()
-				return nil, err
-			}
-			s.emptyRSS = st.RSS
 			return s, nil
 		}
 		if err != nil {
@@ -344,29 +353,7 @@ func (s *benchServer) cpuTime(b *testing.B) time.Duration {
 const clockTicks = 100
 
 func (s *benchServer) profile(b *testing.B, path string) func() {
-	secs := cmp.Or(os.Getenv("FLEETD_BENCH_CPUSECONDS"), "3")
-	done := make(chan error, 1)
-	go func() {
-		res, err := http.Get("http://" + s.addr + "/debug/pprof/profile?seconds=" + secs)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer res.Body.Close()
-		data, err := io.ReadAll(res.Body)
-		if err == nil && res.StatusCode != 200 {
-			err = fmt.Errorf("%d %s", res.StatusCode, data)
-		}
-		if err == nil {
-			err = os.WriteFile(path, data, 0o644)
-		}
-		done <- err
-	}()
-	return func() {
-		if err := <-done; err != nil {
-			b.Errorf("cpu profile: %v", err)
-		}
-	}
+	return fetchProfile(b, s.addr, path)
 }
 
 // fetch saves the body of GET path on the server to file.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,33 +209,7 @@ func BenchmarkServeRestartConfig(b *testing.B) {
 // dir/data (kept by stopKeep, so that the next start recovers it) and
 // waits until it is ready.
 func startBenchServerIn(dir string) (*benchServer, error) {
-	s := &benchServer{dir: dir}
-	s.cmd = exec.Command(bin, "serve", "--http", "127.0.0.1:0", "--data", filepath.Join(dir, "data"))
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, 4096)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		tmp := make([]byte, 1024)
-		n, err := stderr.Read(tmp)
-		buf = append(buf, tmp[:n]...)
-		if m := listening.FindSubmatch(buf); m != nil && bytes.Contains(buf, []byte("msg=ready")) {
-			s.addr = string(m[1])
-			go func() { _, _ = io.Copy(&s.log, stderr) }()
-			return s, nil
-		}
-		if err != nil {
-			break
-		}
-	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	return nil, fmt.Errorf("fleetd did not start: %s", buf)
+	return launchBenchServer(dir, 60*time.Second)
 }
 
 // stopKeep stops the server and keeps its data directory.
