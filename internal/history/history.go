@@ -210,8 +210,9 @@ type History struct {
 	}
 	kick chan struct{} // a buffer is full: seal it
 
-	wkeys, wtmp []writeKey // the writer's sort keys, kept between buffers
-	wwin        window     // and its window of points in key order
+	wkeys []writeKey // the writer's sort keys, kept between buffers
+	wsort keySorter  // their sort's scratch
+	wwin  window     // and its window of points in key order
 
 	points, dropped, corrupt atomic.Int64
 	waits                    atomic.Int64 // WaitRoom blocked
@@ -482,13 +483,12 @@ func (h *History) write(b *buffer) error {
 	// keys' memory is kept for the next buffer (the writer is one
 	// goroutine).
 	keys := slices.Grow(h.wkeys[:0], len(b.pts))[:len(b.pts)]
-	tmp := slices.Grow(h.wtmp[:0], len(b.pts))
-	h.wkeys, h.wtmp = keys, tmp
+	h.wkeys = keys
 	for i := range keys {
 		p := &b.pts[i]
 		keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
 	}
-	sortKeys(keys, tmp, func(x, y writeKey) int {
+	keys = h.wsort.sortKeys(keys, func(x, y writeKey) int {
 		// One truck's points (or, rarely, two IDs with one hash).
 		px, py := &b.pts[x.i], &b.pts[y.i]
 		if c := bytes.Compare(b.id(px), b.id(py)); c != 0 {
@@ -500,6 +500,7 @@ func (h *History) write(b *buffer) error {
 		qx, qy := b.point(px), b.point(py)
 		return comparePoints(&qx, &qy)
 	})
+	h.wkeys = keys
 	// The points in key order, a window at a time: a tight gather loop
 	// has its cache misses in flight together, where reading each point
 	// as the runs are written took a miss at a time (a third of the

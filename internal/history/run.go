@@ -111,18 +111,17 @@ type runWriter struct {
 	layout    layout
 	grouped   bool // several trucks a block
 
-	// The block being filled (grouped runs): its trucks' IDs, one after
-	// another, ending at idEnds; their points, ending at ends: in pos
-	// while every one came without attributes through addPos, in pts
-	// (asPts) once one did not.
-	ids    []byte
-	idEnds []int
-	ends   []int
-	pts    []Point
-	pos    []fleet.Position
-	asPts  bool
-	hash   uint64  // of its first truck
-	cvt    []Point // scratch: positions as points, for columns
+	// The block being filled (grouped runs): its trucks as the block
+	// lists them (uvarint idLen | id | uvarint n, each), their points
+	// ending at ends: in pos while every one came without attributes
+	// through addPos, in pts (asPts) once one did not.
+	head  []byte
+	ends  []int
+	pts   []Point
+	pos   []fleet.Position
+	asPts bool
+	hash  uint64  // of its first truck
+	cvt   []Point // scratch: positions as points, for columns
 }
 
 // rawBelowPerTruck: a grouped block whose trucks have fewer points than
@@ -219,10 +218,11 @@ func (w *runWriter) order(h uint64, id []byte) {
 // writeSolo writes one truck's block (pos, or ps) in a run of one truck
 // per block.
 func (w *runWriter) writeSolo(h uint64, id []byte, pos []fleet.Position, ps []Point) error {
-	w.idEnds = append(w.idEnds[:0], len(id))
-	w.ends = append(w.ends[:0], len(ps)+len(pos))
-	err := w.writeBlock(h, id, pos, ps)
-	w.idEnds, w.ends = w.idEnds[:0], w.ends[:0]
+	n := len(ps) + len(pos)
+	w.head = appendTruck(w.head[:0], id, n)
+	w.ends = append(w.ends[:0], n)
+	err := w.writeBlock(h, w.head, pos, ps)
+	w.head, w.ends = w.head[:0], w.ends[:0]
 	return err
 }
 
@@ -241,8 +241,11 @@ func (w *runWriter) added(h uint64, id []byte, end int) error {
 	if len(w.ends) == 0 {
 		w.hash = h
 	}
-	w.ids = append(w.ids, id...)
-	w.idEnds = append(w.idEnds, len(w.ids))
+	start := 0
+	if len(w.ends) > 0 {
+		start = w.ends[len(w.ends)-1]
+	}
+	w.head = appendTruck(w.head, id, end-start)
 	w.ends = append(w.ends, end)
 	if end >= groupPoints {
 		return w.flush()
@@ -257,36 +260,38 @@ func (w *runWriter) flush() error {
 	}
 	var err error
 	if w.asPts {
-		err = w.writeBlock(w.hash, w.ids, nil, w.pts)
+		err = w.writeBlock(w.hash, w.head, nil, w.pts)
 	} else {
-		err = w.writeBlock(w.hash, w.ids, w.pos, nil)
+		err = w.writeBlock(w.hash, w.head, w.pos, nil)
 	}
-	w.ids, w.idEnds, w.ends, w.pts, w.pos, w.asPts = w.ids[:0], w.idEnds[:0], w.ends[:0], w.pts[:0], w.pos[:0], false
+	w.head, w.ends, w.pts, w.pos, w.asPts = w.head[:0], w.ends[:0], w.pts[:0], w.pos[:0], false
 	return err
 }
 
-// writeBlock writes one block: the trucks of w.idEnds and w.ends, with
-// their IDs in ids and points in ps, or without attributes in pos (ps
-// nil); h is the first one's hash.
-func (w *runWriter) writeBlock(h uint64, ids []byte, pos []fleet.Position, ps []Point) error {
+// appendTruck appends a block's listing of a truck: its ID and point
+// count.
+func appendTruck(dst, id []byte, n int) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(id)))
+	dst = append(dst, id...)
+	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// writeBlock writes one block: the trucks of w.ends, listed in head, with
+// their points in ps, or without attributes in pos (ps nil); h is the
+// first one's hash.
+func (w *runWriter) writeBlock(h uint64, head []byte, pos []fleet.Position, ps []Point) error {
 	n := len(ps) + len(pos)
 	// The block is built in the file buffer's free space when it fits
 	// there, so that Write finds it in place instead of copying it.
 	b, inPlace := w.buf[:0], false
-	if avail := w.w.AvailableBuffer(); cap(avail) >= 64+len(ids)+8*len(w.ends)+n*(rawPointSize+4) {
+	if avail := w.w.AvailableBuffer(); cap(avail) >= 64+len(head)+n*(rawPointSize+4) {
 		b, inPlace = avail, true
 	}
 	b = append(b, 0, 0, 0, 0)
 	if w.layout != layoutLegacy {
 		b = binary.AppendUvarint(b, uint64(len(w.ends)))
 	}
-	idStart, start := 0, 0
-	for k, end := range w.ends {
-		b = binary.AppendUvarint(b, uint64(w.idEnds[k]-idStart))
-		b = append(b, ids[idStart:w.idEnds[k]]...)
-		b = binary.AppendUvarint(b, uint64(end-start))
-		idStart, start = w.idEnds[k], end
-	}
+	b = append(b, head...)
 	l := w.layout
 	if l == layoutGrouped && n < rawBelowPerTruck*len(w.ends) {
 		l = layoutRaw // a merge of a filling hour's first runs

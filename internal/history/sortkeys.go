@@ -6,6 +6,13 @@ import (
 	"slices"
 )
 
+// keySorter is sortKeys' scratch, kept between the writer's buffers: the
+// bucket counts alone are 256 KiB at a flush's 40,000 keys.
+type keySorter struct {
+	tmp         []writeKey
+	start, next []int
+}
+
 // sortKeys orders keys by (hour, hash), and the keys of one (hour, hash)
 // — one truck's points, or rarely two IDs with one hash — by tie. Hashes
 // are uniform, so it is a bucket sort: one counting pass over the hour and
@@ -14,11 +21,12 @@ import (
 // ones: a small fleet's trucks have many points a buffer). A buffer's comparison sort was a
 // third of the writer's time (pdqsort's ~16 comparisons a key at 40,000
 // keys; BenchmarkSortKeys). Buffers spanning more than 16 hours (replays
-// of long outages) take the comparison sort. tmp is scratch of at least
-// len(keys); the sorted keys are in keys.
-func sortKeys(keys, tmp []writeKey, tie func(x, y writeKey) int) {
+// of long outages) take the comparison sort. It returns the sorted keys:
+// keys, or the scratch it scattered them into (keys' memory becomes the
+// scratch then, instead of a copy back).
+func (s *keySorter) sortKeys(keys []writeKey, tie func(x, y writeKey) int) []writeKey {
 	if len(keys) < 2 {
-		return
+		return keys
 	}
 	lo, hi := keys[0].hour, keys[0].hour
 	for _, k := range keys {
@@ -38,35 +46,41 @@ func sortKeys(keys, tmp []writeKey, tie func(x, y writeKey) int) {
 			}
 			return inBucket(x, y)
 		})
-		return
+		return keys
 	}
 	hashBits := min(max(bits.Len(uint(len(keys)/4)), 1), 16)
 	bucket := func(k *writeKey) uint64 { return uint64(k.hour-lo)<<hashBits | k.hash>>(64-hashBits) }
-	start := make([]int, 1<<(hourBits+hashBits)+1)
+	nb := 1<<(hourBits+hashBits) + 1
+	s.start = slices.Grow(s.start[:0], nb)[:nb]
+	start := s.start
+	clear(start)
 	for i := range keys {
 		start[bucket(&keys[i])+1]++
 	}
 	for b := 1; b < len(start); b++ {
 		start[b] += start[b-1]
 	}
-	tmp = tmp[:len(keys)]
-	next := slices.Clone(start[:len(start)-1])
+	s.tmp = slices.Grow(s.tmp[:0], len(keys))[:len(keys)]
+	tmp := s.tmp
+	s.next = append(s.next[:0], start[:len(start)-1]...)
+	next := s.next
 	for i := range keys {
 		b := bucket(&keys[i])
 		tmp[next[b]] = keys[i]
 		next[b]++
 	}
 	for b := range len(start) - 1 {
-		s := tmp[start[b]:start[b+1]]
-		if len(s) > 32 { // a truck's many points (a small fleet), or an unlucky bucket
-			slices.SortFunc(s, inBucket)
+		bk := tmp[start[b]:start[b+1]]
+		if len(bk) > 32 { // a truck's many points (a small fleet), or an unlucky bucket
+			slices.SortFunc(bk, inBucket)
 			continue
 		}
-		for i := 1; i < len(s); i++ {
-			for j := i; j > 0 && inBucket(s[j], s[j-1]) < 0; j-- {
-				s[j], s[j-1] = s[j-1], s[j]
+		for i := 1; i < len(bk); i++ {
+			for j := i; j > 0 && inBucket(bk[j], bk[j-1]) < 0; j-- {
+				bk[j], bk[j-1] = bk[j-1], bk[j]
 			}
 		}
 	}
-	copy(keys, tmp)
+	s.tmp = keys[:0]
+	return tmp
 }

@@ -15,6 +15,7 @@ func TestSortKeys(t *testing.T) {
 	full := func(x, y writeKey) int {
 		return cmp.Or(cmp.Compare(x.hour, y.hour), cmp.Compare(x.hash, y.hash), tie(x, y))
 	}
+	var reused keySorter
 	for round := range 200 {
 		n := r.IntN(3000)
 		hours := []uint32{1, 3, 300, 100000}[round%4]
@@ -33,7 +34,12 @@ func TestSortKeys(t *testing.T) {
 		}
 		want := slices.Clone(keys)
 		slices.SortFunc(want, full)
-		sortKeys(keys, make([]writeKey, n), tie)
+		var s keySorter
+		if round%2 == 0 {
+			s = reused // scratch left by earlier rounds, larger or smaller
+		}
+		keys = s.sortKeys(keys, tie)
+		reused = s
 		if !slices.Equal(keys, want) {
 			t.Fatalf("round %d (%d keys over %d hours): the order differs", round, n, hours)
 		}
@@ -49,11 +55,12 @@ func BenchmarkSortKeys(b *testing.B) {
 		keys[i] = writeKey{hash: r.Uint64(), hour: 490000 + uint32(r.IntN(2)), i: uint32(i)}
 	}
 	tie := func(x, y writeKey) int { return cmp.Compare(x.i, y.i) }
-	work, tmp := make([]writeKey, len(keys)), make([]writeKey, len(keys))
+	work := make([]writeKey, len(keys))
+	var s keySorter
 	b.Run("bucket", func(b *testing.B) {
 		for b.Loop() {
 			copy(work, keys)
-			sortKeys(work, tmp, tie)
+			work = s.sortKeys(work, tie)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
 	})
