@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/api"
@@ -52,7 +53,8 @@ type Server struct {
 	// Sinks deliver alerts and expiries to webhooks, NATS and MQTT.
 	Sinks *sink.Dispatcher
 	mux   *http.ServeMux
-	h     http.Handler // mux behind the guard
+	api   http.Handler // the mux's "/": the API (through the cluster's configuration handler on a node)
+	h     http.Handler // route behind the guard
 	gw    *gateways
 	// events carry the sinks' events between the cluster's nodes (nil
 	// for a single node).
@@ -176,13 +178,13 @@ func Open(o Options) (*Server, error) {
 	for _, p := range []string{"GET /{$}", "GET /index.html", "GET /assets/", "GET /favicon.svg"} {
 		s.mux.Handle(p, dash)
 	}
+	s.api = apiServer
 	if node != nil {
 		// Configuration writes go to the cluster's bucket too.
-		s.mux.Handle("/", node.ConfigHandler(apiServer))
-	} else {
-		s.mux.Handle("/", apiServer)
+		s.api = node.ConfigHandler(apiServer)
 	}
-	s.h = guard.Handler(s.mux)
+	s.mux.Handle("/", s.api)
+	s.h = guard.Handler(http.HandlerFunc(s.route))
 	registerGuardMetrics(apiServer, guard)
 	if err := gw.open(o.Gateways, gwEng, o.API.MaxClockSkew, o.Logger); err != nil {
 		hub.Close()
@@ -202,6 +204,19 @@ func openSinks(fs vfs.FS, dataDir string, log *slog.Logger, relay sink.Relay) (*
 		fs, dir = vfs.NewMem(), "sinks"
 	}
 	return sink.New(sink.Options{FS: fs, Dir: dir, Logger: log, Relay: relay})
+}
+
+// route serves the API's paths (/v1/…, /healthz) without the dashboard
+// mux's lookup, whose answer for them is always its "/" pattern, the API
+// (whose own mux cleans paths and redirects as this one would). The
+// lookup was 5 of a /healthz request's 7 allocations and 0.9 µs of a kNN
+// query's server CPU in the profile of BenchmarkQueryCPU/http/knn10.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; strings.HasPrefix(p, "/v1/") || p == "/healthz" {
+		s.api.ServeHTTP(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
 }
 
 // ServeHTTP serves the API and the dashboard.
