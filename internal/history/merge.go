@@ -224,10 +224,16 @@ func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error, f
 type loserTree struct {
 	cs   []*cursor
 	node []int
+	// key is each cursor's hash (all ones once done), beside the tree so
+	// that most matches are decided without loading a cursor.
+	key []uint64
 }
 
 func newLoserTree(cs []*cursor) *loserTree {
-	t := &loserTree{cs: cs, node: make([]int, max(len(cs), 1))}
+	t := &loserTree{cs: cs, node: make([]int, max(len(cs), 1)), key: make([]uint64, len(cs))}
+	for i := range cs {
+		t.setKey(i)
+	}
 	if len(cs) > 0 {
 		t.node[0] = t.build(1)
 	}
@@ -252,6 +258,7 @@ func (t *loserTree) winner() *cursor { return t.cs[t.node[0]] }
 // replay restores the tree after the winner has advanced.
 func (t *loserTree) replay() {
 	w := t.node[0]
+	t.setKey(w)
 	for p := (w + len(t.cs)) / 2; p > 0; p /= 2 {
 		if t.less(t.node[p], w) {
 			t.node[p], w = w, t.node[p]
@@ -260,14 +267,21 @@ func (t *loserTree) replay() {
 	t.node[0] = w
 }
 
+func (t *loserTree) setKey(i int) {
+	t.key[i] = t.cs[i].hash
+	if t.cs[i].done {
+		t.key[i] = ^uint64(0)
+	}
+}
+
 // less orders cursors i and j.
 func (t *loserTree) less(i, j int) bool {
+	if t.key[i] != t.key[j] {
+		return t.key[i] < t.key[j]
+	}
 	a, b := t.cs[i], t.cs[j]
 	if a.done || b.done {
 		return !a.done || a.done && b.done && i < j
-	}
-	if a.hash != b.hash {
-		return a.hash < b.hash
 	}
 	if c := bytes.Compare(a.id, b.id); c != 0 {
 		return c < 0
