@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,12 @@ const (
 	recHeader   = 32 // crc u32 | len u32 | seq u64 | key u64 | time i64
 	segSuffix   = ".seg"
 	cursorName  = "cursor"
-	cursorMagic = "FLOBXCUR"
+	cursorMagic = "FLOBXCUR" // one cursor (an outbox of one lane, written by older fleetd)
 	cursorSize  = 20
+	// cursorMagic2 heads the file of one cursor a lane.
+	cursorMagic2 = "FLOBXCR2"
+	// MaxLanes bounds Options.Lanes.
+	MaxLanes = 256
 )
 
 // checkpointEvery is how often the cursor is saved and segments below it
@@ -62,8 +67,12 @@ type Options struct {
 	SegmentBytes int64
 	// MaxStaged bounds the bytes appended and not yet written.
 	MaxStaged int
-	// Window bounds the events handed out by Next and not yet Done.
+	// Window bounds the events each lane handed out and not yet Done.
 	Window int
+	// Lanes is how many readers the outbox has (default 1, at most
+	// MaxLanes): lane i hands out the records whose key % Lanes is i,
+	// each lane in Seq order, with its own window and cursor.
+	Lanes  int
 	Logger *slog.Logger
 }
 
@@ -79,7 +88,7 @@ type Record struct {
 type Stats struct {
 	Appended    int64     `json:"appended"`     // since Open
 	Shed        int64     `json:"shed"`         // refused at MaxBytes or MaxStaged
-	Depth       int64     `json:"depth"`        // appended (now or before a restart) and not Done
+	Depth       int64     `json:"depth"`        // appended (now or before a restart) and not Done (see the package documentation: how exact)
 	DiskBytes   int64     `json:"disk_bytes"`   // in segments
 	WriteErrors int64     `json:"write_errors"` // failed writes or fsyncs (retried)
 	Corrupt     int64     `json:"corrupt"`      // segments cut short by a bad record
@@ -91,9 +100,39 @@ type segment struct {
 	size  int64 // bytes durable (fsynced) in it
 }
 
+// slot is a record a lane handed out and that is not yet behind its
+// cursor.
 type slot struct {
-	done bool
+	seq  uint64
 	time int64
+	done bool
+}
+
+// Lane is one reader of an Outbox: it hands out, in Seq order, the
+// records whose key % Options.Lanes is its index, and skips the others.
+type Lane struct {
+	x   *Outbox
+	idx uint64
+	// appended counts this lane's records appended since Open.
+	appended atomic.Int64
+
+	// Guarded by x.smu:
+	readNext uint64 // Seq the lane's scan reaches next: its records below it were handed out (or skipped)
+	ring     []slot // handed out and not behind the cursor, in Seq order: ring[(head+i) % Window], i < n
+	head, n  int
+	saved    uint64 // cursor last checkpointed
+	blocked  bool   // Next waits for room in the window: Done must wake it
+	readOld  int64  // records below openNext handed out
+	done     int64  // records Done
+
+	// r is the lane's reader (its consumer's goroutine).
+	r struct {
+		f      vfs.File
+		first  uint64 // the open segment's first Seq
+		off    int64  // offset of the record Seq readNext in it
+		buf    []byte // file bytes from bufOff
+		bufOff int64
+	}
 }
 
 // Outbox is a durable FIFO of events; see the package documentation.
@@ -122,18 +161,23 @@ type Outbox struct {
 	// Sync that sees it move gives up.
 	flushFails atomic.Int64
 
-	// smu guards the positions shared by the writer, Next and Done.
+	// smu guards the positions shared by the writer, the lanes' Next
+	// and Done (the fields under smu in Lane too).
 	smu struct {
 		sync.Mutex
-		changed  chan struct{} // closed and replaced on every change
-		segs     []segment
-		durable  uint64 // Seq below which records are durable
-		cursor   uint64 // Seq below which records are Done
-		readNext uint64 // Seq Next hands out next
-		ring     []slot // by Seq % Window, for cursor ≤ Seq < readNext
-		saved    uint64 // cursor last checkpointed
-		closed   bool
+		changed chan struct{} // closed and replaced on every change a waiter needs
+		segs    []segment
+		durable uint64 // Seq below which records are durable
+		saved   uint64 // the lowest lane cursor last checkpointed: segments below it are deleted
+		closed  bool
+		// corruptSegs are the segments a lane found a bad record in
+		// (counted once, however many lanes skip them).
+		corruptSegs []uint64
 	}
+	// openNext is the first Seq appended since Open: the lanes' records
+	// below it were on disk at Open (Stats estimates those not yet read).
+	openNext uint64
+	lanes    []Lane
 
 	// w is the writer goroutine's.
 	w struct {
@@ -141,15 +185,6 @@ type Outbox struct {
 		size    int64
 		pending []byte // records taken from staged, not yet durable
 		pendEnd uint64 // Seq after the last record of pending
-	}
-
-	// r is the consumer's (Next).
-	r struct {
-		f      vfs.File
-		first  uint64 // the open segment's first Seq
-		off    int64  // offset of the record Seq readNext in it
-		buf    []byte // file bytes from bufOff
-		bufOff int64
 	}
 
 	appended, shed, writeErrors, corrupt atomic.Int64
@@ -179,15 +214,25 @@ func Open(o Options) (*Outbox, error) {
 	if o.Window <= 0 {
 		o.Window = DefaultWindow
 	}
+	if o.Lanes <= 0 {
+		o.Lanes = 1
+	}
+	if o.Lanes > MaxLanes {
+		return nil, fmt.Errorf("outbox: %d lanes, at most %d", o.Lanes, MaxLanes)
+	}
 	x := &Outbox{opts: o, fs: o.FS, log: o.Logger.With("outbox", o.Dir),
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	x.shedLog.Log, x.errLog.Log = x.log, x.log
 	x.errLog.Every = 10 * time.Second
+	x.lanes = make([]Lane, o.Lanes)
+	for i := range x.lanes {
+		x.lanes[i].x, x.lanes[i].idx = x, uint64(i)
+		x.lanes[i].ring = make([]slot, o.Window)
+	}
 	if err := x.recover(); err != nil {
 		return nil, err
 	}
 	x.smu.changed = make(chan struct{})
-	x.smu.ring = make([]slot, o.Window)
 	go x.writer()
 	return x, nil
 }
@@ -195,7 +240,7 @@ func Open(o Options) (*Outbox, error) {
 func segName(first uint64) string { return fmt.Sprintf("%016x%s", first, segSuffix) }
 
 // recover reads the directory: segments, the last one's valid end, the
-// cursor.
+// lanes' cursors.
 func (x *Outbox) recover() error {
 	dir := x.opts.Dir
 	if err := x.fs.MkdirAll(dir, 0o755); err != nil {
@@ -228,7 +273,7 @@ func (x *Outbox) recover() error {
 		segs = append(segs, segment{first: first, size: st.Size()})
 	}
 	next := uint64(0)
-	cursor, haveCursor := x.readCursor()
+	cursors := x.readCursors()
 	for len(segs) > 0 {
 		last := &segs[len(segs)-1]
 		n, size, err := x.scanTail(*last)
@@ -247,24 +292,32 @@ func (x *Outbox) recover() error {
 		}
 		segs = segs[:len(segs)-1]
 	}
-	if len(segs) == 0 && haveCursor {
-		next = cursor
+	if len(segs) == 0 && cursors != nil {
+		next = slices.Max(cursors) // keep numbering after what was done
 	}
-	if !haveCursor || len(segs) > 0 && cursor < segs[0].first {
-		cursor = next
-		if len(segs) > 0 {
-			cursor = segs[0].first
+	first := next
+	if len(segs) > 0 {
+		first = segs[0].first
+	}
+	low := next
+	for i := range x.lanes {
+		c := first // no cursor: everything on disk is delivered again
+		if cursors != nil {
+			c = min(max(cursors[i], first), next)
 		}
+		l := &x.lanes[i]
+		l.readNext, l.saved = c, c
+		low = min(low, c)
 	}
-	cursor = min(cursor, next)
 	var disk int64
 	for _, s := range segs {
 		disk += s.size
 	}
 	x.mu.next = next
 	x.w.pendEnd = next
+	x.openNext = next
 	x.diskBytes.Store(disk)
-	x.smu.segs, x.smu.durable, x.smu.cursor, x.smu.readNext, x.smu.saved = segs, next, cursor, cursor, cursor
+	x.smu.segs, x.smu.durable, x.smu.saved = segs, next, low
 	x.durable.Store(next)
 	x.dropDone()
 	return nil
@@ -316,16 +369,69 @@ func (x *Outbox) scanTail(s segment) (n uint64, size int64, err error) {
 	return n, int64(off), nil
 }
 
-func (x *Outbox) readCursor() (uint64, bool) {
+// readCursors reads the cursor file: one cursor a lane, or nil when
+// there is none (or it is damaged: everything on disk is delivered
+// again). A file of one cursor (written by an older fleetd, or by an
+// outbox of another number of lanes) gives each lane the lowest: what
+// a lane had done beyond it is delivered again.
+func (x *Outbox) readCursors() []uint64 {
 	b, err := vfs.ReadFile(x.fs, filepath.Join(x.opts.Dir, cursorName))
-	if err != nil || len(b) != cursorSize || string(b[:8]) != cursorMagic ||
-		crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
-		if err == nil || !errors.Is(err, os.ErrNotExist) {
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
 			x.log.Warn("outbox: unreadable cursor, delivering everything on disk again", "err", err)
 		}
-		return 0, false
+		return nil
 	}
-	return binary.LittleEndian.Uint64(b[8:]), true
+	cs, err := parseCursors(b)
+	if err != nil {
+		x.log.Warn("outbox: unreadable cursor, delivering everything on disk again", "err", err)
+		return nil
+	}
+	if len(cs) != len(x.lanes) {
+		low := slices.Min(cs)
+		cs = make([]uint64, len(x.lanes))
+		for i := range cs {
+			cs[i] = low
+		}
+	}
+	return cs
+}
+
+// parseCursors decodes a cursor file (either format).
+func parseCursors(b []byte) ([]uint64, error) {
+	switch {
+	case len(b) == cursorSize && string(b[:8]) == cursorMagic:
+		if crc32.Checksum(b[:16], crcTable) != binary.LittleEndian.Uint32(b[16:]) {
+			return nil, errors.New("outbox: cursor checksum mismatch")
+		}
+		return []uint64{binary.LittleEndian.Uint64(b[8:])}, nil
+	case len(b) >= 16 && string(b[:8]) == cursorMagic2:
+		n := binary.LittleEndian.Uint32(b[8:])
+		if n == 0 || n > MaxLanes || len(b) != 16+8*int(n) {
+			return nil, fmt.Errorf("outbox: cursor file of %d bytes for %d lanes", len(b), n)
+		}
+		end := 12 + 8*int(n)
+		if crc32.Checksum(b[:end], crcTable) != binary.LittleEndian.Uint32(b[end:]) {
+			return nil, errors.New("outbox: cursor checksum mismatch")
+		}
+		cs := make([]uint64, n)
+		for i := range cs {
+			cs[i] = binary.LittleEndian.Uint64(b[12+8*i:])
+		}
+		return cs, nil
+	}
+	return nil, fmt.Errorf("outbox: cursor file of %d bytes without a known header", len(b))
+}
+
+// appendCursors encodes the lanes' cursors (the format of one a lane).
+func appendCursors(dst []byte, cs []uint64) []byte {
+	start := len(dst)
+	dst = append(dst, cursorMagic2...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(cs)))
+	for _, c := range cs {
+		dst = binary.LittleEndian.AppendUint64(dst, c)
+	}
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], crcTable))
 }
 
 // appendRecord frames one record.
@@ -346,13 +452,18 @@ func appendRecord(dst []byte, seq, key uint64, t int64, payload []byte) []byte {
 // is false when it was shed (see the package documentation). It never
 // waits for I/O.
 func (x *Outbox) Append(key uint64, payload []byte) (seq uint64, ok bool) {
+	return x.AppendAt(key, time.Now().UnixNano(), payload)
+}
+
+// AppendAt is Append with the event's time given (Unix nanoseconds; a
+// migrated event keeps its first Append's time).
+func (x *Outbox) AppendAt(key uint64, now int64, payload []byte) (seq uint64, ok bool) {
 	if len(payload) > MaxPayload {
 		x.shed.Add(1)
 		x.shedLog.Warn("outbox: event larger than MaxPayload shed", "bytes", len(payload))
 		return 0, false
 	}
 	need := int64(recHeader + len(payload))
-	now := time.Now().UnixNano()
 	x.mu.Lock()
 	staged := int64(len(x.mu.staged)) + x.pendingBytes.Load()
 	if x.mu.closed || staged+need > int64(x.opts.MaxStaged) || x.diskBytes.Load()+staged+need > x.opts.MaxBytes {
@@ -368,6 +479,7 @@ func (x *Outbox) Append(key uint64, payload []byte) (seq uint64, ok bool) {
 	seq = x.mu.next
 	x.mu.next++
 	x.mu.staged = appendRecord(x.mu.staged, seq, key, now, payload)
+	x.lanes[key%uint64(len(x.lanes))].appended.Add(1) // under mu: before the writer can make it readable
 	x.mu.Unlock()
 	x.appended.Add(1)
 	select {
@@ -519,21 +631,32 @@ func (x *Outbox) broadcastLocked() {
 	x.smu.changed = make(chan struct{})
 }
 
-// checkpoint saves the cursor when it moved and deletes the segments
-// wholly below it.
+// checkpoint saves the lanes' cursors when one moved and deletes the
+// segments wholly below the lowest.
 func (x *Outbox) checkpoint() {
+	cs := make([]uint64, len(x.lanes))
 	x.smu.Lock()
-	cursor, saved := x.smu.cursor, x.smu.saved
+	moved := false
+	for i := range x.lanes {
+		l := &x.lanes[i]
+		cs[i] = l.cursorLocked()
+		moved = moved || cs[i] != l.saved
+	}
 	x.smu.Unlock()
-	if cursor == saved {
+	if !moved {
 		return
 	}
-	var b [cursorSize]byte
-	copy(b[:], cursorMagic)
-	binary.LittleEndian.PutUint64(b[8:], cursor)
-	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(b[:16], crcTable))
+	var b []byte
+	if len(cs) == 1 {
+		// One lane: the format older fleetd reads too.
+		b = append(b, cursorMagic...)
+		b = binary.LittleEndian.AppendUint64(b, cs[0])
+		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+	} else {
+		b = appendCursors(b, cs)
+	}
 	tmp, path := filepath.Join(x.opts.Dir, cursorName+".tmp"), filepath.Join(x.opts.Dir, cursorName)
-	err := vfs.WriteFile(x.fs, tmp, b[:])
+	err := vfs.WriteFile(x.fs, tmp, b)
 	if err == nil {
 		err = x.fs.Rename(tmp, path)
 	}
@@ -543,7 +666,10 @@ func (x *Outbox) checkpoint() {
 		return
 	}
 	x.smu.Lock()
-	x.smu.saved = cursor
+	for i := range x.lanes {
+		x.lanes[i].saved = cs[i]
+	}
+	x.smu.saved = slices.Min(cs)
 	x.smu.Unlock()
 	x.dropDone()
 	if err := x.fs.SyncDir(x.opts.Dir); err != nil {
@@ -552,7 +678,7 @@ func (x *Outbox) checkpoint() {
 }
 
 // dropDone deletes the segments whose records are all below the saved
-// cursor (never the last segment).
+// cursor of every lane (never the last segment).
 func (x *Outbox) dropDone() {
 	for {
 		x.smu.Lock()
@@ -562,6 +688,7 @@ func (x *Outbox) dropDone() {
 		}
 		s := x.smu.segs[0]
 		x.smu.segs = x.smu.segs[1:]
+		x.smu.corruptSegs = slices.DeleteFunc(x.smu.corruptSegs, func(f uint64) bool { return f <= s.first })
 		x.smu.Unlock()
 		x.diskBytes.Add(-s.size)
 		if err := x.fs.Remove(filepath.Join(x.opts.Dir, segName(s.first))); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -570,20 +697,35 @@ func (x *Outbox) dropDone() {
 	}
 }
 
-// Next returns the next durable event, waiting for one (and for room in
-// the window) until ctx is done or the outbox closed.
-func (x *Outbox) Next(ctx context.Context) (Record, error) { return x.next(ctx, true) }
+// Lane returns lane i (0 ≤ i < Options.Lanes).
+func (x *Outbox) Lane(i int) *Lane { return &x.lanes[i] }
 
-// NextBatch appends to dst the next durable events, at most max: it waits
-// for the first as Next does, then takes only those ready at once.
+// Next is Lane(0).Next: with one lane, the outbox's next event.
+func (x *Outbox) Next(ctx context.Context) (Record, error) { return x.lanes[0].Next(ctx) }
+
+// NextBatch is Lane(0).NextBatch.
 func (x *Outbox) NextBatch(ctx context.Context, dst []Record, max int) ([]Record, error) {
-	r, err := x.next(ctx, true)
+	return x.lanes[0].NextBatch(ctx, dst, max)
+}
+
+// Done is Lane(0).Done.
+func (x *Outbox) Done(seq uint64) { x.lanes[0].Done(seq) }
+
+// Next returns the lane's next durable event, waiting for one (and for
+// room in the lane's window) until ctx is done or the outbox closed.
+func (l *Lane) Next(ctx context.Context) (Record, error) { return l.next(ctx, true) }
+
+// NextBatch appends to dst the lane's next durable events, at most max:
+// it waits for the first as Next does, then takes only those ready at
+// once.
+func (l *Lane) NextBatch(ctx context.Context, dst []Record, max int) ([]Record, error) {
+	r, err := l.next(ctx, true)
 	if err != nil {
 		return dst, err
 	}
 	dst = append(dst, r)
 	for len(dst) < max {
-		r, err := x.next(ctx, false)
+		r, err := l.next(ctx, false)
 		if err != nil {
 			break // none ready now (a skipped segment is logged where it is skipped)
 		}
@@ -592,39 +734,80 @@ func (x *Outbox) NextBatch(ctx context.Context, dst []Record, max int) ([]Record
 	return dst, nil
 }
 
+// errOpen is read's answer when a segment cannot be opened.
+var errOpen = errors.New("outbox: opening a segment")
+
 // errNotReady is next's answer, without waiting, when no event is ready.
 var errNotReady = errors.New("outbox: no event ready")
 
-func (x *Outbox) next(ctx context.Context, wait bool) (Record, error) {
+// cursorLocked is the Seq below which every record of the lane is
+// done: its oldest handed-out record not done, or where its scan is.
+func (l *Lane) cursorLocked() uint64 {
+	if l.n > 0 {
+		return l.ring[l.head].seq
+	}
+	return l.readNext
+}
+
+func (l *Lane) next(ctx context.Context, wait bool) (Record, error) {
+	x := l.x
+	lanes := uint64(len(x.lanes))
 	for {
 		x.smu.Lock()
 		if x.smu.closed {
 			x.smu.Unlock()
 			return Record{}, ErrClosed
 		}
-		seq := x.smu.readNext
-		if seq < x.smu.durable && seq-x.smu.cursor < uint64(len(x.smu.ring)) {
+		seq := l.readNext
+		room := l.n < len(l.ring)
+		if seq < x.smu.durable && room {
 			// Locate the segment holding seq and its durable size.
 			i := len(x.smu.segs) - 1
 			for i > 0 && x.smu.segs[i].first > seq {
 				i--
 			}
 			s := x.smu.segs[i]
-			var nextFirst uint64 = x.smu.durable
+			nextFirst := x.smu.durable
 			if i+1 < len(x.smu.segs) {
 				nextFirst = x.smu.segs[i+1].first
 			}
 			x.smu.Unlock()
-			rec, err := x.read(s, seq, nextFirst)
-			if err != nil {
-				return Record{}, err
+			// Scan without the lock (only this goroutine moves readNext
+			// and fills the ring; Done only makes room), skipping the
+			// other lanes' records, to the first of ours.
+			for ; seq < nextFirst; seq++ {
+				b, err := l.read(s, seq)
+				if errors.Is(err, errOpen) {
+					return Record{}, err // not the data's fault: tried again on the next call
+				}
+				if err != nil {
+					return Record{}, l.skipSegment(s, seq, nextFirst, err)
+				}
+				if binary.LittleEndian.Uint64(b[16:])%lanes != l.idx {
+					continue
+				}
+				rec := Record{
+					Seq:     seq,
+					Key:     binary.LittleEndian.Uint64(b[16:]),
+					Time:    int64(binary.LittleEndian.Uint64(b[24:])),
+					Payload: append([]byte(nil), b[recHeader:]...),
+				}
+				x.smu.Lock()
+				l.ring[(l.head+l.n)%len(l.ring)] = slot{seq: seq, time: rec.Time}
+				l.n++
+				l.readNext = seq + 1
+				if seq < x.openNext {
+					l.readOld++
+				}
+				x.smu.Unlock()
+				return rec, nil
 			}
 			x.smu.Lock()
-			x.smu.ring[rec.Seq%uint64(len(x.smu.ring))] = slot{time: rec.Time}
-			x.smu.readNext = rec.Seq + 1
+			l.readNext = seq
 			x.smu.Unlock()
-			return rec, nil
+			continue
 		}
+		l.blocked = !room
 		ch := x.smu.changed
 		x.smu.Unlock()
 		if !wait {
@@ -638,140 +821,163 @@ func (x *Outbox) next(ctx context.Context, wait bool) (Record, error) {
 	}
 }
 
-// read reads record seq from segment s (durable up to s.size); nextFirst
-// is the first Seq after the segment. A bad record skips the rest of the
-// segment: its Seqs are marked done and the next record is returned.
-func (x *Outbox) read(s segment, seq, nextFirst uint64) (Record, error) {
-	if x.r.f == nil || x.r.first != s.first {
-		if x.r.f != nil {
-			_ = x.r.f.Close()
-			x.r.f = nil
+// read checks record seq of segment s (durable up to s.size) at the
+// reader's offset and returns its bytes (valid until the next read),
+// moving the offset past it. Every lane checks every record's checksum
+// (a few ns a record on CPUs with CRC-32C instructions), so all lanes
+// agree on a bad one.
+func (l *Lane) read(s segment, seq uint64) ([]byte, error) {
+	if l.r.f == nil || l.r.first != s.first {
+		if l.r.f != nil {
+			_ = l.r.f.Close()
+			l.r.f = nil
 		}
-		f, err := x.fs.Open(filepath.Join(x.opts.Dir, segName(s.first)))
+		f, err := l.x.fs.Open(filepath.Join(l.x.opts.Dir, segName(s.first)))
 		if err != nil {
-			return Record{}, fmt.Errorf("outbox: %w", err)
+			return nil, fmt.Errorf("%w: %w", errOpen, err)
 		}
-		x.r.f, x.r.first, x.r.off, x.r.buf, x.r.bufOff = f, s.first, 0, x.r.buf[:0], 0
+		l.r.f, l.r.first, l.r.off, l.r.buf, l.r.bufOff = f, s.first, 0, l.r.buf[:0], 0
 		// Skip to seq (at Open: the cursor may be inside the segment).
 		for cur := s.first; cur < seq; cur++ {
-			h, err := x.bytesAt(x.r.off, recHeader, s.size)
+			h, err := l.bytesAt(l.r.off, recHeader, s.size)
 			if err != nil {
-				return x.skipSegment(s, seq, nextFirst, err)
+				return nil, err
 			}
-			x.r.off += int64(recHeader) + int64(binary.LittleEndian.Uint32(h[4:]))
+			l.r.off += int64(recHeader) + int64(binary.LittleEndian.Uint32(h[4:]))
 		}
 	}
-	h, err := x.bytesAt(x.r.off, recHeader, s.size)
+	h, err := l.bytesAt(l.r.off, recHeader, s.size)
 	if err != nil {
-		return x.skipSegment(s, seq, nextFirst, err)
+		return nil, err
 	}
-	l := binary.LittleEndian.Uint32(h[4:])
-	if l > MaxPayload {
-		return x.skipSegment(s, seq, nextFirst, fmt.Errorf("record length %d", l))
+	n := binary.LittleEndian.Uint32(h[4:])
+	if n > MaxPayload {
+		return nil, fmt.Errorf("record length %d", n)
 	}
-	rec, err := x.bytesAt(x.r.off, recHeader+int(l), s.size)
+	rec, err := l.bytesAt(l.r.off, recHeader+int(n), s.size)
 	if err != nil {
-		return x.skipSegment(s, seq, nextFirst, err)
+		return nil, err
 	}
 	if crc32.Checksum(rec[4:], crcTable) != binary.LittleEndian.Uint32(rec) {
-		return x.skipSegment(s, seq, nextFirst, errors.New("checksum mismatch"))
+		return nil, errors.New("checksum mismatch")
 	}
 	if got := binary.LittleEndian.Uint64(rec[8:]); got != seq {
-		return x.skipSegment(s, seq, nextFirst, fmt.Errorf("seq %d where %d belongs", got, seq))
+		return nil, fmt.Errorf("seq %d where %d belongs", got, seq)
 	}
-	x.r.off += int64(len(rec))
-	return Record{
-		Seq:     seq,
-		Key:     binary.LittleEndian.Uint64(rec[16:]),
-		Time:    int64(binary.LittleEndian.Uint64(rec[24:])),
-		Payload: append([]byte(nil), rec[recHeader:]...),
-	}, nil
+	l.r.off += int64(len(rec))
+	return rec, nil
 }
 
 // bytesAt returns n bytes of the reader's segment at off (below limit),
 // reading ahead in chunks.
-func (x *Outbox) bytesAt(off int64, n int, limit int64) ([]byte, error) {
+func (l *Lane) bytesAt(off int64, n int, limit int64) ([]byte, error) {
 	if off+int64(n) > limit {
 		return nil, fmt.Errorf("record at offset %d runs past the segment's end %d", off, limit)
 	}
-	if off >= x.r.bufOff && off+int64(n) <= x.r.bufOff+int64(len(x.r.buf)) {
-		return x.r.buf[off-x.r.bufOff : off-x.r.bufOff+int64(n)], nil
+	if off >= l.r.bufOff && off+int64(n) <= l.r.bufOff+int64(len(l.r.buf)) {
+		return l.r.buf[off-l.r.bufOff : off-l.r.bufOff+int64(n)], nil
 	}
 	want := min(max(int64(n), 256<<10), limit-off)
-	if int64(cap(x.r.buf)) < want {
-		x.r.buf = make([]byte, want)
+	if int64(cap(l.r.buf)) < want {
+		l.r.buf = make([]byte, want)
 	}
-	buf := x.r.buf[:want]
-	m, err := x.r.f.ReadAt(buf, off)
+	buf := l.r.buf[:want]
+	m, err := l.r.f.ReadAt(buf, off)
 	if m < n {
 		if err == nil || errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}
-	x.r.buf, x.r.bufOff = buf[:m], off
+	l.r.buf, l.r.bufOff = buf[:m], off
 	return buf[:n], nil
 }
 
 // skipSegment gives up on the rest of segment s after a bad record at
-// seq: its Seqs up to nextFirst are done, and reading goes on after it.
-func (x *Outbox) skipSegment(s segment, seq, nextFirst uint64, cause error) (Record, error) {
-	x.corrupt.Add(1)
-	x.log.Error("outbox: bad record, skipping the rest of its segment", "segment", segName(s.first),
-		"seq", seq, "lost", nextFirst-seq, "err", cause)
-	_ = x.r.f.Close()
-	x.r.f = nil
-	x.smu.Lock()
-	if nextFirst <= seq || nextFirst > x.smu.durable {
-		x.smu.Unlock()
-		return Record{}, fmt.Errorf("outbox: segment %s: %w", segName(s.first), cause)
+// seq: the lane's scan goes on at nextFirst (its records in between are
+// lost: counted once in Stats.Corrupt and logged, whichever lane finds
+// it first).
+func (l *Lane) skipSegment(s segment, seq, nextFirst uint64, cause error) error {
+	x := l.x
+	if l.r.f != nil {
+		_ = l.r.f.Close()
+		l.r.f = nil
 	}
-	for q := seq; q < nextFirst; q++ {
-		x.smu.ring[q%uint64(len(x.smu.ring))] = slot{done: true}
-	}
-	x.smu.readNext = nextFirst
-	x.advanceLocked()
-	x.smu.Unlock()
-	return Record{}, fmt.Errorf("outbox: segment %s: %w (skipped)", segName(s.first), cause)
-}
-
-// Done marks record seq (handed out by Next) delivered or given up.
-func (x *Outbox) Done(seq uint64) {
 	x.smu.Lock()
 	defer x.smu.Unlock()
-	if seq < x.smu.cursor || seq >= x.smu.readNext {
-		panic(fmt.Sprintf("BUG: outbox: Done(%d) outside the handed-out range [%d, %d)", seq, x.smu.cursor, x.smu.readNext))
+	if nextFirst <= seq || nextFirst > x.smu.durable {
+		return fmt.Errorf("outbox: segment %s: %w", segName(s.first), cause)
 	}
-	x.smu.ring[seq%uint64(len(x.smu.ring))].done = true
-	x.advanceLocked()
+	if !slices.Contains(x.smu.corruptSegs, s.first) {
+		x.smu.corruptSegs = append(x.smu.corruptSegs, s.first)
+		x.corrupt.Add(1)
+		x.log.Error("outbox: bad record, skipping the rest of its segment", "segment", segName(s.first),
+			"seq", seq, "records", nextFirst-seq, "err", cause)
+	}
+	l.readNext = nextFirst
+	return fmt.Errorf("outbox: segment %s: %w (skipped)", segName(s.first), cause)
 }
 
-func (x *Outbox) advanceLocked() {
-	w := uint64(len(x.smu.ring))
-	moved := false
-	for x.smu.cursor < x.smu.readNext && x.smu.ring[x.smu.cursor%w].done {
-		x.smu.ring[x.smu.cursor%w] = slot{}
-		x.smu.cursor++
-		moved = true
+// Done marks the lane's record seq (handed out by Next) delivered or
+// given up.
+func (l *Lane) Done(seq uint64) {
+	x := l.x
+	x.smu.Lock()
+	defer x.smu.Unlock()
+	w := len(l.ring)
+	// The ring is in Seq order: binary search.
+	i, j := 0, l.n
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if l.ring[(l.head+h)%w].seq < seq {
+			i = h + 1
+		} else {
+			j = h
+		}
 	}
-	if moved {
+	if i == l.n || l.ring[(l.head+i)%w].seq != seq || l.ring[(l.head+i)%w].done {
+		panic(fmt.Sprintf("BUG: outbox: lane %d: Done(%d) of a record not handed out (or done twice)", l.idx, seq))
+	}
+	l.ring[(l.head+i)%w].done = true
+	l.done++
+	if i > 0 {
+		return
+	}
+	for l.n > 0 && l.ring[l.head].done {
+		l.ring[l.head] = slot{}
+		l.head = (l.head + 1) % w
+		l.n--
+	}
+	if l.blocked {
+		l.blocked = false
 		x.broadcastLocked()
 	}
 }
 
-// Stats returns the outbox's counters.
+// Stats returns the outbox's counters. Depth is exact for the events
+// appended since Open and for those on disk at Open that the lanes have
+// read; those a lane has not read yet count 1/Lanes each for it (exact
+// with one lane).
 func (x *Outbox) Stats() Stats {
-	x.mu.Lock()
-	next := x.mu.next
-	x.mu.Unlock()
 	s := Stats{Appended: x.appended.Load(), Shed: x.shed.Load(), DiskBytes: x.diskBytes.Load(),
 		WriteErrors: x.writeErrors.Load(), Corrupt: x.corrupt.Load()}
+	nl := uint64(len(x.lanes))
 	x.smu.Lock()
-	s.Depth = int64(next - x.smu.cursor)
-	if x.smu.cursor < x.smu.readNext {
-		s.Oldest = time.Unix(0, x.smu.ring[x.smu.cursor%uint64(len(x.smu.ring))].time)
+	var oldest int64
+	for i := range x.lanes {
+		l := &x.lanes[i]
+		s.Depth += l.appended.Load() + l.readOld - l.done
+		if l.readNext < x.openNext {
+			s.Depth += int64((x.openNext - l.readNext + nl - 1 - l.idx) / nl)
+		}
+		if l.n > 0 && (oldest == 0 || l.ring[l.head].time < oldest) {
+			oldest = l.ring[l.head].time
+		}
 	}
 	x.smu.Unlock()
+	if oldest != 0 {
+		s.Oldest = time.Unix(0, oldest)
+	}
 	return s
 }
 
@@ -802,12 +1008,14 @@ func (x *Outbox) Close() error {
 	return err
 }
 
-// CloseReader releases the consumer's file; call it after the consumer
+// CloseReader releases the lanes' files; call it after their consumers
 // stopped calling Next (Close does not, since Next may still run).
 func (x *Outbox) CloseReader() {
-	if x.r.f != nil {
-		_ = x.r.f.Close()
-		x.r.f = nil
+	for i := range x.lanes {
+		if l := &x.lanes[i]; l.r.f != nil {
+			_ = l.r.f.Close()
+			l.r.f = nil
+		}
 	}
 }
 

@@ -115,12 +115,15 @@ func TestDoneOutOfOrderAndWindow(t *testing.T) {
 	cancel()
 	x.Done(rs[2].Seq)
 	x.Done(rs[1].Seq)
-	if st := x.Stats(); st.Depth != 10 {
-		t.Fatalf("cursor moved past an undone record: depth %d", st.Depth)
+	if c := cursor(x, 0); c != 0 {
+		t.Fatalf("cursor moved past an undone record: %d", c)
+	}
+	if st := x.Stats(); st.Depth != 8 {
+		t.Fatalf("depth %d, want 8 (Done out of order counts)", st.Depth)
 	}
 	x.Done(rs[0].Seq)
-	if st := x.Stats(); st.Depth != 7 {
-		t.Fatalf("depth %d, want 7", st.Depth)
+	if c, st := cursor(x, 0), x.Stats(); c != 3 || st.Depth != 7 {
+		t.Fatalf("cursor %d depth %d, want 3 and 7", c, st.Depth)
 	}
 	if r := next(t, x); r.Seq != 4 {
 		t.Fatalf("got %d", r.Seq)
@@ -305,7 +308,7 @@ func TestFailedWriteRetried(t *testing.T) {
 		if err != nil {
 			st := x.Stats()
 			x.smu.Lock()
-			segs, durable, readNext := x.smu.segs, x.smu.durable, x.smu.readNext
+			segs, durable, readNext := x.smu.segs, x.smu.durable, x.lanes[0].readNext
 			x.smu.Unlock()
 			t.Fatalf("record %d: %v; stats %+v segs %v durable %d readNext %d", i, err, st, segs, durable, readNext)
 		}
@@ -350,6 +353,13 @@ func TestCorruptRecordSkipsSegment(t *testing.T) {
 	if y.Stats().Corrupt != 1 {
 		t.Fatal("corruption not counted")
 	}
+}
+
+// cursor reads lane i's cursor under its lock.
+func cursor(x *Outbox, i int) uint64 {
+	x.smu.Lock()
+	defer x.smu.Unlock()
+	return x.lanes[i].cursorLocked()
 }
 
 // durable reads the durable Seq under its lock.

@@ -166,10 +166,11 @@ func BenchmarkEmit(b *testing.B) {
 
 // BenchmarkEmitSync is what an ingest batch that caused events pays
 // before it is acknowledged: one op is 10 events emitted then Sync (they
-// are fsynced by the lanes' writers), from 8 goroutines at once per core
+// are fsynced by the outbox's writer), from 8 goroutines at once per core
 // (batches of concurrent connections), on the real filesystem, the
 // receiver dead. fsyncs/op shows the group commit: concurrent batches
-// share the lanes' fsyncs.
+// share the writer's fsyncs, whichever lanes their events fall in (an
+// outbox a lane: 2.5 fsyncs/op, 320 us/op; one outbox: 0.126, 34 us).
 func BenchmarkEmitSync(b *testing.B) {
 	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)

@@ -372,10 +372,8 @@ func (d *Dispatcher) Close() error {
 // returns without waiting longer (the events stay in memory, retried).
 func (d *Dispatcher) Sync() {
 	for _, s := range *d.live.Load() {
-		for _, ob := range s.obs {
-			if err := ob.Sync(); err != nil && !errors.Is(err, outbox.ErrClosed) {
-				s.syncLog.Warn("sink: an acknowledged update's events are not durable yet", "err", err)
-			}
+		if err := s.ob.Sync(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+			s.syncLog.Warn("sink: an acknowledged update's events are not durable yet", "err", err)
 		}
 	}
 }

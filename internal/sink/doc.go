@@ -2,8 +2,8 @@
 // systems outside it: webhooks (HTTP POST with an HMAC-SHA256
 // signature), NATS subjects (JetStream with acknowledgement when a
 // stream holds the subject) and MQTT topics (QoS 1), each through its own
-// durable outbox (package outbox), so that no event is lost and no
-// receiver slows ingest.
+// durable outbox (package outbox) read by eight lanes, so that no event
+// is lost and no receiver slows ingest.
 //
 // # Configuration
 //
@@ -26,15 +26,21 @@
 // The configuration is kept in DIR/sinks.json (DIR = DATA/sinks),
 // rewritten whole on each change (tmp, fsync, rename, directory fsync:
 // sinks are few, so O(configuration) per change is a few KiB), and
-// durable when the PUT or DELETE answers. Each sink has one outbox per
-// lane (see Delivery), in DIR/<name>/lanes/0 … DIR/<name>/lanes/7, and
-// its dead-letter list in DIR/<name>/dead.json. A single outbox left in
-// DIR/<name>/outbox by an older fleetd is moved into the lanes' when the
-// sink starts (in order, made durable, then removed: a crash half way
-// delivers some events twice, with the same IDs). Replacing a sink keeps
-// its outboxes: what waits goes to the new destination. Events emitted while a sink is being replaced (the old
-// one stopped, the new one not yet started: its outbox is reopened) are
-// not queued for it.
+// durable when the PUT or DELETE answers. Each sink has one outbox, in
+// DIR/<name>/outbox, read by its lanes (see Delivery; its cursor file
+// holds each lane's cursor), and its dead-letter list in
+// DIR/<name>/dead.json. Older layouts are read when the sink starts: the
+// single outbox of the fleetd before lanes was in DIR/<name>/outbox in
+// the same format, with one cursor, which every lane starts from (read
+// in place); the fleetd that gave each lane its own outbox
+// (DIR/<name>/lanes/0 … 7) has them moved into the sink's outbox, each
+// lane's in order with its emission times, made durable, then removed (a
+// crash half way delivers some events twice, with the same IDs; a
+// fleetd older than this one cannot read the sink's outbox of eight
+// cursors back: it delivers everything in it again). Replacing a sink
+// keeps its outbox: what waits goes to the new destination. Events
+// emitted while a sink is being replaced (the old one stopped, the new
+// one not yet started: its outbox is reopened) are not queued for it.
 //
 // # Events
 //
@@ -65,7 +71,7 @@
 // crash carries the same ID and body.
 //
 // Headers: webhook: X-Fleetd-Event-Id, X-Fleetd-Event-Kind, X-Fleetd-Seq
-// (the sequence number in the truck's lane outbox: increasing per truck
+// (the sequence number in the sink's outbox: increasing per truck
 // and sink, not dense per truck), X-Fleetd-Signature: "sha256=" + hex HMAC-SHA256(secret, body)
 // when a secret is set; NATS: Nats-Msg-Id (the id: a JetStream stream's
 // duplicate window drops redeliveries), Fleetd-Event-Kind, Fleetd-Seq;
@@ -75,7 +81,7 @@
 //
 // Emit (alert.Options.Emit) and Removed (fleet.Observer) encode the
 // event once and Append it to the outbox of each sink whose filter
-// passes it: a copy into memory, never I/O, never a wait for a receiver
+// passes it (keyed by its truck): a copy into memory, never I/O, never a wait for a receiver
 // (package outbox: at most MaxStaged bytes wait for its writer, which
 // fsyncs before anything is delivered; beyond its disk bound it sheds,
 // counted as "shed" and logged once a minute).
@@ -84,20 +90,22 @@
 // (alert.Options.Sync, called by the alert evaluator once after an
 // Applied that emitted, inside engine.Apply, so before any front door —
 // HTTP, OsmAnd, Teltonika, MQTT, RESP — answers) waits until each
-// outbox has fsynced what was appended so far. It waits only for the
-// local disk, never for a receiver; concurrent batches share the
-// writer's fsync (group commit); a batch that emitted nothing does not
-// call it, and with no sink it is one atomic load. A failing disk makes
+// sink's outbox has fsynced what was appended so far. It waits only for
+// the local disk, never for a receiver; concurrent batches share the
+// writer's fsync (group commit: one fsync a sink, whichever lanes the
+// events fall in); a batch that emitted nothing does not call it, and
+// with no sink it is one atomic load. A failing disk makes
 // it return at once (logged, counted in the outbox's write errors;
 // the events stay in memory and are retried). Not covered: events of
 // an expiry (no one is answered), and cluster mode (package cluster),
 // where an update is answered once the stream holds it, before a node
 // applies it: its events become durable when that node applies it.
 //
-// A sink has 8 lanes, each with its own outbox; a truck's events go to
-// lane truckKey % 8 (FNV-1a of the truck ID: stable across restarts,
-// since the key is kept on disk). Each lane's goroutine reads its outbox
-// in order: webhook one event a request; NATS up to 256 events a batch
+// A sink has 8 lanes, each a reader of the sink's outbox (outbox.Lane)
+// with its own read position, window and cursor; a truck's events are
+// lane truckKey % 8's (FNV-1a of the truck ID: stable across restarts,
+// since the key is kept on disk). Each lane's goroutine reads its events
+// in order (skipping the other lanes'): webhook one event a request; NATS up to 256 events a batch
 // (one flush or the stream's acknowledgements per batch); MQTT up to 64
 // (each PUBACK awaited). A lane delivers its events in order and does not move
 // past one until it is acknowledged (2xx, flush, PubAck, PUBACK) or
@@ -113,32 +121,41 @@
 //
 // A lane that waits (a receiver refusing one truck's event for good,
 // until max_age) holds back only its own trucks, an eighth of the fleet,
-// however long it waits: its outbox grows on disk while the other lanes'
-// are read and delivered (TestStuckLaneHoldsOnlyItsTrucks). Each lane
-// has an eighth of max_outbox_bytes on disk (a lane sheds at its share)
-// and of the window of events read and not yet done (512 records, at
-// least one batch), so a sink holds at most 4096 undelivered events in
-// memory however many wait on disk, plus what waits for the lanes'
-// writers (each lane the outbox's MaxStaged, 4 MiB: at most 32 MiB a
-// sink while its disk lags behind a burst). The price of the isolation: a batch
-// whose events fall in several lanes costs an fsync per lane (the eight
-// writers fsync in parallel; Sync waits for the slowest).
+// however long it waits: the other lanes read and deliver on
+// (TestStuckLaneHoldsOnlyItsTrucks). Each lane has an eighth of the
+// window of events read and not yet done (512 records, at least one
+// batch), so a sink holds at most 4096 undelivered events in memory
+// however many wait on disk, plus what waits for the outbox's writer
+// (MaxStaged, 4 MiB, while the disk lags behind a burst) and a read
+// buffer a lane (256 KiB). What a waiting lane does cost the others: the
+// outbox deletes a segment only once every lane's cursor is past it, so
+// the waiting lane keeps on disk everything emitted since its oldest
+// undone event, and once that reaches max_outbox_bytes every lane's new
+// events are shed (counted, logged), not only the waiting lane's. That
+// is the price of one fsync a group commit: with an outbox a lane (the
+// layout before), a batch whose events fell in k lanes cost k fsyncs,
+// each a device cache flush, and the eight files fsynced in parallel
+// slowed the WAL's fsyncs too (an ingest with a dead receiver ran at
+// 55-75% of the rate without a sink). An outbox a lane without the
+// fsyncs (a delayed, demand-driven fsync) did not help measurably: it is
+// the number of fsynced files a batch that counts.
 //
 // Delivery is at least once: an event is marked done only after its
-// acknowledgement, each outbox's cursor is checkpointed once a second, and
-// after a crash everything after the last checkpoint is delivered again.
+// acknowledgement, the lanes' cursors are checkpointed once a second, and
+// after a crash each lane delivers again everything of its own after its
+// last checkpointed cursor.
 //
 // # Cluster mode
 //
 // With Options.Relay (package cluster's Events, wired by package server
-// when fleetd runs with --nats) a sink is the same outboxes, lanes and
+// when fleetd runs with --nats) a sink is the same outbox, lanes and
 // counters with one seam: each lane has two halves.
 //
-//	every node:       Emit → lane outbox (fsynced, as above) → publisher → Relay.Publish
+//	every node:       Emit → outbox (fsynced, as above) → lane → publisher → Relay.Publish
 //	                  (the cluster's events stream, deduplicated by event id)
 //	the holder only:  Relay.Follow's lane (the stream, in order) → the destination
 //
-// The publishing half reads the outbox as a destination would (batches
+// The publishing half reads its lane of the outbox as a destination would (batches
 // of up to 64, retried with the same backoff, max_age, dead letters);
 // the delivering half is the lane loop of a single node reading the
 // Follower instead of the outbox: its Seq (X-Fleetd-Seq, Fleetd-Seq) is

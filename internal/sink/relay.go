@@ -10,8 +10,8 @@ import (
 
 // Relay carries sinks' events between the nodes of a cluster (package
 // cluster implements it; nil on a single node). With a Relay, each lane
-// of a sink has two halves (doc.go, Cluster mode): its outbox's events
-// go to Publish instead of the destination, on every node; and
+// of a sink has two halves (doc.go, Cluster mode): its events in the
+// outbox go to Publish instead of the destination, on every node; and
 // Follow's lanes, which hand events out only on the one node that
 // delivers for the sink, feed the destination.
 type Relay interface {

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,10 +95,10 @@ type counters struct {
 type sink struct {
 	name string
 	cfg  Config
-	obs  [lanes]*outbox.Outbox // lane i: the trucks whose key % lanes is i
+	ob   *outbox.Outbox // one log; its Lane(i) hands out the trucks whose key % lanes is i
 	snd  sender
 	// follow is this node's part in the cluster's delivery (nil on a
-	// single node): the lanes' outboxes are then published into the
+	// single node): the outbox's lanes are then published into the
 	// cluster (pub counts it) and snd is fed from follow's lanes.
 	follow Follower
 	log    *slog.Logger
@@ -124,15 +124,15 @@ type sink struct {
 
 const deadName = "dead.json"
 
-// lanes is how many outboxes (and delivery goroutines) a sink has: a
-// truck's events always go to lane truckKey % lanes, each lane delivers
-// its events in order, and a lane that cannot deliver holds back only its
-// own trucks (its outbox grows on disk; the other lanes go on).
+// lanes is how many lanes (outbox readers and delivery goroutines) a
+// sink has: a truck's events always go to lane truckKey % lanes, each
+// lane delivers its events in order, and a lane that cannot deliver
+// holds back only its own trucks (the other lanes go on).
 const lanes = 8
 
-// startSink opens the sink's lane outboxes in dir (migrating a single
-// outbox left by an older fleetd) and starts delivering: from the
-// outboxes to the destination, or with a relay from the outboxes into
+// startSink opens the sink's outbox in dir (migrating the lane
+// outboxes left by an older fleetd) and starts delivering: from the
+// outbox's lanes to the destination, or with a relay from the lanes into
 // the cluster and from the cluster to the destination.
 func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts outbox.Options, relay Relay) (*sink, error) {
 	snd, shape, err := newSender(name, cfg, log)
@@ -141,32 +141,25 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 	}
 	s := &sink{name: name, cfg: cfg, snd: snd, log: log.With("sink", name), fs: fs, dir: dir}
 	s.syncLog.Log = s.log
-	// Each lane's share of the bounds: disk, and the window of events
-	// handed out and not yet Done (memory: at most lanes × window
-	// records, 4096 by default). The staging buffer is not shared out:
-	// eight writers each fsyncing their own file absorb less of a burst
-	// than one did: with an eighth each, BenchmarkEmit shed while
-	// filling its 1M and NATSBurst lost 3% of 137,000; with a half, 16%
-	// of BenchmarkEmit's timed burst was shed (none with one outbox or
-	// with the whole buffer a lane); so each lane
-	// keeps the whole MaxStaged (4 MiB), at most 32 MiB a sink, and only
-	// while its disk lags.
+	// One outbox (one writer, one fsync per group commit) read by the
+	// lanes: each lane has its own window of events handed out and not
+	// yet Done (an eighth of the default, at least one batch: 4096
+	// records in memory a sink, however many wait on disk) and its own
+	// cursor. The bounds on disk and on the staging buffer are the
+	// sink's whole (one writer absorbs a burst as the single outbox did
+	// before lanes: see BenchmarkEmit).
 	obOpts.FS, obOpts.Logger = fs, log
-	obOpts.MaxBytes = max(cfg.MaxOutboxBytes, 0) / lanes
+	obOpts.MaxBytes = max(cfg.MaxOutboxBytes, 0)
 	if obOpts.MaxBytes == 0 {
-		obOpts.MaxBytes = DefaultMaxOutboxBytes / lanes
+		obOpts.MaxBytes = DefaultMaxOutboxBytes
 	}
 	obOpts.MaxStaged = cmp.Or(obOpts.MaxStaged, outbox.DefaultMaxStaged)
-	obOpts.SegmentBytes = max(cmp.Or(obOpts.SegmentBytes, outbox.DefaultSegmentBytes)/lanes, 64<<10)
 	obOpts.Window = max(cmp.Or(obOpts.Window, outbox.DefaultWindow)/lanes, shape.batch)
-	for i := range s.obs {
-		o := obOpts
-		o.Dir = laneDir(dir, i)
-		if s.obs[i], err = outbox.Open(o); err != nil {
-			s.closeOutboxes()
-			snd.close()
-			return nil, err
-		}
+	obOpts.Lanes = lanes
+	obOpts.Dir = filepath.Join(dir, outboxDir)
+	if s.ob, err = outbox.Open(obOpts); err != nil {
+		snd.close()
+		return nil, err
 	}
 	if err := s.migrate(obOpts); err != nil {
 		s.closeOutboxes()
@@ -183,13 +176,13 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 	s.loadDead()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	for i := range s.obs {
+	for i := range lanes {
 		s.wg.Add(1)
 		if s.follow == nil {
-			go s.lane(ctx, s.obs[i], s.snd, &s.out, shape.batch)
+			go s.lane(ctx, s.ob.Lane(i), s.snd, &s.out, shape.batch)
 			continue
 		}
-		go s.lane(ctx, s.obs[i], &publisher{r: relay, sink: name, lane: i}, &s.pub, min(relayBatch, obOpts.Window))
+		go s.lane(ctx, s.ob.Lane(i), &publisher{r: relay, sink: name, lane: i}, &s.pub, min(relayBatch, obOpts.Window))
 		s.wg.Add(1)
 		go s.lane(ctx, followLane{s.follow, i}, s.snd, &s.out, shape.batch)
 	}
@@ -198,27 +191,58 @@ func startSink(fs vfs.FS, dir, name string, cfg Config, log *slog.Logger, obOpts
 	return s, nil
 }
 
-// laneDir is where lane i's outbox lives.
-func laneDir(dir string, i int) string { return filepath.Join(dir, "lanes", strconv.Itoa(i)) }
+// outboxDir is the sink's outbox (DIR/<name>/outbox). Before lanes, an
+// outbox of one lane lived there in the same format (its cursor file of
+// one cursor gives every lane that cursor): it is read in place.
+const outboxDir = "outbox"
 
-// legacyOutbox is the single outbox of a sink written by fleetd before
-// lanes had their own (DIR/<name>/outbox).
-const legacyOutbox = "outbox"
+// laneOutboxes held one outbox a lane (DIR/<name>/lanes/0 … 7), written
+// by the fleetd before the lanes shared one outbox: migrate moves them.
+const laneOutboxes = "lanes"
 
-// migrate moves the events of a legacy single outbox into the lanes'
-// outboxes (in order, so each truck's order holds), makes them durable,
-// then removes it. A crash half way delivers some events twice (the same
-// IDs), never loses one: the legacy outbox is removed only after.
+// migrate moves the events of the lane outboxes of an older fleetd
+// (DIR/<name>/lanes/i) into the sink's outbox: each lane's in order (a
+// truck's events are all in one lane, so each truck's order holds),
+// with their emission times, made durable before that lane's outbox is
+// removed. A crash half way delivers some events twice (the same IDs),
+// never loses one.
 func (s *sink) migrate(o outbox.Options) error {
-	o.Dir = filepath.Join(s.dir, legacyOutbox)
-	if _, err := s.fs.Stat(o.Dir); err != nil {
+	root := filepath.Join(s.dir, laneOutboxes)
+	if _, err := s.fs.Stat(root); err != nil {
 		return nil
 	}
-	laneMax := o.MaxBytes
-	o.MaxBytes, o.MaxStaged, o.Window = 0, 0, 0
-	old, err := outbox.Open(o)
+	names, err := s.fs.List(root)
 	if err != nil {
-		return err
+		return fmt.Errorf("sink: migrating %s: %w", root, err)
+	}
+	slices.Sort(names)
+	moved := 0
+	for _, n := range names {
+		m, err := s.migrateLane(filepath.Join(root, n), o.MaxBytes)
+		moved += m
+		if err != nil {
+			return err
+		}
+	}
+	if err := s.fs.Remove(root); err != nil {
+		return fmt.Errorf("sink: removing the migrated %s: %w", root, err)
+	}
+	if err := vfs.SyncParent(s.fs, root); err != nil {
+		return fmt.Errorf("sink: removing the migrated %s: %w", root, err)
+	}
+	s.log.Info("sink: moved the events of the lanes' outboxes into the sink's outbox", "events", moved)
+	return nil
+}
+
+// migrateLane moves one old lane outbox's events (see migrate).
+func (s *sink) migrateLane(dir string, maxBytes int64) (int, error) {
+	old, err := outbox.Open(outbox.Options{FS: s.fs, Dir: dir, Logger: s.log})
+	if err != nil {
+		return 0, err
+	}
+	fail := func(err error) (int, error) {
+		old.CloseReader()
+		return 0, errors.Join(fmt.Errorf("sink: migrating %s: %w", dir, err), old.Close())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -227,53 +251,42 @@ func (s *sink) migrate(o outbox.Options) error {
 		r, err := old.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				old.CloseReader()
-				return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
+				return fail(err)
 			}
-			continue // a skipped bad segment (logged): its Seqs are done
+			continue // a skipped bad segment (logged): its records are lost
 		}
-		for { // wait for room rather than shed (a writer behind)
-			if _, ok := s.obs[r.Key%lanes].Append(r.Key, r.Payload); ok {
+		for { // wait for room rather than shed (the writer behind)
+			if _, ok := s.ob.AppendAt(r.Key, r.Time, r.Payload); ok {
 				break
 			}
-			if err := s.obs[r.Key%lanes].Sync(); err != nil {
-				old.CloseReader()
-				return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
+			if err := s.ob.Sync(); err != nil {
+				return fail(err)
 			}
-			if s.obs[r.Key%lanes].Stats().DiskBytes+int64(len(r.Payload))+64 > laneMax {
-				s.log.Warn("sink: a lane's outbox is full while migrating: event shed", "seq", r.Seq)
+			if s.ob.Stats().DiskBytes+int64(len(r.Payload))+64 > maxBytes {
+				s.log.Warn("sink: the outbox is full while migrating: event shed", "seq", r.Seq)
 				break
 			}
 		}
 		old.Done(r.Seq)
 		moved++
 	}
-	for _, ob := range s.obs {
-		if err := ob.Sync(); err != nil {
-			old.CloseReader()
-			return errors.Join(fmt.Errorf("sink: migrating %s: %w", o.Dir, err), old.Close())
-		}
+	if err := s.ob.Sync(); err != nil {
+		return fail(err)
 	}
 	if err := old.Remove(); err != nil {
-		return fmt.Errorf("sink: removing the migrated %s: %w", o.Dir, err)
+		return moved, fmt.Errorf("sink: removing the migrated %s: %w", dir, err)
 	}
-	s.log.Info("sink: moved the events of the single outbox to the lanes' outboxes", "events", moved)
-	return nil
+	return moved, nil
 }
 
 func (s *sink) closeOutboxes() error {
-	var errs []error
-	for _, ob := range s.obs {
-		if ob != nil {
-			errs = append(errs, ob.Close())
-			ob.CloseReader()
-		}
-	}
-	return errors.Join(errs...)
+	err := s.ob.Close()
+	s.ob.CloseReader()
+	return err
 }
 
 // enqueue appends an encoded event to its truck's lane; never blocks.
-func (s *sink) enqueue(key uint64, payload []byte) { s.obs[key%lanes].Append(key, payload) }
+func (s *sink) enqueue(key uint64, payload []byte) { s.ob.Append(key, payload) }
 
 // lane delivers the events of its source (its trucks) to snd in order,
 // batch at a time, counting in c.
@@ -455,16 +468,7 @@ func (s *sink) deadLetters() []DeadLetter {
 
 // stats reads the counters.
 func (s *sink) stats() Stats {
-	var os outbox.Stats
-	for _, ob := range s.obs {
-		o := ob.Stats()
-		os.Shed += o.Shed
-		os.Depth += o.Depth
-		os.DiskBytes += o.DiskBytes
-		if !o.Oldest.IsZero() && (os.Oldest.IsZero() || o.Oldest.Before(os.Oldest)) {
-			os.Oldest = o.Oldest
-		}
-	}
+	os := s.ob.Stats()
 	st := Stats{Delivered: s.out.delivered.Load(), Retried: s.out.retried.Load(), Failed: s.out.failed.Load(),
 		Dropped: s.out.dropped.Load() + s.pub.dropped.Load(), Shed: os.Shed, Depth: os.Depth, DiskBytes: os.DiskBytes,
 		LatencyP50Ms: ms(s.out.latency.Quantile(0.5)), LatencyP99Ms: ms(s.out.latency.Quantile(0.99)), Health: "ok"}
@@ -530,12 +534,5 @@ func eventHeader(payload []byte) (id, kind string) {
 	return id, kind
 }
 
-// removeOutboxes deletes the lanes' outboxes (the sink is stopped).
-func (s *sink) removeOutboxes() error {
-	var errs []error
-	for _, ob := range s.obs {
-		errs = append(errs, ob.Remove())
-	}
-	_ = s.fs.Remove(filepath.Join(s.dir, "lanes"))
-	return errors.Join(errs...)
-}
+// removeOutboxes deletes the sink's outbox (the sink is stopped).
+func (s *sink) removeOutboxes() error { return s.ob.Remove() }

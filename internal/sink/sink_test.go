@@ -523,26 +523,70 @@ func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 	})
 }
 
-// TestMigrateSingleOutbox: the single outbox of an older fleetd
-// (DIR/<name>/outbox) is moved into the lanes' outboxes when the sink
-// starts: every event delivered, in order per truck, the old directory
-// gone.
-func TestMigrateSingleOutbox(t *testing.T) {
+// TestOlderLayouts: a sink's events written by an older fleetd are
+// delivered. The single outbox of one lane (DIR/<name>/outbox, its
+// cursor file of one cursor, part of it done) is read in place: what
+// lies beyond its cursor is delivered, what lies below is not. The lane
+// outboxes (DIR/<name>/lanes/0 … 7) are moved into the sink's outbox:
+// every event delivered, in order per truck, with its emission time,
+// the lanes' directories gone.
+func TestOlderLayouts(t *testing.T) {
 	fs := vfs.NewMem()
+	ev := func(i, trucks int) Event {
+		e := Event{Kind: KindFired, Truck: fmt.Sprintf("truck-%d", i%trucks), Rule: "r", TS: uint32(1000 + i)}
+		e.ID = e.stableID()
+		return e
+	}
+	// The single outbox: 1000 events, the first 400 done and
+	// checkpointed (the old cursor format: one lane).
+	const single, done = 1000, 400
 	old, err := outbox.Open(outbox.Options{FS: fs, Dir: "sinks/x/outbox", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n, trucks = 3000, 13
-	for i := range n {
-		e := Event{Kind: KindFired, Truck: fmt.Sprintf("truck-%d", i%trucks), Rule: "r", TS: uint32(1000 + i)}
-		e.ID = e.stableID()
+	for i := range single {
+		e := ev(i, 13)
 		if _, ok := old.Append(truckKey(e.Truck), e.appendJSON(nil)); !ok {
 			t.Fatal("shed")
 		}
 	}
-	if err := old.Close(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range done {
+		r, err := old.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.Done(r.Seq)
+	}
+	old.CloseReader()
+	if err := old.Close(); err != nil { // checkpoints the cursor
 		t.Fatal(err)
+	}
+	if b, _ := vfs.ReadFile(fs, "sinks/x/outbox/cursor"); len(b) != 20 || string(b[:8]) != "FLOBXCUR" {
+		t.Fatalf("not the one-cursor format: %q", b)
+	}
+	// The lane outboxes: 2000 more events of the same trucks, later,
+	// each in its truck's lane, with emission times an hour old.
+	const laned = 2000
+	emitted := time.Now().Add(-time.Hour).UnixNano()
+	var lanesOB [lanes]*outbox.Outbox
+	for i := range lanesOB {
+		if lanesOB[i], err = outbox.Open(outbox.Options{FS: fs, Dir: fmt.Sprintf("sinks/x/lanes/%d", i), Logger: quiet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := single; i < single+laned; i++ {
+		e := ev(i, 13)
+		k := truckKey(e.Truck)
+		if _, ok := lanesOB[k%lanes].AppendAt(k, emitted, e.appendJSON(nil)); !ok {
+			t.Fatal("shed")
+		}
+	}
+	for _, ob := range lanesOB {
+		if err := ob.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rc := newReceiver(t, "")
 	d, err := New(Options{FS: fs, Dir: "sinks", Logger: quiet})
@@ -553,13 +597,28 @@ func TestMigrateSingleOutbox(t *testing.T) {
 	if _, err := d.Put("x", webhookCfg(rc.srv.URL, "")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fs.Stat("sinks/x/outbox"); err == nil {
-		t.Fatal("the single outbox is still there")
+	if _, err := fs.Stat("sinks/x/lanes"); err == nil {
+		t.Fatal("the lanes' outboxes are still there")
 	}
-	waitFor(t, 20*time.Second, "3000 migrated events", func() bool { return rc.distinct() == n })
+	want := single - done + laned
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d events", want), func() bool { return rc.distinct() >= want })
+	time.Sleep(50 * time.Millisecond)
+	if got := rc.distinct(); got != want {
+		t.Fatalf("%d distinct events, want %d", got, want)
+	}
+	// 2000 of the 2600 are an hour old: the latency (emitted →
+	// acknowledged) shows the migrated events kept their time.
+	if st := d.Stats()["x"]; st.LatencyP50Ms < 30*60e3 {
+		t.Fatalf("migrated events lost their emission time: latency p50 %.0f ms", st.LatencyP50Ms)
+	}
 	rc.mu.Lock()
+	defer rc.mu.Unlock()
 	checkOrder(t, rc.got)
-	rc.mu.Unlock()
+	for _, e := range rc.got {
+		if e.TS < 1000+done {
+			t.Fatalf("event %d, below the old cursor, delivered again", e.TS-1000)
+		}
+	}
 }
 
 // TestZoneKinds: a rule whose whole condition is inside("zone") fires as
