@@ -74,7 +74,7 @@
 //	    the data); a power cut or kernel crash can lose up to d (plus one
 //	    fsync duration) of acknowledged records.
 //	FsyncNever ("never"): Append returns after write(2); fsync only at
-//	    segment rotation, Close and every 4 MiB written (maxRetained).
+//	    segment rotation, Close and every 1 MiB written (maxRetained).
 //	    kill -9 loses nothing; a power cut can lose everything written
 //	    since the last of those fsyncs.
 //
@@ -97,7 +97,7 @@
 //     back to the end of the last successful fsync, rewrites the
 //     acknowledged-but-unsynced bytes it retains in memory (interval and
 //     never modes) and fsyncs again. Until that repair succeeds every
-//     Append fails. (The retained bytes are bounded by maxRetained, 4 MiB
+//     Append fails. (The retained bytes are bounded by maxRetained, 1 MiB
 //     plus one group: past it the flusher fsyncs early, in both modes.)
 //
 // # Recovery (Open)
