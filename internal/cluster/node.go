@@ -81,6 +81,10 @@ type Options struct {
 	// (default DefaultSnapshotEvery; negative: never, though the node
 	// still restores from one when it starts empty).
 	SnapshotEvery time.Duration
+	// KeepAll keeps every message of the stream. By default, after a
+	// node publishes a snapshot, it purges each partition below the
+	// positions of the snapshot it replaced (doc.go, Retention).
+	KeepAll bool
 	// Config, when set, keeps this node's zones, rules and sinks in the
 	// cluster's key-value bucket (<Stream>-config): Open applies the
 	// bucket to it, then every change any node writes (ConfigHandler).
@@ -106,6 +110,7 @@ type Node struct {
 	consumerID string
 	obj        jetstream.ObjectStore
 	snap       snapCounters
+	ret        retentionCounters
 
 	pub pubCounters
 	app applyCounters
@@ -131,6 +136,9 @@ type partition struct {
 	msgs    chan delivery
 	gen     atomic.Uint64 // the current consumer's generation; older deliveries are dropped
 	kick    chan struct{} // the watcher to the follower: replace the consumer (buffered 1)
+	// gap: the stream was purged past what this partition applied; it
+	// applies nothing more until a restart restores (checkGap).
+	gap atomic.Bool
 
 	// Owned by the watch goroutine.
 	stuckAt   uint64    // applied sequence when the partition was first seen behind without progress
@@ -227,15 +235,9 @@ func Open(o Options) (*Node, error) {
 		// positions they carry.
 		err = n.openConfig(o.Config)
 	}
-	if err == nil && n.empty() {
-		if _, rerr := n.restoreSnapshot(); rerr != nil {
-			// Harmless: what it applied is applied again from the stream.
-			n.snap.errors.Add(1)
-			n.log.Warn("could not restore from the object-store snapshot; reading the whole stream", "err", rerr)
-			for _, p := range n.parts {
-				p.applied.Store(0)
-			}
-		}
+	if err == nil {
+		// After the configuration (rules see the snapshot's trucks).
+		err = n.startPositions()
 	}
 	if err != nil {
 		close(n.stop) // the configuration watcher
@@ -318,6 +320,7 @@ func (n *Node) openStream() error {
 	}
 	n.created = info.Created.UnixNano()
 	n.parts = make([]*partition, have)
+	n.ret.purgedTo = make([]atomic.Uint64, have)
 	for i := range n.parts {
 		n.parts[i] = &partition{n: i, msgs: make(chan delivery, consumeBuffer), kick: make(chan struct{}, 1)}
 	}
@@ -437,6 +440,12 @@ func (n *Node) Await(ctx context.Context, s string) error {
 	if n.Reached(t) {
 		return nil
 	}
+	for _, m := range t {
+		if n.parts[m.Partition].gap.Load() {
+			return fmt.Errorf("%w: partition %d stopped behind the stream's retention (it was purged past what this node applied); restart this node to restore it from the object store",
+				ErrNotReached, m.Partition)
+		}
+	}
 	timer := time.NewTimer(n.opts.WaitMax)
 	defer timer.Stop()
 	for {
@@ -488,6 +497,7 @@ func (n *Node) refresh() {
 			switch {
 			case err == nil:
 				p.last.Store(m.Sequence)
+				n.checkGap(p)
 			case errors.Is(err, jetstream.ErrMsgNotFound):
 				p.last.Store(0)
 			default:
@@ -527,6 +537,9 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 	cur := make([]uint64, len(n.parts))
 	for i, p := range n.parts {
 		cur[i] = p.applied.Load()
+		if p.gap.Load() {
+			cur[i] = 0 // a restart restores from the object store (checkGap)
+		}
 	}
 	if slicesEqual(cur, saved) {
 		return saved, buf

@@ -115,6 +115,10 @@ func (n *Node) applyLoop(p *partition) {
 				break gather
 			}
 		}
+		if p.gap.Load() {
+			clear(ms) // past a purged gap: a restart restores (checkGap)
+			continue
+		}
 		var lastSeq, pending uint64
 		stamps = stamps[:0]
 		for _, d := range ms {

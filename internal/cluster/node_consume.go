@@ -229,6 +229,9 @@ func (n *Node) poll(p *partition, gen uint64, until time.Time) {
 // stream without progress for consumerStall. Called by the watcher.
 func (n *Node) unstick(p *partition) {
 	a := p.applied.Load()
+	if p.gap.Load() {
+		return // stopped behind the retention: a new consumer cannot help
+	}
 	if p.last.Load() <= a || a != p.stuckAt || p.stuckFrom.IsZero() {
 		p.stuckAt, p.stuckFrom = a, time.Now()
 		return

@@ -184,7 +184,11 @@ func (n *Node) snapshotLoop() {
 
 // PublishSnapshot publishes this node's store, with the positions it
 // covers, as the object store's newest snapshot, unless the one there
-// already covers as much (another node published it) or more.
+// already covers as much (another node published it) or covers more on
+// some partition (a snapshot never replaces one it does not cover: the
+// stream may be purged below that one's positions). After a put it
+// purges each partition below the positions of the snapshot it replaced
+// (see doc.go, Retention).
 func (n *Node) PublishSnapshot() error {
 	seqs := make([]uint64, len(n.parts))
 	for i, p := range n.parts {
@@ -192,35 +196,28 @@ func (n *Node) PublishSnapshot() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var prev []uint64 // the positions of the snapshot this one replaces
 	if info, err := n.obj.GetInfo(ctx, snapshotObject); err == nil {
+		prev = n.snapshotPositions(info)
+		n.seeLatest(prev)
 		// One node a period publishes: the nodes' tickers run at
 		// different phases, and each skips a snapshot younger than half
 		// a period (three nodes each putting 16 MB a minute for a 1M
 		// fleet would triple the object store's writes for nothing).
-		if n.opts.SnapshotEvery > 0 && time.Since(info.ModTime) < n.opts.SnapshotEvery/2 &&
-			info.Metadata["created"] == strconv.FormatInt(n.created, 10) {
+		if prev != nil && n.opts.SnapshotEvery > 0 && time.Since(info.ModTime) < n.opts.SnapshotEvery/2 {
 			return nil
 		}
-		if have, err := ParseToken(info.Metadata["positions"], len(n.parts)); err == nil && len(have) == len(seqs) {
-			covered := true
-			for _, m := range have {
-				if m.Seq < seqs[m.Partition] {
-					covered = false
-				}
-			}
-			if covered && info.Metadata["created"] == strconv.FormatInt(n.created, 10) {
-				return nil
-			}
+		if prev != nil && (!covers(seqs, prev) || slicesEqual(seqs, prev)) {
+			// This node is behind the one there on some partition (a
+			// node further on publishes), or has nothing new.
+			return nil
 		}
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("cluster: snapshot info: %w", err)
 	}
 	start := time.Now()
 	b, count := n.encodeSnapshot(seqs)
-	marks := make([]Mark, len(seqs))
-	for i, s := range seqs {
-		marks[i] = Mark{i, s}
-	}
+	marks := marksOf(seqs)
 	_, err := n.obj.Put(ctx, jetstream.ObjectMeta{Name: snapshotObject,
 		Metadata: map[string]string{"positions": Token(marks).String(), "created": strconv.FormatInt(n.created, 10),
 			"node": n.opts.Name, "trucks": strconv.Itoa(count)}}, bytes.NewReader(b))
@@ -229,17 +226,24 @@ func (n *Node) PublishSnapshot() error {
 	}
 	n.snap.published.Add(1)
 	n.snap.bytes.Store(int64(len(b)))
+	n.seeLatest(seqs)
 	n.log.Info("snapshot published to the object store", "trucks", count, "bytes", len(b), "positions", Token(marks).String(),
 		"took", time.Since(start).Round(time.Millisecond))
+	if prev != nil && !n.opts.KeepAll {
+		n.purge(prev)
+	}
 	return nil
 }
 
 // restoreSnapshot starts an empty node from the object store's newest
 // snapshot: its trucks applied to the engine, and every partition's
 // applied sequence set to what it covers, so that only the stream's
-// tail is read. No snapshot (or one of another stream): false, the
-// whole stream is read.
-func (n *Node) restoreSnapshot() (bool, error) {
+// tail is read. No snapshot (or one of another stream): false. reset:
+// the node holds an old state (it fell behind the stream's retention),
+// cleared where the snapshot would not overwrite it (clearForSnapshot).
+// A snapshot the stream was purged past (a publisher that raced another)
+// is refused: its tail is gone.
+func (n *Node) restoreSnapshot(reset bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	info, err := n.obj.GetInfo(ctx, snapshotObject)
@@ -252,6 +256,13 @@ func (n *Node) restoreSnapshot() (bool, error) {
 	if info.Metadata["created"] != strconv.FormatInt(n.created, 10) {
 		n.log.Warn("the object store's snapshot is of another stream; reading the whole stream", "snapshot_created", info.Metadata["created"])
 		return false, nil
+	}
+	if pos := n.snapshotPositions(info); pos == nil {
+		return false, fmt.Errorf("cluster: the snapshot's positions %q are unreadable", info.Metadata["positions"])
+	} else if p, first, err := n.behindAny(pos, pos); err != nil {
+		return false, err
+	} else if p >= 0 {
+		return false, fmt.Errorf("%w: it covers partition %d up to seq %d, the stream holds it from seq %d (the next snapshot will do)", errPurgedPast, p, pos[p], first)
 	}
 	start := time.Now()
 	b, err := n.obj.GetBytes(ctx, snapshotObject) // checks the object's SHA-256 digest
@@ -267,6 +278,12 @@ func (n *Node) restoreSnapshot() (bool, error) {
 	}
 	if created != n.created || len(seqs) != len(n.parts) {
 		return false, fmt.Errorf("cluster: the snapshot covers %d partitions of a stream created at %d; the stream has %d, created at %d", len(seqs), created, len(n.parts), n.created)
+	}
+	cleared := 0
+	if reset {
+		if cleared, err = n.clearForSnapshot(b); err != nil {
+			return false, err
+		}
 	}
 	var ab applyBatch
 	count := 0
@@ -289,7 +306,7 @@ func (n *Node) restoreSnapshot() (bool, error) {
 		n.parts[i].applied.Store(s)
 	}
 	n.snap.restored.Store(true)
-	n.log.Info("restored from the object-store snapshot", "trucks", count, "bytes", len(b), "by", info.Metadata["node"],
+	n.log.Info("restored from the object-store snapshot", "trucks", count, "bytes", len(b), "by", info.Metadata["node"], "old_trucks_deleted", cleared,
 		"applied", Token(n.appliedMarks()).String(), "took", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }

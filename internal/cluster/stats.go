@@ -65,6 +65,20 @@ type Stats struct {
 	SnapshotBytes        int64 `json:"snapshot_bytes"`
 	SnapshotErrors       int64 `json:"snapshot_errors"`
 	RestoredFromSnapshot bool  `json:"restored_from_snapshot"`
+	// Purges counts the partition purges this node did after publishing
+	// a snapshot (PurgeErrors: those that failed); PurgedBelow is a token
+	// of the floors it purged to (each partition's messages below are
+	// gone; other nodes may have purged further).
+	Purges      int64  `json:"stream_purges"`
+	PurgeErrors int64  `json:"stream_purge_errors"`
+	PurgedBelow string `json:"stream_purged_below,omitempty"`
+	// BehindRetentionAtStart: the saved positions were below what the
+	// stream still held (purged while the node was down), so it restored
+	// from the object store instead of resuming. GapPartitions: the
+	// partitions it stopped applying at run time because the stream was
+	// purged past them (it must be restarted; reads of them answer 503).
+	BehindRetentionAtStart bool  `json:"behind_retention_at_start"`
+	GapPartitions          []int `json:"gap_partitions,omitempty"`
 	// PositionsAheadOfLog: at start, the positions file counted updates
 	// the local log had lost (a power cut under --fsync interval or
 	// never), so this node read the whole stream again.
@@ -113,6 +127,15 @@ func (n *Node) Stats() Stats {
 	s.SnapshotsPublished, s.SnapshotBytes = n.snap.published.Load(), n.snap.bytes.Load()
 	s.SnapshotErrors, s.RestoredFromSnapshot = n.snap.errors.Load(), n.snap.restored.Load()
 	s.PositionsAheadOfLog = n.lostTail.Load()
+	s.Purges, s.PurgeErrors = n.ret.purges.Load(), n.ret.purgeErrors.Load()
+	if s.Purges > 0 {
+		floors := make([]uint64, len(n.parts))
+		for i := range floors {
+			floors[i] = n.ret.purgedTo[i].Load()
+		}
+		s.PurgedBelow = Token(marksOf(floors)).String()
+	}
+	s.BehindRetentionAtStart, s.GapPartitions = n.ret.behindAtStart.Load(), n.gapPartitions()
 	if c := n.cfg; c != nil {
 		s.Config = &ConfigStats{Bucket: c.bucket, Revision: c.rev.Load(), Entries: int(c.entries.Load()), Puts: c.puts.Load(),
 			Deletes: c.deletes.Load(), Applied: c.applies.Load(), ApplyErrors: c.applyErrors.Load(), Restores: c.restores.Load()}
@@ -205,6 +228,8 @@ func (n *Node) Register(reg prometheus.Registerer) error {
 		counterFunc("fleetd_cluster_applied_updates_total", "Updates this node applied from the stream.", &n.app.updates),
 		counterFunc("fleetd_cluster_malformed_messages_total", "Stream messages skipped as malformed.", &n.app.malformed),
 		counterFunc("fleetd_cluster_apply_errors_total", "Engine errors while applying the stream (retried).", &n.app.applyErrors),
+		counterFunc("fleetd_cluster_stream_purges_total", "Partition purges of the stream this node did after publishing a snapshot.", &n.ret.purges),
+		counterFunc("fleetd_cluster_retention_gaps_total", "Partitions this node stopped applying because the stream was purged past them (restart it).", &n.ret.gaps),
 		counterFunc("fleetd_cluster_await_timeouts_total", "Reads whose token was not applied within the bound (503).", &n.app.awaitTimeouts),
 	}
 	appliedSeq := prometheus.NewDesc("fleetd_cluster_applied_seq", "Last stream sequence applied, per partition.", []string{"partition"}, nil)
