@@ -42,8 +42,9 @@ func retStats(t *testing.T, p *proc) retentionStats {
 // publish snapshots and purge the stream below the one before the
 // newest, so the stream's first sequence advances. A node killed before
 // the purge restarts with saved positions below what the stream holds:
-// it restores from the object store rather than resume across the gap,
-// and ends with every truck identical to the others; a node wiped of its
+// it restores from the object store rather than resume across the gap
+// (dropping trucks deleted meanwhile), and ends with every truck
+// identical to the others; a node wiped of its
 // data directory joins the same way. No live node reports a gap.
 func TestClusterRetention(t *testing.T) {
 	seed := time.Now().UnixNano()
@@ -75,6 +76,17 @@ func TestClusterRetention(t *testing.T) {
 		base += int64(bodies)
 	}
 	write(a, 20)
+	// Trucks that c holds and that are deleted while it is down: its
+	// restore over its old state must drop them.
+	var sb strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&sb, `{"id":"gone-%02d","lat":45,"lon":-75,"ts":%d}`+"\n", i, base)
+	}
+	if code, body, tok, err := post(a.addr, sb.String()); err != nil || code != 200 {
+		t.Fatalf("post: %d %s %v", code, body, err)
+	} else {
+		tokenMax(tokens, tok)
+	}
 	// c has applied everything, saved its positions (each second), then dies.
 	fleetOf(t, c, tokenString(tokens))
 	time.Sleep(1500 * time.Millisecond)
@@ -82,6 +94,9 @@ func TestClusterRetention(t *testing.T) {
 	tokenMax(cAt, retStats(t, c).Cluster.Applied)
 	c.stop(syscall.SIGKILL)
 
+	for i := range 30 {
+		a.do("DELETE", fmt.Sprintf("/v1/trucks/gone-%02d", i), "").want(t, 204)
+	}
 	// Ingest until a purge passed c's positions on some partition.
 	purgedPast := func() (bool, retentionStats) {
 		for _, p := range []*proc{a, b} {
@@ -137,6 +152,11 @@ func TestClusterRetention(t *testing.T) {
 
 	tok := tokenString(tokens)
 	fa, fb, fc := fleetOf(t, a, tok), fleetOf(t, b, tok), fleetOf(t, c, tok)
+	for id := range fc {
+		if strings.HasPrefix(id, "gone-") {
+			t.Fatalf("c still holds %s, deleted while it was down", id)
+		}
+	}
 	if len(fa) < 2500 || !mapsEqual(fa, fb) || !mapsEqual(fa, fc) {
 		t.Fatalf("fleets differ: a %d, b %d, c %d trucks", len(fa), len(fb), len(fc))
 	}
