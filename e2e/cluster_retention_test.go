@@ -52,7 +52,7 @@ func TestClusterRetention(t *testing.T) {
 	rr := rand.New(rand.NewPCG(uint64(seed), 11))
 	ns := startNATS(t)
 	dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b"), filepath.Join(t.TempDir(), "c")}
-	tuned := []string{"--nats-snapshot-every", "1s"}
+	tuned := []string{"--nats-snapshot-every", "1s", "--nats-retain", "0"}
 	a := startData(t, dirs[0], append([]string{"--nats", natsURLs(ns, 0)}, tuned...)...)
 	b := startData(t, dirs[1], append([]string{"--nats", natsURLs(ns, 1)}, tuned...)...)
 	c := startData(t, dirs[2], append([]string{"--nats", natsURLs(ns, 2)}, tuned...)...)

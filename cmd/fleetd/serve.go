@@ -246,6 +246,12 @@ Flags:
                      stream positions it covers, to the object store
                      STREAM-snapshots, from which an empty node starts
                      (default 1m; 0: never)
+  --nats-retain D     how much of its recent past the stream keeps beyond the
+                     snapshot (default 1h): a node down for less catches up
+                     from the stream with its history whole; longer, it
+                     restores from the snapshot, and its history misses
+                     the time it was down (0: keep only the tail of the
+                     previous snapshot)
   -h, --help         this help
 `
 
@@ -402,6 +408,7 @@ type serveConfig struct {
 	natsParts     int
 	natsName      string
 	natsSnapEvery time.Duration
+	natsRetain    time.Duration
 }
 
 // clusterFsync is --fsync's default in cluster mode: acknowledgements
@@ -416,8 +423,9 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return given
 }
 
-// snapshotEvery is --nats-snapshot-every as cluster.Options takes it
-// (0 there is the default, negative never).
+// snapshotEvery is --nats-snapshot-every (or --nats-retain) as
+// cluster.Options takes it (0 there is the default, negative never or
+// none).
 func snapshotEvery(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
@@ -501,6 +509,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&c.natsParts, "nats-partitions", 0, "stream partitions")
 	fs.StringVar(&c.natsName, "nats-name", "", "this node's name in the cluster")
 	fs.DurationVar(&c.natsSnapEvery, "nats-snapshot-every", cluster.DefaultSnapshotEvery, "how often to publish a snapshot to the cluster's object store (0: never)")
+	fs.DurationVar(&c.natsRetain, "nats-retain", cluster.DefaultRetain, "how much of its recent past the stream keeps beyond the snapshot (0: only the previous snapshot's tail)")
 	if err := fs.Parse(rewriteDemoArgs(args)); err != nil {
 		return nil, err
 	}
@@ -724,7 +733,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 			name = host + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		}
 		srvOpts.Cluster = &cluster.Options{URLs: splitList(c.nats), Stream: c.natsStream, Replicas: c.natsReplicas,
-			Partitions: c.natsParts, Name: name, SnapshotEvery: snapshotEvery(c.natsSnapEvery), Logger: log}
+			Partitions: c.natsParts, Name: name, SnapshotEvery: snapshotEvery(c.natsSnapEvery), Retain: snapshotEvery(c.natsRetain), Logger: log}
 	}
 	if c.memLimit > 0 {
 		debug.SetMemoryLimit(int64(c.memLimit))

@@ -226,17 +226,28 @@
 // The stream has limits retention with no age or size limit; what
 // bounds it is a purge after each snapshot. A node that has just put a
 // snapshot (positions P) in the object store purges each partition's
-// subject below the positions Q of the snapshot that P replaced
-// (JetStream's purge by subject up to, not including, a sequence: the
-// message at Q[p] stays). So the stream holds one to two snapshot
-// periods of each partition: its size is what that much ingest takes,
-// flat over months, and the object store one snapshot ("latest" is
-// replaced; a 1M fleet is 16.4 MB). Options.KeepAll turns the purge off.
+// subject below the positions Q of the newest snapshot it has seen that
+// was put at least Options.Retain ago (--nats-retain, default 1 h) and
+// that the snapshot P replaced covers (JetStream's purge by subject up
+// to, not including, a sequence: the message at Q[p] stays). So the
+// stream holds Retain plus one to two snapshot periods of each
+// partition: its size is what that much ingest takes (1M trucks
+// reporting every 30 s: 33k updates/s at 16.5 B, about 2 GB an hour on
+// each NATS server), flat over months, and the object store one
+// snapshot ("latest" is replaced; a 1M fleet is 16.4 MB). Retain is
+// there for history: a node down for less than it (a restart, an
+// upgrade, a reboot) catches up from the stream and its history stays
+// whole; one down for longer restores from the snapshot (below) and its
+// history misses the time it was down. A node remembers the snapshots
+// it saw (at most about 1,024 per Retain) only in memory: after its
+// restart it purges again once it has seen one Retain old. With Retain
+// negative (--nats-retain 0) Q is the snapshot P replaced.
+// Options.KeepAll turns the purge off.
 // TestClusterRetention: with --nats-snapshot-every 1s the stream's first
 // sequence advances to the floor (to 217 with 544 published; 328 kept,
 // in one run).
 //
-// Why Q and not P (a margin of one period): a publisher reads "latest"
+// Why at most the replaced snapshot and not P (a margin of one period): a publisher reads "latest"
 // before its put, so two publishers can race; each put covers the
 // snapshot its publisher read (a snapshot never replaces one it does not
 // cover on every partition: PublishSnapshot skips), so every snapshot

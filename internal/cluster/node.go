@@ -31,6 +31,9 @@ const (
 	// DefaultSnapshotEvery is how often a node publishes its snapshot to
 	// the object store.
 	DefaultSnapshotEvery = time.Minute
+	// DefaultRetain is how much of its recent past the stream keeps
+	// beyond the snapshot (Options.Retain).
+	DefaultRetain = time.Hour
 	// DefaultDuplicates is the stream's deduplication window: a client
 	// retry of the same body within it publishes nothing new.
 	DefaultDuplicates = 2 * time.Minute
@@ -85,6 +88,14 @@ type Options struct {
 	// node publishes a snapshot, it purges each partition below the
 	// positions of the snapshot it replaced (doc.go, Retention).
 	KeepAll bool
+	// Retain is how much of the stream's recent past the purge keeps: it
+	// purges below the newest snapshot this node has seen that is at
+	// least Retain old (and never past the one the new snapshot
+	// replaced), so a node down for less than Retain catches up from the
+	// stream, its history whole, instead of restoring from the snapshot
+	// with a hole in its history (default DefaultRetain; negative: keep
+	// only the previous snapshot's tail).
+	Retain time.Duration
 	// Config, when set, keeps this node's zones, rules and sinks in the
 	// cluster's key-value bucket (<Stream>-config): Open applies the
 	// bucket to it, then every change any node writes (ConfigHandler).
@@ -200,6 +211,9 @@ func Open(o Options) (*Node, error) {
 	}
 	if o.SnapshotEvery == 0 {
 		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if o.Retain == 0 {
+		o.Retain = DefaultRetain
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,61 @@ type retentionCounters struct {
 	// own, or read from the object store): an upper bound of every
 	// floor purged so far (nil before one is seen).
 	latest atomic.Pointer[[]uint64]
+
+	// seen are the object store's snapshots this node has seen, oldest
+	// first, for Options.Retain (PublishSnapshot's goroutine; mu for
+	// tests that call it too).
+	mu   sync.Mutex
+	seen []seenSnapshot
+}
+
+// seenSnapshot is a snapshot's positions and when it was put.
+type seenSnapshot struct {
+	at   time.Time
+	seqs []uint64
+}
+
+// noteSnapshot records that the object store's snapshot, put at at,
+// covers seqs. At most about 1,024 are kept per Retain: one is skipped
+// when the last kept is younger than Retain/1024.
+func (n *Node) noteSnapshot(seqs []uint64, at time.Time) {
+	if n.opts.Retain < 0 || seqs == nil {
+		return
+	}
+	n.ret.mu.Lock()
+	defer n.ret.mu.Unlock()
+	if k := len(n.ret.seen); k > 0 && at.Sub(n.ret.seen[k-1].at) < n.opts.Retain/1024 {
+		return
+	}
+	n.ret.seen = append(n.ret.seen, seenSnapshot{at, slices.Clone(seqs)})
+}
+
+// retainFloors is what the stream may be purged below once a snapshot
+// has replaced the one covering prev: prev itself with Retain negative;
+// otherwise the newest snapshot seen that was put at least Retain ago
+// and is covered by prev (nil when there is none yet). Older ones are
+// forgotten.
+func (n *Node) retainFloors(prev []uint64) []uint64 {
+	if n.opts.Retain < 0 {
+		return prev
+	}
+	n.ret.mu.Lock()
+	defer n.ret.mu.Unlock()
+	cut, pick := time.Now().Add(-n.opts.Retain), -1
+	for i, s := range n.ret.seen {
+		if s.at.After(cut) {
+			break
+		}
+		if covers(prev, s.seqs) {
+			pick = i
+		}
+	}
+	if pick < 0 {
+		return nil
+	}
+	floors := n.ret.seen[pick].seqs
+	n.ret.seen = slices.Delete(n.ret.seen, 0, pick)
+	return floors
 }
 
 // errPurgedPast is wrapped by restoreSnapshot's error when the stream was

@@ -187,8 +187,9 @@ func (n *Node) snapshotLoop() {
 // already covers as much (another node published it) or covers more on
 // some partition (a snapshot never replaces one it does not cover: the
 // stream may be purged below that one's positions). After a put it
-// purges each partition below the positions of the snapshot it replaced
-// (see doc.go, Retention).
+// purges each partition below the positions of the newest snapshot put
+// at least Options.Retain ago, never past the one it replaced (see
+// doc.go, Retention).
 func (n *Node) PublishSnapshot() error {
 	seqs := make([]uint64, len(n.parts))
 	for i, p := range n.parts {
@@ -200,6 +201,7 @@ func (n *Node) PublishSnapshot() error {
 	if info, err := n.obj.GetInfo(ctx, snapshotObject); err == nil {
 		prev = n.snapshotPositions(info)
 		n.seeLatest(prev)
+		n.noteSnapshot(prev, info.ModTime)
 		// One node a period publishes: the nodes' tickers run at
 		// different phases, and each skips a snapshot younger than half
 		// a period (three nodes each putting 16 MB a minute for a 1M
@@ -230,7 +232,9 @@ func (n *Node) PublishSnapshot() error {
 	n.log.Info("snapshot published to the object store", "trucks", count, "bytes", len(b), "positions", Token(marks).String(),
 		"took", time.Since(start).Round(time.Millisecond))
 	if prev != nil && !n.opts.KeepAll {
-		n.purge(prev)
+		if floors := n.retainFloors(prev); floors != nil {
+			n.purge(floors)
+		}
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func retNode(t *testing.T, urls []string, name, dir string, eng *engine.Engine) 
 		t.Cleanup(func() { eng.Close() })
 	}
 	n, err := Open(Options{URLs: urls, Engine: eng, Name: name, Dir: dir, Partitions: 4, SaveEvery: 20 * time.Millisecond,
-		PublishTimeout: 30 * time.Second, SnapshotEvery: -1})
+		PublishTimeout: 30 * time.Second, SnapshotEvery: -1, Retain: -1})
 	if err == nil {
 		t.Cleanup(func() { n.Close() })
 	}
@@ -306,6 +306,38 @@ func TestRetentionGapAtRunTime(t *testing.T) {
 }
 
 // TestCovers is covers' table.
+// TestRetainFloors: with Options.Retain the purge floor is the newest
+// snapshot seen at least Retain ago that the replaced one covers; never
+// one younger, never past the replaced one.
+func TestRetainFloors(t *testing.T) {
+	n := &Node{opts: Options{Retain: time.Hour}}
+	now := time.Now()
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	if f := n.retainFloors([]uint64{9, 9}); f != nil {
+		t.Fatalf("nothing seen: floors %v", f)
+	}
+	n.noteSnapshot([]uint64{1, 2}, at(3*time.Hour))
+	n.noteSnapshot([]uint64{3, 4}, at(90*time.Minute))
+	n.noteSnapshot([]uint64{5, 6}, at(30*time.Minute))
+	n.noteSnapshot([]uint64{5, 6}, at(30*time.Minute-time.Millisecond)) // within Retain/1024: not kept
+	if got := len(n.ret.seen); got != 3 {
+		t.Fatalf("%d kept, want 3", got)
+	}
+	if f := n.retainFloors([]uint64{2, 9}); !slices.Equal(f, []uint64{1, 2}) {
+		t.Fatalf("replaced {2,9} covers only {1,2} of those old enough: floors %v", f)
+	}
+	if f := n.retainFloors([]uint64{7, 7}); !slices.Equal(f, []uint64{3, 4}) {
+		t.Fatalf("floors %v, want the newest an hour old, {3,4}", f)
+	}
+	if got := len(n.ret.seen); got != 2 {
+		t.Fatalf("%d kept after the purge, want 2 (the floor and the younger)", got)
+	}
+	n.opts.Retain = -1
+	if f := n.retainFloors([]uint64{7, 7}); !slices.Equal(f, []uint64{7, 7}) {
+		t.Fatalf("Retain < 0: floors %v, want the replaced snapshot's", f)
+	}
+}
+
 func TestCovers(t *testing.T) {
 	for _, tc := range []struct {
 		a, b []uint64
