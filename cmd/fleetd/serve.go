@@ -246,7 +246,7 @@ Flags:
                      stream positions it covers, to the object store
                      STREAM-snapshots, from which an empty node starts
                      (default 1m; 0: never)
-  --nats-retain D     how much of its recent past the stream keeps beyond the
+  --nats-retain D    how much of its recent past the stream keeps beyond the
                      snapshot (default 1h): a node down for less catches up
                      from the stream with its history whole; longer, it
                      restores from the snapshot, and its history misses
