@@ -63,7 +63,8 @@ type Options struct {
 	// MaxBytes bounds the segments on disk plus what waits for the
 	// writer (default DefaultMaxBytes); Append sheds beyond it.
 	MaxBytes int64
-	// SegmentBytes is the size past which a new segment starts.
+	// SegmentBytes is the size past which a new segment starts (default
+	// DefaultSegmentBytes, at most MaxBytes/8).
 	SegmentBytes int64
 	// MaxStaged bounds the bytes appended and not yet written.
 	MaxStaged int
@@ -208,6 +209,9 @@ func Open(o Options) (*Outbox, error) {
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = DefaultSegmentBytes
 	}
+	// The last segment is never deleted: one as large as MaxBytes would
+	// shed for good once full, however much of it was delivered.
+	o.SegmentBytes = min(o.SegmentBytes, max(o.MaxBytes/8, 4096))
 	if o.MaxStaged <= 0 {
 		o.MaxStaged = DefaultMaxStaged
 	}

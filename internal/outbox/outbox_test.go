@@ -414,3 +414,30 @@ func FuzzRecover(f *testing.F) {
 		}
 	})
 }
+
+// TestSmallMaxBytesRotates: an outbox whose MaxBytes is below
+// SegmentBytes still frees what was delivered: its segments are cut at
+// a fraction of MaxBytes, so a steady flow through it never sheds.
+func TestSmallMaxBytesRotates(t *testing.T) {
+	checkpointEvery = 10 * time.Millisecond
+	defer func() { checkpointEvery = time.Second }()
+	x := open(t, vfs.NewMem(), Options{MaxBytes: 64 << 10})
+	defer x.Close()
+	p := make([]byte, 200)
+	for i := range 3000 { // ~700 KiB through a 64 KiB outbox
+		for {
+			if _, ok := x.Append(uint64(i), p); ok {
+				break
+			}
+			if x.Stats().Shed > 200 {
+				t.Fatalf("event %d: still shedding with everything before it delivered: %+v", i, x.Stats())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := x.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		r := next(t, x)
+		x.Done(r.Seq)
+	}
+}
