@@ -56,19 +56,31 @@ func (n *knn) bound() float64 {
 }
 
 func (n *knn) visit(key uint32) {
+	// The cell is skipped when it lies outside the windows (integer
+	// arithmetic: subMask) or, failing that, farther than the bound (the
+	// box distance's trigonometry). Of ~4.7 cells a query considers at 1M
+	// trucks ~3 are pruned, most by the windows.
+	gr := &n.s.shards[0].grid // subMask depends only on the geometry
+	rows, cols := gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+	if rows == 0 || cols == 0 {
+		return
+	}
 	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.CellBox(key))*pruneSlack > b {
 		return
 	}
-	var rows, cols uint32 // sub-cells that can hold a truck within the windows
-	limH := -1.0          // the bound they were computed for
+	cellRows, cellCols := rows, cols
+	limH := n.limH // the bound rows and cols were computed for
 	for si := range n.s.shards {
 		sh := &n.s.shards[si]
 		ents, exact := sh.grid.members(key)
 		if !exact {
-			rows, cols, limH = ^uint32(0), ^uint32(0), -1
+			rows, cols = ^uint32(0), ^uint32(0)
 		} else if limH != n.limH {
 			limH = n.limH
-			rows, cols = sh.grid.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+			cellRows, cellCols = gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+			rows, cols = cellRows, cellCols
+		} else {
+			rows, cols = cellRows, cellCols
 		}
 		for len(ents) > 0 {
 			run := ents[:min(len(ents), gatherRun)]
@@ -109,7 +121,8 @@ func (n *knn) visit(key uint32) {
 			}
 			if exact && limH != n.limH {
 				limH = n.limH
-				rows, cols = sh.grid.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+				cellRows, cellCols = gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+				rows, cols = cellRows, cellCols
 			}
 		}
 	}
@@ -313,6 +326,38 @@ func (rg ring) outsideHav(q *point, r int) float64 {
 	return s * s
 }
 
+// holdsWindow reports whether the block of radius r contains the query's
+// fixed-point windows, so that every truck outside it fails the window
+// test (it is farther than n.limH, which is never below the bound): the
+// integer form of the outsideHav test, which it spares its trigonometry
+// in most queries. Like outsideHav it needs 2r+1 columns short of the
+// whole circle of longitude to say anything about columns.
+func (rg ring) holdsWindow(n *knn, r int) bool {
+	g := rg.g
+	cf := g.CellFixed
+	if rg.r0-r > 0 { // rows south of the block exist
+		if south := int64(rg.r0-r)*cf - geo.MaxLatFixed; n.latLim >= int64(n.q.flat)-south {
+			return false
+		}
+	}
+	if rg.r0+r < g.Rows-1 { // rows north of it
+		if north := int64(rg.r0+r+1)*cf - geo.MaxLatFixed; n.latLim >= north-int64(n.q.flat) {
+			return false
+		}
+	}
+	if 2*r+1 >= g.Cols {
+		return true
+	}
+	// The query's offset into its own column (longitude 180 lies at the
+	// start of column 0).
+	off := int64(n.q.flon) + geo.MaxLonFixed - int64(rg.c0)*cf
+	if off >= 2*geo.MaxLonFixed {
+		off -= 2 * geo.MaxLonFixed
+	}
+	west, east := off+int64(r)*cf, int64(r+1)*cf-off // to the block's edges
+	return n.lonLim < west && n.lonLim < east
+}
+
 func (rg ring) inBlock(key uint32, r int) bool {
 	row, col := int(key)/rg.g.Cols, int(key)%rg.g.Cols
 	if row < rg.rowLo(r) || row > rg.rowHi(r) {
@@ -338,8 +383,7 @@ func (s *Store) searchRings(n *knn) {
 		if rg.whole(r) {
 			return
 		}
-		lb := rg.outsideHav(&n.q, r) * pruneSlack
-		if lb > n.bound() {
+		if rg.holdsWindow(n, r) || rg.outsideHav(&n.q, r)*pruneSlack > n.bound() {
 			return
 		}
 		if visited > 2*occupied+64 {
