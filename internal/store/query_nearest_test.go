@@ -199,6 +199,12 @@ func TestNearestEdgeCases(t *testing.T) {
 			}
 			return lat, g.r.Float64()*360 - 180
 		}, 2000},
+		{"corner", func(i int) (float64, float64) { // a dense cell whose trucks sit in one corner:
+			if i%10 == 0 { // densityGuess is far too small at the others and the search runs twice
+				return 37 + g.r.Float64()*3, -99 + g.r.Float64()*3
+			}
+			return 38.0001 + g.r.Float64()*0.01, -97.9999 + g.r.Float64()*0.01
+		}, 3000},
 		{"ties", func(i int) (float64, float64) { // ten spots, many trucks on each
 			return 39.5 + float64(i%10)*0.01, -100.25 + float64(i%10)*0.01
 		}, 500},
@@ -229,6 +235,12 @@ func TestNearestEdgeCases(t *testing.T) {
 				if q%8 == 6 {
 					lat, lon = []float64{90, -90, 89.99}[g.r.IntN(3)], g.r.Float64()*360-180
 				}
+			case 3:
+				if c.name == "corner" && q%8 == 3 { // the corner cell's empty side
+					lat, lon = 38.5-g.r.Float64()*0.1, -97.5-g.r.Float64()*0.1
+					break
+				}
+				fallthrough
 			default: // near the fleet
 				lat, lon = c.place(g.r.IntN(c.n))
 				lat, lon = math.Max(-90, math.Min(90, lat+(g.r.Float64()-0.5)*2)), geo.NormLon(lon+(g.r.Float64()-0.5)*2)
