@@ -60,7 +60,9 @@
 // every segment from its oldest undone event on, the other lanes' events
 // in them too: the disk bound (MaxBytes, shared by the lanes) is reached
 // sooner than if the lanes had their own files, and then every lane's
-// new events are shed. That is the price of the one fsync per group
+// new events are shed. Lane.Pins tells a consumer that its lane alone
+// is what keeps the outbox over half full (package sink then gives its
+// refused events up early). That is the price of the one fsync per group
 // commit (with a file a lane, each batch that touched k lanes cost k
 // fsyncs, each a device cache flush; package sink measured it).
 //

@@ -741,6 +741,33 @@ func (l *Lane) NextBatch(ctx context.Context, dst []Record, max int) ([]Record, 
 // errOpen is read's answer when a segment cannot be opened.
 var errOpen = errors.New("outbox: opening a segment")
 
+// Pins reports whether this lane alone holds the outbox near its disk
+// bound: over half of MaxBytes is used, every other lane is
+// done with the oldest segment, and this lane's cursor is still in it
+// (a lane whose consumer cannot get an event delivered while the others
+// deliver: see the package documentation, Lanes). Never with one lane.
+func (l *Lane) Pins() bool {
+	x := l.x
+	if len(x.lanes) < 2 || x.diskBytes.Load()+x.pendingBytes.Load() < x.opts.MaxBytes/2 {
+		return false
+	}
+	x.smu.Lock()
+	defer x.smu.Unlock()
+	if len(x.smu.segs) < 2 {
+		return false
+	}
+	next := x.smu.segs[1].first
+	if l.cursorLocked() >= next {
+		return false
+	}
+	for i := range x.lanes {
+		if o := &x.lanes[i]; o != l && o.cursorLocked() < next {
+			return false
+		}
+	}
+	return true
+}
+
 // errNotReady is next's answer, without waiting, when no event is ready.
 var errNotReady = errors.New("outbox: no event ready")
 

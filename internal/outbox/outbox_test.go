@@ -441,3 +441,59 @@ func TestSmallMaxBytesRotates(t *testing.T) {
 		x.Done(r.Seq)
 	}
 }
+
+// TestPins: a lane pins the outbox when over half of MaxBytes is used,
+// every other lane is done with the oldest segment and it is not;
+// never with one lane, never below half.
+func TestPins(t *testing.T) {
+	x := open(t, vfs.NewMem(), Options{MaxBytes: 64 << 10, Lanes: 2}) // 8 KiB segments
+	defer x.Close()
+	p := make([]byte, 200)
+	for i := range 200 { // ~46 KB: keys alternate between the lanes
+		if _, ok := x.Append(uint64(i), p); !ok {
+			t.Fatalf("append %d shed", i)
+		}
+		if i%20 == 19 { // a write of ~4.6 KB: segments are cut past 8 KiB
+			if err := x.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l0, l1 := x.Lane(0), x.Lane(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 100 { // lane 1 delivers everything
+		r, err := l1.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l1.Done(r.Seq)
+	}
+	head, err := l0.Next(ctx) // lane 0 holds its first record
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l0.Pins() || l1.Pins() {
+		t.Fatalf("Pins: lane 0 %v (want true), lane 1 %v (want false)", l0.Pins(), l1.Pins())
+	}
+	l0.Done(head.Seq)
+	for range 99 {
+		r, err := l0.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l0.Done(r.Seq)
+	}
+	if l0.Pins() {
+		t.Fatal("lane 0 pins with everything done")
+	}
+	y := open(t, vfs.NewMem(), Options{MaxBytes: 64 << 10})
+	defer y.Close()
+	for i := range 200 {
+		y.Append(uint64(i), p)
+	}
+	_ = y.Sync()
+	if _, err := y.Next(ctx); err != nil || y.Lane(0).Pins() {
+		t.Fatalf("one lane pins (err %v)", err)
+	}
+}

@@ -361,24 +361,61 @@ func (s *sink) deliver(ctx context.Context, src source, snd sender, c *counters,
 			recs, attempts = recs[1:], 0
 			continue
 		}
+		if c.failing.Load() == 1 && pins(src) {
+			// Only this lane fails, and its refused head is all that keeps
+			// the shared outbox from freeing its oldest segment: waiting
+			// for max_age would fill the disk bound and shed every lane's
+			// new events. The head goes to the dead letters now.
+			s.deadLetter(c, recs[0], attempts, fmt.Errorf("%w (given up before max_age: it alone kept the outbox over half of max_outbox_bytes while the other lanes delivered)", err), now)
+			src.Done(recs[0].Seq)
+			recs, attempts = recs[1:], 0
+			continue
+		}
 		wait := min(minBackoff<<min(attempts-1, 20), maxBackoff)
 		wait = time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64()))
 		if left := maxAge - now.Sub(time.Unix(0, recs[0].Time)); left > 0 && wait > left {
 			wait = left + time.Millisecond // retry once more right at max age
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !s.backoff(ctx, src, c, wait) {
 			return false
-		case <-t.C:
 		}
 		c.retried.Add(1)
 	}
 	return true
 }
 
-// deadLetter records an event given up after max age.
+// backoff waits d before a lane's next attempt, looking every 250 ms
+// whether the lane has come to pin the outbox (then the head is given up
+// at once, not after a backoff of up to maxBackoff); false when ctx
+// ended first.
+func (s *sink) backoff(ctx context.Context, src source, c *counters, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-tick.C:
+			if c.failing.Load() == 1 && pins(src) {
+				return true
+			}
+		}
+	}
+}
+
+// pins reports whether src is an outbox lane that alone holds the
+// outbox near its disk bound (outbox.Lane.Pins).
+func pins(src source) bool {
+	p, ok := src.(interface{ Pins() bool })
+	return ok && p.Pins()
+}
+
+// deadLetter records an event given up after max age (or for pinning
+// the outbox: deliver).
 func (s *sink) deadLetter(c *counters, r outbox.Record, attempts int, err error, now time.Time) {
 	c.dropped.Add(1)
 	ev := json.RawMessage(r.Payload)

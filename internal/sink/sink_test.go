@@ -648,3 +648,80 @@ func TestZoneKinds(t *testing.T) {
 		t.Fatal("kinds filter")
 	}
 }
+
+// TestStuckLaneDoesNotFillTheOutbox: one truck refused for good, the
+// others delivered, far more events than max_outbox_bytes holds passing
+// through: the stuck lane's refused heads go to the dead letters once
+// they alone keep the shared outbox over half full, so nothing is shed
+// and every other truck's events arrive in order (waiting for max_age
+// would fill the outbox and shed every lane's events).
+func TestStuckLaneDoesNotFillTheOutbox(t *testing.T) {
+	var mu sync.Mutex
+	var got []Event
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e Event
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &e)
+		if e.Truck == "truck-0" {
+			http.Error(w, "no such truck here", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	d, err := New(Options{FS: vfs.NewMem(), Dir: "sinks", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg := webhookCfg(srv.URL, "")
+	cfg.MaxOutboxBytes = 1 << 20
+	if _, err := d.Put("x", cfg); err != nil {
+		t.Fatal(err)
+	}
+	const trucks, chunk, chunks = 40, 500, 16 // 8,000 events of ~230 B through a 1 MiB outbox
+	stuck := truckKey("truck-0") % lanes
+	perChunk := 0
+	for k := range trucks {
+		if truckKey(fmt.Sprintf("truck-%d", k))%lanes != stuck {
+			perChunk += chunk / trucks
+		}
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	for c := range chunks {
+		for i := range chunk {
+			n := c*chunk + i
+			d.Emit(alert.Alert{Rule: "speeding", ID: fmt.Sprintf("truck-%d", n%trucks), State: alert.StateFiring,
+				Severity: "warning", Since: 1, TS: 1 + uint32(n), Lat: 1, Lon: 2})
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for count() < (c+1)*perChunk {
+			if time.Now().After(deadline) {
+				t.Fatalf("chunk %d: %d of the other lanes' %d events arrived: %+v", c, count(), (c+1)*perChunk, d.Stats()["x"])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond) // ~230 KB/s into a 1 MiB outbox
+	}
+	st := d.Stats()["x"]
+	if st.Shed != 0 {
+		t.Fatalf("%d events shed: %+v", st.Shed, st)
+	}
+	if st.Dropped == 0 {
+		t.Fatalf("no refused event given up, yet %d bytes passed a 1 MiB outbox: %+v", chunks*chunk*200, st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range got {
+		if e.Truck == "truck-0" {
+			t.Fatalf("a refused event arrived")
+		}
+	}
+	checkOrder(t, got)
+}
