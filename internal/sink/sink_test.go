@@ -458,16 +458,16 @@ func TestHTTP(t *testing.T) {
 // the events a sink holds in memory) and every other lane's all arrive,
 // in order; the stuck lane's wait on disk. Once the receiver takes them,
 // they arrive too, in order.
-func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
+// refusingReceiver is a webhook receiver that answers 400 to the events
+// refuse picks and keeps the others, in arrival order, in *got (under mu).
+func refusingReceiver(t *testing.T, refuse func(Event) bool) (*httptest.Server, *sync.Mutex, *[]Event) {
 	var mu sync.Mutex
 	var got []Event
-	var refuse atomic.Bool
-	refuse.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var e Event
 		b, _ := io.ReadAll(r.Body)
 		_ = json.Unmarshal(b, &e)
-		if e.Truck == "truck-0" && refuse.Load() {
+		if refuse(e) {
 			http.Error(w, "no such truck here", http.StatusBadRequest)
 			return
 		}
@@ -475,7 +475,14 @@ func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 		got = append(got, e)
 		mu.Unlock()
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, &mu, &got
+}
+
+func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	srv, mu, got := refusingReceiver(t, func(e Event) bool { return e.Truck == "truck-0" && refuse.Load() })
 	d, err := New(Options{FS: vfs.NewMem(), Dir: "sinks", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -496,17 +503,17 @@ func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got)
+		return len(*got)
 	}
 	waitFor(t, 60*time.Second, fmt.Sprintf("the other lanes' %d events", want), func() bool { return count() >= want })
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
-	for _, e := range got {
+	for _, e := range *got {
 		if truckKey(e.Truck)%lanes == stuck {
 			t.Fatalf("an event of the stuck lane (%s) passed its refused head", e.Truck)
 		}
 	}
-	checkOrder(t, got)
+	checkOrder(t, *got)
 	mu.Unlock()
 	st := d.Stats()["x"]
 	if st.Health != "failing" || st.Depth != int64(n-want) {
@@ -515,7 +522,7 @@ func TestStuckLaneHoldsOnlyItsTrucks(t *testing.T) {
 	refuse.Store(false)
 	waitFor(t, 60*time.Second, "every event", func() bool { return count() >= n })
 	mu.Lock()
-	checkOrder(t, got)
+	checkOrder(t, *got)
 	mu.Unlock()
 	waitFor(t, 5*time.Second, "an empty outbox and ok health", func() bool {
 		st := d.Stats()["x"]
@@ -656,21 +663,7 @@ func TestZoneKinds(t *testing.T) {
 // and every other truck's events arrive in order (waiting for max_age
 // would fill the outbox and shed every lane's events).
 func TestStuckLaneDoesNotFillTheOutbox(t *testing.T) {
-	var mu sync.Mutex
-	var got []Event
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var e Event
-		b, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(b, &e)
-		if e.Truck == "truck-0" {
-			http.Error(w, "no such truck here", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		got = append(got, e)
-		mu.Unlock()
-	}))
-	defer srv.Close()
+	srv, mu, got := refusingReceiver(t, func(e Event) bool { return e.Truck == "truck-0" })
 	d, err := New(Options{FS: vfs.NewMem(), Dir: "sinks", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -692,7 +685,7 @@ func TestStuckLaneDoesNotFillTheOutbox(t *testing.T) {
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got)
+		return len(*got)
 	}
 	for c := range chunks {
 		for i := range chunk {
@@ -718,10 +711,10 @@ func TestStuckLaneDoesNotFillTheOutbox(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, e := range got {
+	for _, e := range *got {
 		if e.Truck == "truck-0" {
 			t.Fatalf("a refused event arrived")
 		}
 	}
-	checkOrder(t, got)
+	checkOrder(t, *got)
 }
