@@ -226,7 +226,7 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 	for _, c := range n.heap {
 		sh := &s.shards[c.shard]
 		r := sh.rec(c.slot)
-		dst = append(dst, Hit{Position: r.pos(), DistM: geo.HavToM(c.h)})
+		dst = append(dst, Hit{Position: r.pos(), DistM: havToM(c.h)})
 		dst[len(dst)-1].setID(sh.idOf(r))
 	}
 	return dst

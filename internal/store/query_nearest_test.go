@@ -251,3 +251,19 @@ func TestNearestEdgeCases(t *testing.T) {
 		}
 	}
 }
+
+// TestHavToM checks the polynomial arcsine against geo.HavToM across its
+// range and past it.
+func TestHavToM(t *testing.T) {
+	g := newGen(t)
+	for i := 0; i < size(100000); i++ {
+		h := math.Pow(10, -20+g.r.Float64()*20)
+		if i%10 == 0 {
+			h = []float64{0, 1, sinSmallMax * sinSmallMax, math.Nextafter(sinSmallMax*sinSmallMax, 1), 1e-300}[g.r.IntN(5)]
+		}
+		got, want := havToM(h), geo.HavToM(h)
+		if math.Abs(got-want) > 4e-16*want {
+			t.Fatalf("havToM(%v) = %v, geo.HavToM %v", h, got, want)
+		}
+	}
+}
