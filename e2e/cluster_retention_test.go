@@ -58,29 +58,13 @@ func TestClusterRetention(t *testing.T) {
 	c := startData(t, dirs[2], append([]string{"--nats", natsURLs(ns, 2)}, tuned...)...)
 
 	tokens := map[int]uint64{}
-	base := time.Now().Unix() - 3000
-	write := func(p *proc, bodies int) {
-		t.Helper()
-		for round := range bodies {
-			var sb strings.Builder
-			for range 400 {
-				fmt.Fprintf(&sb, `{"id":"truck-%05d","lat":%.7f,"lon":%.7f,"ts":%d,"speed":%.1f,"heading":%d}`+"\n",
-					rr.IntN(3000), 40+rr.Float64()*10, -80+rr.Float64()*10, base+int64(round), rr.Float64()*100, rr.IntN(360))
-			}
-			code, body, tok, err := post(p.addr, sb.String())
-			if err != nil || code != 200 {
-				t.Fatalf("post: %d %s %v", code, body, err)
-			}
-			tokenMax(tokens, tok)
-		}
-		base += int64(bodies)
-	}
+	write := clusterWriter(t, rr, tokens, 3000, 400)
 	write(a, 20)
 	// Trucks that c holds and that are deleted while it is down: its
 	// restore over its old state must drop them.
 	var sb strings.Builder
 	for i := range 30 {
-		fmt.Fprintf(&sb, `{"id":"gone-%02d","lat":45,"lon":-75,"ts":%d}`+"\n", i, base)
+		fmt.Fprintf(&sb, `{"id":"gone-%02d","lat":45,"lon":-75,"ts":%d}`+"\n", i, time.Now().Unix()-2000)
 	}
 	if code, body, tok, err := post(a.addr, sb.String()); err != nil || code != 200 {
 		t.Fatalf("post: %d %s %v", code, body, err)

@@ -31,23 +31,7 @@ func TestClusterSnapshotRejoin(t *testing.T) {
 	a.do("PUT", "/v1/rules/fast", `{"when":"speed > 90"}`).want(t, 200)
 
 	tokens := map[int]uint64{}
-	base := time.Now().Unix() - 3000
-	write := func(p *proc, bodies int) {
-		t.Helper()
-		for round := range bodies {
-			var sb strings.Builder
-			for range 500 {
-				fmt.Fprintf(&sb, `{"id":"truck-%05d","lat":%.7f,"lon":%.7f,"ts":%d,"speed":%.1f,"heading":%d}`+"\n",
-					rr.IntN(5000), 40+rr.Float64()*10, -80+rr.Float64()*10, base+int64(round), rr.Float64()*100, rr.IntN(360))
-			}
-			code, body, tok, err := post(p.addr, sb.String())
-			if err != nil || code != 200 {
-				t.Fatalf("post: %d %s %v", code, body, err)
-			}
-			tokenMax(tokens, tok)
-		}
-		base += int64(bodies)
-	}
+	write := clusterWriter(t, rr, tokens, 5000, 500)
 	write(a, 40)
 	if code := c.stop(syscall.SIGKILL); code == 0 {
 		t.Log("node c exited 0 on SIGKILL")
@@ -102,5 +86,29 @@ func TestClusterSnapshotRejoin(t *testing.T) {
 	}
 	if na, nc := alerts(a), alerts(c); na != nc || na == "0" {
 		t.Fatalf("alerts: a %s, c %s", na, nc)
+	}
+}
+
+// clusterWriter returns write(p, bodies): bodies batches of perBody
+// random updates of trucks truck-00000 … (trucks-1), posted to p, each
+// batch one second of ts later (from 50 minutes ago), the write tokens
+// merged into tokens.
+func clusterWriter(t *testing.T, rr *rand.Rand, tokens map[int]uint64, trucks, perBody int) func(p *proc, bodies int) {
+	base := time.Now().Unix() - 3000
+	return func(p *proc, bodies int) {
+		t.Helper()
+		for round := range bodies {
+			var sb strings.Builder
+			for range perBody {
+				fmt.Fprintf(&sb, `{"id":"truck-%05d","lat":%.7f,"lon":%.7f,"ts":%d,"speed":%.1f,"heading":%d}`+"\n",
+					rr.IntN(trucks), 40+rr.Float64()*10, -80+rr.Float64()*10, base+int64(round), rr.Float64()*100, rr.IntN(360))
+			}
+			code, body, tok, err := post(p.addr, sb.String())
+			if err != nil || code != 200 {
+				t.Fatalf("post: %d %s %v", code, body, err)
+			}
+			tokenMax(tokens, tok)
+		}
+		base += int64(bodies)
 	}
 }
