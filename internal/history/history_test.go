@@ -3,6 +3,7 @@ package history
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -390,6 +391,53 @@ func TestCorruptRun(t *testing.T) {
 		if ans.Incomplete || len(got) != 2 {
 			t.Fatalf("after repair t%d: %d points, incomplete %v", i, len(got), ans.Incomplete)
 		}
+	}
+}
+
+// TestExportBadIndexHash: an index entry's hash, which no block's
+// checksum covers, orders the merge's cursors (they take a block's first
+// truck's hash from it): an export over a run whose index fails its
+// checksum says it is incomplete, and a merge refuses the run.
+func TestExportBadIndexHash(t *testing.T) {
+	fs := vfs.NewMem()
+	now := time.Unix(1_764_000_000, 0)
+	o := Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }}
+	h, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range 2 {
+		var ups []fleet.Update
+		for i := range 300 {
+			ups = append(ups, fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-1800+int64(r), 0, 0)})
+		}
+		h.Add(ups)
+		if err := writeAll(h, h.Seal(uint64(r+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Close()
+	dirs, _ := fs.List("/h")
+	slices.Sort(dirs)
+	runs, _ := fs.List("/h/" + dirs[0])
+	path := "/h/" + dirs[0] + "/" + runs[0]
+	b, _ := vfs.ReadFile(fs, path)
+	idxOff := binary.LittleEndian.Uint64(b[len(b)-trailerSize:])
+	b[idxOff+entrySize] ^= 0x01 // the second block's hash
+	if err := vfs.WriteFile(fs, path, b); err != nil {
+		t.Fatal(err)
+	}
+	if h, err = Open(o); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ans, err := h.Export(0, ^uint32(0), func([]byte, []Point) error { return nil })
+	if err != nil || !ans.Incomplete {
+		t.Fatalf("export over a run whose index fails its checksum: %+v %v", ans, err)
+	}
+	p := h.partitions()[0]
+	if err := h.merge(p, slices.Clone(p.runs), false); err == nil {
+		t.Fatal("merged a run whose index fails its checksum")
 	}
 }
 

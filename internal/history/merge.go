@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,7 @@ type cursor struct {
 	buf   []byte
 	idx   []byte // index entries [idxAt, idxAt+len(idx)/entrySize)
 	idxAt int
+	crc   uint32        // of the index entries read so far (they are read in order)
 	br    *bufio.Reader // blocks from at on
 	at    int64         // the file offset br reads from
 	done  bool
@@ -74,6 +76,13 @@ func (c *cursor) advance() error {
 			return fmt.Errorf("history: %s: %w", c.r.path, err)
 		}
 		c.idxAt = c.i
+		// The index's checksum, checked once it has been read whole:
+		// an entry's hash, which no block's checksum covers, orders the
+		// merge (which checks the index first; an export's answer is
+		// marked incomplete).
+		if c.crc = crc32.Update(c.crc, castagnoli, c.idx); c.i+n == c.r.blocks && c.crc != c.r.idxCRC {
+			return corrupt("%s: index fails its checksum", c.r.path)
+		}
 	}
 	c.e.get(c.idx[(c.i-c.idxAt)*entrySize:])
 	if err := c.r.checkEntry(c.i, &c.e); err != nil {
@@ -97,14 +106,22 @@ func (c *cursor) advance() error {
 	return nil
 }
 
-// load makes truck c.k of the block the current one.
+// load makes truck c.k of the block the current one. A block's first
+// truck's hash (a solo run's only one) is its index entry's, whose
+// checksum the merge has checked; the others' are computed from the ID
+// (storing them in the blocks, 8 bytes a truck, cost a merge more in
+// reading and writing them than the hashing: BenchmarkMergeSparse).
 func (c *cursor) load() {
 	if c.isPos = c.g.isPos; c.isPos {
 		c.id, c.pos = c.g.truckPos(c.k)
 	} else {
 		c.id, c.pts = c.g.truck(c.k)
 	}
-	c.hash = idHash(c.id)
+	if c.k == 0 {
+		c.hash = c.e.hash
+	} else {
+		c.hash = idHash(c.id)
+	}
 }
 
 // merge replaces runs of p (one level, oldest first) by one run of the
@@ -255,16 +272,21 @@ func (t *loserTree) build(p int) int {
 
 func (t *loserTree) winner() *cursor { return t.cs[t.node[0]] }
 
-// replay restores the tree after the winner has advanced.
+// replay restores the tree after the winner has advanced. Most matches
+// are decided by the keys alone, compared here; equal keys (one truck in
+// several runs) go to less.
 func (t *loserTree) replay() {
 	w := t.node[0]
 	t.setKey(w)
+	kw := t.key[w]
+	node, key := t.node, t.key
 	for p := (w + len(t.cs)) / 2; p > 0; p /= 2 {
-		if t.less(t.node[p], w) {
-			t.node[p], w = w, t.node[p]
+		o := node[p]
+		if ko := key[o]; ko < kw || ko == kw && t.less(o, w) {
+			node[p], w, kw = w, o, ko
 		}
 	}
-	t.node[0] = w
+	node[0] = w
 }
 
 func (t *loserTree) setKey(i int) {
