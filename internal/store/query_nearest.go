@@ -32,11 +32,17 @@ type knn struct {
 	// each waiting behind the branch on the one before.
 	gather struct {
 		slot     [gatherRun]uint32
+		shard    [gatherRun]uint16
 		lat, lon [gatherRun]int32
 	}
+	pend, sorted []uint64 // a cell's entries that pass the windows (visit)
 }
 
 const gatherRun = 64
+
+// maxPooledPend bounds the pending-entry buffers a pooled query keeps
+// (2 × 32 KiB).
+const maxPooledPend = 4096
 
 // setLimits recomputes the windows for bound h. Windows computed for a
 // larger bound are still correct, only looser, so visit refreshes them only
@@ -55,6 +61,30 @@ func (n *knn) bound() float64 {
 	return n.heap[0].h
 }
 
+// A pending entry of a cell, in knn.pend, is a uint64:
+//
+//	| ring 16 | loose 1 | 7 unused | shard 8 | entry 32 |
+//
+// the entry as the cell's block holds it (sub-cell and slot), the shard
+// (at most 256 of them, store.go), and the ring: its sub-cell's Chebyshev
+// distance in sub-cells from the query's, capped at maxRing (0 for a loose
+// cell's entries, whose hints say nothing).
+const (
+	ringShift = 48
+	maxRing   = 31
+	pendLoose = 1 << 47
+)
+
+// visit reads the trucks of cell key that can beat the bound. It gathers
+// the entries of every shard whose sub-cell passes the windows, orders them
+// by ring around the query's sub-cell (a counting sort) and reads their
+// records nearest rings first, a few rings at a time, testing each entry
+// against the windows again as they shrink: the far sub-cells, whose
+// records the windows would have admitted in block order, are then mostly
+// ruled out before their records are read (a query at 1M trucks reads
+// 24.1 records instead of 31.1 and computes 17.0 haversines instead of
+// 22.3). Chunks of k entries read fewer records than larger ones (16:
+// 26.5, 32: 33.5) and no more haversines.
 func (n *knn) visit(key uint32) {
 	// The cell is skipped when it lies outside the windows (integer
 	// arithmetic: subMask) or, failing that, farther than the bound (the
@@ -68,64 +98,121 @@ func (n *knn) visit(key uint32) {
 	if b := n.bound(); b < 1 && geo.BoxMinHav(n.q.lat, n.q.lon, n.s.geom.CellBox(key))*pruneSlack > b {
 		return
 	}
-	cellRows, cellCols := rows, cols
 	limH := n.limH // the bound rows and cols were computed for
+	qr, qc := n.subPos(gr, key)
+	pend := n.pend[:0]
 	for si := range n.s.shards {
-		sh := &n.s.shards[si]
-		ents, exact := sh.grid.members(key)
-		if !exact {
-			rows, cols = ^uint32(0), ^uint32(0)
-		} else if limH != n.limH {
-			limH = n.limH
-			cellRows, cellCols = gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
-			rows, cols = cellRows, cellCols
-		} else {
-			rows, cols = cellRows, cellCols
+		ents, exact := n.s.shards[si].grid.members(key)
+		if len(ents) == 0 {
+			continue
 		}
-		for len(ents) > 0 {
-			run := ents[:min(len(ents), gatherRun)]
-			ents = ents[len(run):]
-			// Branch-free: every entry is written, the count advances
-			// only for those whose sub-cell passes.
-			g := &n.gather
-			m := 0
-			for _, e := range run {
-				sub := e >> slotBits
-				g.slot[m&(gatherRun-1)] = e & slotMask
-				m += int((rows >> (sub >> subBits)) & (cols >> (sub & subMax)) & 1)
+		r, c, tag, ringOn := rows, cols, uint64(si)<<32, int32(1)
+		if !exact {
+			r, c, tag, ringOn = ^uint32(0), ^uint32(0), tag|pendLoose, 0
+		}
+		pend = slices.Grow(pend, len(ents))
+		m, buf := len(pend), pend[:cap(pend)]
+		// Branch-free: every entry is written, the count advances only
+		// for those whose sub-cell passes.
+		for _, e := range ents {
+			sub := e >> slotBits
+			dr, dc := int32(sub>>subBits)-qr, int32(sub&subMax)-qc
+			ring := min(max(dr, -dr, dc, -dc), maxRing) * ringOn
+			buf[m] = uint64(ring)<<ringShift | tag | uint64(e)
+			m += int((r >> (sub >> subBits)) & (c >> (sub & subMax)) & 1)
+		}
+		pend = buf[:m]
+	}
+	n.pend = pend
+	if len(pend) == 0 {
+		return
+	}
+	var start [maxRing + 2]int32
+	for _, p := range pend {
+		start[p>>ringShift+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	sorted := slices.Grow(n.sorted[:0], len(pend))[:len(pend)]
+	n.sorted = sorted
+	for _, p := range pend {
+		r := p >> ringShift
+		sorted[start[r]] = p
+		start[r]++
+	}
+	// Chunks of whole rings, at least chunkMin entries (unless the cell
+	// runs out) and at most gatherRun: the windows shrink between chunks,
+	// and a chunk's records are read in one loop of independent loads.
+	chunkMin := min(max(n.k, 8), gatherRun)
+	g := &n.gather
+	for i := 0; i < len(sorted); {
+		if limH != n.limH {
+			limH = n.limH
+			rows, cols = gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
+		}
+		end, ring := i, sorted[i]>>ringShift
+		for end < len(sorted) && end-i < gatherRun && (end-i < chunkMin || sorted[end]>>ringShift == ring) {
+			ring = sorted[end] >> ringShift
+			end++
+		}
+		m := 0
+		for _, p := range sorted[i:end] {
+			e := uint32(p)
+			sub := e >> slotBits
+			g.slot[m], g.shard[m] = e&slotMask, uint16(p>>32&0xFF)
+			m += int((rows>>(sub>>subBits))&(cols>>(sub&subMax))&1 | uint32(p>>47)&1)
+		}
+		i = end
+		for j := range m {
+			r := n.s.shards[g.shard[j]].rec(g.slot[j])
+			g.lat[j], g.lon[j] = r.lat, r.lon
+		}
+		for j := range m {
+			lat, lon := g.lat[j], g.lon[j]
+			if d := int64(lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(lon, n.q.flon) > n.lonLim {
+				continue
 			}
-			for j, slot := range g.slot[:m] {
-				r := sh.rec(slot)
-				g.lat[j], g.lon[j] = r.lat, r.lon
-			}
-			for j := range m {
-				lat, lon := g.lat[j], g.lon[j]
-				if d := int64(lat) - int64(n.q.flat); d > n.latLim || -d > n.latLim || lonDiff(lon, n.q.flon) > n.lonLim {
+			h := n.q.hav(lat, lon)
+			if len(n.heap) < n.k {
+				if h > n.limitH {
 					continue
 				}
-				h := n.q.hav(lat, lon)
-				if len(n.heap) < n.k {
-					if h > n.limitH {
-						continue
-					}
-					n.push(candidate{h, uint16(si), g.slot[j]})
-				} else if h < n.heap[0].h {
-					n.heap[0] = candidate{h, uint16(si), g.slot[j]}
-					n.down(0)
-				} else {
-					continue
-				}
-				if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
-					n.setLimits(n.heap[0].h)
-				}
+				n.push(candidate{h, g.shard[j], g.slot[j]})
+			} else if h < n.heap[0].h {
+				n.heap[0] = candidate{h, g.shard[j], g.slot[j]}
+				n.down(0)
+			} else {
+				continue
 			}
-			if exact && limH != n.limH {
-				limH = n.limH
-				cellRows, cellCols = gr.subMask(key, n.q.flat, n.q.flon, n.latLim, n.lonLim)
-				rows, cols = cellRows, cellCols
+			if len(n.heap) == n.k && n.heap[0].h < 0.8*n.limH {
+				n.setLimits(n.heap[0].h)
 			}
 		}
 	}
+}
+
+// subPos returns the query's sub-row and sub-column in cell key's
+// sub-grid: outside 0..subMax when the query lies outside the cell, the
+// short way round in longitude, clamped to ±4·subMax.
+func (n *knn) subPos(gr *grid, key uint32) (int32, int32) {
+	la, lo := gr.cellOrigin(key)
+	cf := gr.geom.CellFixed
+	dlon := int64(n.q.flon) - lo // in (-360°, 360°]
+	if dlon >= geo.MaxLonFixed {
+		dlon -= 2 * geo.MaxLonFixed
+	} else if dlon < -geo.MaxLonFixed {
+		dlon += 2 * geo.MaxLonFixed
+	}
+	pos := func(d int64) int32 {
+		d <<= subBits
+		q := d / cf
+		if d < 0 && q*cf != d {
+			q-- // floor
+		}
+		return int32(min(max(q, -4*subMax), 4*subMax))
+	}
+	return pos(int64(n.q.flat) - la), pos(dlon)
 }
 
 func (n *knn) push(c candidate) {
@@ -178,7 +265,12 @@ func (s *Store) Nearest(lat, lon float64, k int, radiusM float64, dst []Hit) []H
 	if n == nil {
 		n = &knn{}
 	}
-	defer s.knnPool.Put(n)
+	defer func() {
+		if cap(n.pend) > maxPooledPend { // a huge loose cell's, not kept
+			n.pend, n.sorted = nil, nil
+		}
+		s.knnPool.Put(n)
+	}()
 	// Field by field rather than *n = knn{…}, which cleared the 768-byte
 	// gather buffers on every query (2% of BenchmarkNearest10); visit
 	// writes those before it reads them. Every other field is set here.

@@ -209,8 +209,21 @@ func TestNearestEdgeCases(t *testing.T) {
 			return 39.5 + float64(i%10)*0.01, -100.25 + float64(i%10)*0.01
 		}, 500},
 	}
+	// A dense cell made loose in most of 256 shards (hintMax trucks each),
+	// with hinted trucks around it: visit's pending entries carry the
+	// shard index and the loose flag side by side.
+	cases = append(cases, fleetCase{"loose-256", func(i int) (float64, float64) {
+		if i%4 == 0 {
+			return 38 + g.r.Float64()*2, -99 + g.r.Float64()*2
+		}
+		return 38.1 + g.r.Float64()*0.3, -98.4 + g.r.Float64()*0.3
+	}, 256 * hintMax * 3 / 2})
 	for _, c := range cases {
-		s := mustNew(t, Options{})
+		o := Options{}
+		if c.name == "loose-256" {
+			o.Shards = 256
+		}
+		s := mustNew(t, o)
 		m := model{}
 		batch := make([]Update, c.n)
 		for i := range batch {
@@ -219,7 +232,19 @@ func TestNearestEdgeCases(t *testing.T) {
 		}
 		s.Apply(batch)
 		m.apply(batch)
-		for q := 0; q < size(300); q++ {
+		if c.name == "loose-256" { // moves inside loose cells leave their hints stale
+			for i := range batch {
+				lat, lon := c.place(i)
+				batch[i].Position = g.pos(lat, lon, 1001)
+			}
+			s.Apply(batch)
+			m.apply(batch)
+		}
+		queries := size(300)
+		if c.name == "loose-256" {
+			queries = size(60)
+		}
+		for q := 0; q < queries; q++ {
 			var lat, lon float64
 			switch q % 4 {
 			case 0: // on or beside a truck
@@ -245,7 +270,7 @@ func TestNearestEdgeCases(t *testing.T) {
 				lat, lon = c.place(g.r.IntN(c.n))
 				lat, lon = math.Max(-90, math.Min(90, lat+(g.r.Float64()-0.5)*2)), geo.NormLon(lon+(g.r.Float64()-0.5)*2)
 			}
-			k := []int{1, 3, 10, 11, 50, c.n + 5}[q%6]
+			k := []int{1, 3, 10, 11, 50, min(c.n+5, 1000)}[q%6]
 			radius := []float64{0, 0, 1000, 200000}[q%4]
 			checkNearest(t, s, m, lat, lon, k, radius)
 		}
