@@ -79,8 +79,9 @@
 //
 // Queries are exact: k-nearest and Within read only the records whose
 // sub-cell meets their search window (a superset of those the window
-// admits); k-nearest uses haversine distance on a sphere of radius
-// geo.EarthRadiusM and prunes cells only with exact box distances, so results
-// equal a brute-force scan (tests check this on random fleets, clusters, the
-// antimeridian and the poles).
+// admits; the windows are bounded without inverse trigonometry and may err
+// wide, never narrow); k-nearest uses haversine distance on a sphere of
+// radius geo.EarthRadiusM and prunes cells only with exact box distances or
+// the windows, so results equal a brute-force scan (tests check this on
+// random fleets, clusters, the antimeridian and the poles).
 package store

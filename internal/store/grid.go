@@ -41,7 +41,8 @@ var classCap = func() (c [numClasses]uint32) {
 // every record (a random 32-byte read each): BenchmarkNearest10 at 1M
 // trucks scans ~290 entries and reads ~40 records a query instead of
 // ~420 records (19.1 -> 12.0 µs with the gathered reads of visit;
-// BenchmarkWithin5km 17.5 -> 8.0 µs). The hint costs no byte
+// BenchmarkWithin5km 17.5 -> 8.0 µs); visit's ring order (query_nearest.go)
+// has since brought the records to ~24 a query. The hint costs no byte
 // (the top bits were unused) and is exact while the cell is not loose:
 // a move that changes sub-cell rewrites the entry, which means scanning the
 // cell's block for it, so a cell of more than hintMax trucks in a shard
