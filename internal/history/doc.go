@@ -38,6 +38,14 @@
 //	<dir>/<YYYYMMDDHH>/*.tmp               being written (deleted at open)
 //	<dir>/quarantine/<YYYYMMDDHH>-<run>    damaged runs moved aside by Repair
 //
+// COVERED is two 32-byte slots, | "FHCOVER1" | position u64 | zeros |
+// CRC-32C u32 |, overwritten in turn in place (one small write a flush,
+// where creating and renaming a file cost about 200 us of CPU), so that a
+// torn write loses only the slot being written; the mark is the larger
+// valid slot. fleetd before the slots wrote a decimal number, which is
+// read and replaced by the first write. An unreadable mark replays the
+// whole write-ahead log into history (duplicates are dropped).
+//
 // A partition holds the points whose ts falls in its hour, in runs. A run
 // of level 0 comes from one flush; once a partition has Options.MergeFanIn runs of
 // one level they are merged into one run of the next (the inputs are
