@@ -86,9 +86,19 @@
 // both at 15 s.
 //
 // A partition's applier gathers what has been delivered (up to
-// applyMaxMessages messages) into one engine.Apply, so partitions apply
-// in parallel on the store's shards while each truck's updates (all in
-// one partition) apply in stream order. A failed Apply (disk error) is
+// applyMaxMessages messages, applyMaxUpdates updates) into one engine
+// call, so partitions apply in parallel on the store's shards while each
+// truck's updates (all in one partition) apply in stream order. A
+// message of updates only (no delete, at most applyMaxUpdates) is checked
+// and decoded in one pass (taken back out if it turns out malformed);
+// when all of a call's messages are such, it is engine.ApplyEncoded with
+// the messages' update batches, as they came, as the local log's records
+// (the message format's batch is the log's codec), instead of
+// engine.Apply encoding the same updates again. Other messages are
+// checked, then decoded, and go through engine.Apply, a delete between
+// the updates around it. BenchmarkClusterCatchUp, the catching-up node's
+// CPU an update (medians of 3 on a shared 2-core box): 494 → 436 ns,
+// with --history=false 247 → 183 ns. A failed Apply (disk error) is
 // retried: skipping would lose what every other node has. Expiry (the
 // TTL) runs on each node by its own clock.
 //

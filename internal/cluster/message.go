@@ -74,30 +74,42 @@ func DecodeMessage(msg []byte, want, n int, fn func(e *wal.Entry)) error {
 	}
 	var bad error
 	err = wal.DecodeUpdates(batch, func(e *wal.Entry) {
-		if bad != nil {
-			return
-		}
-		switch {
-		case len(e.ID) == 0 || len(e.ID) > store.MaxIDLen:
-			bad = fmt.Errorf("%w: ID of %d bytes", ErrMalformed, len(e.ID))
-		case Partition(e.ID, n) != want:
-			bad = fmt.Errorf("%w: %q is not in partition %d of %d", ErrMalformed, e.ID, want, n)
-		case e.Kind == wal.KindUpdate:
-			if u := e.Update(); !u.Position.Valid() || !u.Attrs.Valid() {
-				bad = fmt.Errorf("%w: update of %q out of range", ErrMalformed, e.ID)
-			}
-		case e.Kind != wal.KindDelete:
-			bad = fmt.Errorf("%w: entry of kind %v", ErrMalformed, e.Kind)
+		if bad == nil {
+			bad = checkEntry(e, want, n)
 		}
 	})
-	if err == nil {
-		err = bad
-	}
-	if err != nil {
-		if !errors.Is(err, ErrMalformed) {
-			err = fmt.Errorf("%w: %w", ErrMalformed, err)
-		}
+	if err = malformed(err, bad); err != nil {
 		return err
 	}
 	return wal.DecodeUpdates(batch, fn)
+}
+
+// checkEntry is DecodeMessage's check of one entry of partition want (of
+// n): nil if a node may apply it.
+func checkEntry(e *wal.Entry, want, n int) error {
+	switch {
+	case len(e.ID) == 0 || len(e.ID) > store.MaxIDLen:
+		return fmt.Errorf("%w: ID of %d bytes", ErrMalformed, len(e.ID))
+	case Partition(e.ID, n) != want:
+		return fmt.Errorf("%w: %q is not in partition %d of %d", ErrMalformed, e.ID, want, n)
+	case e.Kind == wal.KindUpdate:
+		if u := e.Update(); !u.Position.Valid() || !u.Attrs.Valid() {
+			return fmt.Errorf("%w: update of %q out of range", ErrMalformed, e.ID)
+		}
+	case e.Kind != wal.KindDelete:
+		return fmt.Errorf("%w: entry of kind %v", ErrMalformed, e.Kind)
+	}
+	return nil
+}
+
+// malformed is the error of a message whose decoding failed with err or
+// whose first bad entry was bad (nil if neither), wrapping ErrMalformed.
+func malformed(err, bad error) error {
+	if err == nil {
+		err = bad
+	}
+	if err != nil && !errors.Is(err, ErrMalformed) {
+		err = fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return err
 }

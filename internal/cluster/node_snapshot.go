@@ -299,8 +299,7 @@ func (n *Node) restoreSnapshot(reset bool) (bool, error) {
 		if _, err := n.opts.Engine.Apply(ab.ups); err != nil {
 			return fmt.Errorf("cluster: applying the snapshot: %w", err)
 		}
-		clear(ab.ups)
-		ab.ups, ab.arena = ab.ups[:0], ab.arena[:0]
+		ab.reset()
 		return nil
 	})
 	if err != nil {

@@ -19,12 +19,18 @@ func applyMessages(t *testing.T, eng *engine.Engine, msgs [][]byte) {
 	t.Helper()
 	var b applyBatch
 	flush := func() {
-		if len(b.ups) > 0 {
-			if _, err := eng.Apply(b.ups); err != nil {
+		if len(b.ups) > 0 { // as Node.flush
+			var err error
+			if rs := b.records(); rs != nil {
+				_, err = eng.ApplyEncoded(b.ups, rs)
+			} else {
+				_, err = eng.Apply(b.ups)
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		b.ups, b.arena = b.ups[:0], b.arena[:0]
+		b.reset()
 	}
 	for _, m := range msgs {
 		if err := b.gather(m, 0, 1, flush, func(id []byte) {

@@ -275,6 +275,28 @@ func (e *Engine) Ready() bool { return e.ready.Load() && !e.closed.Load() }
 // Apply applies a batch of valid updates. When it returns nil, every update
 // of the batch is applied (or was stale) and durable per the fsync policy.
 func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
+	return e.apply(batch, nil)
+}
+
+// ApplyEncoded is Apply for a batch whose log records the caller already
+// holds: records, in order, must be package wal's encodings
+// (wal.AppendUpdates) of consecutive parts of batch, together exactly
+// batch's entries, all of kind update, in batch's order, as a cluster
+// node receives them from the stream, where they were decoded from. The
+// engine logs each record as it is (copied before it returns), one log
+// record each, instead of encoding batch again; recovery reads the same
+// updates back. Records that do not match batch are a programming error
+// the log cannot detect, so callers pass only what they decoded batch
+// from.
+func (e *Engine) ApplyEncoded(batch []store.Update, records [][]byte) (store.Result, error) {
+	if len(records) == 0 {
+		return store.Result{}, errors.New("engine: ApplyEncoded without records")
+	}
+	return e.apply(batch, records)
+}
+
+// apply is Apply, logging records (nil: batch, encoded here).
+func (e *Engine) apply(batch []store.Update, records [][]byte) (store.Result, error) {
 	if e.closed.Load() {
 		return store.Result{}, ErrClosed
 	}
@@ -284,8 +306,17 @@ func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
 		}
 		d.applyMu.RLock()
 		defer d.applyMu.RUnlock()
-		if err := d.logUpdates(batch); err != nil {
-			return store.Result{}, err
+		if records == nil {
+			if err := d.logUpdates(batch); err != nil {
+				return store.Result{}, err
+			}
+		}
+		for _, r := range records {
+			// A failure after some records is like a failed Apply whose
+			// write reached the disk: not acknowledged, applied again.
+			if _, err := d.log.Append(r); err != nil {
+				return store.Result{}, err
+			}
 		}
 		if d.hist != nil {
 			d.hist.Add(batch)
