@@ -10,7 +10,7 @@ import (
 // bucket counts alone are 256 KiB at a flush's 40,000 keys.
 type keySorter struct {
 	tmp         []writeKey
-	start, next []int
+	start, next []uint32
 }
 
 // sortKeys orders keys by (hour, hash), and the keys of one (hour, hash)
@@ -75,8 +75,9 @@ func (s *keySorter) sortKeys(keys []writeKey, tie func(x, y writeKey) int) []wri
 			slices.SortFunc(bk, inBucket)
 			continue
 		}
+		// The hashes compared here, tie (a call) only on equal ones.
 		for i := 1; i < len(bk); i++ {
-			for j := i; j > 0 && inBucket(bk[j], bk[j-1]) < 0; j-- {
+			for j := i; j > 0 && (bk[j].hash < bk[j-1].hash || bk[j].hash == bk[j-1].hash && tie(bk[j], bk[j-1]) < 0); j-- {
 				bk[j], bk[j-1] = bk[j-1], bk[j]
 			}
 		}
