@@ -35,10 +35,18 @@ type knn struct {
 		shard    [gatherRun]uint16
 		lat, lon [gatherRun]int32
 	}
-	pend, sorted []uint64 // a cell's entries that pass the windows (visit)
+	pend, sorted []uint64       // a cell's entries that pass the windows (visit)
+	blocks       [256]cellBlock // visit's per-shard blocks of one cell (at most 256 shards)
+	touch        uint32         // keeps visit's early loads of the blocks
 }
 
 const gatherRun = 64
+
+// cellBlock is one shard's entries of a cell and whether their hints are exact.
+type cellBlock struct {
+	ents  []uint32
+	exact bool
+}
 
 // maxPooledPend bounds the pending-entry buffers a pooled query keeps
 // (2 × 32 KiB).
@@ -100,9 +108,23 @@ func (n *knn) visit(key uint32) {
 	}
 	limH := n.limH // the bound rows and cols were computed for
 	qr, qc := n.subPos(gr, key)
-	pend := n.pend[:0]
-	for si := range n.s.shards {
+	// Every shard's block is looked up, and its first entry loaded, in
+	// one loop before any is scanned: the lookups' cache misses (index,
+	// cell, block) overlap across shards instead of each waiting behind
+	// the scan of the shard before.
+	blocks := n.blocks[:len(n.s.shards)]
+	var touch uint32
+	for si := range blocks {
 		ents, exact := n.s.shards[si].grid.members(key)
+		blocks[si] = cellBlock{ents, exact}
+		if len(ents) > 0 {
+			touch |= ents[0]
+		}
+	}
+	n.touch = touch
+	pend := n.pend[:0]
+	for si, b := range blocks {
+		ents, exact := b.ents, b.exact
 		if len(ents) == 0 {
 			continue
 		}
