@@ -167,6 +167,12 @@ func procCPU(pid int) time.Duration {
 
 // ingest pipelines n SETs (truck IDs 0..n-1, positions moved by pass)
 // over respBenchClients connections and waits for every +OK.
+// respBenchTS0 is the ingest passes' first ts: an hour ago, so that
+// history keeps the points (a fixed ts of 2025 was past its 7-day
+// retention: history dropped them, and the RSS "with history" held
+// almost no stored points).
+var respBenchTS0 = time.Now().Unix() - 3600
+
 func (s *respBench) ingest(n, pass int) (time.Duration, error) {
 	const chunk = 1000
 	per := n / respBenchClients
@@ -180,7 +186,7 @@ func (s *respBench) ingest(n, pass int) (time.Duration, error) {
 			lat := strconv.FormatFloat(25+rng.Float64()*24, 'f', 6, 64)
 			lon := strconv.FormatFloat(-124+rng.Float64()*57, 'f', 6, 64)
 			id := fmt.Sprintf("truck-%07d", i)
-			ts := strconv.Itoa(1_764_000_000 + pass)
+			ts := strconv.FormatInt(respBenchTS0+int64(pass), 10)
 			b = fmt.Appendf(b, "*7\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$%d\r\n%s\r\n$5\r\nPOINT\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
 				len(id), id, len(lat), lat, len(lon), lon, len(ts), ts)
 		}
