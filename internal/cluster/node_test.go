@@ -171,6 +171,18 @@ func TestNodesConverge(t *testing.T) {
 	t.Logf("bytes per update on the bus (payload): %.1f; stream bytes per message %.0f", st.BytesPerUpdate, st.StreamBytesPerMsg)
 }
 
+// testEngine opens an in-memory engine, closed when the test ends (after
+// the nodes the test opened on it: cleanups run last-in first-out).
+func testEngine(t *testing.T) *engine.Engine {
+	t.Helper()
+	eng, err := engine.Open(engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
+}
+
 // TestNodeRestartCatchesUp closes a node, writes more through another,
 // and reopens it on the same engine and positions file: it resumes
 // after its saved positions (no re-application from the start) and
@@ -178,11 +190,7 @@ func TestNodesConverge(t *testing.T) {
 func TestNodeRestartCatchesUp(t *testing.T) {
 	urls, _ := natsCluster(t, 3)
 	a := testNode(t, urls, "a", t.TempDir(), nil)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
 	dir := t.TempDir()
 	b := testNode(t, urls, "b", dir, eng)
 	r := rand.New(rand.NewPCG(1, 1))
@@ -306,11 +314,7 @@ func TestNodeLogLostTail(t *testing.T) {
 // applying the batch once.
 func TestNodeLargeMessage(t *testing.T) {
 	urls, _ := natsCluster(t, 1)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
 	n, err := Open(Options{URLs: urls, Engine: eng, Replicas: 1, Partitions: 2, PublishTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -90,11 +90,8 @@ func TestRetentionRestartBehindPurge(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(seed), 3))
 	urls, _ := natsCluster(t, 3)
 	a := mustRetNode(t, urls, "a", t.TempDir(), nil)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
+	var err error
 	dir := t.TempDir()
 	b := mustRetNode(t, urls, "b", dir, eng)
 	base := uint32(time.Now().Unix()) - 10000
@@ -191,11 +188,8 @@ func TestRetentionRefuses(t *testing.T) {
 	urls, _ := natsCluster(t, 3)
 	r := rand.New(rand.NewPCG(4, 4))
 	a := mustRetNode(t, urls, "a", t.TempDir(), nil)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
+	var err error
 	dir := t.TempDir()
 	b := mustRetNode(t, urls, "b", dir, eng)
 	base := uint32(time.Now().Unix()) - 1000
@@ -247,11 +241,7 @@ func TestRetentionGapAtRunTime(t *testing.T) {
 	urls, _ := natsCluster(t, 3)
 	r := rand.New(rand.NewPCG(5, 5))
 	a := mustRetNode(t, urls, "a", t.TempDir(), nil)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
 	dir := t.TempDir()
 	b := mustRetNode(t, urls, "b", dir, eng)
 	base := uint32(time.Now().Unix()) - 1000
@@ -391,11 +381,7 @@ func TestParsePositions(t *testing.T) {
 func TestRetentionQuietPartition(t *testing.T) {
 	urls, _ := natsCluster(t, 3)
 	a := mustRetNode(t, urls, "a", t.TempDir(), nil)
-	eng, err := engine.Open(engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := testEngine(t)
 	dir := t.TempDir()
 	b := mustRetNode(t, urls, "b", dir, eng)
 	// Only trucks of partitions 0 and 1.
