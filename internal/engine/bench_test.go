@@ -95,3 +95,39 @@ func dirSize(b *testing.B, dir string) int64 {
 	}
 	return n
 }
+
+// BenchmarkApplyEncoded8 applies 4,096-update batches as eight stream
+// messages' records each, as a cluster node does, under --fsync always on
+// the real disk: fsyncs/op says how many fsyncs a batch waits for.
+func BenchmarkApplyEncoded8(b *testing.B) {
+	e, err := Open(Options{DataDir: b.TempDir(), Logger: quiet, Fsync: wal.FsyncAlways, SnapshotEvery: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	batch := randBatch(r, 4096, 100_000, uint32(time.Now().Unix()))
+	var entries []wal.Entry
+	for i := range batch {
+		var en wal.Entry
+		en.SetUpdate(&batch[i])
+		entries = append(entries, en)
+	}
+	var buf []byte
+	var recs [][]byte
+	for i := 0; i < len(entries); i += 512 {
+		start := len(buf)
+		buf = wal.AppendUpdates(buf, entries[i:i+512])
+		recs = append(recs, buf[start:])
+	}
+	syncs := e.Stats().WAL.Syncs
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := e.ApplyEncoded(batch, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(e.Stats().WAL.Syncs-syncs)/float64(b.N), "fsyncs/op")
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "updates/s")
+}

@@ -387,8 +387,12 @@ func TestApplyEncodedRecovers(t *testing.T) {
 				recs = append(recs, buf[start:])
 				rest = rest[k:]
 			}
+			groups := b.Stats().WAL.Groups
 			rb, err = b.ApplyEncoded(batch, recs)
 			clear(buf) // copied before it returned
+			if g := b.Stats().WAL.Groups - groups; err == nil && g != 1 {
+				t.Fatalf("batch %d: %d records took %d group commits, want 1 (one fsync)", i, len(recs), g)
+			}
 		}
 		if err != nil {
 			t.Fatal(err)

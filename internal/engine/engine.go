@@ -311,10 +311,11 @@ func (e *Engine) apply(batch []store.Update, records [][]byte) (store.Result, er
 				return store.Result{}, err
 			}
 		}
-		for _, r := range records {
-			// A failure after some records is like a failed Apply whose
-			// write reached the disk: not acknowledged, applied again.
-			if _, err := d.log.Append(r); err != nil {
+		if records != nil {
+			// One group for all (one fsync under --fsync always). A
+			// failure after some records reached the disk is like a failed
+			// Apply whose write did: not acknowledged, applied again.
+			if _, err := d.log.AppendRecords(wal.TypeUpdates, records); err != nil {
 				return store.Result{}, err
 			}
 		}

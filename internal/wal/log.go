@@ -260,6 +260,74 @@ func (l *Log) AppendRecord(typ byte, payload []byte) (LSN, error) {
 	return g.base + LSN(idx), nil
 }
 
+// AppendRecords appends payloads as records of type typ, in order, and
+// returns the LSN of the last once all are as durable as AppendRecord's
+// would be. They join the pending group together (one write and, under
+// FsyncAlways, one fsync for all, where AppendRecord in a loop would wait
+// for one fsync per record); what does not fit in MaxPending goes in the
+// next group, and other callers' records may come between the groups. On an error no record is acknowledged (some may have been
+// written: as for AppendRecord, an error means "not acknowledged").
+func (l *Log) AppendRecords(typ byte, payloads [][]byte) (LSN, error) {
+	if typ == 0 {
+		return 0, errors.New("wal: record type 0 is reserved")
+	}
+	if len(payloads) == 0 {
+		return 0, errors.New("wal: AppendRecords without records")
+	}
+	for _, p := range payloads {
+		if len(p) > MaxPayload {
+			return 0, fmt.Errorf("wal: record of %d bytes exceeds MaxPayload (%d)", len(p), MaxPayload)
+		}
+	}
+	var (
+		g    *group
+		idx  int
+		wait []*group // groups holding our records, in order
+	)
+	l.mu.Lock()
+	for _, p := range payloads {
+		var hdr [headerSize]byte
+		recordHeader(&hdr, typ, p)
+		size := headerSize + len(p)
+		for !l.mu.closed && l.mu.pending.n > 0 && len(l.mu.pending.buf)+size > l.opts.MaxPending {
+			l.mu.cond.Wait()
+		}
+		if l.mu.closed {
+			break
+		}
+		g = l.mu.pending
+		idx = g.n
+		g.n++
+		g.buf = append(g.buf, hdr[:]...)
+		g.buf = append(g.buf, p...)
+		if len(wait) == 0 || wait[len(wait)-1] != g {
+			wait = append(wait, g)
+		}
+		if idx == 0 {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	closed := l.mu.closed
+	l.mu.Unlock()
+	var err error
+	for _, w := range wait {
+		<-w.done
+		if err == nil && w.err != nil {
+			err = w.err
+		}
+	}
+	if err == nil && closed {
+		err = ErrClosed
+	}
+	if err != nil {
+		return 0, err
+	}
+	return g.base + LSN(idx), nil
+}
+
 // Sync makes every record appended so far durable, in every fsync mode,
 // and returns once it is (at once under FsyncAlways, where it already
 // is). A mark that says "covered up to LSN n" (a snapshot, history's

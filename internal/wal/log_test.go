@@ -424,3 +424,110 @@ func TestReplayDuringAppend(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAppendRecords checks that a call's records land in order, as one
+// group when they fit (one fsync under FsyncAlways), and across groups,
+// interleaved with other writers, when MaxPending splits them.
+func TestAppendRecords(t *testing.T) {
+	t.Run("one group", func(t *testing.T) {
+		fsys := vfs.NewMem()
+		l := mustOpen(t, fsys, "/w", Options{Fsync: FsyncAlways})
+		defer mustClose(t, l)
+		if _, err := l.Append([]byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		before := l.Stats()
+		ps := [][]byte{[]byte("a"), []byte("bb"), []byte("ccc"), payloadFor(40)}
+		last, err := l.AppendRecords(TypeUpdates, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := l.Stats()
+		if g, s := after.Groups-before.Groups, after.Syncs-before.Syncs; g != 1 || s != 1 {
+			t.Fatalf("%d records took %d groups and %d fsyncs, want 1 and 1", len(ps), g, s)
+		}
+		if last != 5 {
+			t.Fatalf("last LSN %d, want 5", last)
+		}
+		got := replayAll(t, l, 2)
+		for i, r := range got {
+			if !bytes.Equal(r.payload, ps[i]) || r.typ != TypeUpdates {
+				t.Fatalf("record %d = %q type %d, want %q", i, r.payload, r.typ, ps[i])
+			}
+		}
+		if _, err := l.AppendRecords(0, ps); err == nil {
+			t.Fatal("type 0 accepted")
+		}
+		if _, err := l.AppendRecords(TypeUpdates, nil); err == nil {
+			t.Fatal("no records accepted")
+		}
+	})
+	t.Run("split and concurrent", func(t *testing.T) {
+		seed := time.Now().UnixNano()
+		t.Logf("seed %d", seed)
+		g := rand.New(rand.NewPCG(uint64(seed), 1))
+		fsys := vfs.NewMem()
+		l := mustOpen(t, fsys, "/w", Options{Fsync: FsyncAlways, SegmentSize: 16 << 10, MaxPending: 2 << 10})
+		const workers, calls = 8, 60
+		type call struct {
+			last LSN
+			ps   [][]byte
+		}
+		done := make([][]call, workers)
+		sizes := make([][]int, workers)
+		for w := range workers {
+			for range calls {
+				sizes[w] = append(sizes[w], 1+g.IntN(12))
+			}
+		}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for c, n := range sizes[w] {
+					var ps [][]byte
+					for i := range n {
+						ps = append(ps, fmt.Appendf(nil, "w%d-c%d-r%d-%s", w, c, i, strings.Repeat("y", (w*31+c*7+i)%400)))
+					}
+					last, err := l.AppendRecords(TypeUpdates, ps)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					done[w] = append(done[w], call{last, ps})
+				}
+			})
+		}
+		wg.Wait()
+		mustClose(t, l)
+		l = mustOpen(t, fsys.CrashClone(vfs.CrashOptions{}), "/w", Options{})
+		defer mustClose(t, l)
+		got := replayAll(t, l, 0)
+		at := make(map[string]LSN, len(got))
+		for _, r := range got {
+			at[string(r.payload)] = r.lsn
+		}
+		total := 0
+		for w := range workers {
+			for _, c := range done[w] {
+				total += len(c.ps)
+				prev := LSN(0)
+				for _, p := range c.ps {
+					lsn, ok := at[string(p)]
+					if !ok {
+						t.Fatalf("acknowledged record %q lost", p)
+					}
+					if lsn <= prev {
+						t.Fatalf("record %q at LSN %d, not after %d", p, lsn, prev)
+					}
+					prev = lsn
+				}
+				if prev != c.last {
+					t.Fatalf("call returned LSN %d, its last record is at %d", c.last, prev)
+				}
+			}
+		}
+		if len(got) != total {
+			t.Fatalf("replayed %d records, appended %d", len(got), total)
+		}
+	})
+}
