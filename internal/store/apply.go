@@ -37,15 +37,17 @@ func (s *Store) ApplyFunc(batch []Update, fn func(i int, prev Position, ok bool)
 	defer s.scratch.Put(sc)
 
 	nsh := len(s.shards)
-	workers := s.parallelism(len(batch))
+	busy := s.applying.Add(1)
+	defer s.applying.Add(-1)
+	workers := s.parallelism(len(batch), busy)
 	if cap(sc.hashes) < len(batch) {
 		sc.hashes = make([]uint64, len(batch))
 		sc.order = make([]int32, len(batch))
 	}
-	if len(sc.results) != nsh || len(sc.counts) != workers*nsh {
+	if len(sc.results) != nsh || len(sc.counts) < workers*nsh {
 		sc.starts = make([]int32, nsh+1)
 		sc.results = make([]Result, nsh)
-		sc.counts = make([]int32, workers*nsh)
+		sc.counts = make([]int32, max(workers, runtime.GOMAXPROCS(0))*nsh)
 	}
 	b := &sc.run
 	*b = applyRun{s: s, batch: batch, fn: fn, sc: sc, workers: workers,

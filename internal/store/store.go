@@ -74,6 +74,7 @@ type Store struct {
 	maxTrucks atomic.Int64  // 0 = no cap
 	epoch     atomic.Uint32 // last-heard epoch stamped by Apply, < HeardEpochs
 	live      atomic.Int64  // trucks across shards
+	applying  atomic.Int32  // Apply calls running now
 	scratch   sync.Pool     // *applyScratch
 	knnPool   sync.Pool     // *knn
 }
@@ -281,9 +282,14 @@ func (s *Store) RangeUpdates(fn func(u *Update) bool) {
 	}
 }
 
-// parallelism is how many goroutines Apply uses for a batch of n updates.
-func (s *Store) parallelism(n int) int {
-	if n < 1024 {
+// parallelism is how many goroutines Apply uses for a batch of n updates
+// while busy Apply calls (this one included) run. Concurrent callers
+// (a cluster node's partition appliers, parallel HTTP batches) already
+// keep the cores busy: a call that started more workers would have them
+// spin at its barriers, yielding to the other callers' goroutines (4-8%
+// of a cluster node's CPU was runtime.Gosched under spinUntil).
+func (s *Store) parallelism(n int, busy int32) int {
+	if n < 1024 || busy > 1 {
 		return 1
 	}
 	return min(runtime.GOMAXPROCS(0), len(s.shards))
