@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,58 +148,101 @@ func BenchmarkServer(b *testing.B) {
 // with a bufio.Reader, so most of the CPU is the server's; conns
 // keep-alive connections, each with one request in flight (as a phone
 // sends).
+//
+// With OSMAND_BENCH_ADDR=host:port the clients load that server instead
+// (fleetd serve --osmand in another process, so that client and server
+// can be pinned to different cores), and with OSMAND_BENCH_PID=pid also
+// report that process's CPU per request (server-cpu-µs/request, from
+// /proc/pid/stat).
 func BenchmarkServerRaw(b *testing.B) {
+	if addr := os.Getenv("OSMAND_BENCH_ADDR"); addr != "" {
+		pid, _ := strconv.Atoi(os.Getenv("OSMAND_BENCH_PID"))
+		for _, conns := range []int{64, 512} {
+			b.Run(fmt.Sprintf("conns=%d/external", conns), func(b *testing.B) {
+				cpu0 := procCPU(b, pid)
+				rawLoad(b, addr, conns)
+				if pid > 0 {
+					b.ReportMetric(float64((procCPU(b, pid)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/request")
+				}
+			})
+		}
+		return
+	}
 	for _, conns := range []int{64, 512} {
 		for _, d := range durability {
 			b.Run(fmt.Sprintf("conns=%d/%s", conns, d.name), func(b *testing.B) {
 				s, eng := benchServer(b, d.durable)
-				ts := time.Now().Unix() - 3600
-				cs := make([]net.Conn, conns)
-				for i := range cs {
-					c, err := net.Dial("tcp", s.Addr().String())
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer c.Close()
-					cs[i] = c
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				start, cpu0 := time.Now(), cpuTime()
-				var wg sync.WaitGroup
-				per := (b.N + conns - 1) / conns
-				for w, c := range cs {
-					wg.Go(func() {
-						br := bufio.NewReader(c)
-						var req []byte
-						for k := range per {
-							req = append(req[:0], "GET /?id=phone-"...)
-							req = strconv.AppendInt(req, int64(w), 10)
-							req = append(req, "&lat=40."...)
-							req = strconv.AppendInt(req, int64(k), 10)
-							req = append(req, "&lon=-74&timestamp="...)
-							req = strconv.AppendInt(req, ts+int64(k), 10)
-							req = append(req, "&speed=10 HTTP/1.1\r\nHost: fleetd\r\n\r\n"...)
-							if _, err := c.Write(req); err != nil {
-								b.Error(err)
-								return
-							}
-							if err := readAnswer(br); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				b.ReportMetric(float64(per*conns)/time.Since(start).Seconds(), "requests/s")
-				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(per*conns), "cpu-µs/request")
+				rawLoad(b, s.Addr().String(), conns)
 				b.ReportMetric(float64(s.Stats.AckLatency.Quantile(0.99).Microseconds())/1000, "p99-ack-ms")
-				eng.reportBatch(b)
 				eng.reportBatch(b)
 			})
 		}
 	}
+}
+
+// rawLoad sends about b.N GETs over conns keep-alive connections to addr,
+// one in flight on each, and reports requests/s and the CPU of this
+// process per request.
+func rawLoad(b *testing.B, addr string, conns int) {
+	ts := time.Now().Unix() - 3600
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	var wg sync.WaitGroup
+	per := (b.N + conns - 1) / conns
+	for w, c := range cs {
+		wg.Go(func() {
+			br := bufio.NewReader(c)
+			var req []byte
+			for k := range per {
+				req = append(req[:0], "GET /?id=phone-"...)
+				req = strconv.AppendInt(req, int64(w), 10)
+				req = append(req, "&lat=40."...)
+				req = strconv.AppendInt(req, int64(k), 10)
+				req = append(req, "&lon=-74&timestamp="...)
+				req = strconv.AppendInt(req, ts+int64(k), 10)
+				req = append(req, "&speed=10 HTTP/1.1\r\nHost: fleetd\r\n\r\n"...)
+				if _, err := c.Write(req); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := readAnswer(br); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*conns)/time.Since(start).Seconds(), "requests/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(per*conns), "cpu-µs/request")
+}
+
+// procCPU is process pid's CPU time so far (user and system, in clock
+// ticks of 10 ms), 0 if pid is 0.
+func procCPU(b *testing.B, pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command's closing parenthesis: state is the
+	// first, utime and stime the 12th and 13th.
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stt) * 10 * time.Millisecond
 }
 
 // readAnswer reads one HTTP response and fails unless it is a 200.
