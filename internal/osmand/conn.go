@@ -367,19 +367,21 @@ func (c *conn) fill() bool {
 	}
 	// The deadline: the idle timeout between requests, the head's or the
 	// request's once one has begun. A later deadline is only set when it
-	// moved by more than a second, so a busy connection sets it about
-	// once a second, not at every read.
+	// moved by more than a second (an eighth of the idle timeout if that
+	// is less), so a busy connection sets it about once a second, not at
+	// every read.
 	now := time.Now()
 	var dl time.Time
+	to := &c.s.to
 	switch {
 	case c.started.IsZero():
-		dl = now.Add(idleTimeout)
+		dl = now.Add(to.idle)
 	case !c.hasHead:
-		dl = c.started.Add(headTimeout)
+		dl = c.started.Add(to.head)
 	default:
-		dl = c.started.Add(readTimeout)
+		dl = c.started.Add(to.read)
 	}
-	if dl.Before(c.readDL) || dl.Sub(c.readDL) > time.Second {
+	if dl.Before(c.readDL) || dl.Sub(c.readDL) > min(time.Second, to.idle/8) {
 		c.readDL = dl
 		_ = c.nc.SetReadDeadline(dl)
 	}

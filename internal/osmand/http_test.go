@@ -469,3 +469,78 @@ func testServer(tb testing.TB, eng *fakeEngine, o Options) (*Server, string) {
 var discard = slog.New(slog.DiscardHandler)
 
 func newTestCommitter(eng *fakeEngine) *gateway.Committer { return gateway.NewCommitter(eng, 0, 0) }
+
+// TestServerTimeouts: a head not finished within the head timeout, a
+// body not finished within the request's, and a connection idle past the
+// idle timeout are closed without an answer and counted; a slow device
+// that finishes in time is answered.
+func TestServerTimeouts(t *testing.T) {
+	eng := &fakeEngine{}
+	com := newTestCommitter(eng)
+	defer com.Close()
+	s, err := listen(Options{Addr: "127.0.0.1:0", Logger: discard}, com,
+		timeouts{head: 500 * time.Millisecond, read: 900 * time.Millisecond, idle: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dial := func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	// closed waits for the server to close c, which must not answer.
+	closed := func(name string, c net.Conn, br *bufio.Reader, within time.Duration) {
+		t.Helper()
+		start := time.Now()
+		if b, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("%s: read %q %v, want EOF", name, b, err)
+		}
+		if d := time.Since(start); d > within {
+			t.Errorf("%s: closed after %v, want within %v", name, d, within)
+		}
+		c.Close()
+	}
+	c, br := dial()
+	io.WriteString(c, "GET /?id=a&lat=1&lon=2 HTTP/1.1\r\nHo")
+	closed("head", c, br, 2*time.Second)
+
+	// A body may take longer than the head timeout, within the
+	// request's.
+	c, br = dial()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\nid=a")
+	time.Sleep(600 * time.Millisecond)
+	io.WriteString(c, "&lat=1&lon=2")
+	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 200 {
+		t.Fatalf("body after the head timeout: %v %+v", err, res)
+	}
+	c.Close()
+	c, br = dial()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 16\r\n\r\nid=a")
+	closed("body", c, br, 2*time.Second)
+
+	// A slow device: a byte every 2 ms, twice, with a pause between
+	// requests shorter than the idle timeout; then idle.
+	c, br = dial()
+	req := "GET /?id=slow&lat=1&lon=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+	for range 2 {
+		for i := range len(req) {
+			io.WriteString(c, req[i:i+1])
+			time.Sleep(2 * time.Millisecond)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("slow device: %v %+v", err, res)
+		}
+		io.Copy(io.Discard, res.Body)
+		time.Sleep(200 * time.Millisecond)
+	}
+	closed("idle", c, br, 2*time.Second)
+	if st := s.Stats.Snapshot(); st.Timeouts != 3 || st.Acks != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}

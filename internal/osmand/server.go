@@ -31,13 +31,18 @@ type Options struct {
 	Logger  *slog.Logger
 }
 
-// Timeouts of a connection (net/http's ReadHeaderTimeout, ReadTimeout,
-// IdleTimeout and a write timeout, as the gateway set them before it had
-// its own server).
+// defaultTimeouts are a connection's (net/http's ReadHeaderTimeout,
+// ReadTimeout and IdleTimeout as the gateway set them before it had its
+// own server).
+var defaultTimeouts = timeouts{
+	head: 10 * time.Second, // the first byte of a request to its blank line
+	read: 30 * time.Second, // the first byte of a request to its last
+	idle: 2 * time.Minute,  // between requests
+}
+
+type timeouts struct{ head, read, idle time.Duration }
+
 const (
-	headTimeout  = 10 * time.Second // the first byte of a request to its blank line
-	readTimeout  = 30 * time.Second // the first byte of a request to its last
-	idleTimeout  = 2 * time.Minute  // between requests
 	writeTimeout = 10 * time.Second // an answer's write
 	// lingerTimeout bounds how long a connection the server closes is
 	// drained after its last answer, so that the device reads the answer
@@ -57,6 +62,7 @@ type Server struct {
 	com   *gateway.Committer
 	Stats gateway.Stats
 
+	to             timeouts
 	rejLog, errLog gateway.Limiter
 	mu             struct {
 		sync.Mutex
@@ -70,6 +76,11 @@ type Server struct {
 
 // Listen starts a server on o.Addr that commits through com.
 func Listen(o Options, com *gateway.Committer) (*Server, error) {
+	return listen(o, com, defaultTimeouts)
+}
+
+// listen is Listen with the connections' timeouts (tests shorten them).
+func listen(o Options, com *gateway.Committer, to timeouts) (*Server, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
@@ -80,7 +91,7 @@ func Listen(o Options, com *gateway.Committer) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("osmand: %w", err)
 	}
-	s := &Server{o: o, ln: ln, com: com}
+	s := &Server{o: o, ln: ln, com: com, to: to}
 	s.rejLog.Log, s.errLog.Log = o.Logger, o.Logger
 	s.mu.conns = make(map[*conn]struct{})
 	s.wg.Add(1)
