@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -46,7 +47,28 @@ const (
 	serveDemoLogEvery      = time.Minute
 	serveReadHeaderTimeout = 10 * time.Second
 	serveGCPercent         = 10
+	serveMinProcs          = 2
 )
+
+// raiseMaxProcs gives the Go scheduler at least serveMinProcs Ps (on a
+// one-CPU machine or container, or under taskset -c N, Go starts with
+// one) unless GOMAXPROCS is set. Under --fsync always the log's fsync is
+// a blocking system call that keeps its P for its whole ~0.3 ms (the
+// runtime takes a P back from a system call only after a sysmon tick,
+// which backs off to 10 ms on a quiet process): with one P nothing else
+// runs meanwhile, no batch forms behind the fsync, and every request
+// pays one. Measured with the OsmAnd gateway on one core (taskset -c 0,
+// 512 connections, fsync always): one P, 3.4-4.4k requests/s and 48,189
+// fsyncs for 50,000 requests; two, 25-91k requests/s.
+func raiseMaxProcs(log *slog.Logger) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if n := runtime.GOMAXPROCS(0); n < serveMinProcs {
+		runtime.GOMAXPROCS(serveMinProcs)
+		log.Info("GOMAXPROCS raised so that fsyncs do not stall the server (set GOMAXPROCS to choose)", "from", n, "to", serveMinProcs)
+	}
+}
 
 const serveHelp = `Usage: fleetd serve [flags]
 
@@ -669,6 +691,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
 	}
+	raiseMaxProcs(log)
 	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 

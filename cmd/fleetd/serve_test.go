@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -198,5 +200,32 @@ func TestServeStarting(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
 	if w.Code != http.StatusTeapot {
 		t.Fatalf("after the swap: %d", w.Code)
+	}
+}
+
+// TestRaiseMaxProcs: one P is raised to serveMinProcs (and logged)
+// unless GOMAXPROCS is set; more are left alone.
+func TestRaiseMaxProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	runtime.GOMAXPROCS(1)
+	raiseMaxProcs(log)
+	if n := runtime.GOMAXPROCS(0); n != serveMinProcs || !strings.Contains(logged.String(), "GOMAXPROCS raised") {
+		t.Fatalf("one P: now %d, log %q", n, logged.String())
+	}
+	runtime.GOMAXPROCS(3)
+	raiseMaxProcs(log)
+	if n := runtime.GOMAXPROCS(0); n != 3 {
+		t.Fatalf("three Ps: now %d", n)
+	}
+	t.Setenv("GOMAXPROCS", "1")
+	runtime.GOMAXPROCS(1)
+	logged.Reset()
+	raiseMaxProcs(log)
+	if n := runtime.GOMAXPROCS(0); n != 1 || logged.Len() != 0 {
+		t.Fatalf("GOMAXPROCS=1 set: now %d, log %q", n, logged.String())
 	}
 }

@@ -134,7 +134,8 @@
 //	                              30.0 µs/req     10.6 µs/req
 //
 // In memory (no fsync), in process: 64 connections 89k → 164k req/s.
-// With one core the server needs GOMAXPROCS=2: with a single P, the
-// WAL's fsync holds it and the connections wait (3-8k req/s over 512
-// connections, either server).
+// With one core the server needs GOMAXPROCS=2, which fleetd serve sets
+// unless GOMAXPROCS is given: with a single P, the WAL's fsync holds it
+// and the connections wait (3-8k req/s over 512 connections, either
+// server, one fsync a request).
 package osmand
