@@ -321,6 +321,7 @@ func ingestBench(b *testing.B, s *benchServer) {
 		b.ReportMetric(float64(h.Waits), "history_backpressure_waits")
 		b.ReportMetric(float64(h.Buffered), "history_backlog_points")
 		b.ReportMetric(h.PerPoint, "history_disk_B/point")
+		b.ReportMetric(float64(h.Runs), "history_runs") // run files: how far the merges have gone
 	}
 }
 
@@ -387,6 +388,7 @@ type serverStats struct {
 		Waits     int64   `json:"backpressure_waits_total"`
 		PerPoint  float64 `json:"disk_bytes_per_point"`
 		StoredPts uint64  `json:"stored_points"`
+		Runs      int     `json:"runs"`
 	} `json:"history"`
 }
 

@@ -30,10 +30,11 @@ const (
 	DefaultBufferBytes = 2 << 20
 	DefaultFlushEvery  = 10 * time.Second
 	// DefaultMergeFanIn runs of one size tier in a partition are merged
-	// into one. Each tier of merges rewrites every point of a filling hour once
-	// more (a million trucks' hour is some 1,800 flushes: 2.7 tiers at 16,
-	// 3.6 at 8), and a lookup reads every run of the hour (at most about
-	// 15 a tier).
+	// into one. Each tier of merges rewrites every point of a filling hour
+	// once more (a million trucks' hour is some 2,700 flushes: 2.9 tiers at
+	// 16, 3.8 at 8; the first one is skipped, see
+	// Options.FirstMergeFanIn), and a lookup reads every run of the hour
+	// (at most about 15 a tier, and MergeFanIn² full flushes).
 	DefaultMergeFanIn = 16
 	// CompactAfter is how long a partition whose hour is over must go
 	// without new points before its runs are merged into one. Until then
@@ -53,16 +54,30 @@ type Options struct {
 	MaxDisk int64
 	// BufferBytes is the in-memory buffer's size at which it is sealed.
 	// History's memory is at most 4·BufferBytes (plus one block per run
-	// being merged): a buffer being written, and the active one, which
-	// WaitRoom keeps under 2·BufferBytes.
+	// being merged, and the merge's read buffers, mergeReadBytes): a
+	// buffer being written, and the active one, which WaitRoom keeps
+	// under 2·BufferBytes.
 	BufferBytes int
 	// FlushEvery seals a buffer this old even if it is not full.
 	FlushEvery time.Duration
 	// MergeFanIn is how many runs of one size tier are merged into one
 	// (default DefaultMergeFanIn).
 	MergeFanIn int
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// FirstMergeFanIn is how many full flushes of one hour (level-0 runs
+	// of at least a quarter of BufferBytes' points) wait before they are
+	// merged, into one run of the tier MergeFanIn² of them make (default
+	// MergeFanIn², whose merges then skip the first tier). At a million
+	// trucks a flush holds about one point a truck, and a first-tier
+	// merge of 16 of them combined almost nothing: it rewrote every point
+	// to cut the number of runs (12% of the server's CPU in
+	// BenchmarkServeIngest's profile, history's being 26%). Skipping it
+	// rewrites each point of a filling hour about 2 times instead of 3
+	// (some 2,700 flushes an hour: 10 merges of 256, then the compaction;
+	// BenchmarkMergeFirst), for up to FirstMergeFanIn-1 more runs that a
+	// lookup of the hour reads (BenchmarkTrailFilling).
+	FirstMergeFanIn int
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 func (o *Options) fill() {
@@ -83,6 +98,9 @@ func (o *Options) fill() {
 	}
 	if o.MergeFanIn < 2 {
 		o.MergeFanIn = DefaultMergeFanIn
+	}
+	if o.FirstMergeFanIn < 2 {
+		o.FirstMergeFanIn = o.MergeFanIn * o.MergeFanIn
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -871,17 +889,31 @@ func (h *History) runCount(p *partition) int {
 // first, or nil. Merging by size rather than by level keeps a big run
 // from being rewritten for a few small late ones: each point is rewritten
 // about log8 of the partition's size over a flush's.
+//
+// Full flushes (level 0, at least fullFlushPoints) wait for
+// Options.FirstMergeFanIn of them instead, and are merged first: the
+// tiers by size leave them alone, so that only the hour being filled
+// (and the one before it, until its compaction) holds that many.
 func (h *History) mergeable(p *partition) []*run {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	byTier := map[int][]*run{}
+	var full []*run
 	low := -1
 	for _, r := range p.runs {
+		if r.level == 0 && r.points >= h.fullFlushPoints() {
+			full = append(full, r)
+			continue
+		}
 		t := bits.Len64(uint64(r.size)) / 2
 		byTier[t] = append(byTier[t], r)
 		if len(byTier[t]) >= h.o.MergeFanIn && (low < 0 || t < low) {
 			low = t
 		}
+	}
+	if len(full) >= h.o.FirstMergeFanIn {
+		slices.SortFunc(full, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
+		return full[:h.o.FirstMergeFanIn]
 	}
 	if low < 0 {
 		return nil
@@ -889,6 +921,15 @@ func (h *History) mergeable(p *partition) []*run {
 	rs := byTier[low]
 	slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
 	return rs[:h.o.MergeFanIn]
+}
+
+// fullFlushPoints is how many points make a level-0 run a full flush,
+// for Options.FirstMergeFanIn: a quarter of what a buffer sealed at
+// BufferBytes holds. Smaller ones (a quiet fleet's timed flushes, late
+// points of an older hour) are merged by size tier, so that no hour
+// keeps hundreds of small runs.
+func (h *History) fullFlushPoints() uint64 {
+	return uint64(h.o.BufferBytes / pointBytes / 4)
 }
 
 func (h *History) drop(p *partition, why string) {

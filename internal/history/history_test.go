@@ -59,31 +59,43 @@ func (m model) within(rg Region, from, to uint32) map[string]Visit {
 // points through many flushes, merges and reopenings, and compares every
 // query with brute force over what was posted.
 func TestModel(t *testing.T) {
-	t.Run("merges", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 1) })
+	t.Run("merges", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 1, nil) })
+	// Flushes of at least 25 points are full (fullFlushPoints) and wait
+	// for 3 of them (Options.FirstMergeFanIn), the smaller ones for 4 of
+	// their tier; merges read the index 16 entries at a time and blocks
+	// through 4 KiB buffers (cursorBuffers' floors).
+	t.Run("full-flushes", func(t *testing.T) {
+		defer func(n int) { mergeReadBytes = n }(mergeReadBytes)
+		mergeReadBytes = 1
+		runModel(t, 30*24*time.Hour, 0, 1, func(o *Options) { o.BufferBytes, o.FirstMergeFanIn = 100*pointBytes, 3 })
+	})
 	// A 5-hour retention while the clock moves 2 minutes a round: hours
 	// drop out of history as the test goes, and late points arrive older
 	// than the retention; answers never hold what is past it.
-	t.Run("retention", func(t *testing.T) { runModel(t, 5*time.Hour, 2*time.Minute, 1) })
+	t.Run("retention", func(t *testing.T) { runModel(t, 5*time.Hour, 2*time.Minute, 1, nil) })
 	// Attributes on one update in 100: most blocks are raw without any
 	// (the positions path of flushes and merges), some have them, and
 	// merges meet both for one truck.
-	t.Run("rare-attributes", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 50) })
+	t.Run("rare-attributes", func(t *testing.T) { runModel(t, 30*24*time.Hour, 0, 50, nil) })
 	// Run writers keep at most three index entries in memory: every run
 	// with more moves its index to the side file, in several spills.
 	t.Run("spilled-index", func(t *testing.T) {
 		defer func(n int) { idxMemMax = n }(idxMemMax)
 		idxMemMax = 3 * entrySize
-		runModel(t, 30*24*time.Hour, 0, 1)
+		runModel(t, 30*24*time.Hour, 0, 1, nil)
 	})
 }
 
 // runModel runs the model test; attributes go with a fifth of the
-// updates, divided by attrRarity.
-func runModel(t *testing.T, retention, step time.Duration, attrRarity int) {
+// updates, divided by attrRarity; opt, if not nil, changes the options.
+func runModel(t *testing.T, retention, step time.Duration, attrRarity int, opt func(*Options)) {
 	r := seeded(t)
 	fs := vfs.NewMem()
 	now := time.Unix(1_764_000_000, 0)
 	o := Options{FS: fs, Dir: "/h", Logger: quiet, Now: func() time.Time { return now }, Retention: retention, MergeFanIn: 4}
+	if opt != nil {
+		opt(&o)
+	}
 	h, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -497,9 +509,11 @@ func writeAll(h *History, b *Sealed) error {
 // filling one): every truck is found with its points, absent ones are
 // not.
 func TestFindManyTrucks(t *testing.T) {
-	t.Run("solo", func(t *testing.T) { findManyTrucks(t, 3*fenceEvery+17, true) })
+	// Small runs (fenceStride: smallFenceEvery), then large ones.
+	t.Run("solo-small", func(t *testing.T) { findManyTrucks(t, 3*smallFenceEvery+17, true) })
+	t.Run("solo", func(t *testing.T) { findManyTrucks(t, smallFenceEvery*smallFenceEvery+3*fenceEvery+17, true) })
 	t.Run("grouped", func(t *testing.T) { findManyTrucks(t, 3*fenceEvery+17, false) })
-	t.Run("grouped-strides", func(t *testing.T) { findManyTrucks(t, 2*fenceEvery*groupPoints+17, false) })
+	t.Run("grouped-strides", func(t *testing.T) { findManyTrucks(t, 3*smallFenceEvery*groupPoints+17, false) })
 }
 
 func findManyTrucks(t *testing.T, trucks int, compact bool) {
@@ -742,5 +756,51 @@ func TestCoveredMark(t *testing.T) {
 	defer h.Close()
 	if v := h.Covered(); v < 52 || v > 54 {
 		t.Fatalf("after a power cut the mark is %d, want 52 (synced) to 54", v)
+	}
+}
+
+// TestMergeableFullFlushes: full flushes (level 0, at least
+// fullFlushPoints) wait for Options.FirstMergeFanIn of them, oldest
+// first, and go before the tiers; small flushes and merged runs are
+// merged by size tier at MergeFanIn.
+func TestMergeableFullFlushes(t *testing.T) {
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, MergeFanIn: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.o.FirstMergeFanIn != 16 {
+		t.Fatalf("FirstMergeFanIn defaults to %d, want MergeFanIn² = 16", h.o.FirstMergeFanIn)
+	}
+	full := h.fullFlushPoints()
+	p := &partition{}
+	seq := uint64(100)
+	add := func(level int, points uint64) *run {
+		seq--
+		r := &run{level: level, points: points, size: int64(points) * 20, seq: seq}
+		p.runs = append(p.runs, r)
+		return r
+	}
+	var fulls []*run
+	for range 15 {
+		fulls = append(fulls, add(0, full))
+	}
+	for range 3 {
+		add(0, full-1) // small flushes: a tier of their own, 3 < MergeFanIn
+	}
+	add(1, 16*full) // a merged run
+	if got := h.mergeable(p); got != nil {
+		t.Fatalf("15 full flushes, 3 small ones: mergeable = %d runs, want none", len(got))
+	}
+	small := add(0, full-1)
+	got := h.mergeable(p)
+	if len(got) != 4 || !slices.Contains(got, small) || slices.ContainsFunc(got, func(r *run) bool { return r.points >= full }) {
+		t.Fatalf("4 small flushes: mergeable = %v, want the 4 small ones", got)
+	}
+	fulls = append(fulls, add(0, 2*full))
+	got = h.mergeable(p)
+	slices.Reverse(fulls) // oldest (lowest seq) first
+	if !slices.Equal(got, fulls) {
+		t.Fatalf("16 full flushes: mergeable = %v, want them, oldest first", got)
 	}
 }

@@ -30,6 +30,8 @@ type cursor struct {
 	pos   []fleet.Position // with isPos (g.isPos), its positions
 	isPos bool
 	buf   []byte
+	idxN  int    // entries per index read
+	brN   int    // bytes per block read
 	idx   []byte // index entries [idxAt, idxAt+len(idx)/entrySize)
 	idxAt int
 	crc   uint32        // of the index entries read so far (they are read in order)
@@ -39,9 +41,26 @@ type cursor struct {
 }
 
 const (
-	cursorIndexChunk = 1024     // entries per index read
-	cursorBlockBuf   = 64 << 10 // bytes per block read
+	cursorIndexChunk = 1024     // entries per index read, at most
+	cursorBlockBuf   = 64 << 10 // bytes per block read, at most
 )
+
+// mergeReadBytes bounds a merge's read buffers, all cursors together
+// (a variable for tests): the first merge of a filling hour
+// (Options.FirstMergeFanIn runs) or a compaction after it has hundreds
+// of inputs, and each cursor's buffers shrink to fit (at 256, 12 KiB of
+// blocks and 85 index entries each; at 16, the largest sizes).
+var mergeReadBytes = 4 << 20
+
+// cursorBuffers returns the index chunk (entries) and block buffer
+// (bytes) of each of n cursors: the largest sizes, or smaller ones that
+// keep n of them within mergeReadBytes.
+func cursorBuffers(n int) (entries, bytes int) {
+	n = max(n, 1)
+	entries = min(cursorIndexChunk, max(16, mergeReadBytes/4/(n*entrySize)))
+	bytes = min(cursorBlockBuf, max(4<<10, mergeReadBytes*3/4/n))
+	return entries, bytes
+}
 
 // runError is a read failure of one run.
 type runError struct {
@@ -70,7 +89,7 @@ func (c *cursor) advance() error {
 		return nil
 	}
 	if c.i < c.idxAt || c.i >= c.idxAt+len(c.idx)/entrySize {
-		n := min(cursorIndexChunk, c.r.blocks-c.i)
+		n := min(c.idxN, c.r.blocks-c.i)
 		c.idx = slices.Grow(c.idx[:0], n*entrySize)[:n*entrySize]
 		if _, err := c.r.f.ReadAt(c.idx, c.r.idxOff+int64(c.i)*entrySize); err != nil {
 			return fmt.Errorf("history: %s: %w", c.r.path, err)
@@ -90,7 +109,7 @@ func (c *cursor) advance() error {
 	}
 	c.i++
 	if c.br == nil || c.at != int64(c.e.off) {
-		c.br = bufio.NewReaderSize(io.NewSectionReader(c.r.f, int64(c.e.off), c.r.idxOff-int64(c.e.off)), cursorBlockBuf)
+		c.br = bufio.NewReaderSize(io.NewSectionReader(c.r.f, int64(c.e.off), c.r.idxOff-int64(c.e.off)), c.brN)
 		c.at = int64(c.e.off)
 	}
 	c.buf = slices.Grow(c.buf[:0], int(c.e.length))[:c.e.length]
@@ -178,8 +197,9 @@ func (h *History) merge(p *partition, runs []*run, solo bool) error {
 // re-encoding of what is raw already (BenchmarkMergeSparse).
 func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error, fnPos func(hash uint64, id []byte, ps []fleet.Position) error) error {
 	cs := make([]*cursor, len(runs))
+	idxN, brN := cursorBuffers(len(runs))
 	for i, r := range runs {
-		c := &cursor{r: r, n: i}
+		c := &cursor{r: r, n: i, idxN: idxN, brN: brN}
 		c.g.wantPos = fnPos != nil
 		if err := c.next(); err != nil {
 			return err

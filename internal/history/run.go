@@ -472,12 +472,13 @@ type run struct {
 	obsolete atomic.Bool
 	bad      atomic.Bool // a read failed its checks (counted once)
 
-	// fence holds every fenceEvery-th index entry's hash, loaded by the
+	// fence holds every stride-th index entry's hash, loaded by the
 	// first find, so that a lookup reads one slice of the index instead
-	// of binary-searching it a pread at a time. 8 bytes per 512 blocks:
-	// 16 KiB for a compacted 1M-truck hour.
+	// of binary-searching it a pread at a time (see fenceStride). 8
+	// bytes per 512 blocks: 16 KiB for a compacted 1M-truck hour.
 	fenceOnce sync.Once
 	fence     []uint64
+	stride    int
 	fenceErr  error
 	size      int64
 	hour      uint32
@@ -623,15 +624,35 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 		b = b[n:]
 	}
 	found := want == nil
+	le := binary.LittleEndian
+	var wantTail uint64
+	if len(want) >= 8 {
+		wantTail = le.Uint64(want[len(want)-8:])
+	}
 	total := 0
 	for range trucks {
-		l, n := binary.Uvarint(b)
+		// IDs are shorter than 128 bytes and most trucks have fewer than
+		// 128 points a block: one-byte varints, read inline (a lookup of
+		// a filling hour scans a grouped block's 128 trucks in each of
+		// hundreds of runs; BenchmarkTrailFilling).
+		var l uint64
+		var n int
+		if len(b) > 0 && b[0] < 0x80 {
+			l, n = uint64(b[0]), 1
+		} else {
+			l, n = binary.Uvarint(b)
+		}
 		if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
 			return corrupt("%s: block at %d: bad ID", r.path, e.off)
 		}
 		id := b[n : n+int(l)]
 		b = b[n+int(l):]
-		np, n := binary.Uvarint(b)
+		var np uint64
+		if len(b) > 0 && b[0] < 0x80 {
+			np, n = uint64(b[0]), 1
+		} else {
+			np, n = binary.Uvarint(b)
+		}
 		if n <= 0 || np == 0 || np > uint64(e.points)-uint64(total) {
 			return corrupt("%s: block at %d: bad point count", r.path, e.off)
 		}
@@ -639,7 +660,9 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 		total += int(np)
 		g.ids = append(g.ids, id)
 		g.ends = append(g.ends, total)
-		found = found || bytes.Equal(id, want)
+		// IDs of one fleet share their prefix ("truck-…"): their last 8
+		// bytes tell most apart without a call.
+		found = found || len(id) == len(want) && (l < 8 || le.Uint64(id[l-8:]) == wantTail) && bytes.Equal(id, want)
 	}
 	if total != int(e.points) {
 		return corrupt("%s: block at %d: %d points, index says %d", r.path, e.off, total, e.points)
@@ -665,26 +688,46 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 	return nil
 }
 
-// fenceEvery is the stride of a run's fence.
-const fenceEvery = 512
+// fenceEvery is the stride of a large run's fence, smallFenceEvery a
+// small one's (up to smallFenceEvery² blocks: a flush's runs, some 340
+// blocks at a million trucks, and the first merges of an hour).
+const (
+	fenceEvery      = 512
+	smallFenceEvery = 64
+)
+
+// fenceStride is the fence's stride for a run of blocks: a lookup reads
+// one stride of the index (24 KiB at 512, 3 KiB at 64), and the fence
+// takes 8 bytes a stride, at most 512 bytes for a small run. A lookup of
+// the hour being filled reads hundreds of small runs
+// (Options.FirstMergeFanIn): with 512, their whole index each time
+// (BenchmarkTrailFilling/first=256, with decodeBlock's inline varints:
+// 1.19 → 0.92 ms a lookup).
+func fenceStride(blocks int) int {
+	if blocks <= smallFenceEvery*smallFenceEvery {
+		return smallFenceEvery
+	}
+	return fenceEvery
+}
 
 // chunkPool holds find's index slices (24 KiB each).
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, (fenceEvery+1)*entrySize); return &b }}
 
 // loadFence reads the index once, in large reads, checking its checksum.
 func (r *run) loadFence() {
-	fence := make([]uint64, 0, (r.blocks+fenceEvery-1)/fenceEvery)
+	stride := fenceStride(r.blocks)
+	fence := make([]uint64, 0, (r.blocks+stride-1)/stride)
 	r.fenceErr = r.scan(func(i int, e *entry) bool {
-		if i%fenceEvery == 0 {
+		if i%stride == 0 {
 			fence = append(fence, e.hash)
 		}
 		return true
 	})
-	r.fence = fence
+	r.fence, r.stride = fence, stride
 }
 
 // find appends the points of id to dst: the fence narrows the index to
-// one slice of at most fenceEvery+1 entries, read at once and searched in
+// one slice of at most stride+1 entries, read at once and searched in
 // memory. Its blocks are those whose first truck's hash is h and, in a
 // grouped run, the last one before them.
 func (r *run) find(id []byte, buf []byte, g *group, dst []Point) ([]byte, []Point, error) {
@@ -722,8 +765,8 @@ func (r *run) find(id []byte, buf []byte, g *group, dst []Point) ([]byte, []Poin
 		}
 		return false, nil
 	}
-	for i := max(k-1, 0) * fenceEvery; i < r.blocks; {
-		n := min(fenceEvery+1, r.blocks-i)
+	for i := max(k-1, 0) * r.stride; i < r.blocks; {
+		n := min(r.stride+1, r.blocks-i)
 		chunk = chunk[:n*entrySize]
 		if _, err := r.f.ReadAt(chunk, r.idxOff+int64(i)*entrySize); err != nil {
 			return buf, dst, fmt.Errorf("history: %s: %w", r.path, err)

@@ -97,3 +97,107 @@ func BenchmarkMergeSparse(b *testing.B) {
 	b.ReportMetric(float64(cpu)/points, "cpu_ns/point")
 	b.ReportMetric(disk, "disk_B/point")
 }
+
+// BenchmarkTrailFilling looks up one truck's points in an hour being
+// filled by a million trucks: 255 flushes of 40,000 points (about 4
+// points a truck), each followed by Housekeep's merges, as the engine
+// runs them. With the first merge deferred (first=256, the default: 255
+// full flushes, none merged yet, the most a lookup meets) and with full
+// flushes merged at MergeFanIn as the other tiers are (first=16: 15
+// flushes and 15 first-tier runs): what Options.FirstMergeFanIn costs a
+// lookup of the current hour. One op is one lookup of a random truck.
+func BenchmarkTrailFilling(b *testing.B) {
+	for _, first := range []int{DefaultMergeFanIn * DefaultMergeFanIn, DefaultMergeFanIn} {
+		b.Run(fmt.Sprintf("first=%d", first), func(b *testing.B) { trailFilling(b, first) })
+	}
+}
+
+func trailFilling(b *testing.B, first int) {
+	now := time.Unix(1_764_000_000, 0)
+	const n, fleetSize, flushes = 40000, 1_000_000, 255
+	h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }, FirstMergeFanIn: first})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	ups := make([]fleet.Update, n)
+	for f := range flushes {
+		for j := range ups {
+			t := (f*n + j) * 7919 % fleetSize
+			ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
+				Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(f), float64(t%90), float64(t%360))}
+		}
+		h.Add(ups)
+		if err := h.Write(h.Seal(uint64(f + 1))); err != nil {
+			b.Fatal(err)
+		}
+		h.Housekeep()
+	}
+	runs := h.Stats().Runs
+	from, to := uint32(now.Unix()-3600), uint32(now.Unix())
+	var dst []Point
+	points := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id := fmt.Appendf(nil, "truck-%07d", i*104729%fleetSize)
+		var ans Answer
+		if dst, ans, err = h.Trail(id, from, to, dst[:0]); err != nil || ans.Incomplete {
+			b.Fatalf("Trail: %v %+v", err, ans)
+		}
+		points += len(dst)
+	}
+	b.ReportMetric(float64(runs), "runs")
+	b.ReportMetric(float64(points)/float64(b.N), "points/lookup")
+}
+
+// BenchmarkMergeFirst merges 256 full flushes of a filling hour (40,000
+// points each, of a million trucks: about 10 points a truck once merged)
+// the way Housekeep does: with the first merge deferred (first=256, the
+// default), one merge of the 256; with full flushes merged at MergeFanIn
+// (first=16), the two tiers that replaced, 16 merges of 16 and one of
+// their 16 outputs. cpu_ns/point is CPU over the 10.24M points, both
+// tiers together.
+func BenchmarkMergeFirst(b *testing.B) {
+	for _, first := range []int{DefaultMergeFanIn * DefaultMergeFanIn, DefaultMergeFanIn} {
+		b.Run(fmt.Sprintf("first=%d", first), func(b *testing.B) { mergeFirst(b, first) })
+	}
+}
+
+func mergeFirst(b *testing.B, first int) {
+	now := time.Unix(1_764_000_000, 0)
+	const n, fleetSize, flushes = 40000, 1_000_000, 256
+	ups := make([]fleet.Update, n)
+	var cpu time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }, FirstMergeFanIn: first})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for f := range flushes {
+			for j := range ups {
+				t := (f*n + j) * 7919 % fleetSize
+				ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
+					Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(f), float64(t%90), float64(t%360))}
+			}
+			h.Add(ups)
+			if err := h.Write(h.Seal(uint64(i*flushes + f + 1))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		c0 := processCPU()
+		h.Housekeep()
+		cpu += processCPU() - c0
+		b.StopTimer()
+		if st := h.Stats(); st.Runs != 1 {
+			b.Fatalf("%d runs after the merges, want 1", st.Runs)
+		}
+		h.Close()
+		b.StartTimer()
+	}
+	points := float64(n * flushes * b.N)
+	b.ReportMetric(points/b.Elapsed().Seconds(), "points/s")
+	b.ReportMetric(float64(cpu)/points, "cpu_ns/point")
+}
