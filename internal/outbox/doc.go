@@ -36,7 +36,10 @@
 // lane's consumer holds at most Window events handed out and not Done;
 // its Next waits beyond that. Memory is therefore O(MaxStaged + Lanes ×
 // (Window events + a 256 KiB read buffer)), however many events wait on
-// disk.
+// disk. The writer lets a staging buffer over 1 MiB go once a flush uses
+// under a quarter of it (a burst is over), and Lane.Release lets a lane's
+// read buffer go while its consumer does not read (a receiver backing
+// off), so an idle or stuck outbox holds far less.
 //
 // # Lanes, order and Done
 //

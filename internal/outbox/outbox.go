@@ -31,6 +31,18 @@ const (
 	MaxPayload = 1 << 20
 )
 
+// keepStaged is the capacity up to which the writer keeps a staging
+// buffer whatever a flush used: a burst grows the two buffers to up to
+// MaxStaged each (4 MiB), which the outbox held ever after (8 MiB of
+// fleetd's RSS with a dead receiver: BenchmarkServeIngestSinkDead). A
+// flush that used under a quarter of a buffer larger than this drops it.
+// An ingest batch's events (hundreds of ~300-byte records) stay below
+// it, so a steady flow never reallocates.
+const keepStaged = 1 << 20
+
+// readChunk is how much a lane reads ahead (bytesAt).
+const readChunk = 256 << 10
+
 const (
 	recHeader   = 32 // crc u32 | len u32 | seq u64 | key u64 | time i64
 	segSuffix   = ".seg"
@@ -584,7 +596,14 @@ func (x *Outbox) flush() bool {
 		return false
 	}
 	n := int64(len(x.w.pending))
-	x.w.pending = x.w.pending[:0]
+	if c := cap(x.w.pending); c > keepStaged && int(n) < c/4 {
+		// A burst is over (this flush used under a quarter of a buffer
+		// it grew to): let the buffer go rather than hold it for good.
+		// The two buffers swap at every flush, so both shrink in turn.
+		x.w.pending = nil
+	} else {
+		x.w.pending = x.w.pending[:0]
+	}
 	x.pendingBytes.Add(-n)
 	x.diskBytes.Add(n)
 	x.smu.Lock()
@@ -908,7 +927,7 @@ func (l *Lane) bytesAt(off int64, n int, limit int64) ([]byte, error) {
 	if off >= l.r.bufOff && off+int64(n) <= l.r.bufOff+int64(len(l.r.buf)) {
 		return l.r.buf[off-l.r.bufOff : off-l.r.bufOff+int64(n)], nil
 	}
-	want := min(max(int64(n), 256<<10), limit-off)
+	want := min(max(int64(n), readChunk), limit-off)
 	if int64(cap(l.r.buf)) < want {
 		l.r.buf = make([]byte, want)
 	}
@@ -922,6 +941,14 @@ func (l *Lane) bytesAt(off int64, n int, limit int64) ([]byte, error) {
 	}
 	l.r.buf, l.r.bufOff = buf[:m], off
 	return buf[:n], nil
+}
+
+// Release lets the lane's read buffer (readChunk bytes) go until its
+// next read, for a consumer that will not call Next for a while (package
+// sink: a lane backing off from a failing receiver, which holds the
+// events it retries). Like Next, it is called from the lane's consumer.
+func (l *Lane) Release() {
+	l.r.buf, l.r.bufOff = nil, 0
 }
 
 // skipSegment gives up on the rest of segment s after a bad record at

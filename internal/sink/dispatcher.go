@@ -305,26 +305,34 @@ func (d *Dispatcher) eachStats(f func(name string, st Stats)) {
 }
 
 // Emit queues an alert transition for the sinks whose filters pass it.
-// It never waits for a sink or the disk.
+// It never waits for a sink or the disk. The event is encoded once, in
+// a buffer on the stack (the outboxes copy it), and its ID is written
+// into it directly: no allocation for an event of up to emitBuf bytes.
 func (d *Dispatcher) Emit(a alert.Alert) {
 	live := *d.live.Load()
 	if len(live) == 0 {
 		return
 	}
-	var ev Event
+	var arr [emitBuf]byte
 	var buf []byte
+	var key uint64
 	kind := alertKind(&a)
 	for _, s := range live {
 		if !s.cfg.Filter.match(kind, a.Rule, a.Severity) {
 			continue
 		}
 		if buf == nil {
-			ev = eventFromAlert(a)
-			buf = ev.appendJSON(make([]byte, 0, 256))
+			ev := alertEvent(&a)
+			buf = ev.appendJSONStableID(arr[:0])
+			key = truckKey(a.ID)
 		}
-		s.enqueue(truckKey(a.ID), buf)
+		s.enqueue(key, buf)
 	}
 }
+
+// emitBuf is Emit's stack buffer: an event with IDs and names of usual
+// length is ~250 bytes of JSON; a longer one grows onto the heap.
+const emitBuf = 512
 
 // Applied is the fleet.Observer hook; positions are not events.
 func (d *Dispatcher) Applied(*fleet.Batch) {}
@@ -335,17 +343,19 @@ func (d *Dispatcher) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 		return
 	}
 	live := *d.live.Load()
+	var arr [emitBuf]byte
 	var buf []byte
+	var key uint64
 	for _, s := range live {
 		if !s.cfg.Filter.match(KindExpired, "", "") {
 			continue
 		}
 		if buf == nil {
 			ev := Event{Kind: KindExpired, Truck: string(id), TS: p.TS, Lat: p.LatDeg(), Lon: p.LonDeg()}
-			ev.ID = ev.stableID()
-			buf = ev.appendJSON(make([]byte, 0, 192))
+			buf = ev.appendJSONStableID(arr[:0])
+			key = truckKey(ev.Truck)
 		}
-		s.enqueue(truckKey(string(id)), buf)
+		s.enqueue(key, buf)
 	}
 }
 

@@ -126,8 +126,9 @@
 // window of events read and not yet done (512 records, at least one
 // batch), so a sink holds at most 4096 undelivered events in memory
 // however many wait on disk, plus what waits for the outbox's writer
-// (MaxStaged, 4 MiB, while the disk lags behind a burst) and a read
-// buffer a lane (256 KiB). What a waiting lane does cost the others: the
+// (MaxStaged, 4 MiB, while the disk lags behind a burst; let go once the
+// burst is over) and a read buffer a lane (256 KiB, let go while the lane
+// backs off). What a waiting lane does cost the others: the
 // outbox deletes a segment only once every lane's cursor is past it, so
 // the waiting lane keeps on disk everything emitted since its oldest
 // undone event. So that this never fills max_outbox_bytes and sheds

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"unicode/utf8"
 
@@ -49,10 +48,15 @@ func alertKind(a *alert.Alert) string {
 
 // eventFromAlert is the event of an alert transition.
 func eventFromAlert(a alert.Alert) Event {
-	e := Event{Kind: alertKind(&a), Truck: a.ID, Rule: a.Rule, Zone: a.Zone, Severity: a.Severity, TS: a.TS, Since: a.Since,
-		Lat: geo.FromFixed(a.Lat), Lon: geo.FromFixed(a.Lon), Reason: a.Reason}
+	e := alertEvent(&a)
 	e.ID = e.stableID()
 	return e
+}
+
+// alertEvent is the event of an alert transition without its ID.
+func alertEvent(a *alert.Alert) Event {
+	return Event{Kind: alertKind(a), Truck: a.ID, Rule: a.Rule, Zone: a.Zone, Severity: a.Severity, TS: a.TS, Since: a.Since,
+		Lat: geo.FromFixed(a.Lat), Lon: geo.FromFixed(a.Lon), Reason: a.Reason}
 }
 
 // stableID derives the event's ID from what identifies the transition
@@ -60,19 +64,32 @@ func eventFromAlert(a alert.Alert) Event {
 // same ID wherever and whenever it is computed: 32 hex digits of a
 // SHA-256.
 func (e *Event) stableID() string {
-	h := sha256.New()
-	var n [4]byte
-	for _, s := range []string{e.Kind, e.Rule, e.Truck, e.Reason} {
-		binary.LittleEndian.PutUint32(n[:], uint32(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+	var id [idLen]byte
+	return string(e.appendStableID(id[:0]))
+}
+
+// idLen is the length of an event ID: 128 bits in hex.
+const idLen = 32
+
+// appendStableID appends the event's stable ID (stableID) to dst. The
+// hashed bytes are, for each of kind, rule, truck and reason, its
+// length (u32, little-endian) and its bytes, then since and ts (u32
+// each): gathered in a stack buffer and hashed at once (sha256.Sum256),
+// without the hasher, the string slice and the hex string that
+// sha256.New, a loop of Writes and hex.EncodeToString made (with the
+// JSON buffer, Emit allocated twice an event before: TestEmitAllocs).
+// TestStableIDModel checks the bytes against that streaming form.
+func (e *Event) appendStableID(dst []byte) []byte {
+	var arr [256]byte
+	b := arr[:0]
+	for _, s := range [...]string{e.Kind, e.Rule, e.Truck, e.Reason} {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
 	}
-	var t [8]byte
-	binary.LittleEndian.PutUint32(t[:], e.Since)
-	binary.LittleEndian.PutUint32(t[4:], e.TS)
-	h.Write(t[:])
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	b = binary.LittleEndian.AppendUint32(b, e.Since)
+	b = binary.LittleEndian.AppendUint32(b, e.TS)
+	sum := sha256.Sum256(b)
+	return hex.AppendEncode(dst, sum[:idLen/2])
 }
 
 // appendJSON appends the event as one JSON object. It writes the same
@@ -80,6 +97,20 @@ func (e *Event) stableID() string {
 func (e *Event) appendJSON(dst []byte) []byte {
 	dst = append(dst, `{"id":"`...)
 	dst = append(dst, e.ID...)
+	return e.appendJSONRest(dst)
+}
+
+// appendJSONStableID is appendJSON with the ID computed (stableID) and
+// written in place, e.ID unused: Emit's form, which never makes the ID
+// a string.
+func (e *Event) appendJSONStableID(dst []byte) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = e.appendStableID(dst)
+	return e.appendJSONRest(dst)
+}
+
+// appendJSONRest appends what follows the ID's digits.
+func (e *Event) appendJSONRest(dst []byte) []byte {
 	dst = append(dst, `","kind":"`...)
 	dst = append(dst, e.Kind...)
 	dst = append(dst, `","truck":`...)
@@ -154,10 +185,16 @@ func appendString(dst []byte, s string) []byte {
 
 // truckKey is the outbox ordering key of a truck: FNV-1a, stable across
 // restarts (a key kept on disk must pick the same lane after one).
+// Written out (hash/fnv's is the same function) so that no hasher is
+// made an event.
 func truckKey(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= prime64
+	}
+	return h
 }
 
 // parseEvent decodes an event from an outbox record (for the dead-letter

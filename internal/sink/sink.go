@@ -387,8 +387,13 @@ func (s *sink) deliver(ctx context.Context, src source, snd sender, c *counters,
 // backoff waits d before a lane's next attempt, looking every 250 ms
 // whether the lane has come to pin the outbox (then the head is given up
 // at once, not after a backoff of up to maxBackoff); false when ctx
-// ended first.
+// ended first. The lane's read buffer is let go meanwhile: the lane
+// retries the events it holds and reads nothing until they are done
+// (with a dead receiver, 8 lanes' 256 KiB of RSS held for nothing).
 func (s *sink) backoff(ctx context.Context, src source, c *counters, d time.Duration) bool {
+	if r, ok := src.(interface{ Release() }); ok {
+		r.Release()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
