@@ -74,7 +74,8 @@ type Options struct {
 	// rewrites each point of a filling hour about 2 times instead of 3
 	// (some 2,700 flushes an hour: 10 merges of 256, then the compaction;
 	// BenchmarkMergeFirst), for up to FirstMergeFanIn-1 more runs that a
-	// lookup of the hour reads (BenchmarkTrailFilling).
+	// lookup of the hour reads (BenchmarkTrailFilling), each an open file:
+	// with the hour before it not yet compacted, some 500 descriptors.
 	FirstMergeFanIn int
 	Logger          *slog.Logger
 	Now             func() time.Time
