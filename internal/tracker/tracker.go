@@ -1,13 +1,13 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
@@ -79,20 +79,28 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Topic = DefaultTopic
 	}
 	r := &run{cfg: cfg}
-	workers := make([]*worker, cfg.Workers)
-	per := (cfg.Trucks + cfg.Workers - 1) / cfg.Workers
-	for w := range workers {
-		first := w * per
-		count := min(per, cfg.Trucks-first)
-		if count <= 0 {
-			workers = workers[:w]
-			break
+	if cfg.Protocol == OsmAnd {
+		var err error
+		if r.osmAddr, r.osmHost, r.osmPath, err = osmandTarget(cfg.Target); err != nil {
+			return sum, err
 		}
+	}
+	workers := make([]*worker, cfg.Workers)
+	for w := range workers {
+		// Ranges differ by at most one truck, so every worker has one
+		// (100,000 trucks in ranges of 196 filled only 511 of 512).
+		first := w * cfg.Trucks / cfg.Workers
+		count := (w+1)*cfg.Trucks/cfg.Workers - first
 		f, err := sim.NewFleet(sim.FleetOptions{Trucks: cfg.Trucks, First: first, Count: count, Seed: cfg.Seed, Region: cfg.Region})
 		if err != nil {
 			return sum, err
 		}
 		workers[w] = &worker{r: r, fleet: f, first: first}
+		if cfg.Duration > 0 {
+			// Room for the latencies of a run that keeps its pace, up to
+			// 32 MiB in all, so that appending them rarely allocates.
+			workers[w].lat = make([]time.Duration, 0, int(min(cfg.Rate*cfg.Duration.Seconds(), 1<<22))/len(workers)+16)
+		}
 	}
 	// Connect everything first: a device fleet is connected before it
 	// reports.
@@ -146,6 +154,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 
 type run struct {
 	cfg                 Config
+	osmAddr, osmHost    string // OsmAnd: where to dial, the Host header
+	osmPath             string // and the request path, "/" or "/path/"
 	sent, errors, conns atomic.Int64
 	lastErr             atomic.Pointer[string]
 }
@@ -162,7 +172,7 @@ type worker struct {
 	fleet *sim.Fleet
 	first int
 	tk    []net.Conn // teltonika: one per truck of the range
-	http  *http.Client
+	osm   *httpConn
 	mq    paho.Client
 	lat   []time.Duration
 	buf   []byte
@@ -192,7 +202,10 @@ func (w *worker) connect() error {
 			w.r.conns.Add(1)
 		}
 	case OsmAnd:
-		w.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+		w.osm = newHTTPConn(w.r.osmAddr, func() { w.r.conns.Add(1) })
+		if err := w.osm.connect(context.Background()); err != nil {
+			return fmt.Errorf("tracker: connecting to %s: %w", cfg.Target, err)
+		}
 	case MQTT:
 		o := paho.NewClientOptions().AddBroker(cfg.Target).SetClientID(fmt.Sprintf("fleetd-sim-%d-%d", cfg.Seed, w.first)).
 			SetAutoReconnect(true).SetConnectRetry(true).SetMaxReconnectInterval(time.Second)
@@ -217,18 +230,29 @@ func (w *worker) close() {
 	if w.mq != nil {
 		w.mq.Disconnect(100)
 	}
-	if w.http != nil {
-		w.http.CloseIdleConnections()
+	if w.osm != nil {
+		w.osm.drop()
 	}
 }
 
 // loop sends one report every interval until ctx ends.
 func (w *worker) loop(ctx context.Context, next time.Time, interval time.Duration) {
+	if w.osm != nil {
+		// The end of the run ends a request in flight.
+		defer context.AfterFunc(ctx, w.osm.abort)()
+	}
+	t := time.NewTimer(time.Hour) // reused: time.After allocated a timer a report
+	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if d := time.Until(next); d > 0 {
+			t.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
 			return
-		case <-time.After(time.Until(next)):
 		}
 		next = next.Add(interval)
 		now := time.Now()
@@ -269,8 +293,9 @@ func (w *worker) send(ctx context.Context, u sim.Update) error {
 			return fmt.Errorf("tracker: ack %d for 1 record", binary.BigEndian.Uint32(ack[:]))
 		}
 	case OsmAnd:
-		w.buf = append(w.buf[:0], cfg.Target...)
-		w.buf = append(w.buf, "/?id="...)
+		w.buf = append(w.buf[:0], "GET "...)
+		w.buf = append(w.buf, w.r.osmPath...)
+		w.buf = append(w.buf, "?id="...)
 		w.buf = sim.AppendID(w.buf, u.Truck, w.fleet.IDWidth())
 		w.buf = append(w.buf, "&lat="...)
 		w.buf = strconv.AppendFloat(w.buf, u.Lat, 'f', 7, 64)
@@ -282,19 +307,15 @@ func (w *worker) send(ctx context.Context, u sim.Update) error {
 		w.buf = strconv.AppendFloat(w.buf, u.Speed/1.852, 'f', 2, 64)
 		w.buf = append(w.buf, "&bearing="...)
 		w.buf = strconv.AppendFloat(w.buf, u.Heading, 'f', 1, 64)
-		w.buf = append(w.buf, "&accuracy=5&batt=80"...)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, string(w.buf), nil)
+		w.buf = append(w.buf, "&accuracy=5&batt=80 HTTP/1.1\r\nHost: "...)
+		w.buf = append(w.buf, w.r.osmHost...)
+		w.buf = append(w.buf, "\r\n\r\n"...)
+		status, err := w.osm.do(ctx, w.buf)
 		if err != nil {
 			return err
 		}
-		res, err := w.http.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("tracker: HTTP %d", res.StatusCode)
+		if status != 200 {
+			return fmt.Errorf("tracker: HTTP %d %s", status, bytes.TrimSpace(w.osm.body()))
 		}
 	case MQTT:
 		w.buf = append(w.buf[:0], `{"id":"`...)
