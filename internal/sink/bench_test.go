@@ -202,3 +202,22 @@ func BenchmarkEmitSync(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(ff.Count(vfs.OpSync)-syncs0)/float64(b.N), "fsyncs/op")
 }
+
+// BenchmarkEncodeEvent is Emit's encoding of one alert (the event, its
+// ID, the JSON), with the coordinates written from their fixed-point
+// form (what Emit does) and through float formatting (an Event whose
+// coordinates are only floats).
+func BenchmarkEncodeEvent(b *testing.B) {
+	for _, fixed := range []bool{true, false} {
+		b.Run(map[bool]string{true: "fixed", false: "float"}[fixed], func(b *testing.B) {
+			var arr [emitBuf]byte
+			a := benchAlert(3)
+			b.ReportAllocs()
+			for b.Loop() {
+				e := alertEvent(&a)
+				e.fixed = fixed
+				_ = e.appendJSONStableID(arr[:0])
+			}
+		})
+	}
+}

@@ -351,7 +351,7 @@ func (d *Dispatcher) Removed(id []byte, p fleet.Position, why fleet.Removal) {
 			continue
 		}
 		if buf == nil {
-			ev := Event{Kind: KindExpired, Truck: string(id), TS: p.TS, Lat: p.LatDeg(), Lon: p.LonDeg()}
+			ev := Event{Kind: KindExpired, Truck: string(id), TS: p.TS, Lat: p.LatDeg(), Lon: p.LonDeg(), lat7: p.Lat, lon7: p.Lon, fixed: true}
 			buf = ev.appendJSONStableID(arr[:0])
 			key = truckKey(ev.Truck)
 		}

@@ -5,11 +5,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/fleetd/fleetd/internal/alert"
+	"github.com/fleetd/fleetd/internal/geo"
 	"github.com/fleetd/fleetd/internal/vfs"
 )
 
@@ -93,5 +96,39 @@ func TestEmitAllocs(t *testing.T) {
 	a := benchAlert(1)
 	if n := testing.AllocsPerRun(1000, func() { d.Emit(a) }); n != 0 {
 		t.Fatalf("Emit: %v allocations an event", n)
+	}
+}
+
+// TestAppendFixed7 compares appendFixed7 with strconv's shortest
+// formatting of geo.FromFixed over the edges and random values of the
+// whole int32 range.
+func TestAppendFixed7(t *testing.T) {
+	vals := []int32{0, 1, -1, 9, -9, 10, 99, 1e6, 1e7, -1e7, 1e7 + 1, 123456789, -900000000, 900000000,
+		-1800000000, 1800000000, math.MaxInt32, math.MinInt32, math.MinInt32 + 1}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 3))
+	for range 1_000_000 {
+		v := int32(r.Uint32())
+		if r.IntN(4) == 0 {
+			v = int32(r.IntN(2000)-1000) * int32(1+r.IntN(1e6)) // many trailing zeros
+		}
+		vals = append(vals, v)
+	}
+	for _, v := range vals {
+		want := strconv.AppendFloat([]byte("x"), geo.FromFixed(v), 'f', -1, 64)
+		if got := appendFixed7([]byte("x"), v); string(got) != string(want) {
+			t.Fatalf("appendFixed7(%d) %s, strconv %s", v, got, want)
+		}
+	}
+	// An event from an alert writes the same JSON as one whose
+	// coordinates are only floats.
+	a := benchAlert(7)
+	a.Lat, a.Lon = -337000001, 1512093000
+	e := alertEvent(&a)
+	f := e
+	f.fixed = false
+	if g, w := e.appendJSONStableID(nil), f.appendJSONStableID(nil); string(g) != string(w) {
+		t.Fatalf("fixed\n%s\nfloat\n%s", g, w)
 	}
 }
