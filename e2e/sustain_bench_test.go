@@ -36,7 +36,9 @@ import (
 // Every second it samples /v1/stats and reports the peaks of history's
 // backlog (points buffered, runs waiting to be merged) and of the server's
 // RSS, ingest-side waits for history's writer, and how far the client
-// fell behind its schedule: a sustained rate keeps lag_max_s near 0.
+// fell behind its schedule: a sustained rate keeps lag_max_s near 0; and
+// the RSS 5 s after the last batch, per truck of the 1M (FLEETD_SUSTAIN=240s
+// at 1M/s is 240 points a truck, as two hours at a point every 30 s).
 func BenchmarkServeIngestSustained(b *testing.B) {
 	dur := envDuration(b, "FLEETD_SUSTAIN", 20*time.Second)
 	rate := envInt(b, "FLEETD_SUSTAIN_RATE", 1_000_000)
@@ -130,9 +132,15 @@ func BenchmarkServeIngestSustained(b *testing.B) {
 	if msg := failed.Load(); msg != nil {
 		b.Fatalf("%s\nthe server's last log lines:\n%s", msg, s.log.String())
 	}
+	time.Sleep(5 * time.Second) // history's last flush and merge, the scavenger
 	end, err := sustainStats(s)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if path := os.Getenv("FLEETD_BENCH_HEAPPROFILE"); path != "" {
+		if err := s.fetch("/debug/pprof/heap", path); err != nil {
+			b.Errorf("heap profile: %v", err)
+		}
 	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
@@ -147,6 +155,7 @@ func BenchmarkServeIngestSustained(b *testing.B) {
 	b.ReportMetric(float64(peak.runs.Load()), "history_runs_peak")
 	b.ReportMetric(float64(end.History.Waits-empty.History.Waits), "history_backpressure_waits")
 	b.ReportMetric(float64(peak.rss.Load()-empty.RSS)/(1<<20), "server_rss_peak_over_empty_MiB")
+	b.ReportMetric(float64(end.RSS-empty.RSS)/benchFleet, "server_rss_end_over_empty_B/truck")
 	b.ReportMetric(float64(end.History.DiskBytes)/float64(max(end.History.Stored, 1)), "history_disk_B/point")
 	if end.History.Dropped != empty.History.Dropped {
 		b.Errorf("history dropped %d points", end.History.Dropped-empty.History.Dropped)
