@@ -55,7 +55,9 @@ func processCPU() time.Duration {
 // points each, of a fleet of 640,000 trucks (about one point a truck in
 // the merged run: what a filling hour's first merges hold at a million
 // trucks), on real files: the cost of history's first merge tier, per
-// point merged. Its output's bytes per point are reported too.
+// point merged. Its output's bytes per point are reported too. Full
+// flushes wait for FirstMergeFanIn of them (256 by default: see
+// BenchmarkMergeFirst), so it sets that to MergeFanIn.
 func BenchmarkMergeSparse(b *testing.B) {
 	now := time.Unix(1_764_000_000, 0)
 	const n, fleetSize = 40000, 640_000
@@ -64,21 +66,11 @@ func BenchmarkMergeSparse(b *testing.B) {
 	var disk float64
 	for i := range b.N {
 		b.StopTimer()
-		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }})
+		h, err := Open(Options{FS: vfs.Default, Dir: b.TempDir(), Logger: quiet, Now: func() time.Time { return now }, FirstMergeFanIn: DefaultMergeFanIn})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for r := range DefaultMergeFanIn {
-			for j := range ups {
-				t := (j*DefaultMergeFanIn + r) * 7919 % fleetSize
-				ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
-					Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(r), float64(t%90), float64(t%360))}
-			}
-			h.Add(ups)
-			if err := h.Write(h.Seal(uint64(i*DefaultMergeFanIn + r + 1))); err != nil {
-				b.Fatal(err)
-			}
-		}
+		writeFlushes(b, h, ups, DefaultMergeFanIn, i*DefaultMergeFanIn, now, func(r, j int) int { return (j*DefaultMergeFanIn + r) * 7919 % fleetSize })
 		b.StartTimer()
 		c0 := processCPU()
 		h.Housekeep()
@@ -164,6 +156,23 @@ func BenchmarkMergeFirst(b *testing.B) {
 	}
 }
 
+// writeFlushes writes flushes level-0 runs of len(ups) points each, point
+// j of flush f from truck truck(f, j), flush f at second f of the half
+// hour before now, with LSNs from lsn0+1.
+func writeFlushes(b *testing.B, h *History, ups []fleet.Update, flushes, lsn0 int, now time.Time, truck func(f, j int) int) {
+	for f := range flushes {
+		for j := range ups {
+			t := truck(f, j)
+			ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
+				Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(f), float64(t%90), float64(t%360))}
+		}
+		h.Add(ups)
+		if err := h.Write(h.Seal(uint64(lsn0 + f + 1))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func mergeFirst(b *testing.B, first int) {
 	now := time.Unix(1_764_000_000, 0)
 	const n, fleetSize, flushes = 40000, 1_000_000, 256
@@ -175,17 +184,7 @@ func mergeFirst(b *testing.B, first int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for f := range flushes {
-			for j := range ups {
-				t := (f*n + j) * 7919 % fleetSize
-				ups[j] = fleet.Update{ID: fmt.Appendf(ups[j].ID[:0], "truck-%07d", t),
-					Position: fleet.MakePosition(40+float64(t%1000)/1000, -100+float64(t%777)/777, now.Unix()-1800+int64(f), float64(t%90), float64(t%360))}
-			}
-			h.Add(ups)
-			if err := h.Write(h.Seal(uint64(i*flushes + f + 1))); err != nil {
-				b.Fatal(err)
-			}
-		}
+		writeFlushes(b, h, ups, flushes, i*flushes, now, func(f, j int) int { return (f*n + j) * 7919 % fleetSize })
 		b.StartTimer()
 		c0 := processCPU()
 		h.Housekeep()
