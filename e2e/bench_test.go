@@ -280,16 +280,8 @@ func ingestBench(b *testing.B, s *benchServer) {
 					break
 				}
 				s.batches.Add(1)
-				res, err := cl.Post(url, "application/x-ndjson", bytes.NewReader(bodies[k]))
-				if err != nil {
+				if err := postBatch(cl, url, bodies[k], &resp); err != nil {
 					failed.Store(err.Error())
-					return
-				}
-				resp.Reset()
-				_, _ = io.Copy(&resp, res.Body)
-				_ = res.Body.Close()
-				if res.StatusCode != 200 || !strings.HasPrefix(resp.String(), `{"accepted":10000,"rejected":0,`) {
-					failed.Store(fmt.Sprintf("%d %s", res.StatusCode, resp.String()))
 					return
 				}
 			}
@@ -325,11 +317,22 @@ func ingestBench(b *testing.B, s *benchServer) {
 	}
 }
 
-// profile records the server's CPU profile (its /debug/pprof/profile)
-// for the first FLEETD_BENCH_CPUSECONDS seconds (default 3) of the run
-// and returns a function that waits for it and writes it to path, so that
-// `FLEETD_BENCH_CPUPROFILE=cpu.out go test -bench ...` shows where the
-// server's time goes. Give the run at least that long.
+// postBatch posts one benchmark batch (benchBatch lines) and checks that
+// the server accepted all of it; resp is scratch for the answer.
+func postBatch(cl *http.Client, url string, body []byte, resp *bytes.Buffer) error {
+	res, err := cl.Post(url, "application/x-ndjson", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp.Reset()
+	_, _ = io.Copy(resp, res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(resp.String(), fmt.Sprintf(`{"accepted":%d,"rejected":0,`, benchBatch)) {
+		return fmt.Errorf("%d %s", res.StatusCode, resp.String())
+	}
+	return nil
+}
+
 // cpuTime is the server process's CPU time so far (user and system, from
 // /proc): on a shared machine, CPU per update is steadier than updates/s.
 func (s *benchServer) cpuTime(b *testing.B) time.Duration {
@@ -353,6 +356,11 @@ func (s *benchServer) cpuTime(b *testing.B) time.Duration {
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
+// profile records the server's CPU profile (its /debug/pprof/profile)
+// for the first FLEETD_BENCH_CPUSECONDS seconds (default 3) of the run
+// and returns a function that waits for it and writes it to path, so that
+// `FLEETD_BENCH_CPUPROFILE=cpu.out go test -bench ...` shows where the
+// server's time goes. Give the run at least that long.
 func (s *benchServer) profile(b *testing.B, path string) func() {
 	return fetchProfile(b, s.addr, path)
 }

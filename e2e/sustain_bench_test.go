@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,16 +106,8 @@ func BenchmarkServeIngestSustained(b *testing.B) {
 					copy(buf[off:off+10], ts)
 				}
 				sent := time.Now()
-				res, err := cl.Post(url, "application/x-ndjson", bytes.NewReader(buf))
-				if err != nil {
-					failed.Store(err.Error())
-					return
-				}
-				resp.Reset()
-				_, _ = io.Copy(&resp, res.Body)
-				_ = res.Body.Close()
-				if res.StatusCode != 200 || !strings.HasPrefix(resp.String(), `{"accepted":10000,"rejected":0,`) {
-					failed.Store(fmt.Sprintf("batch %d: %d %s", k, res.StatusCode, resp.String()))
+				if err := postBatch(cl, url, buf, &resp); err != nil {
+					failed.Store(fmt.Sprintf("batch %d: %v", k, err))
 					return
 				}
 				lat[c] = append(lat[c], time.Since(sent))
