@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -555,7 +556,7 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 			cur[i] = 0 // a restart restores from the object store (checkGap)
 		}
 	}
-	if slicesEqual(cur, saved) {
+	if slices.Equal(cur, saved) {
 		return saved, buf
 	}
 	// After the sequences: every update they count is in a log record
@@ -571,18 +572,6 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 		return saved, buf
 	}
 	return cur, buf
-}
-
-func slicesEqual(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Close stops the consumers and the appliers, saves the positions and
