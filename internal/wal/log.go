@@ -231,11 +231,27 @@ func (l *Log) AppendRecord(typ byte, payload []byte) (LSN, error) {
 	}
 	var hdr [headerSize]byte
 	recordHeader(&hdr, typ, payload) // checksum outside the lock
+	size := headerSize + len(payload)
+
 	l.mu.Lock()
-	g, idx := l.pendLocked(&hdr, payload)
-	l.mu.Unlock()
-	if g == nil {
+	for !l.mu.closed && l.mu.pending.n > 0 && len(l.mu.pending.buf)+size > l.opts.MaxPending {
+		l.mu.cond.Wait()
+	}
+	if l.mu.closed {
+		l.mu.Unlock()
 		return 0, ErrClosed
+	}
+	g := l.mu.pending
+	idx := g.n
+	g.n++
+	g.buf = append(g.buf, hdr[:]...)
+	g.buf = append(g.buf, payload...)
+	l.mu.Unlock()
+	if idx == 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
 	}
 	<-g.done
 	if g.err != nil {
@@ -272,13 +288,26 @@ func (l *Log) AppendRecords(typ byte, payloads [][]byte) (LSN, error) {
 	for _, p := range payloads {
 		var hdr [headerSize]byte
 		recordHeader(&hdr, typ, p)
-		pg, pidx := l.pendLocked(&hdr, p)
-		if pg == nil {
+		size := headerSize + len(p)
+		for !l.mu.closed && l.mu.pending.n > 0 && len(l.mu.pending.buf)+size > l.opts.MaxPending {
+			l.mu.cond.Wait()
+		}
+		if l.mu.closed {
 			break
 		}
-		g, idx = pg, pidx
+		g = l.mu.pending
+		idx = g.n
+		g.n++
+		g.buf = append(g.buf, hdr[:]...)
+		g.buf = append(g.buf, p...)
 		if len(wait) == 0 || wait[len(wait)-1] != g {
 			wait = append(wait, g)
+		}
+		if idx == 0 {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
 		}
 	}
 	closed := l.mu.closed
@@ -297,32 +326,6 @@ func (l *Log) AppendRecords(typ byte, payloads [][]byte) (LSN, error) {
 		return 0, err
 	}
 	return g.base + LSN(idx), nil
-}
-
-// pendLocked adds one record (its header and payload) to the pending
-// group, waiting while MaxPending bytes are, and wakes the flusher for a
-// group it starts. It returns the group and the record's index in it, or
-// a nil group once the log is closed. l.mu is held.
-func (l *Log) pendLocked(hdr *[headerSize]byte, payload []byte) (*group, int) {
-	size := headerSize + len(payload)
-	for !l.mu.closed && l.mu.pending.n > 0 && len(l.mu.pending.buf)+size > l.opts.MaxPending {
-		l.mu.cond.Wait()
-	}
-	if l.mu.closed {
-		return nil, 0
-	}
-	g := l.mu.pending
-	idx := g.n
-	g.n++
-	g.buf = append(g.buf, hdr[:]...)
-	g.buf = append(g.buf, payload...)
-	if idx == 0 {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
-	}
-	return g, idx
 }
 
 // Sync makes every record appended so far durable, in every fsync mode,
