@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -556,7 +555,7 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 			cur[i] = 0 // a restart restores from the object store (checkGap)
 		}
 	}
-	if slices.Equal(cur, saved) {
+	if slicesEqual(cur, saved) {
 		return saved, buf
 	}
 	// After the sequences: every update they count is in a log record
@@ -572,6 +571,18 @@ func (n *Node) save(saved []uint64, buf []byte) ([]uint64, []byte) {
 		return saved, buf
 	}
 	return cur, buf
+}
+
+func slicesEqual(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops the consumers and the appliers, saves the positions and

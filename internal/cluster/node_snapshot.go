@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -210,7 +209,7 @@ func (n *Node) PublishSnapshot() error {
 		if prev != nil && n.opts.SnapshotEvery > 0 && time.Since(info.ModTime) < n.opts.SnapshotEvery/2 {
 			return nil
 		}
-		if prev != nil && (!covers(seqs, prev) || slices.Equal(seqs, prev)) {
+		if prev != nil && (!covers(seqs, prev) || slicesEqual(seqs, prev)) {
 			// This node is behind the one there on some partition (a
 			// node further on publishes), or has nothing new.
 			return nil

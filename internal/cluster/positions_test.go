@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -70,7 +69,7 @@ func FuzzDecodePositions(f *testing.F) {
 			t.Fatalf("valid input does not re-encode to itself")
 		}
 		q, err := decodePositions(again)
-		if err != nil || q.created != p.created || q.walNext != p.walNext || !slices.Equal(q.seqs, p.seqs) {
+		if err != nil || q.created != p.created || q.walNext != p.walNext || !slicesEqual(q.seqs, p.seqs) {
 			t.Fatalf("re-encoded %+v decodes to %+v, %v", p, q, err)
 		}
 	})
