@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/vfs"
@@ -111,23 +110,6 @@ func (o *Options) fill() {
 	}
 }
 
-// bufPoint is a buffered point: the ID is in the buffer's arena, the
-// attributes' values (most points have none) in its attrs.
-type bufPoint struct {
-	fleet.Position
-	idOff   uint32
-	attrOff uint32 // the first of its attributes' values in attrs, in attribute order
-	mask    uint32 // its attributes
-	idLen   uint8
-}
-
-// pointBytes is what a buffered point costs, for BufferBytes: the point
-// (32 bytes: position, ID offset and length, attribute mask and offset),
-// and its ID in the arena, counted at 16 bytes (BufferBytes is a budget,
-// not an exact figure); attribute values add 4 bytes each. The ID's hash
-// is computed by the writer, off the ingest path.
-const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
-
 // writeKey orders a sealed buffer's points for writing.
 type writeKey struct {
 	hash uint64
@@ -153,54 +135,13 @@ func (w *window) fill(b *buffer, keys []writeKey, from int) {
 	w.base = from
 	w.pts = slices.Grow(w.pts[:0], n)[:n]
 	for x := range n {
-		w.pts[x] = b.pts[keys[from+x].i]
+		w.pts[x] = *b.at(int(keys[from+x].i))
 	}
 	w.ids, w.idEnd = w.ids[:0], w.idEnd[:0]
 	for x := range n {
 		w.ids = append(w.ids, b.id(&w.pts[x])...)
 		w.idEnd = append(w.idEnd, uint32(len(w.ids)))
 	}
-}
-
-// newBuffer returns an empty buffer with room for what WaitRoom lets in
-// (2·BufferBytes), allocated once: growing by appends would double past
-// it and keep the slack.
-func (h *History) newBuffer() *buffer {
-	n := 2 * h.o.BufferBytes / pointBytes
-	return &buffer{pts: make([]bufPoint, 0, n), ids: make([]byte, 0, n*16)}
-}
-
-// size is what b holds, in BufferBytes' terms.
-func (b *buffer) size() int { return len(b.pts)*pointBytes + 4*len(b.attrs) }
-
-// Sealed is a buffer sealed at a log position, for Write.
-type Sealed = buffer
-
-// buffer collects points until it is sealed and written.
-type buffer struct {
-	ids    []byte
-	pts    []bufPoint
-	attrs  []int32
-	start  time.Time // first Add
-	covers uint64    // log position it was sealed at
-}
-
-func (b *buffer) id(p *bufPoint) []byte { return b.ids[p.idOff : p.idOff+uint32(p.idLen)] }
-
-// point returns p with its attributes.
-func (b *buffer) point(p *bufPoint) Point {
-	q := Point{Position: p.Position}
-	if p.mask != 0 {
-		q.Attrs.Mask = p.mask
-		k := p.attrOff
-		for a := range fleet.Attr(fleet.NumAttrs) {
-			if p.mask&(1<<a) != 0 {
-				q.Attrs.Vals[a] = b.attrs[k]
-				k++
-			}
-		}
-	}
-	return q
 }
 
 // partition is one hour's runs.
@@ -223,8 +164,9 @@ type History struct {
 	mu struct {
 		sync.Mutex
 		active  *buffer
-		sealed  []*buffer // oldest first, being written
-		spare   *buffer   // a written buffer's memory, for the next active one
+		sealed  []*buffer  // oldest first, being written
+		pool    freeChunks // written buffers' chunks, for the active one
+		spare   *buffer    // a written buffer (without its chunks), for the next active one
 		parts   map[uint32]*partition
 		covered uint64    // written through (COVERED written)
 		durable uint64    // ... and fsynced: what the log may be cut at
@@ -262,7 +204,8 @@ func Open(o Options) (*History, error) {
 	}
 	h := &History{o: o, kick: make(chan struct{}, 1)}
 	h.mu.room.L = &h.mu.Mutex
-	h.mu.active = h.newBuffer()
+	h.mu.active = &buffer{}
+	h.mu.pool = newFreeChunks(o.BufferBytes)
 	h.mu.parts = map[uint32]*partition{}
 	if b, err := vfs.ReadFile(o.FS, filepath.Join(o.Dir, coveredFile)); err == nil {
 		v, err := parseCovered(b)
@@ -401,22 +344,11 @@ func parseRunName(n string) (int, uint64, bool) {
 func (h *History) Add(ups []fleet.Update) {
 	h.mu.Lock()
 	b := h.mu.active
-	if len(b.pts) == 0 {
+	if b.n == 0 {
 		b.start = h.o.Now()
 	}
 	for i := range ups {
-		u := &ups[i]
-		b.pts = append(b.pts, bufPoint{Position: u.Position, idOff: uint32(len(b.ids)), idLen: uint8(len(u.ID)),
-			attrOff: uint32(len(b.attrs)), mask: u.Attrs.Mask})
-		b.ids = append(b.ids, u.ID...)
-		if u.Attrs.Mask == 0 { // most updates: no attribute to look for
-			continue
-		}
-		for a := range fleet.Attr(fleet.NumAttrs) {
-			if v, ok := u.Attrs.Get(a); ok {
-				b.attrs = append(b.attrs, v)
-			}
-		}
+		b.add(&ups[i], &h.mu.pool)
 	}
 	full := b.size() >= h.o.BufferBytes
 	h.mu.Unlock()
@@ -462,7 +394,7 @@ func (h *History) ShouldSeal() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.mu.active
-	return len(b.pts) > 0 && (b.size() >= h.o.BufferBytes || h.o.Now().Sub(b.start) >= h.o.FlushEvery)
+	return b.n > 0 && (b.size() >= h.o.BufferBytes || h.o.Now().Sub(b.start) >= h.o.FlushEvery)
 }
 
 // Seal closes the active buffer at log position covers (every record up
@@ -474,7 +406,7 @@ func (h *History) Seal(covers uint64) *buffer {
 	b.covers = covers
 	next := h.mu.spare
 	if next == nil {
-		next = h.newBuffer()
+		next = &buffer{}
 	}
 	h.mu.spare = nil
 	h.mu.active = next
@@ -553,7 +485,7 @@ func (h *History) Write(b *buffer) error {
 	h.mu.sealed = slices.DeleteFunc(h.mu.sealed, func(x *buffer) bool { return x == b })
 	// Readers copy out of buffers under mu and keep no references: the
 	// memory is free to reuse.
-	*b = buffer{pts: b.pts[:0], ids: b.ids[:0], attrs: b.attrs[:0]}
+	b.release(&h.mu.pool)
 	h.mu.spare = b
 	h.mu.Unlock()
 	return nil
@@ -567,15 +499,17 @@ func (h *History) write(b *buffer) error {
 	// points/s), and the hash is computed here, off the ingest path. The
 	// keys' memory is kept for the next buffer (the writer is one
 	// goroutine).
-	keys := slices.Grow(h.wkeys[:0], len(b.pts))[:len(b.pts)]
+	keys := slices.Grow(h.wkeys[:0], b.n)[:b.n]
 	h.wkeys = keys
-	for i := range keys {
-		p := &b.pts[i]
-		keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
+	for c := range b.pts {
+		for x := range b.chunk(c) {
+			p, i := &b.pts[c][x], c*pointChunk+x
+			keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
+		}
 	}
 	keys = h.wsort.sortKeys(keys, func(x, y writeKey) int {
 		// One truck's points (or, rarely, two IDs with one hash).
-		px, py := &b.pts[x.i], &b.pts[y.i]
+		px, py := b.at(int(x.i)), b.at(int(y.i))
 		if c := bytes.Compare(b.id(px), b.id(py)); c != 0 {
 			return c
 		}
@@ -1000,9 +934,9 @@ func (h *History) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := Stats{Points: h.points.Load(), Dropped: h.dropped.Load(), Corrupt: h.corrupt.Load(), DiskBytes: h.diskBytes.Load(),
-		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: len(h.mu.active.pts), Waits: h.waits.Load()}
+		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: h.mu.active.n, Waits: h.waits.Load()}
 	for _, b := range h.mu.sealed {
-		st.Buffered += len(b.pts)
+		st.Buffered += b.n
 	}
 	st.BufferBytes = st.Buffered * pointBytes
 	for _, p := range h.mu.parts {

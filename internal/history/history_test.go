@@ -152,14 +152,15 @@ func runModel(t *testing.T, retention, step time.Duration, attrRarity int, opt f
 		}
 		if round%13 == 12 { // reopen: what was not written is replayed, as the engine does from the log
 			b := h.Seal(lsn)
-			lost := b.pts
-			h.Close()
+			h.Close() // the sealed buffer's chunks stay b's: it is never written
+
 			if h, err = Open(o); err != nil {
 				t.Fatal(err)
 			}
 			var replay []fleet.Update
-			for i := range lost {
-				replay = append(replay, fleet.Update{ID: b.id(&lost[i]), Position: lost[i].Position, Attrs: b.point(&lost[i]).Attrs})
+			for i := range b.n {
+				p := b.at(i)
+				replay = append(replay, fleet.Update{ID: b.id(p), Position: p.Position, Attrs: b.point(p).Attrs})
 			}
 			h.Add(replay)
 			h.Add(replay[:len(replay)/2]) // and some twice
@@ -802,5 +803,67 @@ func TestMergeableFullFlushes(t *testing.T) {
 	slices.Reverse(fulls) // oldest (lowest seq) first
 	if !slices.Equal(got, fulls) {
 		t.Fatalf("16 full flushes: mergeable = %v, want them, oldest first", got)
+	}
+}
+
+// TestBufferMemory: buffers draw fixed chunks from a free list bounded by
+// BufferBytes, so that batches overshooting WaitRoom's bound (a single
+// huge one here, or concurrent ones in the engine) cost chunks only while
+// their buffer is held: flush after flush, no new chunk is made, and the
+// free list never holds more than one full buffer's worth. Points and IDs
+// of every length up to 24 bytes (an ID never straddles two chunks) read back as added.
+func TestBufferMemory(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	const bufferBytes = 64 << 10
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, BufferBytes: bufferBytes, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// 1 to 24 bytes, 12.5 on average: within the 16 bytes a point that
+	// BufferBytes counts for its ID.
+	id := func(i int) []byte { return fmt.Appendf(nil, "%0*d", 1+i%24, i) }
+	batch := func(round, n int) []fleet.Update {
+		ups := make([]fleet.Update, n)
+		for i := range ups {
+			ups[i] = fleet.Update{ID: id(i), Position: fleet.MakePosition(45, 7, now.Unix()-600+int64(round), 0, 0)}
+		}
+		return ups
+	}
+	perBuffer := bufferBytes / pointBytes
+	var made int64
+	for round := range 40 {
+		n := perBuffer
+		if round == 5 {
+			n = 9 * perBuffer // far past 2·BufferBytes
+		}
+		ups := batch(round, n)
+		h.Add(ups)
+		b := h.Seal(uint64(round + 1))
+		for i := range b.n {
+			if p := b.at(i); !bytes.Equal(b.id(p), ups[i].ID) || p.Position != ups[i].Position {
+				t.Fatalf("round %d: point %d reads back as %q %+v, added %q %+v", round, i, b.id(p), p.Position, ups[i].ID, ups[i].Position)
+			}
+		}
+		if err := writeAll(h, b); err != nil {
+			t.Fatal(err)
+		}
+		h.mu.Lock()
+		pool := h.mu.pool
+		h.mu.Unlock()
+		if len(pool.pts) > pool.keepPts || len(pool.ids) > pool.keepIDs {
+			t.Fatalf("round %d: %d point and %d ID chunks free, keeping at most %d and %d", round, len(pool.pts), len(pool.ids), pool.keepPts, pool.keepIDs)
+		}
+		switch {
+		case round == 2:
+			made = pool.allocated
+		case round > 2 && round != 5 && round != 6 && pool.allocated != made:
+			t.Fatalf("round %d: %d chunks made, %d after round 2 (the one huge batch may cost chunks in its round and the next only)", round, pool.allocated, made)
+		case round == 6:
+			made = pool.allocated
+		}
+	}
+	if got, _, _ := h.Trail(id(7), 0, ^uint32(0), nil); len(got) != 40 {
+		t.Fatalf("truck %q: %d points, want 40", id(7), len(got))
 	}
 }

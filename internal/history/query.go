@@ -50,10 +50,12 @@ func (h *History) buffered(id []byte, from, to uint32, dst []Point) []Point {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
-		for i := range b.pts {
-			p := &b.pts[i]
-			if int(p.idLen) == len(id) && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
-				dst = append(dst, b.point(p))
+		for c := range b.pts {
+			for i := range b.chunk(c) {
+				p := &b.pts[c][i]
+				if int(p.idLen) == len(id) && p.TS >= from && p.TS <= to && bytes.Equal(b.id(p), id) {
+					dst = append(dst, b.point(p))
+				}
 			}
 		}
 	}
@@ -276,9 +278,11 @@ func (h *History) Within(rg Region, from, to uint32) ([]Visit, Answer, error) {
 	}
 	h.mu.Lock()
 	for _, b := range append(h.mu.sealed[:len(h.mu.sealed):len(h.mu.sealed)], h.mu.active) {
-		for i := range b.pts {
-			if p := &b.pts[i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
-				found[string(b.id(p))] = append(found[string(b.id(p))], b.point(p))
+		for c := range b.pts {
+			for i := range b.chunk(c) {
+				if p := &b.pts[c][i]; p.TS >= from && p.TS <= to && rg.Contains(p.Lat, p.Lon) {
+					found[string(b.id(p))] = append(found[string(b.id(p))], b.point(p))
+				}
 			}
 		}
 	}
