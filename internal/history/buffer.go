@@ -94,25 +94,40 @@ func (c *freeChunks) idBlock() *idBlock {
 	return new(idBlock)
 }
 
-// add appends u's point to b.
-func (b *buffer) add(u *fleet.Update, pool *freeChunks) {
-	if b.n == len(b.pts)*pointChunk {
-		b.pts = append(b.pts, pool.pointBlock())
+// add appends the points of ups to b, a chunk at a time.
+func (b *buffer) add(ups []fleet.Update, pool *freeChunks) {
+	for len(ups) > 0 {
+		if b.n == len(b.pts)*pointChunk {
+			b.pts = append(b.pts, pool.pointBlock())
+		}
+		if len(b.ids) == 0 {
+			b.ids = append(b.ids, pool.idBlock())
+		}
+		blk, k := b.pts[len(b.pts)-1], uint(b.n)%pointChunk
+		m := min(uint(len(ups)), pointChunk-k)
+		ids, c, used := b.ids[len(b.ids)-1], len(b.ids)-1, b.idUsed
+		for i := range ups[:m] {
+			u := &ups[i]
+			if used+len(u.ID) > idChunk {
+				b.ids = append(b.ids, pool.idBlock())
+				ids, c, used = b.ids[len(b.ids)-1], len(b.ids)-1, 0
+			}
+			copy(ids[used:], u.ID)
+			blk[k+uint(i)] = bufPoint{Position: u.Position, idOff: uint32(c<<idChunkBits | used),
+				idLen: uint8(len(u.ID)), attrOff: uint32(len(b.attrs)), mask: u.Attrs.Mask}
+			used += len(u.ID)
+			if u.Attrs.Mask != 0 { // most updates have no attribute to look for
+				b.addAttrs(&u.Attrs)
+			}
+		}
+		b.n, b.idUsed = b.n+int(m), used
+		ups = ups[m:]
 	}
-	if len(b.ids) == 0 || b.idUsed+len(u.ID) > idChunk {
-		b.ids, b.idUsed = append(b.ids, pool.idBlock()), 0
-	}
-	c := len(b.ids) - 1
-	copy(b.ids[c][b.idUsed:], u.ID)
-	b.pts[b.n/pointChunk][b.n%pointChunk] = bufPoint{Position: u.Position, idOff: uint32(c<<idChunkBits | b.idUsed),
-		idLen: uint8(len(u.ID)), attrOff: uint32(len(b.attrs)), mask: u.Attrs.Mask}
-	b.n++
-	b.idUsed += len(u.ID)
-	if u.Attrs.Mask == 0 { // most updates: no attribute to look for
-		return
-	}
+}
+
+func (b *buffer) addAttrs(at *fleet.Attrs) {
 	for a := range fleet.Attr(fleet.NumAttrs) {
-		if v, ok := u.Attrs.Get(a); ok {
+		if v, ok := at.Get(a); ok {
 			b.attrs = append(b.attrs, v)
 		}
 	}
@@ -136,7 +151,7 @@ func (b *buffer) release(pool *freeChunks) {
 }
 
 // at returns point i.
-func (b *buffer) at(i int) *bufPoint { return &b.pts[i/pointChunk][i%pointChunk] }
+func (b *buffer) at(i int) *bufPoint { return &b.pts[uint(i)/pointChunk][uint(i)%pointChunk] }
 
 // chunk returns the points of chunk c.
 func (b *buffer) chunk(c int) []bufPoint {

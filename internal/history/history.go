@@ -347,9 +347,7 @@ func (h *History) Add(ups []fleet.Update) {
 	if b.n == 0 {
 		b.start = h.o.Now()
 	}
-	for i := range ups {
-		b.add(&ups[i], &h.mu.pool)
-	}
+	b.add(ups, &h.mu.pool)
 	full := b.size() >= h.o.BufferBytes
 	h.mu.Unlock()
 	h.points.Add(int64(len(ups)))

@@ -200,3 +200,34 @@ func mergeFirst(b *testing.B, first int) {
 	b.ReportMetric(points/b.Elapsed().Seconds(), "points/s")
 	b.ReportMetric(float64(cpu)/points, "cpu_ns/point")
 }
+
+// BenchmarkAdd is the ingest path's share of history: one op adds a
+// batch of 10,000 updates of distinct trucks (the e2e benchmark's batch)
+// to the active buffer. Every fourth op the buffer, about BufferBytes
+// then, is sealed and written with the timer stopped.
+func BenchmarkAdd(b *testing.B) {
+	now := time.Unix(1_764_000_000, 0)
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	const n = 10000
+	ups := make([]fleet.Update, n)
+	for i := range ups {
+		ups[i] = fleet.Update{ID: fmt.Appendf(nil, "truck-%07d", i*13), Position: fleet.MakePosition(40+float64(i%1000)/1000, -100+float64(i%777)/777, now.Unix()-1800, 50, 90)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		h.Add(ups)
+		if i%4 == 3 {
+			b.StopTimer()
+			if err := h.Write(h.Seal(uint64(i + 1))); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/point")
+}
