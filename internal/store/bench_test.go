@@ -229,3 +229,28 @@ func BenchmarkGet(b *testing.B) {
 		s.Get(fleet[i%len(fleet)].ID)
 	}
 }
+
+// BenchmarkNearest10Parallel runs BenchmarkNearest10's queries from every
+// P at once, at several shard counts: a query read-locks every shard, so
+// the locks' cache lines move between cores on each query, a cost the
+// single-goroutine benchmark does not see.
+func BenchmarkNearest10Parallel(b *testing.B) {
+	_, fleet := loadBench(b)
+	for _, n := range []int{2, 4, 8} {
+		b.Run(fmt.Sprintf("shards=%d", n), func(b *testing.B) {
+			s := mustNew(b, Options{Shards: n})
+			s.Apply(fleet)
+			var seed atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(seed.Add(1), 5))
+				dst := make([]Hit, 0, 10)
+				for pb.Next() {
+					lat, lon := usPoint(r)
+					dst = s.Nearest(lat, lon, 10, 0, dst[:0])
+				}
+			})
+		})
+	}
+}
