@@ -103,7 +103,7 @@ func startBenchServer(args ...string) (*benchServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := launchBenchServer(dir, 15*time.Second, append([]string{"--ttl", "0"}, args...)...)
+	s, err := launchBenchServer(dir, 15*time.Second, append(append([]string{"--ttl", "0"}, args...), benchFlags()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +115,11 @@ func startBenchServer(args ...string) (*benchServer, error) {
 	s.emptyRSS = st.RSS
 	return s, nil
 }
+
+// benchFlags are the server flags in FLEETD_BENCH_FLAGS (split at
+// spaces), which the benchmarks' servers take after their own: to measure
+// a setting, e.g. FLEETD_BENCH_FLAGS="--shards 4".
+func benchFlags() []string { return strings.Fields(os.Getenv("FLEETD_BENCH_FLAGS")) }
 
 // launchBenchServer starts `fleetd serve` on dir/data with args and waits
 // (up to timeout) until it says it is ready.

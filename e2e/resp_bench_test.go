@@ -85,7 +85,7 @@ func startRESPBench(flags ...string) (*respBench, error) {
 	}
 	s := &respBench{dir: dir}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--http", "127.0.0.1:0", "--resp", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--ttl", "0"},
-		flags...)...)
+		append(flags, benchFlags()...)...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -225,8 +225,9 @@ Flags:
   --basemap-style URL
                      the dashboard's map style (a MapLibre style JSON URL);
                      default: built-in offline country and state outlines
-  --shards N         store shards, rounded up to a power of two (default 8,
-                     at most 256)
+  --shards N         store shards, rounded up to a power of two, at most 256
+                     (default: twice the CPUs Go uses, from 2 to 8; more
+                     shards spread writers, fewer make queries cheaper)
   --access-log       log one line per request (off by default)
   --resp ADDR        also serve the Redis protocol (RESP2) with Tile38's
                      commands on ADDR (off by default), e.g. 127.0.0.1:9851:
