@@ -110,6 +110,10 @@ type runWriter struct {
 	covers    uint64
 	layout    layout
 	grouped   bool // several trucks a block
+	// stableIDs: the IDs given to Add stay as they are until Finish (a
+	// sealed buffer's arena), so the order check keeps the last one
+	// without a copy.
+	stableIDs bool
 
 	// The block being filled (grouped runs): its trucks as the block
 	// lists them (uvarint idLen | id | uvarint n, each), their points
@@ -212,6 +216,10 @@ func (w *runWriter) order(h uint64, id []byte) {
 		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
 	}
 	w.trucks++
+	if w.stableIDs {
+		w.lastHash, w.lastID = h, id
+		return
+	}
 	w.lastHash, w.lastID = h, append(w.lastID[:0], id...)
 }
 
