@@ -371,15 +371,18 @@ func (s *benchServer) profile(b *testing.B, path string) func() {
 }
 
 // fetch saves the body of GET path on the server to file.
-func (s *benchServer) fetch(path, file string) error {
-	res, err := http.Get("http://" + s.addr + path)
+func (s *benchServer) fetch(path, file string) error { return fetchTo("http://"+s.addr+path, file) }
+
+// fetchTo saves the body of GET url to file.
+func fetchTo(url, file string) error {
+	res, err := http.Get(url)
 	if err != nil {
 		return err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err == nil && res.StatusCode != 200 {
-		err = fmt.Errorf("%s: %d %s", path, res.StatusCode, data)
+		err = fmt.Errorf("%s: %d %s", url, res.StatusCode, data)
 	}
 	if err != nil {
 		return err

@@ -296,6 +296,11 @@ func respIngest(b *testing.B, s *respBench) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(rss-s.emptyRSS)/respBenchFleet, "server_rss_over_empty_B/truck")
+	if f := os.Getenv("FLEETD_BENCH_HEAPPROFILE"); f != "" { // where that RSS is
+		if err := fetchTo("http://"+s.http+"/debug/pprof/heap", f); err != nil {
+			b.Errorf("heap profile: %v", err)
+		}
+	}
 }
 
 // profile takes a CPU profile of the server into file until the returned
