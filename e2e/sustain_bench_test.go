@@ -45,7 +45,7 @@ func BenchmarkServeIngestSustained(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := launchBenchServer(dir, 15*time.Second) // the defaults, as users run it
+	s, err := launchBenchServer(dir, 15*time.Second, benchFlags()...) // the defaults, as users run it, unless FLEETD_BENCH_FLAGS
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -110,14 +110,8 @@ func (o *Options) fill() {
 	}
 }
 
-// writeKey orders a sealed buffer's points for writing.
-type writeKey struct {
-	hash uint64
-	hour uint32
-	i    uint32 // index in the buffer's points
-}
-
-// window holds the points of keys[base:base+len(pts)] for the writer.
+// window holds the points of order[base:base+len(pts)] for the writer,
+// and their hashes.
 // Their IDs stay in the sealed buffer's arena, which nothing changes
 // until the buffer is written: copying each into the window, then into a
 // scratch and into the run writer's last-ID check was a sixth of a
@@ -125,18 +119,21 @@ type writeKey struct {
 type window struct {
 	base int
 	pts  []bufPoint
+	hash []uint64
 }
 
 // windowPoints is a window's length: 128 KiB of points.
 const windowPoints = 4096
 
-// fill gathers the points of keys[from:] into w, as many as fit.
-func (w *window) fill(b *buffer, keys []writeKey, from int) {
-	n := min(windowPoints, len(keys)-from)
+// fill gathers the points of order[from:] into w, as many as fit, with
+// their hashes (by buffer index).
+func (w *window) fill(b *buffer, order []uint32, hash []uint64, from int) {
+	n := min(windowPoints, len(order)-from)
 	w.base = from
 	w.pts = slices.Grow(w.pts[:0], n)[:n]
-	for x := range n {
-		w.pts[x] = *b.at(int(keys[from+x].i))
+	w.hash = slices.Grow(w.hash[:0], n)[:n]
+	for x, i := range order[from : from+n] {
+		w.pts[x], w.hash[x] = *b.at(int(i)), hash[i]
 	}
 }
 
@@ -179,9 +176,8 @@ type History struct {
 		dirDirty bool // the file was renamed into place: the directory needs a sync
 	}
 
-	wkeys []writeKey // the writer's sort keys, kept between buffers
-	wsort keySorter  // their sort's scratch
-	wwin  window     // and its window of points in key order
+	wsort keySorter // the writer's order of a buffer's points, kept between buffers
+	wwin  window    // and its window of points in that order
 
 	points, dropped, corrupt atomic.Int64
 	waits                    atomic.Int64 // WaitRoom blocked
@@ -487,23 +483,23 @@ func (h *History) Write(b *buffer) error {
 
 func (h *History) write(b *buffer) error {
 	// Readers scan sealed buffers until they are written: sort an order,
-	// never the points. Sort keys, not points: 16 contiguous bytes a point
-	// compare without touching the points (a random access each, which
-	// was most of the writer's time: BenchmarkWriteSparse 1.7M → 2.4M
-	// points/s), and the hash is computed here, off the ingest path. The
-	// keys' memory is kept for the next buffer (the writer is one
-	// goroutine).
-	keys := slices.Grow(h.wkeys[:0], b.n)[:b.n]
-	h.wkeys = keys
+	// never the points. Sort indices by hash, not points: a point's
+	// hash and hour are read in order without touching the points (a
+	// random access each, which was most of the writer's time:
+	// BenchmarkWriteSparse 1.7M → 2.4M points/s), and the hash is
+	// computed here, off the ingest path. The sorter's memory is kept for
+	// the next buffer (the writer is one goroutine).
+	s := &h.wsort
+	s.reset(b.n)
 	for c := range b.pts {
 		for x := range b.chunk(c) {
 			p, i := &b.pts[c][x], c*pointChunk+x
-			keys[i] = writeKey{hash: idHash(b.id(p)), hour: p.TS / 3600, i: uint32(i)}
+			s.hash[i], s.hour[i] = idHash(b.id(p)), p.TS/3600
 		}
 	}
-	keys = h.wsort.sortKeys(keys, func(x, y writeKey) int {
+	s.sort(func(x, y uint32) int {
 		// One truck's points (or, rarely, two IDs with one hash).
-		px, py := b.at(int(x.i)), b.at(int(y.i))
+		px, py := b.at(int(x)), b.at(int(y))
 		if c := bytes.Compare(b.id(px), b.id(py)); c != 0 {
 			return c
 		}
@@ -513,30 +509,26 @@ func (h *History) write(b *buffer) error {
 		qx, qy := b.point(px), b.point(py)
 		return comparePoints(&qx, &qy)
 	})
-	h.wkeys = keys
-	// The points in key order, a window at a time: a tight gather loop
+	// The points in that order, a window at a time: a tight gather loop
 	// has its cache misses in flight together, where reading each point
 	// as the runs are written took a miss at a time (a third of the
 	// writer's time at a million trucks).
 	win := &h.wwin
 	win.base, win.pts = 0, win.pts[:0]
-	fetch := func(k int) (*bufPoint, []byte) {
+	fetch := func(k int) (*bufPoint, []byte, uint64) {
 		if k < win.base || k >= win.base+len(win.pts) {
-			win.fill(b, keys, k)
+			win.fill(b, s.order, s.hash, k)
 		}
 		p := &win.pts[k-win.base]
-		return p, b.id(p)
+		return p, b.id(p), win.hash[k-win.base]
 	}
 	cutoff := h.retentionCutoff()
 	var ps []Point
 	var pos []fleet.Position
 	newDirs := false
-	for i := 0; i < len(keys); {
-		hour := keys[i].hour
-		j := i
-		for j < len(keys) && keys[j].hour == hour {
-			j++
-		}
+	i := 0
+	for _, span := range s.spans {
+		hour, j := span.hour, span.end
 		if hour < cutoff {
 			h.dropped.Add(int64(j - i))
 			i = j
@@ -562,8 +554,7 @@ func (h *History) write(b *buffer) error {
 			// A truck's points as positions while none has attributes
 			// (most trucks): 16 bytes a point to the raw block instead
 			// of a 60-byte Point copied twice (BenchmarkWriteSparse).
-			q, id := fetch(k)
-			hash := keys[k].hash
+			q, id, hash := fetch(k)
 			pos, ps = pos[:0], ps[:0]
 			asPts := false
 			for {
@@ -575,11 +566,12 @@ func (h *History) write(b *buffer) error {
 				default:
 					pos = append(pos, q.Position)
 				}
-				if k++; k >= j || keys[k].hash != hash {
+				if k++; k >= j {
 					break
 				}
 				var qid []byte
-				if q, qid = fetch(k); !bytes.Equal(qid, id) {
+				var qh uint64
+				if q, qid, qh = fetch(k); qh != hash || !bytes.Equal(qid, id) {
 					break
 				}
 			}
