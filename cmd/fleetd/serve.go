@@ -118,9 +118,10 @@ Flags:
                      (logged, counted); the current hour is always kept
   --history-buffer SIZE
                      points are buffered in memory up to SIZE before they
-                     are written (default 2MiB); history's memory stays
-                     under 4x SIZE whatever the fleet and the retention:
-                     when the disk falls behind, ingest waits for it
+                     are written (default 2MiB); history's memory is
+                     about 4-7x SIZE whatever the fleet and the retention
+                     (two buffers and the writer's sort): when the disk
+                     falls behind, ingest waits for it
   --snapshot-every SIZE
                      write a snapshot in the background once the log has
                      grown by SIZE (default 256MiB), and on shutdown; older

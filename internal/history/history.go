@@ -52,10 +52,14 @@ type Options struct {
 	// MaxDisk drops the oldest partitions while the runs take more bytes.
 	MaxDisk int64
 	// BufferBytes is the in-memory buffer's size at which it is sealed.
-	// History's memory is at most 4·BufferBytes (plus one block per run
-	// being merged, and the merge's read buffers, mergeReadBytes): a
-	// buffer being written, and the active one, which WaitRoom keeps
-	// under 2·BufferBytes.
+	// History's memory is two buffers, one being written and the active
+	// one, which WaitRoom keeps under 2·BufferBytes plus the batches that
+	// were past it when it filled (at 2 MiB with 4 HTTP connections of
+	// 10,000 points, each buffer reaches about 3·BufferBytes, and the
+	// 1M-update/s sustained run's sampled peak of both was 3.4·); the
+	// writer's sort order, a third of the written buffer's size (16 bytes
+	// a point against pointBytes' 48); one block per run being merged;
+	// and the merge's read buffers (mergeReadBytes).
 	BufferBytes int
 	// FlushEvery seals a buffer this old even if it is not full.
 	FlushEvery time.Duration
