@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"maps"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -820,15 +819,12 @@ func (h *History) runCount(p *partition) int {
 // Options.FirstMergeFanIn of them instead, and are merged first: the
 // tiers by size leave them alone, so that only the hour being filled
 // (and the one before it, until its compaction) holds that many.
-//
-// In the hour being filled (or a later one), a tier whose merge would
-// write more than fillingMergePoints waits for the hour's compaction.
 func (h *History) mergeable(p *partition) []*run {
-	filling := int64(p.hour) >= h.o.Now().Unix()/3600
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	byTier := map[int][]*run{}
 	var full []*run
+	low := -1
 	for _, r := range p.runs {
 		if r.level == 0 && r.points >= h.fullFlushPoints() {
 			full = append(full, r)
@@ -836,43 +832,20 @@ func (h *History) mergeable(p *partition) []*run {
 		}
 		t := bits.Len64(uint64(r.size)) / 2
 		byTier[t] = append(byTier[t], r)
+		if len(byTier[t]) >= h.o.MergeFanIn && (low < 0 || t < low) {
+			low = t
+		}
 	}
 	if len(full) >= h.o.FirstMergeFanIn {
 		slices.SortFunc(full, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
 		return full[:h.o.FirstMergeFanIn]
 	}
-	for _, t := range slices.Sorted(maps.Keys(byTier)) {
-		rs := byTier[t]
-		if len(rs) < h.o.MergeFanIn {
-			continue
-		}
-		slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
-		rs = rs[:h.o.MergeFanIn]
-		if filling && sumPoints(rs) > fillingMergePoints {
-			return nil // the tiers above are larger still
-		}
-		return rs
+	if low < 0 {
+		return nil
 	}
-	return nil
-}
-
-// fillingMergePoints caps the merges of an hour still being filled (a
-// variable for tests). Its runs of merged flushes are merged once the
-// hour is over, by its compaction, which rewrites every point anyway: at
-// a million updates a second, 16 of them (33M points each) made a merge
-// of 530M points inside the hour, 80 s of CPU while the first merges
-// waited (1,283 runs) and ingest fell 12 s behind its schedule
-// (BenchmarkServeIngestSustained, 10 minutes). A lookup of the hour then
-// reads one more run a first merge (FirstMergeFanIn full flushes): about
-// 110 an hour at that rate, a few at a million trucks reporting every 30 s.
-var fillingMergePoints uint64 = 64 << 20
-
-func sumPoints(rs []*run) uint64 {
-	var n uint64
-	for _, r := range rs {
-		n += r.points
-	}
-	return n
+	rs := byTier[low]
+	slices.SortFunc(rs, func(a, b *run) int { return cmp.Compare(a.seq, b.seq) })
+	return rs[:h.o.MergeFanIn]
 }
 
 // fullFlushPoints is how many points make a level-0 run a full flush,

@@ -806,43 +806,6 @@ func TestMergeableFullFlushes(t *testing.T) {
 	}
 }
 
-// TestMergeableFillingCap: in the hour being filled, a tier whose merge
-// would write more than fillingMergePoints waits (for the hour's
-// compaction), a smaller tier still merges; in an hour that is over the
-// same runs merge.
-func TestMergeableFillingCap(t *testing.T) {
-	now := time.Unix(1_764_000_000, 0)
-	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, MergeFanIn: 4, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	defer func(v uint64) { fillingMergePoints = v }(fillingMergePoints)
-	fillingMergePoints = 1000
-	big := func(p *partition) {
-		for i := range 4 {
-			p.runs = append(p.runs, &run{level: 2, points: 300, size: 1 << 20, seq: uint64(10 + i)})
-		}
-	}
-	hour := uint32(now.Unix() / 3600)
-	filling := &partition{hour: hour}
-	big(filling)
-	if got := h.mergeable(filling); got != nil {
-		t.Fatalf("the hour being filled, 4 runs of 300 points (cap 1000): mergeable = %d runs, want none", len(got))
-	}
-	for i := range 4 {
-		filling.runs = append(filling.runs, &run{level: 1, points: 100, size: 1 << 10, seq: uint64(20 + i)})
-	}
-	if got := h.mergeable(filling); len(got) != 4 || got[0].points != 100 {
-		t.Fatalf("the hour being filled, 4 small runs beside the big ones: mergeable = %v, want the small ones", got)
-	}
-	over := &partition{hour: hour - 1}
-	big(over)
-	if got := h.mergeable(over); len(got) != 4 {
-		t.Fatalf("an hour that is over: mergeable = %d runs, want 4", len(got))
-	}
-}
-
 // TestBufferMemory: buffers draw fixed chunks from a free list bounded by
 // BufferBytes, so that batches overshooting WaitRoom's bound (a single
 // huge one here, or concurrent ones in the engine) cost chunks only while
