@@ -54,7 +54,7 @@ func (s *keySorter) sort(tie func(x, y uint32) int) {
 	if n == 0 {
 		return
 	}
-	hash, hour, order := s.hash, s.hour[:n], s.order
+	hash, hour, order := s.hash, s.hour, s.order
 	lo, hi := hour[0], hour[0]
 	for _, h := range hour {
 		lo, hi = min(lo, h), max(hi, h)
@@ -132,10 +132,11 @@ func (s *keySorter) sort(tie func(x, y uint32) int) {
 			bk[x] = p[x].i
 		}
 	}
+	prev := 0
 	for h := range uint32(1) << hourBits {
-		end := int(start[(h+1)<<hashBits-1])
-		if len(s.spans) == 0 && end > 0 || len(s.spans) > 0 && end > s.spans[len(s.spans)-1].end {
+		if end := int(start[(h+1)<<hashBits-1]); end > prev { // hours without points have no span
 			s.spans = append(s.spans, hourSpan{lo + h, end})
+			prev = end
 		}
 	}
 }
