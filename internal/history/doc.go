@@ -72,6 +72,7 @@
 //	header, 32 bytes
 //	| "FLEETHST" | version u32 | hour u32 (Unix hours) | covers u64 (LSN) | blocks u32 | CRC u32 of 0..27 |
 //	blocks, in index order
+//	version 4:    | CRC u32 of the rest | uvarint trucks | trucks × (shared u8 | suffixLen u8 | suffix | uvarint n) | columns |
 //	version 2, 3: | CRC u32 of the rest | uvarint trucks | trucks × (uvarint idLen | id | uvarint n) | columns |
 //	version 1:    | CRC u32 of the rest | uvarint idLen | id | uvarint n | columns (legacy) |
 //	index, blocks × 48 bytes, sorted by (hash, id) of each block's first truck
@@ -80,7 +81,16 @@
 //	trailer, 24 bytes
 //	| index offset u64 | points u64 | CRC u32 of the index | "FHRE" |
 //
-// Trucks lie in (hash, id) order across a run's blocks. A version 3 run
+// Trucks lie in (hash, id) order across a run's blocks. A version 4 run
+// is a version 2 run whose blocks front-code their trucks' IDs: each is
+// the bytes it shares with the block's previous truck's ID (none for the
+// first) and the rest. At a million trucks a flush holds about a point a
+// truck, and the ID was half of a level-0 run's bytes; in hash order a
+// fleet's IDs still share their stem ("truck-0…", an IMEI's type code):
+// 33 → 27 bytes a point on the benchmark fleet. fleetd writes grouped
+// runs as version 4 and reads 2 as well; a fleetd older than version 4
+// refuses a version 4 run as damaged (Repair quarantines it), so do not
+// downgrade over a history directory it wrote. A version 3 run
 // (what compaction writes) has one truck per block, so that a finished
 // hour's index bounds every truck's points on its own; version 1 runs,
 // from fleetd before version 2, are read as they are and rewritten by

@@ -51,8 +51,14 @@ func validRun(tb testing.TB, l layout) []byte {
 // must answer with points or an error, never panic, and never allocate
 // more than the file's size suggests.
 func FuzzRun(f *testing.F) {
+	seeds := [][]byte{}
 	for _, l := range []layout{layoutLegacy, layoutSolo, layoutGrouped, layoutRaw} {
-		good := validRun(f, l)
+		seeds = append(seeds, validRun(f, l))
+	}
+	groupedVersion = versionGrouped // grouped runs as fleetd wrote them before version 4
+	seeds = append(seeds, validRun(f, layoutGrouped), validRun(f, layoutRaw))
+	groupedVersion = versionPrefixed
+	for _, good := range seeds {
 		f.Add(good)
 		f.Add(good[:len(good)-1])
 		f.Add(good[:headerSize+trailerSize])

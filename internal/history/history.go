@@ -800,7 +800,7 @@ func (h *History) lastWrite(p *partition) time.Time {
 func (h *History) compacted(p *partition) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(p.runs) == 1 && p.runs[0].version != versionGrouped
+	return len(p.runs) == 1 && !p.runs[0].grouped()
 }
 
 func (h *History) runCount(p *partition) int {

@@ -539,7 +539,7 @@ func findManyTrucks(t *testing.T, trucks int, compact bool) {
 			t.Fatal(err)
 		}
 	}
-	if p := h.partitions(); len(p) != 1 || h.compacted(p[0]) != compact || !compact && p[0].runs[0].version != versionGrouped {
+	if p := h.partitions(); len(p) != 1 || h.compacted(p[0]) != compact || !compact && !p[0].runs[0].grouped() {
 		t.Fatalf("set-up: %d partitions, compacted %v", len(p), compact)
 	}
 	for i := 0; i < trucks; i += 1 + trucks/5000 {

@@ -347,7 +347,7 @@ func (h *History) compact(p *partition) error {
 	h.mu.Lock()
 	runs := slices.Clone(p.runs)
 	h.mu.Unlock()
-	if len(runs) == 0 || len(runs) == 1 && runs[0].version != versionGrouped {
+	if len(runs) == 0 || len(runs) == 1 && !runs[0].grouped() {
 		return nil
 	}
 	// Oldest data first: merged runs (higher levels) hold what came

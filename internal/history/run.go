@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/bits"
 	"slices"
 	"sort"
 	"sync"
@@ -23,13 +24,17 @@ const (
 	// that a finished hour's index bounds each truck on its own); version
 	// 2 runs hold blocks of consecutive trucks (see groupPoints); version
 	// 1 runs, one truck a block in the legacy layout, are still read.
-	versionLegacy  = 1
-	versionGrouped = 2
-	versionSolo    = 3
-	headerSize     = 32
-	trailerSize    = 24
-	entrySize      = 48
-	maxBlockSize   = 64 << 20 // a truck's hour; far above any real one
+	// Version 4 runs are version 2's blocks with each truck's ID
+	// front-coded against the block's previous one: what grouped runs are
+	// written as now (version 2's are still read).
+	versionLegacy   = 1
+	versionGrouped  = 2
+	versionSolo     = 3
+	versionPrefixed = 4
+	headerSize      = 32
+	trailerSize     = 24
+	entrySize       = 48
+	maxBlockSize    = 64 << 20 // a truck's hour; far above any real one
 
 	// groupPoints is about how many points a grouped run's block holds: a
 	// truck joins the block being filled unless it would take it past
@@ -105,18 +110,21 @@ type runWriter struct {
 	idxCRC    uint32
 	lastHash  uint64
 	lastID    []byte
+	shared    int // bytes of the last ID shared with the one before it (grouped runs)
 	buf, ebuf []byte
 	hour      uint32
 	covers    uint64
 	layout    layout
 	grouped   bool // several trucks a block
+	prefixed  bool // grouped, IDs front-coded (version 4; else 2)
 	// stableIDs: the IDs given to Add stay as they are until Finish (a
 	// sealed buffer's arena), so the order check keeps the last one
 	// without a copy.
 	stableIDs bool
 
 	// The block being filled (grouped runs): its trucks as the block
-	// lists them (uvarint idLen | id | uvarint n, each), their points
+	// lists them (shared u8 | suffixLen u8 | suffix | uvarint n,
+	// each; see appendPrefixed), their points
 	// ending at ends: in pos while every one came without attributes
 	// through addPos, in pts (asPts) once one did not.
 	head  []byte
@@ -134,6 +142,10 @@ type runWriter struct {
 // trucks, about a point a truck, which columns make no smaller and several
 // times dearer to write and to read back in the next merge.
 const rawBelowPerTruck = 2
+
+// groupedVersion is the version grouped runs are written in: 4, or 2 as
+// fleetd wrote them before (a variable for tests of reading those).
+var groupedVersion = uint32(versionPrefixed)
 
 // idxMemMax is how many bytes of a run's index its writer keeps in
 // memory (21,845 entries) before it moves them to a side file (a
@@ -156,6 +168,7 @@ func createRun(fs vfs.FS, path string, hour uint32, covers uint64, l layout) (*r
 	bw.Reset(f)
 	w := &runWriter{fs: fs, path: path, f: f, w: bw,
 		off: headerSize, hour: hour, covers: covers, layout: l, grouped: l == layoutGrouped || l == layoutRaw, ebuf: make([]byte, entrySize)}
+	w.prefixed = w.grouped && groupedVersion == versionPrefixed
 	if _, err := w.w.Write(make([]byte, headerSize)); err != nil { // patched by Finish
 		w.Abort()
 		return nil, fmt.Errorf("history: %w", err)
@@ -216,6 +229,9 @@ func (w *runWriter) order(h uint64, id []byte) {
 		panic(fmt.Sprintf("BUG: history: run trucks out of order: %q after %q", id, w.lastID))
 	}
 	w.trucks++
+	if w.prefixed {
+		w.shared = commonPrefix(w.lastID, id)
+	}
 	if w.stableIDs {
 		w.lastHash, w.lastID = h, id
 		return
@@ -253,7 +269,15 @@ func (w *runWriter) added(h uint64, id []byte, end int) error {
 	if len(w.ends) > 0 {
 		start = w.ends[len(w.ends)-1]
 	}
-	w.head = appendTruck(w.head, id, end-start)
+	shared := 0
+	if len(w.ends) > 0 { // the block's previous truck is the last one
+		shared = w.shared
+	}
+	if w.prefixed {
+		w.head = appendPrefixed(w.head, id, shared, end-start)
+	} else {
+		w.head = appendTruck(w.head, id, end-start)
+	}
 	w.ends = append(w.ends, end)
 	if end >= groupPoints {
 		return w.flush()
@@ -282,6 +306,37 @@ func appendTruck(dst, id []byte, n int) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(id)))
 	dst = append(dst, id...)
 	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// appendPrefixed appends a grouped block's listing of a truck (version
+// 4): its ID as the number of bytes it shares with the block's previous
+// truck's (0 for the first) and the rest, then its point count. A flush at
+// a million trucks holds about a point a truck, so the ID is half a
+// level-0 run's bytes; in (hash, id) order, IDs of one fleet still share
+// their prefix ("truck-0…", an IMEI's type code), about half of them.
+func appendPrefixed(dst, id []byte, shared, n int) []byte {
+	dst = append(dst, byte(shared), byte(len(id)-shared)) // IDs are at most fleet.MaxIDLen
+	dst = append(dst, id[shared:]...)
+	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// A version 4 listing's lengths are single bytes.
+const _ = uint8(fleet.MaxIDLen)
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for i+8 <= n {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+		i += 8
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
 }
 
 // writeBlock writes one block: the trucks of w.ends, listed in head, with
@@ -417,6 +472,8 @@ func (w *runWriter) finish() error {
 	copy(h, runMagic)
 	version := uint32(versionSolo)
 	switch {
+	case w.prefixed:
+		version = versionPrefixed
 	case w.grouped:
 		version = versionGrouped
 	case w.layout == layoutLegacy:
@@ -539,7 +596,7 @@ func readRunMeta(f vfs.File, path string) (*run, error) {
 		return nil, corrupt("%s: bad header", path)
 	}
 	version := le.Uint32(h[8:])
-	if version != versionLegacy && version != versionGrouped && version != versionSolo {
+	if version < versionLegacy || version > versionPrefixed {
 		return nil, corrupt("%s: unknown version %d", path, version)
 	}
 	if string(t[20:]) != runEndMagic {
@@ -570,11 +627,13 @@ func (r *run) checkEntry(i int, e *entry) error {
 }
 
 // group is a decoded block: its trucks' IDs (pointing into the block
-// as read) and points, truck k's being pts[ends[k-1]:ends[k]].
+// as read, or into idBuf: version 4's IDs, rebuilt) and points, truck k's
+// being pts[ends[k-1]:ends[k]].
 type group struct {
-	ids  [][]byte
-	ends []int
-	pts  []Point
+	ids   [][]byte
+	idBuf []byte
+	ends  []int
+	pts   []Point
 	// With wantPos set (a merge's cursor), a raw block without
 	// attributes is decoded into pos, not pts (isPos): 16 bytes a point
 	// instead of 60, copied as they are through the merge.
@@ -583,6 +642,9 @@ type group struct {
 }
 
 func (g *group) trucks() int { return len(g.ids) }
+
+// grouped reports whether the run holds several trucks a block.
+func (r *run) grouped() bool { return r.version == versionGrouped || r.version == versionPrefixed }
 
 // truckPos returns truck k's ID and points of a group decoded as
 // positions (isPos).
@@ -631,6 +693,15 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 		}
 		b = b[n:]
 	}
+	prefixed := r.version == versionPrefixed
+	if prefixed && want != nil {
+		// A lookup: tell from the listing whether want is there before
+		// rebuilding any ID (most blocks a lookup reads do not hold it).
+		if ok, err := r.listsID(e, b, trucks, want); !ok || err != nil {
+			return err
+		}
+		want = nil
+	}
 	found := want == nil
 	le := binary.LittleEndian
 	var wantTail uint64
@@ -638,23 +709,42 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 		wantTail = le.Uint64(want[len(want)-8:])
 	}
 	total := 0
+	if prefixed {
+		g.idBuf = slices.Grow(g.idBuf[:0], int(trucks)*16)
+	}
+	var id []byte
 	for range trucks {
 		// IDs are shorter than 128 bytes and most trucks have fewer than
 		// 128 points a block: one-byte varints, read inline (a lookup of
 		// a filling hour scans a grouped block's 128 trucks in each of
 		// hundreds of runs; BenchmarkTrailFilling).
-		var l uint64
+		var shared, sl uint64 // sl: the ID's length, or its suffix's (version 4)
 		var n int
-		if len(b) > 0 && b[0] < 0x80 {
-			l, n = uint64(b[0]), 1
-		} else {
-			l, n = binary.Uvarint(b)
+		switch {
+		case prefixed:
+			if len(b) < 2 || int(b[0]) > len(id) {
+				return corrupt("%s: block at %d: bad ID prefix", r.path, e.off)
+			}
+			shared, sl, n = uint64(b[0]), uint64(b[1]), 2
+		case len(b) > 0 && b[0] < 0x80:
+			sl, n = uint64(b[0]), 1
+		default:
+			sl, n = binary.Uvarint(b)
 		}
-		if n <= 0 || l == 0 || l > fleet.MaxIDLen || uint64(len(b)-n) < l {
+		if n <= 0 || shared+sl == 0 || shared+sl > fleet.MaxIDLen || uint64(len(b)-n) < sl {
 			return corrupt("%s: block at %d: bad ID", r.path, e.off)
 		}
-		id := b[n : n+int(l)]
-		b = b[n+int(l):]
+		if prefixed {
+			// Rebuilt in g.idBuf: an ID from before a growth keeps the
+			// old array, which nothing writes to again.
+			start := len(g.idBuf)
+			g.idBuf = append(append(g.idBuf, id[:shared]...), b[n:n+int(sl)]...)
+			id = g.idBuf[start:len(g.idBuf):len(g.idBuf)]
+		} else {
+			id = b[n : n+int(sl)]
+		}
+		b = b[n+int(sl):]
+		l := len(id)
 		var np uint64
 		if len(b) > 0 && b[0] < 0x80 {
 			np, n = uint64(b[0]), 1
@@ -678,7 +768,7 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 	if !found {
 		return nil
 	}
-	if g.wantPos && r.version == versionGrouped {
+	if g.wantPos && r.grouped() {
 		pos, ok, err := decodeRawPositions(g.pos, b, g.ends)
 		g.pos, g.isPos = pos, ok && err == nil
 		if err != nil {
@@ -694,6 +784,44 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 		return fmt.Errorf("%s: block at %d: %w", r.path, e.off, err)
 	}
 	return nil
+}
+
+// listsID reports whether a version 4 block's listing b of trucks
+// trucks holds want, without rebuilding the IDs: m, the bytes the
+// current ID shares with want, carries from one ID to the next unless the
+// next keeps fewer of the current one's bytes than that (then it shares
+// those), and grows by the suffix's.
+func (r *run) listsID(e *entry, b []byte, trucks uint64, want []byte) (bool, error) {
+	m, cur := 0, 0 // cur: the current ID's length
+	for range trucks {
+		if len(b) < 2 {
+			return false, corrupt("%s: block at %d: bad ID", r.path, e.off)
+		}
+		shared, sl := int(b[0]), int(b[1])
+		if shared > cur || shared+sl == 0 || shared+sl > fleet.MaxIDLen || len(b)-2 < sl+1 {
+			return false, corrupt("%s: block at %d: bad ID", r.path, e.off)
+		}
+		suffix := b[2 : 2+sl]
+		b = b[2+sl:]
+		if shared <= m {
+			m = shared
+			if m < len(want) && sl > 0 && suffix[0] == want[m] {
+				m += commonPrefix(suffix, want[m:])
+			}
+		}
+		cur = shared + sl
+		if m == len(want) && cur == len(want) {
+			return true, nil
+		}
+		if b[0] < 0x80 { // the point count, inline as in decodeBlock
+			b = b[1:]
+		} else if _, n := binary.Uvarint(b); n > 0 {
+			b = b[n:]
+		} else {
+			return false, corrupt("%s: block at %d: bad point count", r.path, e.off)
+		}
+	}
+	return false, nil
 }
 
 // fenceEvery is the stride of a large run's fence, smallFenceEvery a
@@ -792,7 +920,7 @@ func (r *run) find(id []byte, buf []byte, g *group, dst []Point) ([]byte, []Poin
 			i += n
 			continue
 		}
-		if haveBefore && r.version == versionGrouped {
+		if haveBefore && r.grouped() {
 			haveBefore = false
 			if done, err := look(&before); done || err != nil {
 				return buf, dst, err

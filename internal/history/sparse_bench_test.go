@@ -39,6 +39,7 @@ func BenchmarkWriteSparse(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "points/s")
 	b.ReportMetric(float64(processCPU()-cpu)/float64(n*b.N), "cpu_ns/point")
+	b.ReportMetric(float64(h.Stats().DiskBytes)/float64(n*b.N), "disk_B/point") // level 0: Write merges nothing
 }
 
 // processCPU is the process's CPU time so far (user and system): on a
