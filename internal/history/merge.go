@@ -48,9 +48,13 @@ const (
 // mergeReadBytes bounds a merge's read buffers, all cursors together
 // (a variable for tests): the first merge of a filling hour
 // (Options.FirstMergeFanIn runs) or a compaction after it has hundreds
-// of inputs, and each cursor's buffers shrink to fit (at 256, 12 KiB of
-// blocks and 85 index entries each; at 16, the largest sizes).
-var mergeReadBytes = 4 << 20
+// of inputs, and each cursor's buffers shrink to fit (at 256, 6 KiB of
+// blocks and 42 index entries each; at 16, the largest sizes). A first
+// merge runs about a quarter of the time at 1M updates/s, so this is
+// part of the server's RSS; at 2 MiB rather than 4,
+// BenchmarkMergeFirst/first=256 took the same CPU a point (AMD EPYC
+// 2-vCPU VM, 3 alternated runs: 224–232 against 213–292 ns).
+var mergeReadBytes = 2 << 20
 
 // cursorBuffers returns the index chunk (entries) and block buffer
 // (bytes) of each of n cursors: the largest sizes, or smaller ones that
