@@ -43,6 +43,11 @@ type respBench struct {
 	floorAddr string
 	points    [respBenchPoints][2]float64
 	emptyRSS  int64 // the server's RSS before any update
+	pass      int   // the fleet's positions are this pass's (fleetPass)
+
+	peerOnce sync.Once // Redis, started by the first benchmark that needs it
+	peer     *redisPeer
+	peerErr  error
 }
 
 var (
@@ -134,6 +139,9 @@ func startRESPBench(flags ...string) (*respBench, error) {
 }
 
 func (s *respBench) stop() {
+	if s.peer != nil {
+		s.peer.stop()
+	}
 	for _, c := range []*exec.Cmd{s.cmd, s.floor} {
 		if c != nil && c.Process != nil {
 			_ = c.Process.Signal(sigterm)
@@ -174,24 +182,20 @@ func procCPU(pid int) time.Duration {
 var respBenchTS0 = time.Now().Unix() - 3600
 
 func (s *respBench) ingest(n, pass int) (time.Duration, error) {
-	const chunk = 1000
 	per := n / respBenchClients
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*respBenchClients)
 	bodies := make([][]byte, respBenchClients)
 	for c := range respBenchClients {
-		rng := rand.New(rand.NewPCG(uint64(c), uint64(pass)))
+		ts := strconv.FormatInt(respBenchTS0+int64(pass), 10)
 		var b []byte
-		for i := c * per; i < (c+1)*per; i++ {
-			lat := strconv.FormatFloat(25+rng.Float64()*24, 'f', 6, 64)
-			lon := strconv.FormatFloat(-124+rng.Float64()*57, 'f', 6, 64)
-			id := fmt.Sprintf("truck-%07d", i)
-			ts := strconv.FormatInt(respBenchTS0+int64(pass), 10)
+		fleetPass(c, per, pass, func(id, lat, lon string) {
 			b = fmt.Appendf(b, "*7\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$%d\r\n%s\r\n$5\r\nPOINT\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n",
 				len(id), id, len(lat), lat, len(lon), lon, len(ts), ts)
-		}
+		})
 		bodies[c] = b
 	}
+	s.pass = pass
 	start := time.Now()
 	for c := range respBenchClients {
 		nc, err := net.Dial("tcp", s.rsp)
@@ -218,13 +222,24 @@ func (s *respBench) ingest(n, pass int) (time.Duration, error) {
 			}
 		}()
 	}
-	_ = chunk
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// fleetPass calls fn for client c's share (per trucks) of pass's
+// positions: IDs c·per … (c+1)·per-1, uniform over the continental US,
+// the same numbers on every call, for fleetd and for the peer servers.
+func fleetPass(c, per, pass int, fn func(id, lat, lon string)) {
+	rng := rand.New(rand.NewPCG(uint64(c), uint64(pass)))
+	for i := c * per; i < (c+1)*per; i++ {
+		lat := strconv.FormatFloat(25+rng.Float64()*24, 'f', 6, 64)
+		lon := strconv.FormatFloat(-124+rng.Float64()*57, 'f', 6, 64)
+		fn(fmt.Sprintf("truck-%07d", i), lat, lon)
+	}
 }
 
 // rss is the server's resident set from /v1/stats.
@@ -496,7 +511,7 @@ type respClient struct {
 func (r *respClient) query(lat, lon float64) error {
 	r.wbuf = r.wbuf[:0]
 	cmd := r.cmd
-	if strings.Contains(cmd, "%v") {
+	if strings.Contains(cmd, "%") {
 		cmd = fmt.Sprintf(cmd, lat, lon)
 	}
 	f := strings.Fields(cmd)
@@ -536,6 +551,26 @@ func skipReply(br *bufio.Reader) error {
 		}
 	}
 	return nil
+}
+
+// settle waits, for up to a minute, until process pid has used under
+// 2 % of a core over two quarter-seconds running.
+func settle(b *testing.B, pid int) {
+	const window, busy = 250 * time.Millisecond, 5 * time.Millisecond
+	quiet := 0
+	for deadline := time.Now().Add(time.Minute); quiet < 2; {
+		if time.Now().After(deadline) {
+			b.Logf("process %d still busy after a minute: its background work counts as the queries'", pid)
+			return
+		}
+		c0 := procCPU(pid)
+		time.Sleep(window)
+		if procCPU(pid)-c0 < busy {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
 }
 
 // runQueries runs b.N requests over clients connections, each cycling
@@ -620,10 +655,19 @@ func newRESPClient(b *testing.B, addr, cmd string) func() queryClient {
 // and floor cases use net/http's client; httpraw and floorraw send the
 // same requests with rawHTTPClient, as lean as the RESP cases' client, so
 // that their latencies compare servers, not client libraries (the server
-// CPU figures do not depend on the client). Use -benchtime=20000x.
+// CPU figures do not depend on the client). The redis cases ask the
+// same of Redis GEO beside it (peer_bench_test.go), with the same client
+// and points, and report its CPU. -count repeats each case in place: for
+// rounds that alternate the servers, run the binary several times. Each
+// server is idle before a case starts (settle), so that background work
+// left by the load (a snapshot, history's flushes) is not counted as the
+// queries'. Use -benchtime=20000x.
 func BenchmarkQueryCPU(b *testing.B) {
 	s := getRESPBench(b)
-	fleetd, floor := s.cmd.Process.Pid, 0
+	fleetd, floor, peer := s.cmd.Process.Pid, 0, 0
+	redis := func(cmd string) func() queryClient {
+		return func() queryClient { return newRESPClient(b, s.peer.addr, cmd)() }
+	}
 	for _, clients := range []int{respBenchClients, 1} {
 		for _, bc := range []struct {
 			name string
@@ -637,6 +681,10 @@ func BenchmarkQueryCPU(b *testing.B) {
 			{"resp/knn10", &fleetd, newRESPClient(b, s.rsp, "NEARBY fleet LIMIT 10 POINT %v %v")},
 			{"http/within5km", &fleetd, newHTTPClient(clients, "http://"+s.http+"/v1/within?lat=%v&lon=%v&radius_m=5000")},
 			{"resp/within5km", &fleetd, newRESPClient(b, s.rsp, "WITHIN fleet CIRCLE %v %v 5000")},
+			{"redis/ping", &peer, redis("PING")},
+			// Redis has no kNN without a radius: 25 km holds ~150 trucks.
+			{"redis/knn10", &peer, redis("GEOSEARCH fleet FROMLONLAT %[2]v %[1]v BYRADIUS 25 km ASC COUNT 10 WITHCOORD WITHDIST")},
+			{"redis/within5km", &peer, redis("GEOSEARCH fleet FROMLONLAT %[2]v %[1]v BYRADIUS 5000 m WITHCOORD")},
 			{"floorraw/net-http", &floor, newRawHTTPClient(b, s.floorAddr, "/")},
 			{"httpraw/healthz", &fleetd, newRawHTTPClient(b, s.http, "/healthz")},
 			{"httpraw/knn10", &fleetd, newRawHTTPClient(b, s.http, "/v1/nearby?lat=%v&lon=%v&k=10")},
@@ -644,6 +692,10 @@ func BenchmarkQueryCPU(b *testing.B) {
 		} {
 			floor = s.floor.Process.Pid
 			b.Run(fmt.Sprintf("%s/clients=%d", bc.name, clients), func(b *testing.B) {
+				if bc.pid == &peer {
+					peer = s.redis(b).cmd.Process.Pid
+				}
+				settle(b, *bc.pid)
 				runQueries(b, s, *bc.pid, clients, bc.mk)
 			})
 		}

@@ -37,16 +37,9 @@ func (p *proc) respAddr() string {
 // the test skips only if that is impossible.
 func redisCLI(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("redis-cli"); err == nil {
-		return p
-	}
-	install := exec.Command("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools")
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Skipf("redis-cli is missing and installing redis-tools failed: %v\n%s", err, out)
-	}
-	p, err := exec.LookPath("redis-cli")
+	p, err := debianBinary("redis-cli", "redis-tools")
 	if err != nil {
-		t.Skipf("redis-tools installed but no redis-cli: %v", err)
+		t.Skip(err)
 	}
 	return p
 }
