@@ -1,7 +1,6 @@
 package api
 
 import (
-	"math"
 	"strconv"
 
 	"github.com/fleetd/fleetd/internal/fleet"
@@ -9,14 +8,6 @@ import (
 	"github.com/fleetd/fleetd/internal/store"
 	"github.com/fleetd/fleetd/internal/wire"
 )
-
-// appendMetres appends a distance rounded to the millimetre.
-func appendMetres(dst []byte, m float64) []byte {
-	if math.IsNaN(m) || math.IsInf(m, 0) {
-		return append(dst, '0') // the store never produces these
-	}
-	return strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64)
-}
 
 // appendTruck appends {"id","lat","lon","ts","speed","heading"} and the
 // attributes present in a (e.g. "alt").
@@ -38,7 +29,7 @@ func appendHit(dst []byte, id []byte, p *store.Position, withDist bool, distM fl
 	dst = wire.AppendCoord(dst, p.Lon)
 	if withDist {
 		dst = append(dst, `,"distance_m":`...)
-		dst = appendMetres(dst, distM)
+		dst = wire.AppendMetres(dst, distM)
 	}
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendUint(dst, uint64(p.TS), 10)

@@ -255,8 +255,8 @@ func TestAppendNumbers(t *testing.T) {
 		v    float64
 		want string
 	}{{0, "0"}, {111.19492664455873, "111.195"}, {1e7 + 0.0004, "10000000"}, {0.0005, "0.001"}} {
-		if got := string(appendMetres(nil, tc.v)); got != tc.want {
-			t.Errorf("appendMetres(%v) = %s, want %s", tc.v, got, tc.want)
+		if got := string(wire.AppendMetres(nil, tc.v)); got != tc.want {
+			t.Errorf("wire.AppendMetres(%v) = %s, want %s", tc.v, got, tc.want)
 		}
 	}
 	// Every fixed-point value prints as its own decimal: it parses back exactly.

@@ -2,7 +2,6 @@ package resp
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -333,7 +332,7 @@ func (c *conn) appendItem(q *query, n int, id []byte, p *fleet.Position, distM f
 		}
 		if q.distance {
 			b = append(b, `,"distance":`...)
-			b = appendMeters(b, distM)
+			b = wire.AppendMetres(b, distM)
 		}
 		c.items = append(b, '}')
 		return
@@ -355,20 +354,12 @@ func (c *conn) appendItem(q *query, n int, id []byte, p *fleet.Position, distM f
 		b = AppendBulk(b, c.tmp)
 	}
 	if q.distance {
-		c.tmp = appendMeters(c.tmp[:0], distM)
+		c.tmp = wire.AppendMetres(c.tmp[:0], distM)
 		b = AppendBulk(b, c.tmp)
 	}
 	c.items = b
 }
 
-// appendMeters appends a distance rounded to the millimetre, as the HTTP
-// API's distance_m.
-func appendMeters(dst []byte, m float64) []byte {
-	if math.IsNaN(m) || math.IsInf(m, 0) {
-		return append(dst, '0')
-	}
-	return strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64)
-}
 
 // count answers COUNT: every match, CURSOR and LIMIT aside.
 func (c *conn) count(q *query, t0 time.Time) {

@@ -11,6 +11,7 @@
 package wire
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -166,6 +167,41 @@ func AppendCoord(dst []byte, v int32) []byte {
 	putDigits(b[1:], f)
 	return dst
 }
+
+// AppendMetres appends a distance in metres rounded to the millimetre, as
+// strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64) does
+// (the shortest form: trailing zeros and a bare point dropped), in
+// integer arithmetic, in under half the time (BenchmarkAppendMetres). NaN, infinities and -0, which no distance is, append 0; beyond
+// maxFastMetres (no distance on Earth is) the float path is taken.
+func AppendMetres(dst []byte, m float64) []byte {
+	if math.IsNaN(m) || math.IsInf(m, 0) {
+		return append(dst, '0')
+	}
+	if m < 0 || m >= maxFastMetres {
+		return strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64)
+	}
+	mm := uint64(math.Round(m * 1000))
+	dst = AppendUint(dst, uint32(mm/1000))
+	f := uint32(mm % 1000)
+	if f == 0 {
+		return dst
+	}
+	n := 3
+	for f%10 == 0 {
+		f /= 10
+		n--
+	}
+	dst = extend(dst, 1+n)
+	b := dst[len(dst)-1-n:]
+	b[0] = '.'
+	putDigits(b[1:], f)
+	return dst
+}
+
+// maxFastMetres bounds AppendMetres's integer path: below it the whole
+// metres fit a uint32, and a distance's millimetres are exact in a
+// float64 and distinct ones print distinctly.
+const maxFastMetres = 4e9
 
 // AppendSpeed appends a speed stored in 0.1 km/h as km/h.
 func AppendSpeed(dst []byte, s uint16) []byte {

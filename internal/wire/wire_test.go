@@ -131,3 +131,53 @@ func TestStringFastPath(t *testing.T) {
 		}
 	}
 }
+
+// metresRef is what AppendMetres must print: the float path it replaces.
+func metresRef(m float64) string {
+	if math.IsNaN(m) || math.IsInf(m, 0) || m == 0 {
+		return "0" // -0 too, which the float path prints as -0
+	}
+	return strconv.FormatFloat(math.Round(m*1000)/1000, 'f', -1, 64)
+}
+
+// TestAppendMetres compares the integer path with the float one over
+// random distances at every scale up to and past maxFastMetres, the
+// millimetre rounding's halves, and the edges.
+func TestAppendMetres(t *testing.T) {
+	vs := []float64{0, math.Copysign(0, -1), 0.0004, 0.0005, 0.0015, 0.001, 0.01, 0.1, 0.999, 0.9995, 1, 9.9999,
+		999.9995, 12.345, 111.19492664455873, 20037508.342789244, maxFastMetres - 0.001, maxFastMetres,
+		math.Nextafter(maxFastMetres, 0), 1e15, -1, -0.0004, math.MaxFloat64, math.SmallestNonzeroFloat64,
+		math.NaN(), math.Inf(1), math.Inf(-1)}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		scale := math.Pow(10, float64(rng.IntN(16))-3)
+		vs = append(vs, rng.Float64()*scale, float64(rng.Int64N(5e12))/1000, (float64(rng.Int64N(1e9))+0.5)/1000)
+	}
+	for _, v := range vs {
+		if got, want := string(AppendMetres([]byte("x"), v)), "x"+metresRef(v); got != want {
+			t.Fatalf("AppendMetres(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// BenchmarkAppendMetres: the distances of query answers (up to 50 km).
+func BenchmarkAppendMetres(b *testing.B) {
+	vs := make([]float64, 1024)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range vs {
+		vs[i] = rng.Float64() * 50_000
+	}
+	for _, bc := range []struct {
+		name string
+		f    func([]byte, float64) []byte
+	}{{"integer", AppendMetres}, {"float", func(dst []byte, m float64) []byte {
+		return strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64)
+	}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 0, 64)
+			for i := 0; b.Loop(); i++ {
+				buf = bc.f(buf[:0], vs[i&1023])
+			}
+		})
+	}
+}
