@@ -270,6 +270,10 @@ func ingestBench(b *testing.B, s *benchServer) {
 		stop := s.profile(b, path)
 		defer stop()
 	}
+	st0, err := s.stats() // for this run's share of history's waits
+	if err != nil {
+		b.Fatal(err)
+	}
 	cpu0 := s.cpuTime(b)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -315,7 +319,14 @@ func ingestBench(b *testing.B, s *benchServer) {
 	b.ReportMetric(st.Memory.GoHeap/benchFleet, "server_heap_B/truck")
 	b.ReportMetric(st.Memory.BytesPerTruck, "store_B/truck")
 	if h := st.History; h != nil {
-		b.ReportMetric(float64(h.Waits), "history_backpressure_waits")
+		// This run's waits, and the share of its time that ingest stood
+		// waiting for history's writer (summed over the connections).
+		w0, ws0 := 0.0, 0.0
+		if st0.History != nil {
+			w0, ws0 = float64(st0.History.Waits), st0.History.WaitSeconds
+		}
+		b.ReportMetric(float64(h.Waits)-w0, "history_backpressure_waits")
+		b.ReportMetric((h.WaitSeconds-ws0)/(benchConns*b.Elapsed().Seconds()), "history_wait_share")
 		b.ReportMetric(float64(h.Buffered), "history_backlog_points")
 		b.ReportMetric(h.PerPoint, "history_disk_B/point")
 		b.ReportMetric(float64(h.Runs), "history_runs") // run files: how far the merges have gone
@@ -400,11 +411,12 @@ type serverStats struct {
 		GoHeap        float64 `json:"go_heap"`
 	} `json:"memory"`
 	History *struct {
-		Buffered  int     `json:"buffered"`
-		Waits     int64   `json:"backpressure_waits_total"`
-		PerPoint  float64 `json:"disk_bytes_per_point"`
-		StoredPts uint64  `json:"stored_points"`
-		Runs      int     `json:"runs"`
+		Buffered    int     `json:"buffered"`
+		Waits       int64   `json:"backpressure_waits_total"`
+		WaitSeconds float64 `json:"backpressure_wait_seconds_total"`
+		PerPoint    float64 `json:"disk_bytes_per_point"`
+		StoredPts   uint64  `json:"stored_points"`
+		Runs        int     `json:"runs"`
 	} `json:"history"`
 }
 

@@ -152,6 +152,7 @@ func BenchmarkServeIngestSustained(b *testing.B) {
 	b.ReportMetric(float64(peak.bufferBytes.Load())/(1<<20), "history_buffer_peak_MiB")
 	b.ReportMetric(float64(peak.runs.Load()), "history_runs_peak")
 	b.ReportMetric(float64(end.History.Waits-empty.History.Waits), "history_backpressure_waits")
+	b.ReportMetric(end.History.WaitSeconds-empty.History.WaitSeconds, "history_backpressure_wait_s")
 	b.ReportMetric(float64(peak.rss.Load()-empty.RSS)/(1<<20), "server_rss_peak_over_empty_MiB")
 	b.ReportMetric(float64(end.RSS-empty.RSS)/benchFleet, "server_rss_end_over_empty_B/truck")
 	b.ReportMetric(float64(end.History.DiskBytes)/float64(max(end.History.Stored, 1)), "history_disk_B/point")
@@ -173,13 +174,14 @@ func processCPU(b *testing.B) time.Duration {
 type sustainStat struct {
 	RSS     int64 `json:"rss_bytes"`
 	History struct {
-		Buffered    int64  `json:"buffered"`
-		BufferBytes int64  `json:"buffer_bytes"`
-		Runs        int64  `json:"runs"`
-		Waits       int64  `json:"backpressure_waits_total"`
-		DiskBytes   int64  `json:"disk_bytes"`
-		Stored      int64  `json:"stored_points"`
-		Dropped     uint64 `json:"dropped_total"`
+		Buffered    int64   `json:"buffered"`
+		BufferBytes int64   `json:"buffer_bytes"`
+		Runs        int64   `json:"runs"`
+		Waits       int64   `json:"backpressure_waits_total"`
+		WaitSeconds float64 `json:"backpressure_wait_seconds_total"`
+		DiskBytes   int64   `json:"disk_bytes"`
+		Stored      int64   `json:"stored_points"`
+		Dropped     uint64  `json:"dropped_total"`
 	} `json:"history"`
 }
 

@@ -132,11 +132,13 @@ var (
 		"History run files that failed a checksum (run fleetd repair).", nil, nil)
 	descHistWaits = prometheus.NewDesc("fleetd_history_backpressure_waits_total",
 		"Batches that waited because history's writer was behind.", nil, nil)
+	descHistWaitSeconds = prometheus.NewDesc("fleetd_history_backpressure_wait_seconds_total",
+		"Time batches spent waiting for history's writer, summed over the batches.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTrucks, descUpdates, descRate, descMemory, descCells, descStale, descExpired, descSweeps,
-		descHistPoints, descHistDropped, descHistDisk, descHistBuffered, descHistCorrupt, descHistWaits} {
+		descHistPoints, descHistDropped, descHistDisk, descHistBuffered, descHistCorrupt, descHistWaits, descHistWaitSeconds} {
 		ch <- d
 	}
 }
@@ -157,6 +159,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descHistBuffered, prometheus.GaugeValue, float64(h.Buffered))
 		ch <- prometheus.MustNewConstMetric(descHistCorrupt, prometheus.GaugeValue, float64(h.Corrupt))
 		ch <- prometheus.MustNewConstMetric(descHistWaits, prometheus.CounterValue, float64(h.Waits))
+		ch <- prometheus.MustNewConstMetric(descHistWaitSeconds, prometheus.CounterValue, h.WaitSeconds)
 	}
 	for _, mc := range []struct {
 		name string

@@ -22,7 +22,8 @@
 // BufferBytes while the writer is still busy, WaitRoom (called by the
 // engine before each batch) holds ingest back until the writer catches up:
 // a slow disk slows ingest, it never grows memory. Stats.Waits counts
-// those waits, Stats.Buffered is the backlog. A written buffer's memory is
+// those waits and Stats.WaitSeconds sums their time (what history cost
+// ingest in stalls), Stats.Buffered is the backlog. A written buffer's memory is
 // reused by the next one.
 //
 // Replay may give history points it already has (the tail after M

@@ -185,6 +185,7 @@ type History struct {
 
 	points, dropped, corrupt atomic.Int64
 	waits                    atomic.Int64 // WaitRoom blocked
+	waitNanos                atomic.Int64 // time WaitRoom's callers spent blocked, summed
 	overLogged               atomic.Bool  // the over-the-limit warning is out
 	diskBytes                atomic.Int64
 }
@@ -365,11 +366,20 @@ func (h *History) Full() <-chan struct{} { return h.kick }
 func (h *History) WaitRoom(stop <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	var t0 time.Time
+	defer func() {
+		if !t0.IsZero() {
+			h.waitNanos.Add(int64(time.Since(t0)))
+		}
+	}()
 	for h.mu.active.size() >= 2*h.o.BufferBytes {
 		select {
 		case <-stop:
 			return
 		default:
+		}
+		if t0.IsZero() {
+			t0 = time.Now()
 		}
 		h.waits.Add(1)
 		h.mu.room.Wait()
@@ -906,17 +916,18 @@ func (h *History) closeRuns() {
 
 // Stats are history's figures.
 type Stats struct {
-	Points      int64  `json:"points_total"`             // added since start
-	Dropped     int64  `json:"dropped_total"`            // removed by retention or the disk limit
-	Corrupt     int64  `json:"corrupt_runs"`             // run files that could not be read
-	DiskBytes   int64  `json:"disk_bytes"`               // run files
-	Partitions  int    `json:"partitions"`               // hours on disk
-	Runs        int    `json:"runs"`                     // run files
-	Buffered    int    `json:"buffered"`                 // points not yet written
-	Covered     uint64 `json:"covered_lsn"`              // log position written through
-	StoredPts   uint64 `json:"stored_points"`            // points in run files (duplicates until merged included)
-	Waits       int64  `json:"backpressure_waits_total"` // batches that waited for the writer
-	BufferBytes int    `json:"buffer_bytes"`             // memory held by buffered points
+	Points      int64   `json:"points_total"`                    // added since start
+	Dropped     int64   `json:"dropped_total"`                   // removed by retention or the disk limit
+	Corrupt     int64   `json:"corrupt_runs"`                    // run files that could not be read
+	DiskBytes   int64   `json:"disk_bytes"`                      // run files
+	Partitions  int     `json:"partitions"`                      // hours on disk
+	Runs        int     `json:"runs"`                            // run files
+	Buffered    int     `json:"buffered"`                        // points not yet written
+	Covered     uint64  `json:"covered_lsn"`                     // log position written through
+	StoredPts   uint64  `json:"stored_points"`                   // points in run files (duplicates until merged included)
+	Waits       int64   `json:"backpressure_waits_total"`        // batches that waited for the writer
+	WaitSeconds float64 `json:"backpressure_wait_seconds_total"` // how long they waited, summed
+	BufferBytes int     `json:"buffer_bytes"`                    // memory held by buffered points
 }
 
 // Stats reports history's figures.
@@ -924,7 +935,8 @@ func (h *History) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := Stats{Points: h.points.Load(), Dropped: h.dropped.Load(), Corrupt: h.corrupt.Load(), DiskBytes: h.diskBytes.Load(),
-		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: h.mu.active.n, Waits: h.waits.Load()}
+		Partitions: len(h.mu.parts), Covered: h.mu.covered, Buffered: h.mu.active.n, Waits: h.waits.Load(),
+		WaitSeconds: time.Duration(h.waitNanos.Load()).Seconds()}
 	for _, b := range h.mu.sealed {
 		st.Buffered += b.n
 	}

@@ -867,3 +867,40 @@ func TestBufferMemory(t *testing.T) {
 		t.Fatalf("truck %q: %d points, want 40", id(7), len(got))
 	}
 }
+
+// TestWaitRoomCounts: a batch held back by a full buffer is counted, and
+// the time it waited is summed, until the buffer is sealed.
+func TestWaitRoomCounts(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	const bufferBytes = 16 << 10
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, BufferBytes: bufferBytes, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.WaitRoom(nil) // room: returns at once
+	if st := h.Stats(); st.Waits != 0 || st.WaitSeconds != 0 {
+		t.Fatalf("no wait yet: %d waits, %v s", st.Waits, st.WaitSeconds)
+	}
+	ups := make([]fleet.Update, 3*bufferBytes/pointBytes)
+	for i := range ups {
+		ups[i] = fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-60, 0, 0)}
+	}
+	h.Add(ups)
+	done := make(chan struct{})
+	go func() { defer close(done); h.WaitRoom(nil) }()
+	const held = 50 * time.Millisecond
+	time.Sleep(held)
+	select {
+	case <-done:
+		t.Fatal("WaitRoom returned while the buffer held 3x BufferBytes")
+	default:
+	}
+	if err := writeAll(h, h.Seal(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if st := h.Stats(); st.Waits < 1 || st.WaitSeconds < held.Seconds() {
+		t.Fatalf("after one held batch: %d waits, %v s waited, want >= 1 and >= %v", st.Waits, st.WaitSeconds, held.Seconds())
+	}
+}
