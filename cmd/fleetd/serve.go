@@ -26,6 +26,7 @@ import (
 	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/engine"
 	"github.com/fleetd/fleetd/internal/feed"
+	"github.com/fleetd/fleetd/internal/frontdoor"
 	"github.com/fleetd/fleetd/internal/history"
 	"github.com/fleetd/fleetd/internal/resp"
 	"github.com/fleetd/fleetd/internal/server"
@@ -103,6 +104,12 @@ Flags:
                      is what makes a 200 durable (always only adds apply
                      lag), and a node whose log a power cut shortened
                      reads the stream again
+  --frontdoor        answer GET /v1/nearby, /v1/within, /v1/trucks/{id}
+                     and /healthz on fleetd's own HTTP/1.1 loop, the rest
+                     with Go's net/http (default true; about a third less
+                     server CPU a query). Without TLS only. The same
+                     handlers, auth and limits; --frontdoor=false leaves
+                     every request to net/http
   --history          keep every accepted update, late ones included, in
                      DIR/history (default true; needs --data): trails,
                      trips and stops, "who was here" and export under
@@ -420,6 +427,7 @@ type serveConfig struct {
 	metricsPublic bool
 	respAddr      string
 	respKey       string
+	frontdoor     bool
 	history       bool
 	histRetention dayDuration
 	histMaxDisk   sizeFlag
@@ -521,6 +529,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.metricsPublic, "metrics-public", true, "serve /metrics without a token")
 	fs.StringVar(&c.respAddr, "resp", "", "RESP (Redis protocol) listen address")
 	fs.StringVar(&c.respKey, "resp-collection", resp.DefaultCollection, "RESP collection key")
+	fs.BoolVar(&c.frontdoor, "frontdoor", true, "answer hot GET queries on fleetd's own HTTP/1.1 loop")
 	fs.BoolVar(&c.history, "history", true, "keep every update in DIR/history")
 	fs.Var(&c.histRetention, "history-retention", "drop history older than this")
 	fs.Var(&c.histMaxDisk, "history-max-disk", "history's disk limit")
@@ -715,10 +724,17 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	if cert != nil {
+	var front httpFront = srv
+	var fd *frontdoor.Server
+	switch {
+	case cert != nil:
 		srv.TLSConfig = cert.Config()
 		go func() { served <- srv.ServeTLS(ln, "", "") }()
-	} else {
+	case c.frontdoor:
+		fd = frontdoor.New(srv, api.QueryPath, log)
+		front = fd
+		go func() { served <- fd.Serve(ln) }()
+	default:
 		go func() { served <- srv.Serve(ln) }()
 	}
 	stopReload := serveReloadOnHUP(keys, cert, log)
@@ -742,8 +758,11 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		AlertMaxPairs: c.alertPairs,
 		Logger:        log,
 	}
+	if fd != nil {
+		srvOpts.API.Frontdoor = func() any { return fd.Stats() }
+	}
 	if srvOpts.Gateways, err = c.gateways.options(); err != nil {
-		_ = srv.Close()
+		_ = front.Close()
 		<-served
 		return err
 	}
@@ -766,7 +785,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	}
 	fleet, err := server.Open(srvOpts)
 	if err != nil {
-		_ = srv.Close()
+		_ = front.Close()
 		<-served
 		return err
 	}
@@ -777,7 +796,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 
 	respSrv, respDone, err := serveRESP(c, fleet, keys, log)
 	if err != nil {
-		_ = srv.Close()
+		_ = front.Close()
 		<-served
 		return errors.Join(err, fleet.Close())
 	}
@@ -817,9 +836,9 @@ func serve(c *serveConfig, log *slog.Logger) error {
 	fleet.CloseStreams()
 	ctx, cancel := context.WithTimeout(context.Background(), serveShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := front.Shutdown(ctx); err != nil {
 		log.Error("shutdown: in-flight requests did not finish in time; closing connections", "timeout", serveShutdownTimeout, "error", err)
-		_ = srv.Close()
+		_ = front.Close()
 		if serveErr == nil {
 			serveErr = err
 		}
@@ -841,6 +860,13 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// httpFront is what serves the HTTP listener: net/http's server, or the
+// front door before it.
+type httpFront interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // serveSwap is the server's handler: the starting handler until the

@@ -69,6 +69,9 @@ type Options struct {
 	// Gateways, if set, reports the device gateways' counters for
 	// /v1/stats ("gateways"; nil: none runs).
 	Gateways func() any
+	// Frontdoor, if set, reports the HTTP front door's counters for
+	// /v1/stats ("frontdoor"; nil: net/http serves every request).
+	Frontdoor func() any
 	// Sinks, if set, reports the alert sinks' counters for /v1/stats
 	// ("sinks"; nil: none configured).
 	Sinks func() any
@@ -87,6 +90,7 @@ type Server struct {
 	extra       []Route
 	subscribers func() int
 	gateways    func() any
+	frontdoor   func() any
 	sinks       func() any
 	eng         *engine.Engine
 	st          *store.Store
@@ -139,6 +143,7 @@ func New(o Options) (*Server, error) {
 		extra:       o.Routes,
 		subscribers: o.Subscribers,
 		gateways:    o.Gateways,
+		frontdoor:   o.Frontdoor,
 		sinks:       o.Sinks,
 		eng:         o.Engine,
 		st:          o.Engine.Store(),
@@ -178,6 +183,21 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 // ServeHTTP dispatches to the routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// QueryPath reports whether path is one of the hot read queries that a
+// front door (package frontdoor) may answer itself, for GET and HEAD:
+// /healthz, /v1/nearby, /v1/within and /v1/trucks/{id}. Their handlers
+// answer through the http.ResponseWriter alone (no hijacking, no flushed
+// stream that never ends) and keep nothing of the request once they
+// return (a front door reuses it), which is all a front door provides.
+func QueryPath(path string) bool {
+	switch path {
+	case "/healthz", "/v1/nearby", "/v1/within":
+		return true
+	}
+	id, ok := strings.CutPrefix(path, "/v1/trucks/")
+	return ok && id != "" && !strings.Contains(id, "/")
+}
 
 // Route is an extra handler for Options.Routes. Method may be empty for
 // handlers that check methods themselves.

@@ -40,10 +40,11 @@ type statsResponse struct {
 	AlertPairs    int64       `json:"alert_pairs"`            // (rule, truck) pairs with a true condition
 	AlertShed     uint64      `json:"alert_pairs_shed_total"` // not tracked: --alert-max-pairs reached
 	Durability    *durability `json:"durability,omitempty"`
-	History       *histStats  `json:"history,omitempty"`  // absent when history is off
-	Gateways      any         `json:"gateways,omitempty"` // per device gateway, when any runs
-	Sinks         any         `json:"sinks,omitempty"`    // per alert sink, when any is configured
-	Cluster       any         `json:"cluster,omitempty"`  // the cluster node's positions and counters (package cluster)
+	History       *histStats  `json:"history,omitempty"`   // absent when history is off
+	Gateways      any         `json:"gateways,omitempty"`  // per device gateway, when any runs
+	Frontdoor     any         `json:"frontdoor,omitempty"` // the HTTP front door's counters, when it runs
+	Sinks         any         `json:"sinks,omitempty"`     // per alert sink, when any is configured
+	Cluster       any         `json:"cluster,omitempty"`   // the cluster node's positions and counters (package cluster)
 }
 
 // histStats is the history part of /v1/stats: history.Stats and the disk
@@ -207,6 +208,9 @@ func (s *Server) StatsJSON() []byte {
 	}
 	if s.cluster != nil {
 		resp.Cluster = s.cluster.Stats()
+	}
+	if s.frontdoor != nil {
+		resp.Frontdoor = s.frontdoor()
 	}
 	if s.gateways != nil {
 		resp.Gateways = s.gateways()
