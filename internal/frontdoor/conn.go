@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -114,6 +115,9 @@ func (c *conn) read() bool {
 	case c.r == c.w && c.served > 0:
 		// Between requests: IdleTimeout, renewed lazily (idleSlack).
 		c.r, c.w = 0, 0
+		if len(c.buf) > readInit {
+			c.buf = make([]byte, readInit) // a long head is gone: so is its buffer
+		}
 		if !c.s.setBusy(c, false) {
 			return false
 		}
@@ -196,21 +200,19 @@ type response struct {
 	c       *conn
 	hdr     http.Header
 	code    int
-	wrote   bool // the status is set
-	sent    bool // the head is on the wire (chunked)
-	isHead  bool // a HEAD request: no body is sent
-	close   bool // Connection: close
-	http10  bool // an HTTP/1.0 request: keep-alive is said when kept
-	body    []byte
-	bodyLen int64 // bytes the handler wrote
-	out     []byte
+	wrote   bool   // the status is set
+	sent    bool   // the head is on the wire (chunked)
+	isHead  bool   // a HEAD request: no body is sent
+	close   bool   // Connection: close
+	http10  bool   // an HTTP/1.0 request: keep-alive is said when kept
+	body    []byte // from getBuf while the handler writes; nil between requests
+	bodyLen int64  // bytes the handler wrote
 	err     error
 }
 
 func (w *response) reset(isHead, close, http10 bool) {
 	clear(w.hdr)
 	w.code, w.wrote, w.sent, w.isHead, w.close, w.http10, w.bodyLen, w.err = 0, false, false, isHead, close, http10, 0, nil
-	w.body = w.body[:0]
 }
 
 func (w *response) Header() http.Header { return w.hdr }
@@ -236,6 +238,9 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.isHead {
 		return len(p), nil
 	}
+	if w.body == nil {
+		w.body = getBuf()
+	}
 	w.body = append(w.body, p...)
 	if len(w.body) >= BodyBuffer {
 		w.sendChunk()
@@ -259,7 +264,7 @@ func (w *response) FlushError() error {
 // sendChunk sends the head (the first time) and the buffered body as a
 // chunk.
 func (w *response) sendChunk() {
-	out := w.out[:0]
+	out := getBuf()
 	if !w.sent {
 		out = w.appendHead(out, -1)
 		w.sent = true
@@ -280,10 +285,14 @@ func (w *response) finish() {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
+	defer func() { // an idle connection holds no answer's memory
+		putBuf(w.body)
+		w.body = nil
+	}()
 	if w.err != nil {
 		return
 	}
-	out := w.out[:0]
+	out := getBuf()
 	switch {
 	case w.sent:
 		if len(w.body) > 0 {
@@ -300,18 +309,27 @@ func (w *response) finish() {
 		}
 	}
 	w.write(out)
-	if cap(w.body) > 2*BodyBuffer {
-		w.body = nil
-	}
 }
 
+// write sends out, a buffer from getBuf, and returns it to the pool.
 func (w *response) write(out []byte) {
 	if _, err := w.c.nc.Write(out); err != nil {
 		w.err = err
 	}
-	if cap(out) <= 2*BodyBuffer+MaxHead {
-		w.out = out[:0]
+	putBuf(out)
+}
+
+// bufPool holds answer buffers between requests, so that an idle
+// connection keeps none (measured: TestIdleConnMemory).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if b == nil || cap(b) > 2*BodyBuffer+MaxHead {
+		return // an outsized one goes to the collector
 	}
+	bufPool.Put(&b)
 }
 
 // appendHead appends the status line and headers; length < 0: chunked.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,47 @@ func TestShutdownClosesIdle(t *testing.T) {
 	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		c.Close()
 		t.Fatal("a new connection was accepted after Shutdown")
+	}
+}
+
+// TestIdleConnMemory: a connection idle after a large answer keeps no
+// answer buffer: the heap and stacks it holds stay a few KiB.
+func TestIdleConnMemory(t *testing.T) {
+	_, addr := testServer(t)
+	const conns = 300
+	measure := func() uint64 {
+		runtime.GC()
+		runtime.GC() // twice: the pool's victim cache too
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc + ms.StackInuse
+	}
+	before := measure()
+	var ncs []net.Conn
+	defer func() {
+		for _, nc := range ncs {
+			nc.Close()
+		}
+	}()
+	for range conns {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ncs = append(ncs, nc)
+		_, _ = io.WriteString(nc, "GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := io.Copy(io.Discard, res.Body); n < 150_000 {
+			t.Fatalf("%d bytes", n)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the servers' goroutines back at their reads
+	per := float64(measure()-before) / conns
+	t.Logf("%.0f B a connection idle after a 185 kB answer (server and client sides)", per)
+	if per > 24<<10 {
+		t.Fatalf("%.0f B a connection: an idle connection keeps its answer's buffers", per)
 	}
 }
