@@ -20,9 +20,9 @@
 //   - its head is a request line "GET|HEAD SP origin-form SP HTTP/1.1|1.0"
 //     and header lines "name: value", each ending in CRLF, within
 //     MaxHead bytes, with no obs-fold, no control bytes, one Host;
-//   - it has no body framing (no Content-Length, no Transfer-Encoding)
-//     and no Upgrade or Expect, so the next request starts right after
-//     its head: nothing can be smuggled between the two servers;
+//   - it has no body (no Transfer-Encoding, no Content-Length other than
+//     one "0") and no Upgrade or Expect, so the next request starts right
+//     after its head: nothing can be smuggled between the two servers;
 //   - its path is one of Paths (no percent-escapes, no dot segments).
 //
 // Anything else — another method or path, a body, a malformed or

@@ -94,7 +94,13 @@ func parseHead(b []byte, h *head, hdr http.Header, lastHost string) (host string
 		}
 		key := canonicalKey(name)
 		switch key {
-		case "Content-Length", "Transfer-Encoding", "Upgrade", "Expect", "Trailer":
+		case "Content-Length":
+			// Some clients say a GET has an empty body; any other length,
+			// or a second header, is a body net/http frames.
+			if string(value) != "0" || len(hdr[key]) > 0 {
+				return "", false
+			}
+		case "Transfer-Encoding", "Upgrade", "Expect", "Trailer":
 			return "", false
 		case "Host":
 			if hosts++; hosts > 1 {

@@ -20,6 +20,8 @@ func FuzzParseHead(f *testing.F) {
 		"HEAD /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
 		"GET /v1/trucks/t1 HTTP/1.1\r\nhost: a\r\nAuthorization: Bearer k\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 00\r\n\r\nGET / HTTP/1.1\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/1.1\nHost: a\n\n",
 		"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",

@@ -249,6 +249,15 @@ type prefixConn struct {
 	pre []byte
 }
 
+// CloseWrite passes on to the TCP connection, which net/http uses to
+// close a connection gracefully after an error answer.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)

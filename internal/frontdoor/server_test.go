@@ -119,6 +119,8 @@ func TestServedAndHandedOn(t *testing.T) {
 		{"escaped path", "GET /fast/%78 HTTP/1.1\r\nHost: h\r\n\r\n", "GET /fast/x  host=h ua= body=\"\"", false},
 		{"bare LF", "GET /fast/x HTTP/1.1\nHost: h\n\n", "GET /fast/x  host=h ua= body=\"\"", false},
 		{"HTTP/1.0", "GET /fast/x HTTP/1.0\r\n\r\n", "GET /fast/x  host= ua= body=\"\"", true},
+		{"an empty body said", "GET /fast/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "GET /fast/x  host=h ua= body=\"\"", true},
+		{"two lengths", "GET /fast/x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", "GET /fast/x  host=h ua= body=\"\"", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.Stats()
