@@ -360,7 +360,6 @@ func (c *conn) appendItem(q *query, n int, id []byte, p *fleet.Position, distM f
 	c.items = b
 }
 
-
 // count answers COUNT: every match, CURSOR and LIMIT aside.
 func (c *conn) count(q *query, t0 time.Time) {
 	n := 0
