@@ -80,9 +80,15 @@ func TestFrontdoor(t *testing.T) {
 	if err := json.Unmarshal(fast.do("GET", "/v1/stats", "").want(t, 200), &st); err != nil || st.Frontdoor == nil || st.Frontdoor.Served != int64(want) {
 		t.Fatalf("default server: frontdoor %+v (%v), want %d requests served", st.Frontdoor, err, want)
 	}
+	if m := string(fast.do("GET", "/metrics", "").body); !strings.Contains(m, fmt.Sprintf("fleetd_frontdoor_requests_total %d\n", want)) {
+		t.Fatalf("/metrics has no fleetd_frontdoor_requests_total %d", want)
+	}
 	st.Frontdoor = nil
 	if err := json.Unmarshal(plain.do("GET", "/v1/stats", "").want(t, 200), &st); err != nil || st.Frontdoor != nil {
 		t.Fatalf("--frontdoor=false: frontdoor %+v (%v), want none", st.Frontdoor, err)
+	}
+	if m := plain.do("GET", "/metrics", ""); m.code != 200 || strings.Contains(string(m.body), "fleetd_frontdoor_") {
+		t.Fatal("--frontdoor=false: /metrics has front door counters")
 	}
 }
 

@@ -759,7 +759,7 @@ func serve(c *serveConfig, log *slog.Logger) error {
 		Logger:        log,
 	}
 	if fd != nil {
-		srvOpts.API.Frontdoor = func() any { return fd.Stats() }
+		srvOpts.API.Frontdoor = fd.Stats
 	}
 	if srvOpts.Gateways, err = c.gateways.options(); err != nil {
 		_ = front.Close()

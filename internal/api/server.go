@@ -19,6 +19,7 @@ import (
 	"github.com/fleetd/fleetd/internal/alert"
 	"github.com/fleetd/fleetd/internal/auth"
 	"github.com/fleetd/fleetd/internal/engine"
+	"github.com/fleetd/fleetd/internal/frontdoor"
 	"github.com/fleetd/fleetd/internal/store"
 )
 
@@ -70,8 +71,9 @@ type Options struct {
 	// /v1/stats ("gateways"; nil: none runs).
 	Gateways func() any
 	// Frontdoor, if set, reports the HTTP front door's counters for
-	// /v1/stats ("frontdoor"; nil: net/http serves every request).
-	Frontdoor func() any
+	// /v1/stats ("frontdoor") and /metrics (fleetd_frontdoor_*); nil:
+	// net/http serves every request.
+	Frontdoor func() frontdoor.Stats
 	// Sinks, if set, reports the alert sinks' counters for /v1/stats
 	// ("sinks"; nil: none configured).
 	Sinks func() any
@@ -90,7 +92,7 @@ type Server struct {
 	extra       []Route
 	subscribers func() int
 	gateways    func() any
-	frontdoor   func() any
+	frontdoor   func() frontdoor.Stats
 	sinks       func() any
 	eng         *engine.Engine
 	st          *store.Store
@@ -173,6 +175,18 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if fd := o.Frontdoor; fd != nil {
+		for _, c := range []prometheus.Collector{
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleetd_frontdoor_requests_total",
+				Help: "HTTP requests answered by the front door (the rest by net/http)."}, func() float64 { return float64(fd().Served) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fleetd_frontdoor_handoffs_total",
+				Help: "HTTP connections the front door handed to net/http, at their first request it does not answer."}, func() float64 { return float64(fd().HandedOn) }),
+		} {
+			if err := s.reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	s.routes(o)
 	return s, nil
 }
