@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -287,5 +288,81 @@ func TestIdleConnMemory(t *testing.T) {
 	t.Logf("%.0f B a connection idle after a 185 kB answer (server and client sides)", per)
 	if per > 24<<10 {
 		t.Fatalf("%.0f B a connection: an idle connection keeps its answer's buffers", per)
+	}
+}
+
+// TestConcurrentMixed: many clients at once, each on its own keep-alive
+// connection, send a seeded random mix of requests the front door takes
+// and requests it hands on (a POST with a body, an escaped path),
+// pipelined or one at a time: every answer arrives, in order, and is the
+// right one, under the race detector.
+func TestConcurrentMixed(t *testing.T) {
+	_, addr := testServer(t)
+	const clients, requests = 16, 60
+	errs := make(chan error, clients)
+	for c := range clients {
+		go func() {
+			errs <- func() error {
+				rng := rand.New(rand.NewPCG(uint64(c), 99))
+				nc, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(nc)
+				for i := 0; i < requests; {
+					// A burst of 1-4 pipelined requests, then their answers.
+					var raw strings.Builder
+					var wants, methods []string
+					for range 1 + rng.IntN(4) {
+						i++
+						switch k := rng.IntN(10); {
+						case k < 6:
+							fmt.Fprintf(&raw, "GET /fast/%d-%d?q=%d HTTP/1.1\r\nHost: h\r\n\r\n", c, i, k)
+							wants, methods = append(wants, fmt.Sprintf("GET /fast/%d-%d q=%d host=h ua= body=\"\"", c, i, k)), append(methods, "GET")
+						case k < 8:
+							body := strings.Repeat("b", rng.IntN(3000))
+							fmt.Fprintf(&raw, "POST /fast/%d HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", i, len(body), body)
+							wants, methods = append(wants, fmt.Sprintf("POST /fast/%d  host=h ua= body=%q", i, body)), append(methods, "POST")
+						case k < 9:
+							fmt.Fprintf(&raw, "GET /fast/%%41%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+							wants, methods = append(wants, fmt.Sprintf("GET /fast/A%d  host=h ua= body=\"\"", i)), append(methods, "GET")
+						default:
+							raw.WriteString("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+							wants, methods = append(wants, "big"), append(methods, "GET")
+						}
+					}
+					if _, err := io.WriteString(nc, raw.String()); err != nil {
+						return err
+					}
+					for j, want := range wants {
+						res, err := http.ReadResponse(br, &http.Request{Method: methods[j]})
+						if err != nil {
+							return fmt.Errorf("client %d: answer to %q: %v", c, want, err)
+						}
+						b, err := io.ReadAll(res.Body)
+						if err != nil {
+							return err
+						}
+						if want == "big" {
+							if strings.Count(string(b), "\n") != 5000 {
+								return fmt.Errorf("client %d: big answer of %d bytes", c, len(b))
+							}
+							continue
+						}
+						if string(b) != want {
+							return fmt.Errorf("client %d: %q, want %q", c, b, want)
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
