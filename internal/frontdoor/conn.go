@@ -95,13 +95,13 @@ func (c *conn) serve() {
 		if !c.s.setBusy(c, true) {
 			return
 		}
+		c.s.served.Add(1) // before: the client may read the answer before this goroutine runs again
 		c.answer(host, target)
 		c.r += n
 		if c.r == c.w {
 			c.r, c.w = 0, 0
 		}
 		c.served++
-		c.s.served.Add(1)
 		if c.res.err != nil || c.h.close {
 			return
 		}

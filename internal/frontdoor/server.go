@@ -147,11 +147,12 @@ func (s *Server) untrack(c *conn) {
 
 // give hands nc to net/http; false if it has shut down.
 func (s *Server) give(nc net.Conn) bool {
+	s.handed.Add(1) // before: net/http may answer before this goroutine runs again
 	select {
 	case s.handoff.ch <- nc:
-		s.handed.Add(1)
 		return true
 	case <-s.handoff.done:
+		s.handed.Add(-1)
 		return false
 	}
 }
