@@ -39,6 +39,14 @@ type conn struct {
 
 const readInit = 4 << 10
 
+// request holds what each request of a connection reuses.
+type request struct {
+	base http.Request // zero but for the connection's context
+	r    http.Request
+	url  url.URL
+	hdr  http.Header
+}
+
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), buf: make([]byte, readInit)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,12 +265,4 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
-}
-
-// request holds what each request of a connection reuses.
-type request struct {
-	base http.Request // zero but for the connection's context
-	r    http.Request
-	url  url.URL
-	hdr  http.Header
 }
