@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+
+	"github.com/fleetd/fleetd/internal/h1"
 )
 
 // head is a request head the front door serves, as spans of the read
@@ -85,7 +87,7 @@ func parseHead(b []byte, h *head, hdr http.Header, lastHost string) (host string
 		}
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, found := bytes.Cut(line, []byte(":"))
-		if !found || !isToken(name) {
+		if !found || !h1.IsToken(name) {
 			return "", false // obs-fold (a line starting with a space) included
 		}
 		value = bytes.Trim(value, " \t")
@@ -157,32 +159,6 @@ func plainTarget(t []byte) bool {
 	}
 	return true
 }
-
-// isToken: an RFC 9110 token (a header name).
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenByte[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // plainValue: a field value of visible ASCII, spaces and tabs (no
 // control bytes, no obs-text, which net/http would also take but the

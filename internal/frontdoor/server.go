@@ -1,6 +1,7 @@
 package frontdoor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -172,7 +173,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return err
 		case <-ctx.Done():
 			s.closeAll()
-			return cmpErr(err, ctx.Err())
+			return cmp.Or(err, ctx.Err())
 		case <-t.C:
 			s.closeIdle(false) // those that finished their answer since
 		}
@@ -208,13 +209,6 @@ func (s *Server) closeAll() {
 	for c := range s.mu.conns {
 		_ = c.nc.Close()
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // handoffListener is the listener net/http serves: the connections the

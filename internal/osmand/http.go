@@ -3,6 +3,8 @@ package osmand
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/fleetd/fleetd/internal/h1"
 )
 
 // The HTTP/1.1 request parser of the gateway's own server (doc.go, "HTTP"):
@@ -102,7 +104,7 @@ func parseHead(b []byte) (h httpHead, err *httpError) {
 		return h, badRequest("malformed request line")
 	}
 	h.method = line[:sp]
-	if !isToken(h.method) {
+	if !h1.IsToken(h.method) {
 		return h, badRequest("invalid method")
 	}
 	rest := line[sp+1:]
@@ -134,7 +136,7 @@ func parseHead(b []byte) (h httpHead, err *httpError) {
 			return h, badRequest("obsolete line folding in headers")
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
+		if colon <= 0 || !h1.IsToken(line[:colon]) {
 			return h, badRequest("malformed header line")
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
@@ -282,32 +284,6 @@ func query(target []byte) []byte {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// isToken reports whether b is an RFC 9110 token (method, header name).
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if !tokenChar[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // validValue: no control characters but HTAB (obs-text is allowed), as
 // net/http's httpguts.ValidHeaderFieldValue.

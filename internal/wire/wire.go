@@ -152,11 +152,16 @@ func AppendCoord(dst []byte, v int32) []byte {
 		u = -u // the magnitude, math.MinInt32 included
 	}
 	dst = AppendUint(dst, u/1e7)
-	f := u % 1e7
+	return appendFraction(dst, u%1e7, 7)
+}
+
+// appendFraction appends f, a fraction of digits decimal places, as
+// "." and its digits without trailing zeros; nothing when f is 0.
+func appendFraction(dst []byte, f uint32, digits int) []byte {
 	if f == 0 {
 		return dst
 	}
-	n := 7
+	n := digits
 	for f%10 == 0 {
 		f /= 10
 		n--
@@ -171,7 +176,8 @@ func AppendCoord(dst []byte, v int32) []byte {
 // AppendMetres appends a distance in metres rounded to the millimetre, as
 // strconv.AppendFloat(dst, math.Round(m*1000)/1000, 'f', -1, 64) does
 // (the shortest form: trailing zeros and a bare point dropped), in
-// integer arithmetic, in under half the time (BenchmarkAppendMetres). NaN, infinities and -0, which no distance is, append 0; beyond
+// integer arithmetic, in under half the time (BenchmarkAppendMetres).
+// NaN, infinities and -0, which no distance is, append 0; beyond
 // maxFastMetres (no distance on Earth is) the float path is taken.
 func AppendMetres(dst []byte, m float64) []byte {
 	if math.IsNaN(m) || math.IsInf(m, 0) {
@@ -182,20 +188,7 @@ func AppendMetres(dst []byte, m float64) []byte {
 	}
 	mm := uint64(math.Round(m * 1000))
 	dst = AppendUint(dst, uint32(mm/1000))
-	f := uint32(mm % 1000)
-	if f == 0 {
-		return dst
-	}
-	n := 3
-	for f%10 == 0 {
-		f /= 10
-		n--
-	}
-	dst = extend(dst, 1+n)
-	b := dst[len(dst)-1-n:]
-	b[0] = '.'
-	putDigits(b[1:], f)
-	return dst
+	return appendFraction(dst, uint32(mm%1000), 3)
 }
 
 // maxFastMetres bounds AppendMetres's integer path: below it the whole
