@@ -165,6 +165,12 @@ func (s *benchServer) stop() {
 // costs the 2 shared cores little more than sending them) from this
 // process. One op is one batch. The server's own RSS (from /v1/stats) is reported
 // once the fleet has been sent twice: run with -benchtime=200x.
+//
+// Its rounds last seconds: against BenchmarkServeIngestNoHistory they say
+// what history costs a burst (its Add and its flushes), not a long run,
+// whose merges (a filling hour's first waits for 256 flushes) begin
+// later: BenchmarkServeIngestSustained with FLEETD_SUSTAIN_RATE=max
+// measures that.
 func BenchmarkServeIngest(b *testing.B) {
 	benchOnce.Do(func() { benchSrv, benchErr = startBenchServer() })
 	if benchErr != nil {
