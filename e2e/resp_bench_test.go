@@ -527,6 +527,64 @@ func (r *respClient) query(lat, lon float64) error {
 
 func (r *respClient) close() { _ = r.nc.Close() }
 
+// respPipeClient sends its queries depth at a time, as a pipelining
+// client does, and reads the depth replies: one write and about one read
+// a batch, so that the server's CPU a query is the protocol and the
+// search with the syscalls shared out. Its first query (runQueries'
+// warm-up) goes alone; queries still queued at close are sent then,
+// after the CPU was read, so use a -benchtime that each client's share
+// divides by depth (20000x: 5,000 a client at 4 clients, 20,000 at 1).
+type respPipeClient struct {
+	respClient
+	depth, queued int
+	warm          bool
+}
+
+func newRESPPipeClient(b *testing.B, addr, cmd string, depth int) func() queryClient {
+	mk := newRESPClient(b, addr, cmd)
+	return func() queryClient { return &respPipeClient{respClient: *mk().(*respClient), depth: depth} }
+}
+
+func (r *respPipeClient) query(lat, lon float64) error {
+	if !r.warm {
+		r.warm = true
+		return r.respClient.query(lat, lon)
+	}
+	if r.queued == 0 {
+		r.wbuf = r.wbuf[:0]
+	}
+	f := strings.Fields(fmt.Sprintf(r.cmd, lat, lon))
+	r.wbuf = fmt.Appendf(r.wbuf, "*%d\r\n", len(f))
+	for _, a := range f {
+		r.wbuf = fmt.Appendf(r.wbuf, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if r.queued++; r.queued < r.depth {
+		return nil
+	}
+	return r.flush()
+}
+
+func (r *respPipeClient) flush() error {
+	n := r.queued
+	r.queued = 0
+	if _, err := r.nc.Write(r.wbuf); err != nil {
+		return err
+	}
+	for range n {
+		if err := skipReply(r.br); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *respPipeClient) close() {
+	if r.queued > 0 {
+		_ = r.flush()
+	}
+	r.respClient.close()
+}
+
 // skipReply reads one RESP reply; an error reply is an error.
 func skipReply(br *bufio.Reader) error {
 	line, err := br.ReadSlice('\n')
@@ -681,6 +739,11 @@ func BenchmarkQueryCPU(b *testing.B) {
 			{"resp/knn10", &fleetd, newRESPClient(b, s.rsp, "NEARBY fleet LIMIT 10 POINT %v %v")},
 			{"http/within5km", &fleetd, newHTTPClient(clients, "http://"+s.http+"/v1/within?lat=%v&lon=%v&radius_m=5000")},
 			{"resp/within5km", &fleetd, newRESPClient(b, s.rsp, "WITHIN fleet CIRCLE %v %v 5000")},
+			// Pipelined 10 deep: the server's own CPU a query, with a
+			// write and a read shared by ten (their latencies mean
+			// nothing: nine of ten calls only queue).
+			{"resppipe/knn10", &fleetd, newRESPPipeClient(b, s.rsp, "NEARBY fleet LIMIT 10 POINT %v %v", 10)},
+			{"resppipe/within5km", &fleetd, newRESPPipeClient(b, s.rsp, "WITHIN fleet CIRCLE %v %v 5000", 10)},
 			{"redis/ping", &peer, redis("PING")},
 			// Redis has no kNN without a radius: 25 km holds ~150 trucks.
 			{"redis/knn10", &peer, redis("GEOSEARCH fleet FROMLONLAT %[2]v %[1]v BYRADIUS 25 km ASC COUNT 10 WITHCOORD WITHDIST")},
