@@ -540,8 +540,8 @@ type respPipeClient struct {
 	warm          bool
 }
 
-func newRESPPipeClient(b *testing.B, addr, cmd string, depth int) func() queryClient {
-	mk := newRESPClient(b, addr, cmd)
+func newRESPPipeClient(tb testing.TB, addr, cmd string, depth int) func() queryClient {
+	mk := newRESPClient(tb, addr, cmd)
 	return func() queryClient { return &respPipeClient{respClient: *mk().(*respClient), depth: depth} }
 }
 
@@ -696,11 +696,11 @@ func newHTTPClient(conns int, url string) func() queryClient {
 	return func() queryClient { return &httpClient{c: c, url: url} }
 }
 
-func newRESPClient(b *testing.B, addr, cmd string) func() queryClient {
+func newRESPClient(tb testing.TB, addr, cmd string) func() queryClient {
 	return func() queryClient {
 		nc, err := net.Dial("tcp", addr)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		return &respClient{nc: nc, br: bufio.NewReaderSize(nc, 64<<10), cmd: cmd}
 	}
@@ -762,6 +762,69 @@ func BenchmarkQueryCPU(b *testing.B) {
 				runQueries(b, s, *bc.pid, clients, bc.mk)
 			})
 		}
+	}
+}
+
+// TestRESPPipeClient checks the pipelining benchmark client against a
+// server that counts the commands it is sent and answers each: the
+// warm-up goes alone, then every depth queries are sent and answered
+// together (nothing is counted that was not sent), and close sends the
+// rest.
+func TestRESPPipeClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var got sync.WaitGroup
+	var mu sync.Mutex
+	var cmds []string
+	got.Go(func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		br := bufio.NewReader(nc)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+			var args []string
+			for range n {
+				_, _ = br.ReadString('\n') // $len
+				a, _ := br.ReadString('\n')
+				args = append(args, strings.TrimSpace(a))
+			}
+			mu.Lock()
+			cmds = append(cmds, strings.Join(args, " "))
+			mu.Unlock()
+			if _, err := nc.Write([]byte("+OK\r\n")); err != nil {
+				return
+			}
+		}
+	})
+	seen := func() int { mu.Lock(); defer mu.Unlock(); return len(cmds) }
+	c := newRESPPipeClient(t, ln.Addr().String(), "NEARBY fleet POINT %v %v", 10)()
+	if err := c.query(1, 2); err != nil || seen() != 1 {
+		t.Fatalf("warm-up: %v, %d commands seen", err, seen())
+	}
+	for i := range 25 {
+		if err := c.query(float64(i), 0.5); err != nil {
+			t.Fatal(err)
+		}
+		// A pipeline's answers are read before the call that sent it
+		// returns, so the server has counted it by then.
+		if want := 1 + (i+1)/10*10; seen() != want {
+			t.Fatalf("after %d queries the server saw %d commands, want %d", i+1, seen(), want)
+		}
+	}
+	c.close()
+	got.Wait()
+	if len(cmds) != 26 || cmds[0] != "NEARBY fleet POINT 1 2" || cmds[25] != "NEARBY fleet POINT 24 0.5" {
+		t.Fatalf("commands: %d, first %q, last %q", len(cmds), cmds[0], cmds[len(cmds)-1])
 	}
 }
 
