@@ -131,10 +131,11 @@ func (c *cursor) advance() error {
 
 // load makes truck c.k of the block the current one. A block's first
 // truck's hash (a solo run's only one) is its index entry's, whose
-// checksum the merge has checked; the others' are computed from the IDs
-// as the block is decoded (see group.hashes; storing them in the blocks,
-// 8 bytes a truck, cost a merge more in reading and writing them than
-// the hashing: BenchmarkMergeSparse).
+// checksum the merge has checked; the others' are computed from the ID
+// (storing them in the blocks, 8 bytes a truck, cost a merge more in
+// reading and writing them than the hashing: BenchmarkMergeSparse;
+// carrying the hash's state over a front-coded ID's shared prefix, so
+// as to hash its suffix only, was no faster: BenchmarkMergeFirst).
 func (c *cursor) load() {
 	if c.isPos = c.g.isPos; c.isPos {
 		c.id, c.pos = c.g.truckPos(c.k)
@@ -144,7 +145,7 @@ func (c *cursor) load() {
 	if c.k == 0 {
 		c.hash = c.e.hash
 	} else {
-		c.hash = c.g.hashes[c.k]
+		c.hash = idHash(c.id)
 	}
 }
 
@@ -205,7 +206,7 @@ func mergeRuns(runs []*run, fn func(hash uint64, id []byte, ps []Point) error, f
 	idxN, brN := cursorBuffers(len(runs))
 	for i, r := range runs {
 		c := &cursor{r: r, n: i, idxN: idxN, brN: brN}
-		c.g.wantPos, c.g.wantHash = fnPos != nil, true
+		c.g.wantPos = fnPos != nil
 		if err := c.next(); err != nil {
 			return err
 		}

@@ -49,19 +49,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // idHash is FNV-1a, stable across processes (the index is on disk).
 func idHash(id []byte) uint64 {
-	h := uint64(fnvOffset)
+	h := uint64(14695981039346656037)
 	for _, c := range id {
 		h ^= uint64(c)
-		h *= fnvPrime
+		h *= 1099511628211
 	}
 	return h
 }
-
-// FNV-1a's 64-bit constants.
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
 
 // entry is one truck's index entry in a run.
 type entry struct {
@@ -648,29 +642,9 @@ type group struct {
 	// instead of 60, copied as they are through the merge.
 	wantPos, isPos bool
 	pos            []fleet.Position
-	// With wantHash set (a merge's cursor), hashes holds each ID's
-	// idHash. A front-coded ID's is carried on from the state after the
-	// prefix it shares with the one before (fnv[i]: after i bytes of
-	// it), so only its suffix is hashed: hashing whole IDs, a multiply a
-	// byte in one chain, was two fifths of a merge cursor's time a truck.
-	wantHash bool
-	hashes   []uint64
-	fnv      [fleet.MaxIDLen + 1]uint64
 }
 
 func (g *group) trucks() int { return len(g.ids) }
-
-// hash returns idHash(id), whose first shared bytes are the previous
-// ID's (0 for a block's first, and for IDs not front-coded).
-func (g *group) hash(id []byte, shared int) uint64 {
-	g.fnv[0] = fnvOffset
-	h := g.fnv[shared]
-	for i, c := range id[shared:] {
-		h = (h ^ uint64(c)) * fnvPrime
-		g.fnv[shared+1+i] = h
-	}
-	return h
-}
 
 // grouped reports whether the run holds several trucks a block.
 func (r *run) grouped() bool { return r.version == versionGrouped || r.version == versionPrefixed }
@@ -708,7 +682,7 @@ func (r *run) block(e *entry, buf []byte, g *group) ([]byte, error) {
 // g. With want set, only its trucks' IDs are decoded unless want is one of
 // them (a lookup in a grouped block).
 func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
-	g.ids, g.ends, g.pts, g.pos, g.isPos, g.hashes = g.ids[:0], g.ends[:0], g.pts[:0], g.pos[:0], false, g.hashes[:0]
+	g.ids, g.ends, g.pts, g.pos, g.isPos = g.ids[:0], g.ends[:0], g.pts[:0], g.pos[:0], false
 	if binary.LittleEndian.Uint32(buf) != crc32.Checksum(buf[4:], castagnoli) {
 		return corrupt("%s: block at %d fails its checksum", r.path, e.off)
 	}
@@ -773,9 +747,6 @@ func (r *run) decodeBlock(e *entry, buf []byte, g *group, want []byte) error {
 			id = b[n : n+int(sl)]
 		}
 		b = b[n+int(sl):]
-		if g.wantHash {
-			g.hashes = append(g.hashes, g.hash(id, int(shared)))
-		}
 		l := len(id)
 		var np uint64
 		if len(b) > 0 && b[0] < 0x80 {
