@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,8 +22,16 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// seeded returns a random source and logs its seed; FLEETD_SEED=n
+// replays a failure's seed.
 func seeded(t testing.TB) *rand.Rand {
 	seed := rand.Uint64()
+	if s := os.Getenv("FLEETD_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("FLEETD_SEED: %v", err)
+		}
+	}
 	t.Logf("seed %d", seed)
 	return rand.New(rand.NewPCG(seed, 7))
 }

@@ -135,8 +135,11 @@ func TestPrefixedIDs(t *testing.T) {
 			}
 			rn.release()
 		}
-		if round%3 != 0 && size[versionPrefixed] >= size[versionGrouped] {
-			t.Fatalf("round %d: version 4 is %d bytes, version 2 %d", round, size[versionPrefixed], size[versionGrouped])
+		// Version 4 costs a byte a truck more where neighbours in hash
+		// order share nothing (a random byte in the stem does that), so
+		// only a fleet of many trucks is sure to come out smaller.
+		if round%3 != 0 && len(ids) >= 50 && size[versionPrefixed] >= size[versionGrouped] {
+			t.Fatalf("round %d: version 4 is %d bytes, version 2 %d (%d trucks %q…)", round, size[versionPrefixed], size[versionGrouped], len(ids), ids[:min(3, len(ids))])
 		}
 	}
 }
