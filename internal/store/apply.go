@@ -158,7 +158,10 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 	heard := sh.st.heardBits()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	for _, i := range idx {
+	for k, i := range idx {
+		if k%touchAhead == 0 {
+			sh.touch(batch, hashes, idx[k:min(k+touchAhead, len(idx))])
+		}
 		u := &batch[i]
 		if len(u.ID) == 0 || len(u.ID) > MaxIDLen || !validPosition(u) {
 			res.Invalid++
@@ -197,4 +200,36 @@ func (sh *shard) apply(batch []Update, hashes []uint64, idx []int32, fn func(int
 		}
 	}
 	return res
+}
+
+// touchAhead is how many updates touch takes at a time.
+const touchAhead = 16
+
+// touch loads the table entries the updates of idx hash to and their
+// IDs' first bytes, then the records those entries point to, so that
+// apply finds them in cache. At a million trucks each is a cache miss
+// (the table is megabytes, the records tens), and apply's own loop, long
+// and dependent on each load, took them one at a time: the table probe
+// was 14% of the server's CPU in the sustained ingest run. Here the loads
+// of 16 updates are independent and in flight together
+// (BenchmarkApply, AMD EPYC 2-vCPU VM, 3 alternated runs: 2.06M → 3.49M
+// updates/s on one core; BenchmarkApplyAppliers 445 → 298 CPU ns an
+// update). What it loads is a hint only: an insert that grows the
+// table, a collision or a wrong tag merely misses the cache.
+func (sh *shard) touch(batch []Update, hashes []uint64, idx []int32) {
+	var ents [touchAhead]uint32
+	t := sh.table
+	sum := uint32(0)
+	for j, i := range idx {
+		ents[j] = t[fastrange(uint32(hashes[i]), len(t))]
+		if id := batch[i].ID; len(id) > 0 { // IDs decoded one by one may lie anywhere
+			sum += uint32(id[0])
+		}
+	}
+	for j, i := range idx {
+		if e := ents[j]; e != 0 && e>>24 == tagOf(hashes[i]) {
+			sum += uint32(sh.rec(e&maxSlots - 1).id[0])
+		}
+	}
+	sh.touched += sum // kept, so that the loads are too
 }

@@ -89,6 +89,7 @@ type shard struct {
 	longDead int      // bytes of longIDs no record refers to
 	grid     grid
 	attrs    attrColumns
+	touched  uint32 // what touch loaded, summed: a sink, never read
 
 	// Keep hot shards on separate cache lines.
 	_ [64]byte
