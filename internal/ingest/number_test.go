@@ -173,3 +173,35 @@ func FuzzScanNumber(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainDigits checks parseTS's fast path against the full one: where
+// plainDigits takes a token (followed by what may follow a number, or by
+// bytes that may not), it ends where scanNumber does with truncNumber's
+// value; it declines every token with a sign, fraction, exponent or
+// leading zero, and those of 18 digits or more.
+func TestPlainDigits(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 3))
+	toks := []string{"0", "7", "1764000000", "1764000000000", "99999999999999999", "999999999999999999", "00", "01", "-1", "1.5", "1e3", "1E3", "0.5"}
+	for range 20_000 {
+		toks = append(toks[:13], randomNumber(r))
+		for _, tok := range toks {
+			for _, tail := range []string{"", ",", "}", " ", "x", "-", "+"} {
+				s := []byte(tok + tail)
+				n, end, ok := plainDigits(s, 0)
+				plain := jsonNumber.MatchString(tok) && strings.Trim(tok, "0123456789") == "" && len(tok) < 18 && (tok == "0" || tok[0] != '0')
+				if ok != plain {
+					t.Fatalf("plainDigits(%q) ok = %v, want %v", s, ok, plain)
+				}
+				if !ok {
+					continue
+				}
+				var d Decoder
+				want, _ := truncNumber([]byte(tok))
+				if wantEnd := d.scanNumber(s, 0); end != wantEnd || n != want {
+					t.Fatalf("plainDigits(%q) = %d, %d; want %d, %d", s, n, end, want, wantEnd)
+				}
+			}
+		}
+	}
+}
