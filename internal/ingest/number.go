@@ -130,6 +130,25 @@ func parseFloatSlow(tok []byte) float64 {
 	return f
 }
 
+// plainDigits values the number at s[i] when it is a JSON integer of 1
+// to 17 digits without sign, fraction or exponent (and no leading zero),
+// returning its end; ok is false for anything else, which the caller
+// scans in full.
+func plainDigits(s []byte, i int) (n int64, end int, ok bool) {
+	var u uint64
+	j := i
+	for ; j < len(s) && j-i < 18 && isDigit(s[j]); j++ {
+		u = u*10 + uint64(s[j]-'0')
+	}
+	switch {
+	case j == i || j-i == 18 || s[i] == '0' && j-i > 1:
+		return 0, 0, false
+	case j < len(s) && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'):
+		return 0, 0, false
+	}
+	return int64(u), j, true
+}
+
 // truncNumber returns the exact value of tok, a token already validated as
 // a JSON number, truncated toward zero. ok is false when the truncated
 // magnitude is 10^18 or more, which is out of range for any timestamp.
