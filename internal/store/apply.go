@@ -218,10 +218,9 @@ const touchAhead = 16
 // table, a collision or a wrong tag merely misses the cache.
 func (sh *shard) touch(batch []Update, hashes []uint64, idx []int32) {
 	var ents [touchAhead]uint32
-	t := sh.table
 	sum := uint32(0)
 	for j, i := range idx {
-		ents[j] = t[fastrange(uint32(hashes[i]), len(t))]
+		ents[j] = sh.table[sh.homeOf(hashes[i])]
 		if id := batch[i].ID; len(id) > 0 { // IDs decoded one by one may lie anywhere
 			sum += uint32(id[0])
 		}

@@ -162,12 +162,15 @@ func fastrange(h uint32, n int) int { return int(uint64(h) * uint64(n) >> 32) }
 
 func tagOf(h uint64) uint32 { return uint32(h>>32) & 0xFF }
 
+// homeOf is the table position where the search for hash h starts.
+func (sh *shard) homeOf(h uint64) int { return fastrange(uint32(h), len(sh.table)) }
+
 // lookup finds id. It returns the slot and table position when present,
 // or the empty table position where id would go.
 func (sh *shard) lookup(id []byte, h uint64) (slot uint32, pos int, ok bool) {
 	t := sh.table
 	tag := tagOf(h)
-	i := fastrange(uint32(h), len(t))
+	i := sh.homeOf(h)
 	for {
 		e := t[i]
 		if e == 0 {
@@ -298,8 +301,7 @@ func (sh *shard) deleteTableAt(i int) {
 
 // home is the preferred table position of an entry.
 func (sh *shard) home(e uint32) int {
-	r := sh.rec(e&maxSlots - 1)
-	return fastrange(uint32(sh.st.hash(sh.idOf(r))), len(sh.table))
+	return sh.homeOf(sh.st.hash(sh.idOf(sh.rec(e&maxSlots - 1))))
 }
 
 // growTable rehashes into a table sized for a load of 0.6 at n trucks.
