@@ -141,7 +141,14 @@
 //     and the form types, which every POST route refuses, auth.FormBody).
 //
 //   - engine.Apply fails: 503 {"error": …}; nothing of the request is
-//     acknowledged (the engine applies nothing of a batch that failed).
+//     acknowledged. A request of more than engine.ApplyChunk updates is
+//     logged and applied in pieces of that many, so that its memory
+//     downstream (history's buffer) is bounded: when a piece fails, the
+//     pieces before it are applied and durable, and the error says how
+//     many updates that is. Resending the whole request is safe (a resent
+//     update is stale for the latest position and a duplicate history
+//     drops); a request of at most ApplyChunk updates is applied whole or
+//     not at all.
 //
 //   - The store refuses new trucks because it is at its truck limit
 //     (store.Result.Refused > 0): the store cannot say which lines those

@@ -138,10 +138,16 @@ func (s *Server) positions(w http.ResponseWriter, r *http.Request) {
 	if len(ups) > 0 {
 		res, err = s.eng.Apply(ups)
 		if err != nil {
+			// A batch over engine.ApplyChunk goes in pieces: those before
+			// the failure are applied and durable.
+			what := "nothing in this request was applied"
+			if n := res.Inserted + res.Updated + res.Stale + res.Refused; n > 0 {
+				what = fmt.Sprintf("the first %d updates of this request were processed and are durable, the other %d were not; resending the whole request is safe", n, len(ups)-n)
+			}
 			if errors.Is(err, engine.ErrClosed) {
-				s.writeError(w, r, http.StatusServiceUnavailable, "the server is shutting down; nothing in this request was applied")
+				s.writeError(w, r, http.StatusServiceUnavailable, "the server is shutting down; "+what)
 			} else {
-				s.writeError(w, r, http.StatusServiceUnavailable, "could not apply the updates durably: "+err.Error()+"; nothing in this request was applied")
+				s.writeError(w, r, http.StatusServiceUnavailable, "could not apply the updates durably: "+err.Error()+"; "+what)
 			}
 			return
 		}

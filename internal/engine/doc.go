@@ -7,7 +7,10 @@
 //   - An update is visible to queries only after it has been made as
 //     durable as the configured fsync policy promises, and Apply returns
 //     success only then; on an I/O error nothing of the batch is applied and
-//     Apply returns the error (the API answers 503).
+//     Apply returns the error (the API answers 503). A batch of more than
+//     ApplyChunk updates is that, piece by piece: the pieces before a
+//     failed one stay applied, and the Result returned with the error
+//     counts them.
 //   - Updates of one truck within a batch are applied in batch order;
 //     latest-wins by timestamp decides between batches. An update older
 //     than the stored position (stale) is still logged, counted and keeps
@@ -24,8 +27,11 @@
 //     records they cover are durable (wal.Log.Sync: a no-op under fsync
 //     always), so that with --fsync interval or never a power cut cannot
 //     leave the log ending below a mark that the restarted log's new
-//     records would then hide under. When history's writer falls behind, Apply waits for it before
-//     logging (history.WaitRoom), so history's memory stays bounded.
+//     records would then hide under. Apply reserves a batch's room in
+//     history's buffer before logging it (history.Reserve), waiting when
+//     the writer is behind, and cuts batches into pieces of ApplyChunk,
+//     so that history's memory stays bounded however many batches are in
+//     flight and however large.
 //   - Expiry (Options.TTL) counts from when the engine last heard from a
 //     truck, by its own clock, in last-heard epochs of TTL/32 that the
 //     store keeps in each record: never sooner than the TTL, at most two

@@ -272,10 +272,33 @@ func (e *Engine) Store() *store.Store { return e.st }
 // Ready reports whether recovery has finished and the engine serves.
 func (e *Engine) Ready() bool { return e.ready.Load() && !e.closed.Load() }
 
+// ApplyChunk is the most updates Apply logs and applies as one: a larger
+// batch (a 64 MiB POST holds about 700,000) goes in pieces of this many,
+// each its own log record, so that the memory it takes downstream of the
+// caller — history's buffer above all, which would otherwise grow by 48
+// bytes a point of the whole batch at once — is bounded by this, not by
+// the batch. 16,384 is above the 10,000-line batches devices' gateways
+// and the benchmarks send, which stay one record.
+const ApplyChunk = 16384
+
 // Apply applies a batch of valid updates. When it returns nil, every update
 // of the batch is applied (or was stale) and durable per the fsync policy.
+// A batch of more than ApplyChunk updates is logged and applied a piece at
+// a time: if an error stops it, the pieces before are applied and
+// durable, and the Result returned with the error counts them.
 func (e *Engine) Apply(batch []store.Update) (store.Result, error) {
-	return e.apply(batch, nil)
+	var res store.Result
+	for len(batch) > ApplyChunk {
+		r, err := e.apply(batch[:ApplyChunk], nil)
+		res.Add(r)
+		if err != nil {
+			return res, err
+		}
+		batch = batch[ApplyChunk:]
+	}
+	r, err := e.apply(batch, nil)
+	res.Add(r)
+	return res, err
 }
 
 // ApplyEncoded is Apply for a batch whose log records the caller already
@@ -302,25 +325,29 @@ func (e *Engine) apply(batch []store.Update, records [][]byte) (store.Result, er
 	}
 	if d := e.dur; d != nil {
 		if d.hist != nil {
-			d.hist.WaitRoom(e.stop) // history's writer is behind: wait for it, not for memory
+			// Room in history's buffer first: when its writer is behind,
+			// wait for it, not for memory.
+			d.hist.Reserve(len(batch), e.stop)
 		}
 		d.applyMu.RLock()
 		defer d.applyMu.RUnlock()
+		var err error
 		if records == nil {
-			if err := d.logUpdates(batch); err != nil {
-				return store.Result{}, err
-			}
-		}
-		if records != nil {
+			err = d.logUpdates(batch)
+		} else {
 			// One group for all (one fsync under --fsync always). A
 			// failure after some records reached the disk is like a failed
 			// Apply whose write did: not acknowledged, applied again.
-			if _, err := d.log.AppendRecords(wal.TypeUpdates, records); err != nil {
-				return store.Result{}, err
+			_, err = d.log.AppendRecords(wal.TypeUpdates, records)
+		}
+		if err != nil {
+			if d.hist != nil {
+				d.hist.Release(len(batch))
 			}
+			return store.Result{}, err
 		}
 		if d.hist != nil {
-			d.hist.Add(batch)
+			d.hist.AddReserved(batch)
 		}
 	}
 	var res store.Result

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,4 +122,90 @@ func checkHistory(t *testing.T, fs *vfs.MemFS, want []store.Update, exact bool) 
 			t.Fatalf("Trail(%s): %d points, %d were posted", id, len(got), len(distinct))
 		}
 	}
+}
+
+// TestApplyLargeBatch: a batch of several ApplyChunks, from two
+// goroutines at once into a history of a 16 KiB buffer (each piece is
+// many times the buffer: Reserve lets it in alone), is applied whole,
+// durable across a restart, every point in history exactly once.
+func TestApplyLargeBatch(t *testing.T) {
+	r := seeded(t)
+	base := uint32(time.Now().Unix()) - 3600
+	fs := vfs.NewMem()
+	e := openAt(t, fs, Options{History: smallHistory()})
+	var all []store.Update
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 2 {
+		b := randBatch(r, 2*ApplyChunk+777, 100_000, base+uint32(g*100))
+		all = append(all, b...)
+		wg.Go(func() {
+			res, err := e.Apply(b)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if n := res.Inserted + res.Updated + res.Stale; n != len(b) {
+				t.Errorf("Apply of %d updates counted %d: %+v", len(b), n, res)
+			}
+		})
+	}
+	wg.Wait()
+	want := state(e)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openAt(t, fs, Options{History: smallHistory()})
+	got := state(e2)
+	e2.Close()
+	if len(got) != len(want) {
+		t.Fatalf("after restart %d trucks, %d before", len(got), len(want))
+	}
+	for id, p := range want {
+		if got[id] != p {
+			t.Fatalf("truck %s after restart %+v, before %+v", id, got[id], p)
+		}
+	}
+	checkHistory(t, fs, all, true)
+}
+
+// TestApplyChunkFails: when logging the second piece of a large batch
+// fails, Apply reports the error with the first piece counted, and that
+// piece, and only it, is applied and survives a restart.
+func TestApplyChunkFails(t *testing.T) {
+	mem := vfs.NewMem()
+	ffs := vfs.NewFaultFS(mem)
+	e := openAt(t, ffs, Options{})
+	base := int64(time.Now().Unix()) - 60
+	b := make([]store.Update, 2*ApplyChunk+10)
+	for i := range b {
+		b[i] = store.Update{ID: fmt.Appendf(nil, "t%07d", i), Position: store.MakePosition(45, 7, base, 10, 90)}
+	}
+	ffs.FailNth(vfs.OpSync, 2, syscall.EIO)
+	res, err := e.Apply(b)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Apply with the second piece's fsync failing: %v, want EIO", err)
+	}
+	if res.Inserted != ApplyChunk {
+		t.Fatalf("Apply reported %+v, want the first piece's %d inserted", res, ApplyChunk)
+	}
+	check := func(when string, st map[string]store.Position) {
+		t.Helper()
+		if len(st) != ApplyChunk {
+			t.Fatalf("%s: %d trucks, want the first piece's %d", when, len(st), ApplyChunk)
+		}
+		for _, u := range b[:ApplyChunk] {
+			if _, ok := st[string(u.ID)]; !ok {
+				t.Fatalf("%s: %s of the first piece is missing", when, u.ID)
+			}
+		}
+	}
+	check("after the failure", state(e))
+	e.Close()
+	ffs.Reset()
+	e2 := openAt(t, mem, Options{})
+	defer e2.Close()
+	check("after restart", state(e2))
 }

@@ -27,8 +27,8 @@ const pointBytes = int(unsafe.Sizeof(bufPoint{})) + 16
 // A buffer holds its points and their IDs in fixed-size chunks drawn
 // from its History's free chunks (freeChunks) and given back once it is
 // written, so that its memory is what it holds: one slice grown by
-// appends reallocated and copied past any preset capacity (concurrent
-// batches go past WaitRoom's 2·BufferBytes together) and kept the larger
+// appends reallocated and copied past any preset capacity (replay and
+// batches too large for an empty buffer go past 2·BufferBytes) and kept the larger
 // array and its slack for good (3.4 MB of the 1M-truck sustained run's
 // heap, besides two preallocated buffers of 4.2 MB each).
 const (
@@ -57,7 +57,7 @@ type buffer struct {
 }
 
 // freeChunks is a History's free chunks, guarded by its mu. It keeps at
-// most what the active buffer may fill before WaitRoom holds ingest
+// most what the active buffer may fill before Reserve holds ingest
 // (2·BufferBytes: its points, and their IDs at pointBytes' 16 bytes
 // each), and a chunk of each kind more; past that, written buffers'
 // chunks are left to the collector.

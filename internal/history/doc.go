@@ -18,10 +18,13 @@
 //
 // Memory is bounded by Options.BufferBytes, whatever the fleet's size or
 // the retention: the active buffer is sealed at BufferBytes, one sealed
-// buffer is written at a time, and when the active one reaches twice
-// BufferBytes while the writer is still busy, WaitRoom (called by the
-// engine before each batch) holds ingest back until the writer catches up:
-// a slow disk slows ingest, it never grows memory. Stats.Waits counts
+// buffer is written at a time, and a batch that would take the active one
+// past twice BufferBytes while the writer is still busy (counting the
+// batches in flight, which reserve their room before they are logged) is
+// held back by Reserve (called by the engine before each batch) until the
+// writer catches up: a slow disk slows ingest, it never grows memory, and
+// neither do many connections or large batches (the engine cuts a batch
+// into pieces of engine.ApplyChunk updates). Stats.Waits counts
 // those waits and Stats.WaitSeconds sums their time (what history cost
 // ingest in stalls), Stats.Buffered is the backlog. A written buffer's memory is
 // reused by the next one.
@@ -165,7 +168,7 @@
 //
 // # Concurrency
 //
-// Add, Seal, WaitRoom, Walk, Trail, Within, Export and Stats are safe for
-// concurrent use. Write, Housekeep and the merges run on one goroutine (the
+// Add, AddReserved, Reserve, Release, Seal, Walk, Trail, Within, Export
+// and Stats are safe for concurrent use. Write, Housekeep and the merges run on one goroutine (the
 // engine's history writer); Close comes after it has stopped.
 package history

@@ -53,10 +53,9 @@ type Options struct {
 	MaxDisk int64
 	// BufferBytes is the in-memory buffer's size at which it is sealed.
 	// History's memory is two buffers, one being written and the active
-	// one, which WaitRoom keeps under 2·BufferBytes plus the batches that
-	// were past it when it filled (at 2 MiB with 4 HTTP connections of
-	// 10,000 points, each buffer reaches about 3·BufferBytes, and the
-	// 1M-update/s sustained run's sampled peak of both was 3.4·); the
+	// one, which Reserve keeps within 2·BufferBytes however many batches
+	// are in flight and however large (the engine cuts them into
+	// engine.ApplyChunk updates); the
 	// writer's sort order, a third of the written buffer's size (16 bytes
 	// a point against pointBytes' 48); one block per run being merged;
 	// and the merge's read buffers (mergeReadBytes).
@@ -167,7 +166,10 @@ type History struct {
 		parts   map[uint32]*partition
 		covered uint64    // written through (COVERED written)
 		durable uint64    // ... and fsynced: what the log may be cut at
-		room    sync.Cond // signalled when the active buffer is sealed
+		room    sync.Cond // signalled when the active buffer is sealed or a reservation released
+		// reserved: the BufferBytes of the points Reserve has made room
+		// for and AddReserved not yet added
+		reserved int
 	}
 	kick chan struct{} // a buffer is full: seal it
 
@@ -184,8 +186,8 @@ type History struct {
 	wwin  window    // and its window of points in that order
 
 	points, dropped, corrupt atomic.Int64
-	waits                    atomic.Int64 // WaitRoom blocked
-	waitNanos                atomic.Int64 // time WaitRoom's callers spent blocked, summed
+	waits                    atomic.Int64 // Reserve blocked
+	waitNanos                atomic.Int64 // time Reserve's callers spent blocked, summed
 	overLogged               atomic.Bool  // the over-the-limit warning is out
 	diskBytes                atomic.Int64
 }
@@ -338,41 +340,70 @@ func parseRunName(n string) (int, uint64, bool) {
 }
 
 // Add buffers the accepted updates of one batch. It never blocks on disk.
-func (h *History) Add(ups []fleet.Update) {
+// Replay adds without a reservation; the engine's batches come through
+// Reserve and AddReserved.
+func (h *History) Add(ups []fleet.Update) { h.add(ups, 0) }
+
+// AddReserved is Add for a batch whose room Reserve made: it takes the
+// reservation back as the points go in.
+func (h *History) AddReserved(ups []fleet.Update) { h.add(ups, len(ups)) }
+
+func (h *History) add(ups []fleet.Update, reserved int) {
 	h.mu.Lock()
 	b := h.mu.active
 	if b.n == 0 {
 		b.start = h.o.Now()
 	}
 	b.add(ups, &h.mu.pool)
+	h.mu.reserved -= reserved * pointBytes
 	full := b.size() >= h.o.BufferBytes
 	h.mu.Unlock()
 	h.points.Add(int64(len(ups)))
 	if full {
-		select {
-		case h.kick <- struct{}{}:
-		default:
-		}
+		h.kickWriter()
 	}
 }
 
-// Full delivers a value when the active buffer has reached BufferBytes.
+func (h *History) kickWriter() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Full delivers a value when the active buffer has reached BufferBytes,
+// or when Reserve waits for room.
 func (h *History) Full() <-chan struct{} { return h.kick }
 
-// WaitRoom waits while the active buffer holds 2·BufferBytes or more,
-// that is while the writer is behind: the engine calls it before taking
-// a batch, so that a slow disk slows ingest rather than growing memory.
-// It returns at once when stop is closed.
-func (h *History) WaitRoom(stop <-chan struct{}) {
+// Reserve waits until the active buffer has room for n more points within
+// 2·BufferBytes — counting the points that other callers have reserved
+// and not yet added — and reserves it; AddReserved of those n points, or
+// Release(n) if they will not be added, gives it back. The engine calls
+// it before it logs a batch, so that a slow disk slows ingest rather than
+// growing memory, and however many batches are in flight at once the
+// active buffer stays within 2·BufferBytes (their attributes' 4 bytes a
+// value besides). A batch too large for even an empty buffer goes when
+// the buffer is empty and nothing else is reserved, so Reserve never
+// waits for ever; the engine cuts its batches well below that
+// (engine.ApplyChunk). While it waits it asks the writer to seal the
+// active buffer, full or not. It returns at once, reserving anyway,
+// when stop is closed.
+func (h *History) Reserve(n int, stop <-chan struct{}) {
+	need := n * pointBytes
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var t0 time.Time
 	defer func() {
+		h.mu.reserved += need
 		if !t0.IsZero() {
 			h.waitNanos.Add(int64(time.Since(t0)))
 		}
 	}()
-	for h.mu.active.size() >= 2*h.o.BufferBytes {
+	for {
+		b := h.mu.active
+		if b.size()+h.mu.reserved+need <= 2*h.o.BufferBytes || b.n == 0 && h.mu.reserved == 0 {
+			return
+		}
 		select {
 		case <-stop:
 			return
@@ -380,13 +411,24 @@ func (h *History) WaitRoom(stop <-chan struct{}) {
 		}
 		if t0.IsZero() {
 			t0 = time.Now()
+			h.waits.Add(1)
 		}
-		h.waits.Add(1)
+		if b.n > 0 {
+			h.kickWriter() // the writer seals it when it can: room for this batch
+		}
 		h.mu.room.Wait()
 	}
 }
 
-// Wake releases the callers of WaitRoom to check their stop channel.
+// Release gives back a reservation of n points that will not be added.
+func (h *History) Release(n int) {
+	h.mu.Lock()
+	h.mu.reserved -= n * pointBytes
+	h.mu.room.Broadcast()
+	h.mu.Unlock()
+}
+
+// Wake releases the callers of Reserve to check their stop channel.
 func (h *History) Wake() {
 	h.mu.Lock()
 	h.mu.room.Broadcast()

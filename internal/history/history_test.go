@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -817,8 +818,8 @@ func TestMergeableFullFlushes(t *testing.T) {
 }
 
 // TestBufferMemory: buffers draw fixed chunks from a free list bounded by
-// BufferBytes, so that batches overshooting WaitRoom's bound (a single
-// huge one here, or concurrent ones in the engine) cost chunks only while
+// BufferBytes, so that batches overshooting Reserve's bound (a single
+// huge one here: replay adds without reserving) cost chunks only while
 // their buffer is held: flush after flush, no new chunk is made, and the
 // free list never holds more than one full buffer's worth. Points and IDs
 // of every length up to 24 bytes (an ID never straddles two chunks) read back as added.
@@ -878,9 +879,9 @@ func TestBufferMemory(t *testing.T) {
 	}
 }
 
-// TestWaitRoomCounts: a batch held back by a full buffer is counted, and
-// the time it waited is summed, until the buffer is sealed.
-func TestWaitRoomCounts(t *testing.T) {
+// TestReserveCounts: a batch held back by a full buffer is counted once,
+// and the time it waited is summed, until the buffer is sealed.
+func TestReserveCounts(t *testing.T) {
 	now := time.Unix(1_764_000_000, 0)
 	const bufferBytes = 16 << 10
 	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, BufferBytes: bufferBytes, Now: func() time.Time { return now }})
@@ -888,7 +889,8 @@ func TestWaitRoomCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	h.WaitRoom(nil) // room: returns at once
+	h.Reserve(1, nil) // room: returns at once
+	h.Release(1)
 	if st := h.Stats(); st.Waits != 0 || st.WaitSeconds != 0 {
 		t.Fatalf("no wait yet: %d waits, %v s", st.Waits, st.WaitSeconds)
 	}
@@ -898,19 +900,155 @@ func TestWaitRoomCounts(t *testing.T) {
 	}
 	h.Add(ups)
 	done := make(chan struct{})
-	go func() { defer close(done); h.WaitRoom(nil) }()
+	go func() { defer close(done); h.Reserve(1, nil); h.AddReserved(ups[:1]) }()
 	const held = 50 * time.Millisecond
 	time.Sleep(held)
 	select {
 	case <-done:
-		t.Fatal("WaitRoom returned while the buffer held 3x BufferBytes")
+		t.Fatal("Reserve returned while the buffer held 3x BufferBytes")
 	default:
 	}
 	if err := writeAll(h, h.Seal(1)); err != nil {
 		t.Fatal(err)
 	}
 	<-done
-	if st := h.Stats(); st.Waits < 1 || st.WaitSeconds < held.Seconds() {
-		t.Fatalf("after one held batch: %d waits, %v s waited, want >= 1 and >= %v", st.Waits, st.WaitSeconds, held.Seconds())
+	if st := h.Stats(); st.Waits != 1 || st.WaitSeconds < held.Seconds() {
+		t.Fatalf("after one held batch: %d waits, %v s waited, want 1 and >= %v", st.Waits, st.WaitSeconds, held.Seconds())
 	}
+}
+
+// TestReserveBound: batches reserving at once, from 8 goroutines, of
+// random sizes up to half the bound, some given back unadded (a failed
+// log append), never take the active buffer and the reservations past
+// 2·BufferBytes; the waiting ones ask the writer for a seal (Full), the
+// only way the buffer empties here; every reservation is given back.
+func TestReserveBound(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	const bufferBytes = 32 << 10
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, BufferBytes: bufferBytes, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	stop := sealOnFull(t, h)
+	r := seeded(t)
+	const workers, rounds = 8, 60
+	sizes := make([][]int, workers)
+	for w := range sizes {
+		for range rounds {
+			sizes[w] = append(sizes[w], 1+r.IntN(bufferBytes/pointBytes))
+		}
+	}
+	var added atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for round, n := range sizes[w] {
+				h.Reserve(n, nil)
+				if round%7 == 3 {
+					h.Release(n)
+					continue
+				}
+				ups := make([]fleet.Update, n)
+				for i := range ups {
+					ups[i] = fleet.Update{ID: fmt.Appendf(nil, "w%d-%d", w, i), Position: fleet.MakePosition(45, 7, now.Unix()-600+int64(round), 0, 0)}
+				}
+				h.AddReserved(ups)
+				added.Add(int64(n))
+				h.mu.Lock()
+				size, res := h.mu.active.size(), h.mu.reserved
+				h.mu.Unlock()
+				if size+res > 2*bufferBytes {
+					t.Errorf("active buffer %d bytes and %d reserved: past 2·BufferBytes (%d)", size, res, 2*bufferBytes)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stop()
+	h.mu.Lock()
+	res := h.mu.reserved
+	h.mu.Unlock()
+	if res != 0 {
+		t.Errorf("%d bytes still reserved after every batch was added or released", res)
+	}
+	if got := h.Stats().Points; got != added.Load() {
+		t.Errorf("history took %d points, %d were added", got, added.Load())
+	}
+}
+
+// TestReserveAlone: a batch too large for an empty buffer waits until the
+// buffer is empty and nothing else is reserved, then goes (alone); the
+// next batch waits for it to be sealed.
+func TestReserveAlone(t *testing.T) {
+	now := time.Unix(1_764_000_000, 0)
+	const bufferBytes = 16 << 10
+	h, err := Open(Options{FS: vfs.NewMem(), Dir: "/h", Logger: quiet, BufferBytes: bufferBytes, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	batch := func(n int) []fleet.Update {
+		ups := make([]fleet.Update, n)
+		for i := range ups {
+			ups[i] = fleet.Update{ID: fmt.Appendf(nil, "t%d", i), Position: fleet.MakePosition(45, 7, now.Unix()-60, 0, 0)}
+		}
+		return ups
+	}
+	small, huge := batch(10), batch(5*bufferBytes/pointBytes)
+	h.Reserve(len(small), nil)
+	h.AddReserved(small)
+	done := make(chan struct{})
+	go func() { defer close(done); h.Reserve(len(huge), nil); h.AddReserved(huge) }()
+	select {
+	case <-h.Full(): // the waiting Reserve asks for a seal
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Reserve waiting for an empty buffer did not ask the writer to seal")
+	}
+	select {
+	case <-done:
+		t.Fatal("the huge batch went in beside another")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := writeAll(h, h.Seal(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if n := h.Stats().Buffered; n != len(huge) {
+		t.Fatalf("%d points buffered, want the huge batch's %d alone", n, len(huge))
+	}
+	next := make(chan struct{})
+	go func() { defer close(next); h.Reserve(1, nil); h.AddReserved(small[:1]) }()
+	select {
+	case <-next:
+		t.Fatal("a batch went in beside the huge one")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := writeAll(h, h.Seal(2)); err != nil {
+		t.Fatal(err)
+	}
+	<-next
+}
+
+// sealOnFull runs what the engine's writer does for the test's History:
+// it seals and writes the active buffer each time Full delivers, until
+// the returned function is called.
+func sealOnFull(t *testing.T, h *History) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-quit:
+				return
+			case <-h.Full():
+			}
+			if err := writeAll(h, h.Seal(seq)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }

@@ -70,7 +70,7 @@ func (s *Store) ApplyFunc(batch []Update, fn func(i int, prev Position, ok bool)
 	}
 	var total Result
 	for i := range sc.results {
-		total.add(sc.results[i])
+		total.Add(sc.results[i])
 	}
 	return total
 }

@@ -55,7 +55,8 @@ type Result struct {
 	Invalid  int // empty or over-long IDs, coordinates out of range
 }
 
-func (r *Result) add(o Result) {
+// Add adds o's counts to r's.
+func (r *Result) Add(o Result) {
 	r.Inserted += o.Inserted
 	r.Updated += o.Updated
 	r.Stale += o.Stale
