@@ -1006,29 +1006,29 @@ func TestReserveAlone(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a Reserve waiting for an empty buffer did not ask the writer to seal")
 	}
-	select {
-	case <-done:
-		t.Fatal("the huge batch went in beside another")
-	case <-time.After(20 * time.Millisecond):
-	}
-	if err := writeAll(h, h.Seal(1)); err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	heldUntilSeal(t, h, 1, done, "the huge batch went in beside another")
 	if n := h.Stats().Buffered; n != len(huge) {
 		t.Fatalf("%d points buffered, want the huge batch's %d alone", n, len(huge))
 	}
 	next := make(chan struct{})
 	go func() { defer close(next); h.Reserve(1, nil); h.AddReserved(small[:1]) }()
+	heldUntilSeal(t, h, 2, next, "a batch went in beside the huge one")
+}
+
+// heldUntilSeal checks that done stays open for a while (fails with
+// what if not), then seals and writes h's active buffer at seq and
+// waits for done.
+func heldUntilSeal(t *testing.T, h *History, seq uint64, done <-chan struct{}, what string) {
+	t.Helper()
 	select {
-	case <-next:
-		t.Fatal("a batch went in beside the huge one")
+	case <-done:
+		t.Fatal(what)
 	case <-time.After(20 * time.Millisecond):
 	}
-	if err := writeAll(h, h.Seal(2)); err != nil {
+	if err := writeAll(h, h.Seal(seq)); err != nil {
 		t.Fatal(err)
 	}
-	<-next
+	<-done
 }
 
 // sealOnFull runs what the engine's writer does for the test's History:
